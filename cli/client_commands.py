@@ -1,0 +1,1 @@
+"""Command, query, tail and replay subcommands (filled in below)."""

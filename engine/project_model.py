@@ -1,0 +1,24 @@
+"""The project boundary: existence and the delegation caps every thread copies at creation."""
+
+from __future__ import annotations
+
+from eventsourcing.domain import event
+
+from engine.boundary_model import BoundaryModel
+from schemas.common import ProjectConfig
+from schemas.events import ProjectCreated
+
+
+class ProjectState(BoundaryModel):
+    def __init__(self, tenant_id: str, boundary: str, project_id: str) -> None:
+        super().__init__(tenant_id, boundary)
+        self.project_id = project_id
+        self.exists = False
+        self.name = ""
+        self.config = ProjectConfig()
+
+    @event(ProjectCreated)
+    def _(self, name: str, config: ProjectConfig) -> None:
+        self.exists = True
+        self.name = name
+        self.config = config

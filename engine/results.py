@@ -1,0 +1,47 @@
+"""The `result` of an accepted command, derived from its event alone, so that a repeated
+command_id (also after a restart) is answered exactly as the first time."""
+
+from __future__ import annotations
+
+from schemas.events import (
+    AnyEvent,
+    HandoffBroadcasted,
+    HandoffTransferred,
+    ProjectCreated,
+    SessionCompleted,
+    SessionCreated,
+    SessionSpawned,
+    ThreadCreated,
+)
+from schemas.replies import CommandResult
+
+_STATUS_AFTER = {
+    "thread.archived": "archived", "thread.unarchived": "open", "thread.deleted": "deleted",
+    "session.started": "active", "session.input_requested": "awaiting_hitl", "session.input_provided": "active",
+    "session.cancelled": "idle", "session.failed": "failed", "session.archived": "archived",
+    "session.restored": "idle",
+}
+
+
+def result_of(event: AnyEvent) -> CommandResult:
+    match event:
+        case ProjectCreated():
+            return CommandResult(project_id=event.project_id)
+        case ThreadCreated():
+            return CommandResult(thread_id=event.thread_id)
+        case SessionCreated():
+            return CommandResult(session_id=event.session_id)
+        case SessionCompleted():
+            return CommandResult(session_id=event.session_id, status="idle", summary_id=event.summary_id)
+        case SessionSpawned():
+            return CommandResult(session_id=event.session_id, edge_id=event.edge_id, depth=event.depth)
+        case HandoffTransferred():
+            return CommandResult(handoff_id=event.handoff_id, session_id=event.recipient.session_id,
+                                 owner_version=event.owner_version)
+        case HandoffBroadcasted():
+            return CommandResult(handoff_id=event.handoff_id, session_ids=[r.session_id for r in event.recipients],
+                                 owner_version=event.owner_version)
+    status = _STATUS_AFTER[type(event).__struct_config__.tag]  # type: ignore[index]
+    if hasattr(event, "session_id"):
+        return CommandResult(session_id=event.session_id, status=status)  # type: ignore[union-attr]
+    return CommandResult(thread_id=event.thread_id, status=status)  # type: ignore[union-attr]

@@ -1,0 +1,221 @@
+"""The command path: decode, find the boundary, decide, append with the expected position, reply.
+
+Every request gets exactly one reply. A rejection or a no-op is never answered from a model
+that might be stale: the boundary is re-read from the log first, and only a decision made on
+the log's latest state is returned. An acceptance needs no such read, because the append
+itself is refused by the log when the model was stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+import weakref
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from engine import codec
+from engine.boundary_model import BoundaryModel, CommandRecord
+from engine.decisions import (
+    MINTING_DECISIONS,
+    THREAD_DECISIONS,
+    decide_project_create,
+    decide_session_spawn,
+    decide_thread_create,
+)
+from engine.decoding import decode_request, decoders
+from engine.ids import Minter
+from engine.outcomes import Outcome, Unchanged, already_exists, not_found
+from engine.results import result_of
+from engine.store import ConcurrencyConflict, EventStore, LogUnavailable
+from engine.subjects import Subjects
+from engine.thread_model import ThreadState
+from projections.models import LedgerModels
+from schemas.commands import (
+    COMMANDS,
+    Command,
+    HandoffBroadcast,
+    HandoffSingle,
+    ProjectCreate,
+    SessionCommand,
+    SessionCreate,
+    SessionSpawn,
+    ThreadCreate,
+)
+from schemas.errors import (
+    Conflict,
+    ConflictDetails,
+    DomainError,
+    Internal,
+    TraceDetails,
+    Unavailable,
+)
+from schemas.events import Envelope
+from schemas.replies import CommandReply
+
+log = logging.getLogger("agentledger.commands")
+
+_DECODERS = decoders(COMMANDS)
+
+
+class _Target(msgspec.Struct):
+    model: BoundaryModel
+    context: Any = None
+
+
+class CommandService:
+    def __init__(self, store: EventStore, models: LedgerModels, subjects: Subjects,
+                 max_attempts: int = 8, lookup_timeout: float = 5.0) -> None:
+        self.store = store
+        self.models = models
+        self.subjects = subjects
+        self.max_attempts = max_attempts
+        self.lookup_timeout = lookup_timeout
+        self._locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+    async def execute(self, tenant: str, name: str, body: bytes) -> CommandReply:
+        command_id: str | None = None
+        try:
+            cmd: Command = decode_request(_DECODERS, "command", name, body)
+            command_id = cmd.command_id
+            mint = Minter(tenant, command_id)
+            cmd = _with_ids(cmd, mint)
+            command_id = command_id or mint("cmd_")
+            target = await self._target(tenant, cmd)
+            return await self._run(tenant, cmd, command_id, target, mint)
+        except DomainError as e:
+            return CommandReply(ok=False, command_id=command_id, error=e.error)
+        except LogUnavailable as e:
+            return CommandReply(ok=False, command_id=command_id,
+                                error=Unavailable(message=f"the event log is unavailable: {e}"))
+        except Exception:
+            trace_id = uuid.uuid4().hex
+            log.exception("internal error in %s (trace %s)", name, trace_id)
+            return CommandReply(ok=False, command_id=command_id, error=Internal(
+                message=f"internal error; trace {trace_id}", details=TraceDetails(trace_id=trace_id)))
+
+    # -- which boundary decides ------------------------------------------------------------
+    async def _thread_of_session(self, tenant: str, session_id: str) -> ThreadState | None:
+        thread_id = await self.models.resolve_session(self.store, tenant, session_id, self.lookup_timeout)
+        return None if thread_id is None else self.models.thread(tenant, thread_id)
+
+    async def _target(self, tenant: str, cmd: Command) -> _Target:
+        models = self.models
+        match cmd:
+            case ProjectCreate():
+                assert cmd.project_id
+                return _Target(models.project(tenant, cmd.project_id))
+            case ThreadCreate():
+                assert cmd.thread_id
+                project = models.project(tenant, cmd.project_id)
+                if not project.exists:
+                    await models.refresh(self.store, project)
+                return _Target(models.thread(tenant, cmd.thread_id), project)
+            case SessionSpawn():
+                parent_thread = await self._thread_of_session(tenant, cmd.parent_session_id)
+                if cmd.thread_id is not None:
+                    thread = models.thread(tenant, cmd.thread_id)
+                    if parent_thread is not None and parent_thread.thread_id != cmd.thread_id:
+                        return _Target(thread, (parent_thread.thread_id, parent_thread.project_id))
+                    return _Target(thread)
+                if parent_thread is None:
+                    raise not_found("session", cmd.parent_session_id)
+                return _Target(parent_thread)
+            case HandoffSingle() | HandoffBroadcast():
+                source = await self._thread_of_session(tenant, cmd.source_session_id)
+                if source is None:
+                    raise not_found("session", cmd.source_session_id)
+                return _Target(source)
+            case SessionCommand():
+                thread = await self._thread_of_session(tenant, cmd.session_id)
+                if thread is None:
+                    raise not_found("session", cmd.session_id)
+                return _Target(thread)
+        return _Target(models.thread(tenant, cmd.thread_id))  # type: ignore[attr-defined]
+
+    def _decide(self, target: _Target, cmd: Command, mint: Minter) -> Outcome:
+        model = target.model
+        match cmd:
+            case ProjectCreate():
+                return decide_project_create(model, cmd)  # type: ignore[arg-type]
+            case ThreadCreate():
+                return decide_thread_create(model, cmd, target.context)  # type: ignore[arg-type]
+            case SessionSpawn():
+                return decide_session_spawn(model, cmd, mint, target.context)  # type: ignore[arg-type]
+        minting = MINTING_DECISIONS.get(type(cmd))
+        if minting is not None:
+            return minting(model, cmd, mint)  # type: ignore[arg-type]
+        return THREAD_DECISIONS[type(cmd)](model, cmd)  # type: ignore[arg-type]
+
+    # -- decide and append -----------------------------------------------------------------
+    def _lock(self, boundary: str) -> Any:
+        lock = self._locks.get(boundary)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[boundary] = lock
+        return lock
+
+    async def _run(self, tenant: str, cmd: Command, command_id: str, target: _Target, mint: Minter) -> CommandReply:
+        model = target.model
+        async with self._lock(model.boundary):
+            for _ in range(self.max_attempts):
+                record = model.commands.get(command_id)
+                if record is not None:
+                    return _repeat(record, cmd, command_id)
+                try:
+                    outcome = self._decide(target, cmd, mint)
+                except DomainError:
+                    if await self.models.refresh(self.store, model):
+                        continue
+                    raise
+                if isinstance(outcome, Unchanged):
+                    if await self.models.refresh(self.store, model):
+                        continue
+                    return CommandReply(ok=True, command_id=command_id, position=model.position, events=[],
+                                        result=outcome.result)
+                envelope = self._envelope(tenant, model.boundary, cmd, command_id, outcome.event)
+                try:
+                    position = await self.store.append(
+                        self.subjects.event_subject(model.boundary, envelope.type), model.boundary,
+                        codec.encode(envelope), expected=model.position)
+                except (ConcurrencyConflict, LogUnavailable):
+                    # Either another writer moved the boundary, or our append's ack was lost and it
+                    # may have landed: re-reading the boundary answers both (a landed append shows
+                    # up with our command_id and is answered as a repeat).
+                    await self.models.refresh(self.store, model)
+                    continue
+                self.models.apply(envelope, position)
+                return CommandReply(ok=True, command_id=command_id, position=position,
+                                    events=[codec.stored(envelope, position)], result=outcome.result)
+        raise DomainError(Conflict(message=f"gave up after {self.max_attempts} conflicting attempts; retry",
+                                   details=ConflictDetails(boundary=model.boundary)))
+
+    @staticmethod
+    def _envelope(tenant: str, boundary: str, cmd: Command, command_id: str, event: Any) -> Envelope:
+        return Envelope(event_id=uuid.uuid4().hex, type=type(event).__struct_config__.tag, tenant_id=tenant,
+                        boundary=boundary, command=cmd.NAME, command_id=command_id,
+                        correlation_id=cmd.correlation_id or command_id, causation_id=cmd.causation_id,
+                        actor=cmd.actor, at=datetime.now(UTC).isoformat(), data=event)
+
+
+def _repeat(record: CommandRecord, cmd: Command, command_id: str) -> CommandReply:
+    if record.command != cmd.NAME:
+        raise already_exists("command", command_id)
+    return CommandReply(ok=True, command_id=command_id, position=record.position,
+                        events=[codec.stored(record.envelope, record.position)],
+                        result=result_of(record.envelope.data))
+
+
+def _with_ids(cmd: Command, mint: Minter) -> Command:
+    """Fill the ids a client may leave out, before the boundary is chosen."""
+    match cmd:
+        case ProjectCreate(project_id=None):
+            return msgspec.structs.replace(cmd, project_id=mint("prj_"))
+        case ThreadCreate(thread_id=None):
+            return msgspec.structs.replace(cmd, thread_id=mint("thd_"))
+        case SessionCreate(session_id=None) | SessionSpawn(session_id=None):
+            return msgspec.structs.replace(cmd, session_id=mint("ses_"))
+    return cmd

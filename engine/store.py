@@ -1,0 +1,136 @@
+"""The event store on JetStream: create, append with an expected position, read, follow.
+
+Positions are stream sequences. A boundary is one subject filter from `engine.subjects`; an
+append carries that exact filter as `Nats-Expected-Last-Subject-Sequence-Subject`, so the log
+itself rejects a write decided on stale state, whichever engine replica made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import APIError, NotFoundError
+
+H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
+H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+CONFLICT_CODES = frozenset({10071, 10164})  # 10164: R3 leader already has a check in flight for this filter
+READ_PAGE = 1000
+
+
+class ConcurrencyConflict(Exception):
+    """The boundary moved past the expected position: re-read it and decide again."""
+
+
+class LogUnavailable(Exception):
+    """The log could not be reached or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    position: int
+    subject: str
+    data: bytes
+
+
+class EventStore:
+    def __init__(self, nc: Client, stream: str = "LEDGER", timeout: float = 5.0) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=timeout)
+        self.stream = stream
+        self.timeout = timeout
+        self._direct = f"$JS.API.DIRECT.GET.{stream}"
+
+    async def ensure_stream(self, subjects: list[str], replicas: int = 1) -> None:
+        """Create or update the stream; deletes and purges are denied: the log is the audit record."""
+        config = StreamConfig(name=self.stream, subjects=subjects, storage=StorageType.FILE, num_replicas=replicas,
+                              allow_direct=True, deny_delete=True, deny_purge=True, discard=DiscardPolicy.OLD)
+        try:
+            await self.js.stream_info(self.stream)
+        except NotFoundError:
+            await self.js.add_stream(config)
+        else:
+            await self.js.update_stream(config)
+
+    async def append(self, subject: str, boundary: str, data: bytes, expected: int) -> int:
+        headers = {H_EXPECTED_SEQ: str(expected), H_EXPECTED_SUBJECT: boundary}
+        try:
+            ack = await self.js.publish(subject, data, headers=headers)
+        except APIError as e:
+            if e.err_code in CONFLICT_CODES:
+                raise ConcurrencyConflict(boundary) from e
+            raise
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
+            raise LogUnavailable(str(e) or type(e).__name__) from e
+        return int(ack.seq)
+
+    async def read(self, boundary: str, after: int = 0, limit: int | None = None,
+                   up_to: int | None = None) -> list[RawEvent]:
+        """Events matching `boundary` with position > `after`, in order, by batched direct get."""
+        out: list[RawEvent] = []
+        start = after + 1
+        while limit is None or len(out) < limit:
+            batch = READ_PAGE if limit is None else min(READ_PAGE, limit - len(out))
+            page, more = await self._direct_batch(boundary, start, batch)
+            for ev in page:
+                if up_to is not None and ev.position > up_to:
+                    return out
+                out.append(ev)
+            if not more or not page:
+                return out
+            start = page[-1].position + 1
+        return out
+
+    async def _direct_batch(self, boundary: str, start: int, batch: int) -> tuple[list[RawEvent], bool]:
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        try:
+            request = json.dumps({"seq": start, "next_by_subj": boundary, "batch": batch}).encode()
+            await self.nc.publish(self._direct, request, reply=inbox)
+            page: list[RawEvent] = []
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=self.timeout)
+                except nats.errors.TimeoutError as e:
+                    raise LogUnavailable("direct get timed out") from e
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status == "404":
+                    return page, False
+                if status is not None:
+                    return page, int(headers.get("Nats-Num-Pending", "0")) > 0
+                page.append(RawEvent(int(headers["Nats-Sequence"]), headers["Nats-Subject"], msg.data))
+        finally:
+            await sub.unsubscribe()
+
+    async def last_position(self, boundary: str) -> int:
+        request = json.dumps({"last_by_subj": boundary}).encode()
+        try:
+            msg = await self.nc.request(self._direct, request, timeout=self.timeout)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+            raise LogUnavailable(str(e) or type(e).__name__) from e
+        headers = msg.headers or {}
+        if headers.get("Status") == "404":
+            return 0
+        return int(headers["Nats-Sequence"])
+
+    async def follow(self, subject_filter: str, after: int,
+                     handler: Callable[[RawEvent], Awaitable[None] | None]) -> JetStreamContext.PushSubscription:
+        """Deliver every event after `after`, then live ones, in order (an ordered consumer)."""
+
+        async def on_msg(msg: Msg) -> None:
+            result = handler(RawEvent(int(msg.metadata.sequence.stream), msg.subject, msg.data))
+            if asyncio.iscoroutine(result):
+                await result
+
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
+        return await self.js.subscribe(subject_filter, cb=on_msg, ordered_consumer=True, config=config,
+                                       stream=self.stream)
+

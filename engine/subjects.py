@@ -1,0 +1,63 @@
+"""Every subject and boundary filter string is built here, and only here.
+
+On a clustered stream the expected-sequence check only serialises writers that send the
+*identical* filter string, so no other module may compose one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from schemas.ids import TENANT_RE
+
+_TENANT = re.compile(TENANT_RE)
+
+
+@dataclass(frozen=True)
+class Subjects:
+    prefix: str = "ledger"
+
+    # -- the event log ------------------------------------------------------------------------
+    @property
+    def events_all(self) -> str:
+        return f"{self.prefix}.evt.>"
+
+    def tenant_filter(self, tenant: str) -> str:
+        return f"{self.prefix}.evt.{tenant}.>"
+
+    def thread_filter(self, tenant: str, thread_id: str) -> str:
+        return f"{self.prefix}.evt.{tenant}.thr.{thread_id}.>"
+
+    def project_filter(self, tenant: str, project_id: str) -> str:
+        return f"{self.prefix}.evt.{tenant}.prj.{project_id}.>"
+
+    @staticmethod
+    def event_subject(boundary_filter: str, event_type: str) -> str:
+        """An event's subject is its boundary's filter with the event type in place of `>`."""
+        assert boundary_filter.endswith(".>")
+        return boundary_filter[:-1] + event_type
+
+    # -- requests ---------------------------------------------------------------------------
+    @property
+    def commands_all(self) -> str:
+        return f"{self.prefix}.cmd.*.>"
+
+    @property
+    def queries_all(self) -> str:
+        return f"{self.prefix}.qry.*.>"
+
+    def command(self, tenant: str, name: str) -> str:
+        return f"{self.prefix}.cmd.{tenant}.{name}"
+
+    def query(self, tenant: str, name: str) -> str:
+        return f"{self.prefix}.qry.{tenant}.{name}"
+
+    def parse_request(self, subject: str) -> tuple[str, str]:
+        """`<prefix>.cmd.<tenant>.<name>` -> (tenant, name); raises ValueError on a bad tenant."""
+        head = self.prefix.count(".") + 2
+        parts = subject.split(".")
+        tenant, name = parts[head], ".".join(parts[head + 1:])
+        if not _TENANT.match(tenant):
+            raise ValueError(f"tenant {tenant!r} must match {TENANT_RE}")
+        return tenant, name

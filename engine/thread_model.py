@@ -1,0 +1,252 @@
+"""The thread boundary: the thread, its sessions, delegation edges and handoffs.
+
+Everything the archive gate and the caps need is kept as a lookup here (blocking sessions,
+open children per parent, owner versions), so a check never scans the thread's history.
+Derived changes (closing a child's edge, a fail_fast parent failing, a broadcast source
+returning to idle) happen while applying the event, so replay reproduces them exactly.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from eventsourcing.domain import event
+
+from engine.boundary_model import BoundaryModel
+from schemas.common import BLOCKING_STATUSES, Actor, Summary
+from schemas.events import (
+    HandoffBroadcasted,
+    HandoffRecipient,
+    HandoffTransferred,
+    SessionArchived,
+    SessionCancelled,
+    SessionCompleted,
+    SessionCreated,
+    SessionFailed,
+    SessionInputProvided,
+    SessionInputRequested,
+    SessionRestored,
+    SessionSpawned,
+    SessionStarted,
+    ThreadArchived,
+    ThreadCreated,
+    ThreadDeleted,
+    ThreadUnarchived,
+)
+from schemas.queries import MergeEntry
+
+
+class Edge(msgspec.Struct, kw_only=True):
+    edge_id: str
+    kind: str
+    parent_session_id: str
+    child_session_id: str
+    failure_mode: str
+    status: str = "open"
+    handoff_id: str | None = None
+
+
+class Session(msgspec.Struct, kw_only=True):
+    session_id: str
+    status: str
+    owner: Actor
+    owner_version: int = 0
+    previous_actors: list[Actor] = []
+    depth: int = 0
+    parent_session_id: str | None = None
+    root_session_id: str
+    edge_id: str | None = None
+    created_position: int
+    children: list[str] = []
+    open_children: int = 0
+    summary_id: str | None = None
+    summary: Summary | None = None
+    budget: int | None = None
+    used: int = 0
+    reserved_for_children: int = 0
+    used_by_children: int = 0
+    merge_handoff_id: str | None = None
+    merge_result: list[MergeEntry] | None = None
+
+    @property
+    def total_usage(self) -> int:
+        return self.used + self.used_by_children
+
+    @property
+    def remaining_budget(self) -> int | None:
+        if self.budget is None:
+            return None
+        return self.budget - self.used - self.reserved_for_children - self.used_by_children
+
+
+class Handoff(msgspec.Struct, kw_only=True):
+    handoff_id: str
+    source_session_id: str
+    pending: list[str]
+    results: list[MergeEntry] = []
+
+
+class ThreadState(BoundaryModel):
+    def __init__(self, tenant_id: str, boundary: str, thread_id: str) -> None:
+        super().__init__(tenant_id, boundary)
+        self.thread_id = thread_id
+        self.exists = False
+        self.status = "open"
+        self.project_id = ""
+        self.title = ""
+        self.max_depth = 0
+        self.max_width = 0
+        self.created_position = 0
+        self.sessions: dict[str, Session] = {}
+        self.edges: dict[str, Edge] = {}
+        self.handoffs: dict[str, Handoff] = {}
+        self.blocking: dict[str, None] = {}
+
+    # -- helpers used while applying -------------------------------------------------------
+    def _set_status(self, session: Session, status: str) -> None:
+        session.status = status
+        if status in BLOCKING_STATUSES:
+            self.blocking[session.session_id] = None
+        else:
+            self.blocking.pop(session.session_id, None)
+
+    def _add_session(self, session: Session) -> None:
+        self.sessions[session.session_id] = session
+        self._set_status(session, session.status)
+
+    def _add_child(self, parent: Session, child_id: str, owner: Actor, edge_id: str, kind: str,
+                   failure_mode: str, handoff_id: str | None = None, budget: int | None = None) -> None:
+        self._add_session(Session(
+            session_id=child_id, status="active", owner=owner, depth=parent.depth + 1,
+            parent_session_id=parent.session_id, root_session_id=parent.root_session_id,
+            edge_id=edge_id, created_position=self._applying_position, budget=budget,
+        ))
+        self.edges[edge_id] = Edge(edge_id=edge_id, kind=kind, parent_session_id=parent.session_id,
+                                   child_session_id=child_id, failure_mode=failure_mode, handoff_id=handoff_id)
+        parent.children.append(child_id)
+        parent.open_children += 1
+        if budget is not None:
+            parent.reserved_for_children += budget
+
+    def _session_ended(self, session: Session, edge_status: str) -> None:
+        """Close the session's edge to its parent (once) and apply what that means upstream."""
+        edge = self.edges.get(session.edge_id) if session.edge_id else None
+        if edge is None or edge.status != "open":
+            return
+        edge.status = edge_status
+        parent = self.sessions[edge.parent_session_id]
+        parent.open_children -= 1
+        if session.budget is not None:
+            parent.reserved_for_children -= session.budget
+        parent.used_by_children += session.total_usage
+        if edge.handoff_id is not None and edge.kind == "broadcast":
+            handoff = self.handoffs[edge.handoff_id]
+            handoff.pending.remove(session.session_id)
+            outcome = session.summary.outcome if edge_status == "completed" and session.summary else edge_status
+            handoff.results.append(MergeEntry(session_id=session.session_id, actor=session.owner,
+                                              outcome=outcome, summary_id=session.summary_id))
+            if not handoff.pending and parent.status == "awaiting_merge":
+                self._set_status(parent, "idle")
+                parent.merge_result = list(handoff.results)
+        if edge_status == "failed" and edge.failure_mode == "fail_fast" and parent.status in ("active", "awaiting_hitl"):
+            self._set_status(parent, "failed")
+            self._session_ended(parent, "failed")
+
+    # -- thread events -----------------------------------------------------------------------
+    @event(ThreadCreated)
+    def _(self, project_id: str, title: str, max_delegation_depth: int, max_delegation_width: int) -> None:
+        self.exists = True
+        self.status = "open"
+        self.project_id = project_id
+        self.title = title
+        self.max_depth = max_delegation_depth
+        self.max_width = max_delegation_width
+        self.created_position = self._applying_position
+
+    @event(ThreadArchived)
+    def _(self) -> None:
+        self.status = "archived"
+
+    @event(ThreadUnarchived)
+    def _(self) -> None:
+        self.status = "open"
+
+    @event(ThreadDeleted)
+    def _(self) -> None:
+        self.status = "deleted"
+
+    # -- session lifecycle ------------------------------------------------------------------
+    @event(SessionCreated)
+    def _(self, session_id: str, owner: Actor, budget: int | None) -> None:
+        self._add_session(Session(session_id=session_id, status="idle", owner=owner, root_session_id=session_id,
+                                  created_position=self._applying_position, budget=budget))
+
+    @event(SessionStarted)
+    def _(self, session_id: str) -> None:
+        self._set_status(self.sessions[session_id], "active")
+
+    @event(SessionInputRequested)
+    def _(self, session_id: str) -> None:
+        self._set_status(self.sessions[session_id], "awaiting_hitl")
+
+    @event(SessionInputProvided)
+    def _(self, session_id: str) -> None:
+        self._set_status(self.sessions[session_id], "active")
+
+    @event(SessionCompleted)
+    def _(self, session_id: str, summary_id: str, summary: Summary, usage: int) -> None:
+        session = self.sessions[session_id]
+        session.summary_id, session.summary = summary_id, summary
+        session.used += usage
+        self._set_status(session, "idle")
+        self._session_ended(session, "completed")
+
+    @event(SessionCancelled)
+    def _(self, session_id: str, usage: int) -> None:
+        session = self.sessions[session_id]
+        session.used += usage
+        self._set_status(session, "idle")
+        self._session_ended(session, "cancelled")
+
+    @event(SessionFailed)
+    def _(self, session_id: str, usage: int) -> None:
+        session = self.sessions[session_id]
+        session.used += usage
+        self._set_status(session, "failed")
+        self._session_ended(session, "failed")
+
+    @event(SessionArchived)
+    def _(self, session_id: str) -> None:
+        self._set_status(self.sessions[session_id], "archived")
+
+    @event(SessionRestored)
+    def _(self, session_id: str) -> None:
+        self._set_status(self.sessions[session_id], "idle")
+
+    # -- delegation ---------------------------------------------------------------------------
+    @event(SessionSpawned)
+    def _(self, session_id: str, parent_session_id: str, edge_id: str, agent: Actor, failure_mode: str,
+          budget: int | None) -> None:
+        self._add_child(self.sessions[parent_session_id], session_id, agent, edge_id, "agent_spawn",
+                        failure_mode, budget=budget)
+
+    @event(HandoffTransferred)
+    def _(self, handoff_id: str, source_session_id: str, previous_owner: Actor, owner_version: int,
+          recipient: HandoffRecipient) -> None:
+        source = self.sessions[source_session_id]
+        source.previous_actors.append(previous_owner)
+        source.owner = recipient.actor
+        source.owner_version = owner_version
+        self._add_child(source, recipient.session_id, recipient.actor, recipient.edge_id, "handoff", "delegate",
+                        handoff_id=handoff_id)
+
+    @event(HandoffBroadcasted)
+    def _(self, handoff_id: str, source_session_id: str, owner_version: int,
+          recipients: list[HandoffRecipient]) -> None:
+        source = self.sessions[source_session_id]
+        source.owner_version = owner_version
+        source.merge_handoff_id, source.merge_result = handoff_id, None
+        self._set_status(source, "awaiting_merge")
+        self.handoffs[handoff_id] = Handoff(handoff_id=handoff_id, source_session_id=source_session_id,
+                                            pending=[r.session_id for r in recipients])
+        for r in recipients:
+            self._add_child(source, r.session_id, r.actor, r.edge_id, "broadcast", "delegate", handoff_id=handoff_id)

@@ -1,0 +1,1 @@
+"""NATS-facing edges: FastStream subscribers for commands and queries, and the engine runtime."""

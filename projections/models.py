@@ -1,0 +1,137 @@
+"""The read models every engine keeps in memory, fed from the log.
+
+A boundary model here is both what queries read and what decisions are checked against.
+Three feeds apply events to it: the live follower, the engine's own successful appends, and
+refresh reads after a conflict. `BoundaryModel.apply` ignores what it has already applied, so
+the feeds never double-count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from engine import codec
+from engine.boundary_model import BoundaryModel
+from engine.project_model import ProjectState
+from engine.store import EventStore, RawEvent
+from engine.subjects import Subjects
+from engine.thread_model import ThreadState
+from schemas.events import (
+    Envelope,
+    HandoffBroadcasted,
+    HandoffTransferred,
+    SessionCreated,
+    SessionSpawned,
+    ThreadCreated,
+)
+
+
+class LedgerModels:
+    def __init__(self, subjects: Subjects) -> None:
+        self.subjects = subjects
+        self._models: dict[str, BoundaryModel] = {}
+        self._session_thread: dict[tuple[str, str], str] = {}
+        self._project_threads: dict[tuple[str, str], list[str]] = {}
+        self.position = 0  # last stream position the live follower applied
+        self._moved = asyncio.Event()
+
+    # -- models -------------------------------------------------------------------------------
+    def thread(self, tenant: str, thread_id: str) -> ThreadState:
+        boundary = self.subjects.thread_filter(tenant, thread_id)
+        model = self._models.get(boundary)
+        if model is None:
+            model = self._models[boundary] = ThreadState(tenant, boundary, thread_id)
+        assert isinstance(model, ThreadState)
+        return model
+
+    def project(self, tenant: str, project_id: str) -> ProjectState:
+        boundary = self.subjects.project_filter(tenant, project_id)
+        model = self._models.get(boundary)
+        if model is None:
+            model = self._models[boundary] = ProjectState(tenant, boundary, project_id)
+        assert isinstance(model, ProjectState)
+        return model
+
+    def _model_for(self, envelope: Envelope) -> BoundaryModel | None:
+        model = self._models.get(envelope.boundary)
+        if model is not None:
+            return model
+        parts = envelope.boundary.split(".")
+        kind, entity = parts[-3], parts[-2]
+        if kind == "thr":
+            return self.thread(envelope.tenant_id, entity)
+        if kind == "prj":
+            return self.project(envelope.tenant_id, entity)
+        return None
+
+    # -- indexes ------------------------------------------------------------------------------
+    def locate_session(self, tenant: str, session_id: str) -> str | None:
+        """The thread a session belongs to; immutable once known, so never stale."""
+        return self._session_thread.get((tenant, session_id))
+
+    def project_threads(self, tenant: str, project_id: str) -> list[str]:
+        return self._project_threads.get((tenant, project_id), [])
+
+    def _index(self, envelope: Envelope, model: BoundaryModel) -> None:
+        data, tenant = envelope.data, envelope.tenant_id
+        if isinstance(model, ThreadState):
+            new_sessions: list[str] = []
+            if isinstance(data, (SessionCreated, SessionSpawned)):
+                new_sessions = [data.session_id]
+            elif isinstance(data, HandoffTransferred):
+                new_sessions = [data.recipient.session_id]
+            elif isinstance(data, HandoffBroadcasted):
+                new_sessions = [r.session_id for r in data.recipients]
+            elif isinstance(data, ThreadCreated):
+                self._project_threads.setdefault((tenant, data.project_id), []).append(data.thread_id)
+            for sid in new_sessions:
+                self._session_thread.setdefault((tenant, sid), model.thread_id)
+
+    # -- feeds --------------------------------------------------------------------------------
+    def apply(self, envelope: Envelope, position: int) -> bool:
+        model = self._model_for(envelope)
+        if model is None or not model.apply(envelope, position):
+            return False
+        self._index(envelope, model)
+        return True
+
+    def follow(self, raw: RawEvent) -> None:
+        """The live follower's feed: every event of the stream, in order."""
+        self.apply(codec.decode(raw.data), raw.position)
+        self.position = raw.position
+        self._moved.set()
+        self._moved = asyncio.Event()
+
+    async def refresh(self, store: EventStore, model: BoundaryModel) -> bool:
+        """Bring one model up to the log's head for its boundary; True when anything was new."""
+        applied = False
+        for raw in await store.read(model.boundary, after=model.position):
+            envelope = codec.decode(raw.data)
+            if model.apply(envelope, raw.position):
+                self._index(envelope, model)
+                applied = True
+        return applied
+
+    async def resolve_session(self, store: EventStore, tenant: str, session_id: str, timeout: float) -> str | None:
+        """Find a session's thread; on a miss, first let the follower reach the tenant's head, so a
+        session another replica just created is found and an absent one is reported absent."""
+        found = self.locate_session(tenant, session_id)
+        if found is None:
+            head = await store.last_position(self.subjects.tenant_filter(tenant))
+            await self.wait_for(head, timeout)
+            found = self.locate_session(tenant, session_id)
+        return found
+
+    async def wait_for(self, position: int, timeout: float) -> bool:
+        """Wait until the follower has applied `position` (read-your-writes across replicas)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.position < position:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._moved.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True

@@ -1,0 +1,107 @@
+"""The query path: answered from the in-memory read models, except `events.read`, which reads
+the log itself (the audit trail must not depend on a projection)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from engine import codec
+from engine.decoding import decode_request, decoders
+from engine.store import EventStore, LogUnavailable
+from engine.thread_model import ThreadState
+from projections.models import LedgerModels
+from projections.views import session_view, thread_row, thread_view, tree
+from schemas.errors import (
+    DomainError,
+    EntityDetails,
+    Internal,
+    NotFound,
+    TraceDetails,
+    Unavailable,
+)
+from schemas.queries import (
+    QUERIES,
+    EventsPage,
+    EventsRead,
+    Query,
+    SessionGet,
+    SessionResult,
+    SessionTree,
+    ThreadGet,
+    ThreadList,
+    ThreadListResult,
+    ThreadResult,
+    TreeResult,
+)
+from schemas.replies import QueryReply
+
+log = logging.getLogger("agentledger.queries")
+_DECODERS = decoders(QUERIES)
+
+
+def _not_found(kind: str, id_: str) -> DomainError:
+    return DomainError(NotFound(message=f"{kind} {id_} not found", details=EntityDetails(kind=kind, id=id_)))
+
+
+class QueryService:
+    def __init__(self, store: EventStore, models: LedgerModels, wait_timeout: float = 5.0) -> None:
+        self.store = store
+        self.models = models
+        self.wait_timeout = wait_timeout
+
+    async def execute(self, tenant: str, name: str, body: bytes) -> QueryReply:
+        try:
+            query: Query = decode_request(_DECODERS, "query", name, body)
+            if query.min_position and not await self.models.wait_for(query.min_position, self.wait_timeout):
+                raise DomainError(Unavailable(message=f"read model is at {self.models.position}, "
+                                                      f"not yet at {query.min_position}; retry"))
+            result = await self._answer(tenant, query)
+            return QueryReply(ok=True, position=self.models.position, result=result)
+        except DomainError as e:
+            return QueryReply(ok=False, error=e.error)
+        except LogUnavailable as e:
+            return QueryReply(ok=False, error=Unavailable(message=f"the event log is unavailable: {e}"))
+        except Exception:
+            trace_id = uuid.uuid4().hex
+            log.exception("internal error in query %s (trace %s)", name, trace_id)
+            return QueryReply(ok=False, error=Internal(message=f"internal error; trace {trace_id}",
+                                                       details=TraceDetails(trace_id=trace_id)))
+
+    async def _thread(self, tenant: str, thread_id: str) -> ThreadState:
+        state = self.models.thread(tenant, thread_id)
+        if not state.exists:
+            await self.models.refresh(self.store, state)
+        if not state.exists:
+            raise _not_found("thread", thread_id)
+        return state
+
+    async def _session_thread(self, tenant: str, session_id: str) -> ThreadState:
+        thread_id = await self.models.resolve_session(self.store, tenant, session_id, self.wait_timeout)
+        if thread_id is None:
+            raise _not_found("session", session_id)
+        return self.models.thread(tenant, thread_id)
+
+    async def _answer(self, tenant: str, query: Query) -> Any:
+        match query:
+            case ThreadGet():
+                return ThreadResult(thread_view(await self._thread(tenant, query.thread_id)))
+            case ThreadList():
+                states = [self.models.thread(tenant, t) for t in self.models.project_threads(tenant, query.project_id)]
+                rows = [thread_row(s) for s in states if query.status in (None, s.status)]
+                return ThreadListResult(rows)
+            case SessionGet():
+                state = await self._session_thread(tenant, query.session_id)
+                return SessionResult(session_view(state, state.sessions[query.session_id]))
+            case SessionTree():
+                state = await self._session_thread(tenant, query.session_id)
+                return TreeResult(tree(state, state.sessions[query.session_id]))
+            case EventsRead():
+                subjects = self.models.subjects
+                boundary = (subjects.thread_filter(tenant, query.thread_id) if query.thread_id
+                            else subjects.tenant_filter(tenant))
+                raws = await self.store.read(boundary, after=query.after, limit=query.limit)
+                events = [codec.stored(codec.decode(r.data), r.position) for r in raws]
+                return EventsPage(events=events, next_after=raws[-1].position if raws else query.after)
+        raise AssertionError(f"unhandled query {query!r}")

@@ -1,0 +1,1 @@
+"""msgspec types: the public contract (commands, events, replies, read models)."""

@@ -1,0 +1,148 @@
+"""Command bodies, one Struct per command; `COMMANDS` maps the subject's command name to its type.
+
+Unknown fields are rejected so a typo never silently becomes a default.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
+from msgspec import Meta
+
+from schemas.common import Actor, FailureMode, NonNegInt, PosInt, ProjectConfig, Summary
+from schemas.ids import CommandId, ProjectId, SessionId, ThreadId
+
+Reason = Annotated[str, Meta(max_length=2000)]
+Title = Annotated[str, Meta(max_length=300)]
+
+
+class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    NAME: ClassVar[str]
+    command_id: CommandId | None = None
+    actor: Actor
+    correlation_id: Annotated[str, Meta(max_length=128)] | None = None
+    causation_id: Annotated[str, Meta(max_length=128)] | None = None
+
+
+class ProjectCreate(Command, kw_only=True):
+    NAME: ClassVar[str] = "project.create"
+    project_id: ProjectId | None = None
+    name: Title
+    config: ProjectConfig = ProjectConfig()
+
+
+class ThreadCreate(Command, kw_only=True):
+    NAME: ClassVar[str] = "thread.create"
+    thread_id: ThreadId | None = None
+    project_id: ProjectId
+    title: Title = ""
+    mode: Literal["new"] = "new"
+
+
+class ThreadArchive(Command, kw_only=True):
+    NAME: ClassVar[str] = "thread.archive"
+    thread_id: ThreadId
+
+
+class ThreadUnarchive(Command, kw_only=True):
+    NAME: ClassVar[str] = "thread.unarchive"
+    thread_id: ThreadId
+
+
+class ThreadDelete(Command, kw_only=True):
+    NAME: ClassVar[str] = "thread.delete"
+    thread_id: ThreadId
+
+
+class SessionCreate(Command, kw_only=True):
+    NAME: ClassVar[str] = "session.create"
+    session_id: SessionId | None = None
+    thread_id: ThreadId
+    owner: Actor
+    budget: PosInt | None = None
+
+
+class SessionCommand(Command, kw_only=True):
+    """A command addressed to one existing session; its thread is found by the engine."""
+
+    session_id: SessionId
+
+
+class SessionStart(SessionCommand, kw_only=True):
+    NAME: ClassVar[str] = "session.start"
+
+
+class SessionRequestInput(SessionCommand, kw_only=True):
+    NAME: ClassVar[str] = "session.request_input"
+    prompt: Annotated[str, Meta(max_length=4000)] = ""
+
+
+class SessionProvideInput(SessionCommand, kw_only=True):
+    NAME: ClassVar[str] = "session.provide_input"
+
+
+class SessionComplete(SessionCommand, kw_only=True):
+    NAME: ClassVar[str] = "session.complete"
+    summary: Summary
+    usage: NonNegInt = 0
+
+
+class SessionCancel(SessionCommand, kw_only=True):
+    NAME: ClassVar[str] = "session.cancel"
+    reason: Reason = ""
+    usage: NonNegInt = 0
+
+
+class SessionFail(SessionCommand, kw_only=True):
+    NAME: ClassVar[str] = "session.fail"
+    reason: Reason = ""
+    usage: NonNegInt = 0
+
+
+class SessionArchive(SessionCommand, kw_only=True):
+    NAME: ClassVar[str] = "session.archive"
+
+
+class SessionRestore(SessionCommand, kw_only=True):
+    NAME: ClassVar[str] = "session.restore"
+
+
+class SessionSpawn(Command, kw_only=True):
+    NAME: ClassVar[str] = "session.spawn"
+    parent_session_id: SessionId
+    session_id: SessionId | None = None
+    thread_id: ThreadId | None = None  # optional assertion: the parent must live in this thread
+    agent: Actor
+    failure_mode: FailureMode = "delegate"
+    budget: PosInt | None = None
+
+
+class HandoffSingle(Command, kw_only=True):
+    NAME: ClassVar[str] = "handoff.single"
+    source_session_id: SessionId
+    recipient: Actor
+    expected_owner_version: NonNegInt
+
+
+class HandoffBroadcast(Command, kw_only=True):
+    NAME: ClassVar[str] = "handoff.broadcast"
+    source_session_id: SessionId
+    recipients: Annotated[list[Actor], Meta(min_length=2, max_length=1000)]
+    expected_owner_version: NonNegInt
+
+
+AnyCommand = (
+    ProjectCreate | ThreadCreate | ThreadArchive | ThreadUnarchive | ThreadDelete | SessionCreate
+    | SessionStart | SessionRequestInput | SessionProvideInput | SessionComplete | SessionCancel
+    | SessionFail | SessionArchive | SessionRestore | SessionSpawn | HandoffSingle | HandoffBroadcast
+)
+
+COMMANDS: dict[str, type[Command]] = {
+    c.NAME: c
+    for c in (
+        ProjectCreate, ThreadCreate, ThreadArchive, ThreadUnarchive, ThreadDelete, SessionCreate,
+        SessionStart, SessionRequestInput, SessionProvideInput, SessionComplete, SessionCancel,
+        SessionFail, SessionArchive, SessionRestore, SessionSpawn, HandoffSingle, HandoffBroadcast,
+    )
+}

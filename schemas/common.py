@@ -1,0 +1,61 @@
+"""Value types shared by commands, events and read models."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from schemas.ids import id_pattern
+
+ActorKind = Literal["user", "agent", "system"]
+_ACTOR_PREFIX = {"user": "usr_", "agent": "agt_", "system": "sys_"}
+_ACTOR_RE = {k: re.compile(id_pattern(p)) for k, p in _ACTOR_PREFIX.items()}
+
+
+class Actor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Who issues a command or owns a session; the id prefix must match the kind."""
+
+    kind: ActorKind
+    id: str
+
+    def __post_init__(self) -> None:
+        if not _ACTOR_RE[self.kind].match(self.id):
+            raise ValueError(f"actor id for kind {self.kind!r} must match {_ACTOR_RE[self.kind].pattern}")
+
+
+SYSTEM_ACTOR = Actor(kind="system", id="sys_engine")
+
+NonNegInt = Annotated[int, Meta(ge=0)]
+PosInt = Annotated[int, Meta(ge=1)]
+Cap = Annotated[int, Meta(ge=1, le=1000)]
+
+DEFAULT_MAX_DEPTH = 4
+DEFAULT_MAX_WIDTH = 8
+
+
+class ProjectConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    max_delegation_depth: Cap = DEFAULT_MAX_DEPTH
+    max_delegation_width: Cap = DEFAULT_MAX_WIDTH
+
+
+Outcome = Literal["succeeded", "partial", "failed"]
+SummaryText = Annotated[str, Meta(max_length=4000)]
+
+
+class Summary(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Written once when a session completes."""
+
+    outcome: Outcome
+    text: SummaryText
+    deliverables: list[Annotated[str, Meta(max_length=2000)]] = []
+
+
+SessionStatus = Literal["idle", "active", "awaiting_hitl", "locked", "awaiting_merge", "failed", "archived"]
+BLOCKING_STATUSES: frozenset[str] = frozenset({"active", "awaiting_hitl", "locked", "awaiting_merge"})
+ThreadStatus = Literal["open", "archived", "deleted"]
+FailureMode = Literal["delegate", "fail_fast"]
+EdgeKind = Literal["agent_spawn", "handoff", "broadcast"]
+EdgeStatus = Literal["open", "completed", "failed", "cancelled"]

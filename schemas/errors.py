@@ -1,0 +1,170 @@
+"""Error replies: a tagged union on the stable `code`, each with its own typed `details`."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+
+class ErrorDetails(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class PathError(msgspec.Struct, frozen=True):
+    path: str
+    message: str
+
+
+class InvalidCommandDetails(ErrorDetails, kw_only=True):
+    errors: list[PathError]
+
+
+class UnknownCommandDetails(ErrorDetails, kw_only=True):
+    command: str
+
+
+class EntityDetails(ErrorDetails, kw_only=True):
+    kind: str
+    id: str
+
+
+class ThreadClosedDetails(ErrorDetails, kw_only=True):
+    thread_id: str
+    op: str
+
+
+class BlockingSession(msgspec.Struct, frozen=True):
+    session_id: str
+    status: str
+
+
+class ThreadNotEmptyDetails(ErrorDetails, kw_only=True):
+    thread_id: str
+    tenant_id: str
+    op: str
+    blocking_sessions: list[BlockingSession]
+    total_blocking_sessions: int
+
+
+class IllegalTransitionDetails(ErrorDetails, kw_only=True):
+    kind: str
+    id: str
+    from_: str = msgspec.field(name="from")
+    command: str
+
+
+class CapacityDetails(ErrorDetails, kw_only=True):
+    dimension: str
+    current: int
+    limit: int
+    session_id: str
+
+
+class CrossDetails(ErrorDetails, kw_only=True):
+    session_id: str
+    parent_session_id: str
+    thread_id: str
+    parent_thread_id: str
+
+
+class VersionConflictDetails(ErrorDetails, kw_only=True):
+    session_id: str
+    expected: int
+    actual: int
+
+
+class HandoffRejectedDetails(ErrorDetails, kw_only=True):
+    session_id: str
+    reason: str
+
+
+class ConflictDetails(ErrorDetails, kw_only=True):
+    boundary: str
+
+
+class TraceDetails(ErrorDetails, kw_only=True):
+    trace_id: str
+
+
+class Error(msgspec.Struct, tag_field="code", frozen=True, kw_only=True):
+    RETRYABLE: ClassVar[bool] = False
+    message: str
+    retryable: bool = False
+
+
+class InvalidCommand(Error, tag="invalid_command", kw_only=True):
+    details: InvalidCommandDetails
+
+
+class UnknownCommand(Error, tag="unknown_command", kw_only=True):
+    details: UnknownCommandDetails
+
+
+class NotFound(Error, tag="not_found", kw_only=True):
+    details: EntityDetails
+
+
+class AlreadyExists(Error, tag="already_exists", kw_only=True):
+    details: EntityDetails
+
+
+class ThreadClosed(Error, tag="thread_closed", kw_only=True):
+    details: ThreadClosedDetails
+
+
+class ThreadNotEmpty(Error, tag="thread_not_empty", kw_only=True):
+    details: ThreadNotEmptyDetails
+
+
+class IllegalTransition(Error, tag="illegal_transition", kw_only=True):
+    details: IllegalTransitionDetails
+
+
+class CapacityExceeded(Error, tag="capacity_exceeded", kw_only=True):
+    details: CapacityDetails
+
+
+class CrossThread(Error, tag="cross_thread", kw_only=True):
+    details: CrossDetails
+
+
+class CrossProject(Error, tag="cross_project", kw_only=True):
+    details: CrossDetails
+
+
+class VersionConflict(Error, tag="version_conflict", kw_only=True):
+    details: VersionConflictDetails
+
+
+class HandoffRejected(Error, tag="handoff_rejected", kw_only=True):
+    details: HandoffRejectedDetails
+
+
+class Conflict(Error, tag="conflict", kw_only=True):
+    retryable: bool = True
+    details: ConflictDetails
+
+
+class Unavailable(Error, tag="unavailable", kw_only=True):
+    retryable: bool = True
+    details: ErrorDetails = ErrorDetails()
+
+
+class Internal(Error, tag="internal", kw_only=True):
+    details: TraceDetails
+
+
+AnyError = (
+    InvalidCommand | UnknownCommand | NotFound | AlreadyExists | ThreadClosed | ThreadNotEmpty
+    | IllegalTransition | CapacityExceeded | CrossThread | CrossProject | VersionConflict
+    | HandoffRejected | Conflict | Unavailable | Internal
+)
+
+
+class DomainError(Exception):
+    """Raised by decisions and the engine; carries the reply's error body."""
+
+    def __init__(self, error: AnyError) -> None:
+        super().__init__(error.message)
+        self.error = error

@@ -1,0 +1,171 @@
+"""Events: each class is at once the wire schema (a msgspec tagged union on `type`) and the
+domain event that the boundary models apply with `@event` (eventsourcing's DCB `Decision`).
+
+One event per accepted command: the fact may touch several entities of its boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from eventsourcing.dcb.msgpack import Decision
+from msgspec import Meta
+
+from schemas.common import Actor, FailureMode, ProjectConfig, Summary
+
+SCHEMA_VERSION = 1
+
+
+class Event(Decision, tag_field="type", kw_only=True, frozen=True):
+    pass
+
+
+class ProjectCreated(Event, kw_only=True, tag="project.created"):
+    project_id: str
+    name: str
+    config: ProjectConfig
+
+
+class ThreadCreated(Event, kw_only=True, tag="thread.created"):
+    """Carries the project's caps: project config is immutable, so the thread boundary can
+    enforce them without reading another boundary."""
+
+    thread_id: str
+    project_id: str
+    title: str
+    max_delegation_depth: int
+    max_delegation_width: int
+
+
+class ThreadArchived(Event, kw_only=True, tag="thread.archived"):
+    thread_id: str
+
+
+class ThreadUnarchived(Event, kw_only=True, tag="thread.unarchived"):
+    thread_id: str
+
+
+class ThreadDeleted(Event, kw_only=True, tag="thread.deleted"):
+    """Tombstone: the thread id stays taken, its history stays readable for audit."""
+
+    thread_id: str
+
+
+class SessionCreated(Event, kw_only=True, tag="session.created"):
+    session_id: str
+    owner: Actor
+    budget: int | None = None
+
+
+class SessionStarted(Event, kw_only=True, tag="session.started"):
+    session_id: str
+
+
+class SessionInputRequested(Event, kw_only=True, tag="session.input_requested"):
+    session_id: str
+    prompt: str = ""
+
+
+class SessionInputProvided(Event, kw_only=True, tag="session.input_provided"):
+    session_id: str
+
+
+class SessionCompleted(Event, kw_only=True, tag="session.completed"):
+    session_id: str
+    summary_id: str
+    summary: Summary
+    usage: int = 0
+
+
+class SessionCancelled(Event, kw_only=True, tag="session.cancelled"):
+    """Interrupted marker: the session returns to idle without a summary."""
+
+    session_id: str
+    reason: str = ""
+    usage: int = 0
+
+
+class SessionFailed(Event, kw_only=True, tag="session.failed"):
+    session_id: str
+    reason: str = ""
+    usage: int = 0
+
+
+class SessionArchived(Event, kw_only=True, tag="session.archived"):
+    session_id: str
+
+
+class SessionRestored(Event, kw_only=True, tag="session.restored"):
+    session_id: str
+
+
+class SessionSpawned(Event, kw_only=True, tag="session.spawned"):
+    """Child session + delegation edge + lineage, as one fact."""
+
+    session_id: str
+    parent_session_id: str
+    root_session_id: str
+    depth: int
+    edge_id: str
+    agent: Actor
+    failure_mode: FailureMode
+    budget: int | None = None
+
+
+class HandoffRecipient(msgspec.Struct, frozen=True, kw_only=True):
+    actor: Actor
+    session_id: str
+    edge_id: str
+
+
+class HandoffTransferred(Event, kw_only=True, tag="handoff.transferred"):
+    """Single handoff: ownership moves to the recipient, who gets an active child session."""
+
+    handoff_id: str
+    source_session_id: str
+    previous_owner: Actor
+    owner_version: int
+    depth: int
+    recipient: HandoffRecipient
+
+
+class HandoffBroadcasted(Event, kw_only=True, tag="handoff.broadcast"):
+    """Broadcast: the source waits in awaiting_merge until every recipient has ended."""
+
+    handoff_id: str
+    source_session_id: str
+    owner_version: int
+    depth: int
+    recipients: Annotated[list[HandoffRecipient], Meta(min_length=2)]
+
+
+AnyEvent = (
+    ProjectCreated | ThreadCreated | ThreadArchived | ThreadUnarchived | ThreadDeleted
+    | SessionCreated | SessionStarted | SessionInputRequested | SessionInputProvided
+    | SessionCompleted | SessionCancelled | SessionFailed | SessionArchived | SessionRestored
+    | SessionSpawned | HandoffTransferred | HandoffBroadcasted
+)
+
+
+class Envelope(msgspec.Struct, kw_only=True, frozen=True):
+    """What is stored as one JetStream message. The stream sequence is the position."""
+
+    event_id: str
+    type: str
+    schema_version: int = SCHEMA_VERSION
+    tenant_id: str
+    boundary: str
+    command: str
+    command_id: str
+    correlation_id: str
+    causation_id: str | None = None
+    actor: Actor
+    at: str
+    data: AnyEvent
+
+
+class StoredEvent(Envelope, kw_only=True, frozen=True):
+    """An envelope as read back from the log, with its position."""
+
+    position: int

@@ -1,0 +1,148 @@
+"""Query bodies and the read-model views they return."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
+from msgspec import Meta
+
+from schemas.common import Actor, NonNegInt, Summary
+from schemas.events import StoredEvent
+from schemas.ids import ProjectId, SessionId, ThreadId
+
+
+class Query(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    NAME: ClassVar[str]
+    min_position: NonNegInt | None = None
+
+
+class ThreadGet(Query, kw_only=True):
+    NAME: ClassVar[str] = "thread.get"
+    thread_id: ThreadId
+
+
+class ThreadList(Query, kw_only=True):
+    NAME: ClassVar[str] = "thread.list"
+    project_id: ProjectId
+    status: Literal["open", "archived", "deleted"] | None = None
+
+
+class SessionGet(Query, kw_only=True):
+    NAME: ClassVar[str] = "session.get"
+    session_id: SessionId
+
+
+class SessionTree(Query, kw_only=True):
+    NAME: ClassVar[str] = "session.tree"
+    session_id: SessionId
+
+
+class EventsRead(Query, kw_only=True):
+    NAME: ClassVar[str] = "events.read"
+    thread_id: ThreadId | None = None
+    after: NonNegInt = 0
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+
+
+QUERIES: dict[str, type[Query]] = {q.NAME: q for q in (ThreadGet, ThreadList, SessionGet, SessionTree, EventsRead)}
+
+
+class SessionRef(msgspec.Struct, frozen=True):
+    session_id: str
+    status: str
+
+
+class ThreadView(msgspec.Struct, frozen=True, kw_only=True):
+    thread_id: str
+    project_id: str
+    title: str
+    status: str
+    max_delegation_depth: int
+    max_delegation_width: int
+    created_position: int
+    position: int
+    sessions: list[SessionRef]
+    blocking_sessions: int
+
+
+class ThreadRow(msgspec.Struct, frozen=True, kw_only=True):
+    thread_id: str
+    title: str
+    status: str
+    position: int
+    session_count: int
+
+
+class BudgetView(msgspec.Struct, frozen=True, kw_only=True):
+    limit: int | None
+    used: int
+    reserved_for_children: int
+    used_by_children: int
+    remaining: int | None
+
+
+class SessionView(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    thread_id: str
+    project_id: str
+    status: str
+    owner: Actor
+    owner_version: int
+    previous_actors: list[Actor]
+    depth: int
+    parent_session_id: str | None
+    root_session_id: str
+    edge_id: str | None
+    edge_kind: str | None
+    edge_status: str | None
+    failure_mode: str | None
+    open_children: int
+    summary_id: str | None
+    summary: Summary | None
+    budget: BudgetView
+    merge_result: list[MergeEntry] | None
+    created_position: int
+    position: int
+
+
+class MergeEntry(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    actor: Actor
+    outcome: str
+    summary_id: str | None
+
+
+class TreeNode(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    status: str
+    depth: int
+    owner: Actor
+    edge_kind: str | None
+    edge_status: str | None
+    summary_id: str | None
+    summary: Summary | None
+    budget: BudgetView
+    open_children: int
+    children: list[TreeNode]
+
+
+class ThreadResult(msgspec.Struct, frozen=True):
+    thread: ThreadView
+
+
+class ThreadListResult(msgspec.Struct, frozen=True):
+    threads: list[ThreadRow]
+
+
+class SessionResult(msgspec.Struct, frozen=True):
+    session: SessionView
+
+
+class TreeResult(msgspec.Struct, frozen=True):
+    tree: TreeNode
+
+
+class EventsPage(msgspec.Struct, frozen=True):
+    events: list[StoredEvent]
+    next_after: int
