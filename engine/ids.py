@@ -7,6 +7,10 @@ import hashlib
 import secrets
 import string
 
+import msgspec
+
+from schemas.commands import Command, ProjectCreate, SessionCreate, SessionSpawn, ThreadCreate
+
 _ALPHABET = string.digits + string.ascii_lowercase
 
 
@@ -24,3 +28,15 @@ class Minter:
             n, r = divmod(n, 36)
             chars.append(_ALPHABET[r])
         return prefix + "".join(chars)
+
+
+def with_ids(cmd: Command, mint: Minter) -> Command:
+    """Fill the ids a client may leave out, before the boundary is chosen."""
+    match cmd:
+        case ProjectCreate(project_id=None):
+            return msgspec.structs.replace(cmd, project_id=mint("prj_"))
+        case ThreadCreate(thread_id=None):
+            return msgspec.structs.replace(cmd, thread_id=mint("thd_"))
+        case SessionCreate(session_id=None) | SessionSpawn(session_id=None):
+            return msgspec.structs.replace(cmd, session_id=mint("ses_"))
+    return cmd

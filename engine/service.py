@@ -27,7 +27,7 @@ from engine.decisions import (
     decide_thread_create,
 )
 from engine.decoding import decode_request, decoders
-from engine.ids import Minter
+from engine.ids import Minter, with_ids
 from engine.outcomes import Outcome, Unchanged, already_exists, not_found
 from engine.results import result_of
 from engine.store import ConcurrencyConflict, EventStore, LogUnavailable
@@ -41,7 +41,6 @@ from schemas.commands import (
     HandoffSingle,
     ProjectCreate,
     SessionCommand,
-    SessionCreate,
     SessionSpawn,
     ThreadCreate,
 )
@@ -82,7 +81,7 @@ class CommandService:
             cmd: Command = decode_request(_DECODERS, "command", name, body)
             command_id = cmd.command_id
             mint = Minter(tenant, command_id)
-            cmd = _with_ids(cmd, mint)
+            cmd = with_ids(cmd, mint)
             command_id = command_id or mint("cmd_")
             target = await self._target(tenant, cmd)
             return await self._run(tenant, cmd, command_id, target, mint)
@@ -208,14 +207,3 @@ def _repeat(record: CommandRecord, cmd: Command, command_id: str) -> CommandRepl
                         events=[codec.stored(record.envelope, record.position)],
                         result=result_of(record.envelope.data))
 
-
-def _with_ids(cmd: Command, mint: Minter) -> Command:
-    """Fill the ids a client may leave out, before the boundary is chosen."""
-    match cmd:
-        case ProjectCreate(project_id=None):
-            return msgspec.structs.replace(cmd, project_id=mint("prj_"))
-        case ThreadCreate(thread_id=None):
-            return msgspec.structs.replace(cmd, thread_id=mint("thd_"))
-        case SessionCreate(session_id=None) | SessionSpawn(session_id=None):
-            return msgspec.structs.replace(cmd, session_id=mint("ses_"))
-    return cmd

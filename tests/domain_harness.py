@@ -1,0 +1,67 @@
+"""Drive the pure decisions without a log: decide, then apply the event at the next position,
+exactly as the engine does after a successful append."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from engine.decisions import MINTING_DECISIONS, THREAD_DECISIONS, decide_session_spawn, decide_thread_create
+from engine.ids import Minter, with_ids
+from engine.outcomes import Accepted, Outcome
+from engine.project_model import ProjectState
+from engine.thread_model import ThreadState
+from schemas.commands import COMMANDS, Command, SessionSpawn, ThreadCreate
+from schemas.common import ProjectConfig
+from schemas.errors import DomainError
+from schemas.events import Envelope, ProjectCreated
+
+ACTOR = {"kind": "user", "id": "usr_t"}
+
+
+class Thread:
+    def __init__(self, max_depth: int = 4, max_width: int = 8) -> None:
+        self.project = ProjectState("tnt_x", "p.>", "prj_1")
+        self._apply_to(self.project, ProjectCreated(project_id="prj_1", name="p", config=ProjectConfig(
+            max_delegation_depth=max_depth, max_delegation_width=max_width)), "project.create")
+        self.state = ThreadState("tnt_x", "t.>", "thd_1")
+        self.n = 0
+        self.run("thread.create", thread_id="thd_1", project_id="prj_1")
+
+    def _apply_to(self, model: Any, event: Any, command: str) -> None:
+        pos = model.position + 1
+        model.apply(Envelope(event_id=f"e{pos}", type=type(event).__struct_config__.tag, tenant_id="tnt_x",
+                             boundary=model.boundary, command=command, command_id=f"c{pos}", correlation_id="c",
+                             actor=msgspec.convert(ACTOR, type=Any), at="now", data=event), pos)
+
+    def decide(self, name: str, **fields: Any) -> Outcome:
+        cmd: Command = msgspec.convert({"actor": ACTOR, **fields}, type=COMMANDS[name])
+        self.n += 1
+        mint = Minter("tnt_x", f"cmd{self.n}")
+        cmd = with_ids(cmd, mint)
+        if isinstance(cmd, ThreadCreate):
+            return decide_thread_create(self.state, cmd, self.project)
+        if isinstance(cmd, SessionSpawn):
+            return decide_session_spawn(self.state, cmd, mint, None)
+        if type(cmd) in MINTING_DECISIONS:
+            return MINTING_DECISIONS[type(cmd)](self.state, cmd, mint)
+        return THREAD_DECISIONS[type(cmd)](self.state, cmd)
+
+    def run(self, name: str, **fields: Any) -> Outcome:
+        outcome = self.decide(name, **fields)
+        if isinstance(outcome, Accepted):
+            self._apply_to(self.state, outcome.event, name)
+        return outcome
+
+    def error(self, name: str, **fields: Any) -> Any:
+        before = self.state.position
+        try:
+            self.decide(name, **fields)
+        except DomainError as e:
+            assert self.state.position == before
+            return e.error
+        raise AssertionError(f"{name} {fields} was accepted")
+
+    def status(self, session_id: str) -> str:
+        return self.state.sessions[session_id].status
