@@ -170,6 +170,9 @@ async def test_domain_errors_carry_their_details(client: Client_) -> None:
                             expected_owner_version=0))["error"]
     assert err["code"] == "handoff_rejected" and err["details"] == {"session_id": "ses_root", "reason": "active_run"}
     await client.ok("session.complete", session_id="ses_root", summary=SUMMARY)
+    still = (await client.cmd("thread.archive", thread_id="thd_t1"))["error"]
+    assert still["details"]["blocking_sessions"] == [{"session_id": "ses_c1", "status": "active"}]
+    await client.ok("session.complete", session_id="ses_c1", summary=SUMMARY)
     await client.ok("thread.archive", thread_id="thd_t1")
     err = (await client.cmd("session.start", session_id="ses_root"))["error"]
     assert err["code"] == "thread_closed" and err["details"] == {"thread_id": "thd_t1", "op": "session.start"}
