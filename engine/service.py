@@ -73,6 +73,7 @@ class CommandService:
         self.subjects = subjects
         self.max_attempts = max_attempts
         self.lookup_timeout = lookup_timeout
+        self.conflicts = 0  # appends the log refused as stale: a health signal, and proof races happen
         self._locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
     async def execute(self, tenant: str, name: str, body: bytes) -> CommandReply:
@@ -164,14 +165,15 @@ class CommandService:
                 record = model.commands.get(command_id)
                 if record is not None:
                     return _repeat(record, cmd, command_id)
+                decided_at = model.position
                 try:
                     outcome = self._decide(target, cmd, mint)
                 except DomainError:
-                    if await self.models.refresh(self.store, model):
+                    if await self._moved_since(model, decided_at):
                         continue
                     raise
                 if isinstance(outcome, Unchanged):
-                    if await self.models.refresh(self.store, model):
+                    if await self._moved_since(model, decided_at):
                         continue
                     return CommandReply(ok=True, command_id=command_id, position=model.position, events=[],
                                         result=outcome.result)
@@ -180,7 +182,8 @@ class CommandService:
                     position = await self.store.append(
                         self.subjects.event_subject(model.boundary, envelope.type), model.boundary,
                         codec.encode(envelope), expected=model.position)
-                except (ConcurrencyConflict, LogUnavailable):
+                except (ConcurrencyConflict, LogUnavailable) as e:
+                    self.conflicts += isinstance(e, ConcurrencyConflict)
                     # Either another writer moved the boundary, or our append's ack was lost and it
                     # may have landed: re-reading the boundary answers both (a landed append shows
                     # up with our command_id and is answered as a repeat).
@@ -191,6 +194,12 @@ class CommandService:
                                     events=[codec.stored(envelope, position)], result=outcome.result)
         raise DomainError(Conflict(message=f"gave up after {self.max_attempts} conflicting attempts; retry",
                                    details=ConflictDetails(boundary=model.boundary)))
+
+    async def _moved_since(self, model: BoundaryModel, decided_at: int) -> bool:
+        """Re-read the boundary from the log; True when the decision was made on a stale model.
+        (The live follower may have applied the newer events while we waited, so compare positions.)"""
+        await self.models.refresh(self.store, model)
+        return model.position != decided_at
 
     @staticmethod
     def _envelope(tenant: str, boundary: str, cmd: Command, command_id: str, event: Any) -> Envelope:

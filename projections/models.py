@@ -102,15 +102,12 @@ class LedgerModels:
         self._moved.set()
         self._moved = asyncio.Event()
 
-    async def refresh(self, store: EventStore, model: BoundaryModel) -> bool:
-        """Bring one model up to the log's head for its boundary; True when anything was new."""
-        applied = False
+    async def refresh(self, store: EventStore, model: BoundaryModel) -> None:
+        """Bring one model up to the log's head for its boundary."""
         for raw in await store.read(model.boundary, after=model.position):
             envelope = codec.decode(raw.data)
             if model.apply(envelope, raw.position):
                 self._index(envelope, model)
-                applied = True
-        return applied
 
     async def resolve_session(self, store: EventStore, tenant: str, session_id: str, timeout: float) -> str | None:
         """Find a session's thread; on a miss, first let the follower reach the tenant's head, so a
