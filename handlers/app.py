@@ -102,6 +102,8 @@ class Engine:
         if serve:
             self.broker = build_broker(cfg, self.commands, self.queries)
             await self.broker.start()
+            # the server must hold our subscriptions before anyone is told we are ready
+            await self.broker.connection.flush()
 
     async def stop(self) -> None:
         """Stop taking requests, let in-flight ones finish, then close the log connection."""
