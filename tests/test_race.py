@@ -13,13 +13,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from engine import codec
-from engine.store import EventStore
 from handlers.app import Engine, EngineConfig
-from projections.models import LedgerModels
 from schemas.common import BLOCKING_STATUSES
 from schemas.replies import CommandReply
 from tests.conftest import AGENT, USER
+from tests.replicas import replay
 
 TRIALS = 240
 TENANT = "tnt_race"
@@ -27,13 +25,6 @@ TENANT = "tnt_race"
 
 def body(**fields: Any) -> bytes:
     return msgspec.json.encode({"actor": USER, **fields})
-
-
-async def replay_all(store: EventStore, config: EngineConfig) -> LedgerModels:
-    models = LedgerModels(config.subjects)
-    for raw in await store.read(config.subjects.events_all):
-        models.apply(codec.decode(raw.data), raw.position)
-    return models
 
 
 @pytest.fixture
@@ -74,7 +65,7 @@ async def test_archive_gate_holds_across_two_replicas(two_engines: tuple[Engine,
             jittered(archiver, "thread.archive", body(thread_id=thread)), jittered(starter, *racer))
         outcomes.append((thread, racer[0], archive_reply, racer_reply))
 
-    models = await replay_all(a.store, a.config)
+    models = await replay(a.store, a.config)
     won = {"archive": 0, "racer": 0}
     for thread_id, racer_name, archive_reply, racer_reply in outcomes:
         state = models.thread(TENANT, thread_id)
@@ -140,7 +131,7 @@ async def test_replicas_behind_one_queue_group_share_commands(engine_config: Eng
                                                   cmd("session.start", session_id=session))
             assert archive["ok"] != start["ok"], (archive, start)
         assert a.store
-        models = await replay_all(a.store, engine_config)
+        models = await replay(a.store, engine_config)
         for trial in range(40):
             state = models.thread(TENANT, f"thd_q{trial}")
             assert state.status == "open" or not state.blocking
