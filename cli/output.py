@@ -1,0 +1,274 @@
+"""Human-readable rendering of replies, events and replayed state.
+
+Everything user-supplied (titles, summaries, reasons) is printed as plain Text, never as
+markup, so a `[` in a title cannot restyle or hide output.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from schemas.common import Actor
+from schemas.errors import Error
+from schemas.events import StoredEvent
+from schemas.queries import (
+    EventsPage,
+    SessionResult,
+    SessionView,
+    ThreadListResult,
+    ThreadResult,
+    ThreadView,
+    TreeNode,
+    TreeResult,
+)
+from schemas.replies import CommandReply, QueryReply
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(highlight=False, soft_wrap=True, stderr=True)
+
+QUERY_RESULTS: dict[str, type[Any]] = {
+    "thread.get": ThreadResult, "thread.list": ThreadListResult, "session.get": SessionResult,
+    "session.tree": TreeResult, "events.read": EventsPage,
+}
+_STATUS_STYLE = {"active": "green", "idle": "cyan", "awaiting_hitl": "yellow", "awaiting_merge": "yellow",
+                 "locked": "yellow", "failed": "red", "archived": "dim", "open": "green", "deleted": "red"}
+
+
+def raw(data: bytes | str) -> None:
+    """Print JSON exactly as given (not through rich, which would wrap or restyle it)."""
+    sys.stdout.write((data.decode() if isinstance(data, bytes) else data) + "\n")
+    sys.stdout.flush()
+
+
+def status(value: str) -> Text:
+    return Text(value, style=_STATUS_STYLE.get(value, ""))
+
+
+def actor(a: Actor) -> str:
+    return a.id  # the id's prefix already says which kind
+
+
+class _Fields:
+    """Aligned `key  value` lines; plain lines rather than a table, so piped output has no padding."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str]] = []
+
+    def add_row(self, key: str, value: str) -> None:
+        self.rows.append((key, value))
+
+    def __rich__(self) -> Group:
+        width = max((len(k) for k, _ in self.rows), default=0)
+        return Group(*(Text.assemble(("  " + k.ljust(width), "bold"), "  ", v) for k, v in self.rows))
+
+
+# -- replies -------------------------------------------------------------------------------------
+def error(e: Error) -> None:
+    code = type(e).__struct_config__.tag
+    err.print(Text.assemble(("error ", "bold red"), (f"{code}", "bold red"), ": ", e.message,
+                            " (retryable)" if e.retryable else ""))
+    details = msgspec.to_builtins(getattr(e, "details", None)) or {}
+    for key, value in details.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            err.print(Text(f"  {key}:"))
+            for item in value:
+                err.print(Text("    " + "  ".join(f"{k}={v}" for k, v in item.items())))
+        else:
+            err.print(Text(f"  {key}: {_compact(value)}"))
+
+
+def command_reply(reply: CommandReply) -> None:
+    if not reply.ok:
+        assert reply.error is not None
+        return error(reply.error)
+    result = msgspec.to_builtins(reply.result) or {}
+    kinds = [e.type for e in reply.events or []]
+    line = Text.assemble(("ok", "bold green"), f" position {reply.position}")
+    if kinds:
+        line.append(" " + ", ".join(kinds))
+    ids = [k for k in ("session_id", "thread_id", "project_id") if k in result] + [k for k in result if k.endswith("_id")]
+    if ids:
+        line.append(f": {ids[0][:-3]} {result.pop(ids[0])}")
+    if "status" in result:
+        line.append(" -> ").append_text(status(result.pop("status")))
+    out.print(line)
+    for key, value in result.items():
+        out.print(Text(f"  {key}: {_compact(value)}"))
+    if reply.command_id:
+        out.print(Text(f"  command_id: {reply.command_id}", style="dim"))
+
+
+def query_reply(name: str, reply: QueryReply) -> None:
+    if not reply.ok:
+        assert reply.error is not None
+        return error(reply.error)
+    kind = QUERY_RESULTS.get(name)
+    match msgspec.convert(reply.result, kind) if kind else reply.result:
+        case ThreadResult(thread=t):
+            out.print(thread(t))
+        case ThreadListResult(threads=rows):
+            table = Table("thread", "title", "status", "sessions", "position", box=None)
+            for r in rows:
+                table.add_row(r.thread_id, Text(r.title), status(r.status), str(r.session_count), str(r.position))
+            out.print(table if rows else Text("no threads"))
+        case SessionResult(session=s):
+            out.print(session(s))
+        case TreeResult(tree=node):
+            out.print(tree(node))
+        case EventsPage(events=events, next_after=next_after):
+            for ev in events:
+                out.print(event_line(ev))
+            out.print(Text(f"next_after: {next_after}", style="dim"))
+        case other:
+            out.print(generic(other))
+    out.print(Text(f"read model at position {reply.position}", style="dim"))
+
+
+# -- views ---------------------------------------------------------------------------------------
+def _compact(value: Any) -> str:
+    """One value on one line: lists of strings joined, structures as `key=value` pairs or JSON."""
+    value = msgspec.to_builtins(value)
+    if value is None:
+        return "-"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value) or "-"
+    if isinstance(value, dict) and all(not isinstance(v, dict | list) for v in value.values()):
+        return " ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+
+
+def generic(result: Any) -> Any:
+    """A result this CLI has no view for: `{"thing": {...}}` as a header and fields, else JSON."""
+    if isinstance(result, dict) and len(result) == 1:
+        (kind, body), = result.items()
+        if isinstance(body, dict):
+            head = Text.assemble((f"{kind} {body.get(f'{kind}_id', '')}".rstrip(), "bold"))
+            if isinstance(body.get("status"), str):
+                head.append(" ").append_text(status(body["status"]))
+            fields = _Fields()
+            for key, value in body.items():
+                if key not in (f"{kind}_id", "status"):
+                    fields.add_row(key, _compact(value))
+            return Group(head, fields) if fields.rows else head
+    return Text(msgspec.json.encode(result).decode())
+
+
+def thread_header(t: ThreadView) -> Group:
+    head = Text.assemble(("thread ", "bold"), (t.thread_id, "bold"), " ")
+    head.append_text(status(t.status))
+    if t.title:
+        head.append(f'  "{t.title}"')
+    grid = _Fields()
+    grid.add_row("project", t.project_id)
+    grid.add_row("caps", f"depth {t.max_delegation_depth}, width {t.max_delegation_width}")
+    grid.add_row("blocking", f"{t.blocking_sessions} session(s)")
+    forked = getattr(t, "forked_from", None)  # threads could be forked after the first protocol version
+    if forked is not None:
+        grid.add_row("forked from", _compact(forked))
+    grid.add_row("positions", f"created {t.created_position}, last {t.position}")
+    return Group(head, grid)
+
+
+def thread(t: ThreadView) -> Group:
+    sessions = Table("session", "status", box=None)
+    for ref in t.sessions:
+        sessions.add_row(ref.session_id, status(ref.status))
+    return Group(thread_header(t), sessions if t.sessions else Text("no sessions"))
+
+
+def replay(t: ThreadView, sessions: list[SessionView], roots: list[TreeNode], at: int | None) -> Group:
+    """A thread rebuilt from the log: its header, every session, and the delegation tree."""
+    asked = "latest" if at is None else f"position {at}"
+    title = Text(f"replayed from the log up to {asked}", style="dim")
+    table = Table("session", "status", "owner", "depth", "parent", "summary", box=None)
+    for s in sessions:
+        summary = Text(f"{s.summary.outcome}: {s.summary.text}") if s.summary else Text("-")
+        table.add_row(s.session_id, status(s.status), actor(s.owner), str(s.depth), s.parent_session_id or "-", summary)
+    delegation = Tree(Text("delegation", style="bold"))
+    for root in roots:
+        tree(root, delegation)
+    return Group(title, thread_header(t), table if sessions else Text("no sessions"), delegation)
+
+
+def _budget(s: SessionView) -> str:
+    b = s.budget
+    used = f"used {b.used}" + (f" + {b.used_by_children} by children" if b.used_by_children else "")
+    if b.limit is None:
+        return f"unlimited, {used}"
+    return f"{b.remaining} of {b.limit} left ({used}, {b.reserved_for_children} reserved for children)"
+
+
+def session(s: SessionView) -> Group:
+    head = Text.assemble(("session ", "bold"), (s.session_id, "bold"), " ")
+    head.append_text(status(s.status))
+    grid = _Fields()
+    grid.add_row("thread", f"{s.thread_id} (project {s.project_id})")
+    grid.add_row("owner", f"{actor(s.owner)} (version {s.owner_version})")
+    if s.previous_actors:
+        grid.add_row("previous", ", ".join(actor(a) for a in s.previous_actors))
+    grid.add_row("depth", str(s.depth))
+    if s.parent_session_id:
+        grid.add_row("parent", f"{s.parent_session_id} via {s.edge_kind} {s.edge_id} ({s.edge_status}, {s.failure_mode})")
+    grid.add_row("root", s.root_session_id)
+    grid.add_row("children", f"{s.open_children} open")
+    grid.add_row("budget", _budget(s))
+    sandbox = getattr(s, "sandbox", None)  # sessions gained sandboxes after the first protocol version
+    if sandbox is not None:
+        grid.add_row("sandbox", f"{sandbox.sandbox_id} ({sandbox.mode}{', owned' if sandbox.owned else ''})")
+    if s.summary is not None:
+        grid.add_row("summary", f"{s.summary_id} {s.summary.outcome}: {s.summary.text}")
+        if s.summary.deliverables:
+            grid.add_row("deliverables", ", ".join(s.summary.deliverables))
+    for m in s.merge_result or []:
+        grid.add_row("merged", f"{m.session_id} {actor(m.actor)} {m.outcome} {m.summary_id or ''}".rstrip())
+    grid.add_row("positions", f"created {s.created_position}, thread at {s.position}")
+    return Group(head, grid)
+
+
+def _node_label(n: TreeNode) -> Text:
+    label = Text.assemble((n.session_id, "bold"), " ")
+    label.append_text(status(n.status))
+    label.append(f"  {actor(n.owner)}  depth {n.depth}")
+    if n.edge_kind:
+        label.append(f"  [{n.edge_kind} {n.edge_status}]", style="dim")
+    if n.summary is not None:
+        label.append(f"  {n.summary.outcome}: ").append(n.summary.text)
+    return label
+
+
+def tree(node: TreeNode, into: Tree | None = None) -> Tree:
+    branch = into.add(_node_label(node)) if into is not None else Tree(_node_label(node))
+    for child in node.children:
+        tree(child, branch)
+    return branch
+
+
+# -- events --------------------------------------------------------------------------------------
+def _when(at: str) -> str:
+    try:
+        return datetime.fromisoformat(at).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    except ValueError:
+        return at
+
+
+def entity_ids(data: Any) -> str:
+    """`key=id` for every id the event names, recipients included."""
+    fields = msgspec.to_builtins(data)
+    pairs = [f"{k[:-3]}={v}" for k, v in fields.items() if k.endswith("_id") and isinstance(v, str)]
+    recipients = fields.get("recipients") or ([fields["recipient"]] if "recipient" in fields else [])
+    pairs += [f"to={r['session_id']}({r.get('actor', {}).get('id', '?')})"
+              for r in recipients if isinstance(r, dict) and "session_id" in r]
+    return " ".join(pairs)
+
+
+def event_line(ev: StoredEvent) -> Text:
+    return Text.assemble((f"{ev.position:>6}", "bold"), f"  {_when(ev.at)}  ", (f"{ev.type:<24}", "cyan"),
+                         f" {entity_ids(ev.data)}", (f"  by {actor(ev.actor)}", "dim"))

@@ -1,0 +1,100 @@
+"""Where the CLI talks to: the shared connection options, and one request/reply over NATS.
+
+Transport failures are raised as the protocol's `unavailable` error, so they print (and come
+out of `--json`) exactly like an error reply from the engine.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import nats
+import nats.errors
+import typer
+from nats.aio.client import Client
+
+from engine.subjects import Subjects
+from schemas.errors import DomainError, Unavailable
+from schemas.ids import TENANT_RE, id_pattern
+
+PANEL = "Common options"
+_TENANT = re.compile(TENANT_RE)
+_THREAD = re.compile(id_pattern("thd_"))
+
+
+def _check_tenant(value: str) -> str:
+    if not _TENANT.match(value):
+        raise typer.BadParameter(f"must match {TENANT_RE}")
+    return value
+
+
+def check_thread(value: str | None) -> str | None:
+    if value is not None and not _THREAD.match(value):
+        raise typer.BadParameter(f"must match {_THREAD.pattern}")
+    return value
+
+
+Tenant = Annotated[str, typer.Option("--tenant", envvar="AGENTLEDGER_TENANT", callback=_check_tenant,
+                                     rich_help_panel=PANEL, help="tenant id (tnt_…)")]
+NatsUrl = Annotated[str, typer.Option("--nats-url", envvar="NATS_URL", rich_help_panel=PANEL, help="NATS server")]
+Prefix = Annotated[str, typer.Option("--prefix", envvar="AGENTLEDGER_PREFIX", rich_help_panel=PANEL,
+                                     help="subject prefix the engine serves")]
+Stream = Annotated[str, typer.Option("--stream", envvar="AGENTLEDGER_STREAM", rich_help_panel=PANEL,
+                                     help="event stream to read the log from")]
+Timeout = Annotated[float, typer.Option("--timeout", min=0.1, rich_help_panel=PANEL,
+                                        help="seconds to wait for the server")]
+Json = Annotated[bool, typer.Option("--json", rich_help_panel=PANEL, help="print raw JSON instead of a summary")]
+
+DEFAULT_TENANT = "tnt_default"
+DEFAULT_URL = "nats://127.0.0.1:4222"
+DEFAULT_PREFIX = "ledger"
+DEFAULT_STREAM = "LEDGER"
+DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Target:
+    nats_url: str
+    prefix: str
+    tenant: str
+    timeout: float
+
+    @property
+    def subjects(self) -> Subjects:
+        return Subjects(self.prefix)
+
+
+async def _ignore(_: Exception) -> None:
+    """nats-py reports connection errors to a callback as well as raising them; we only want the raise."""
+
+
+async def connect(target: Target, on_closed: Callable[[], None] | None = None) -> Client:
+    """A connection for one request; with `on_closed`, a long-lived one that rides out reconnects."""
+
+    async def closed() -> None:
+        if on_closed is not None:
+            on_closed()
+
+    try:
+        return await nats.connect(servers=[target.nats_url], connect_timeout=target.timeout,
+                                  allow_reconnect=on_closed is not None, error_cb=_ignore, closed_cb=closed)
+    except Exception as e:  # nats-py raises several unrelated types for "could not connect"
+        raise DomainError(Unavailable(message=f"cannot reach NATS at {target.nats_url}: "
+                                              f"{str(e) or type(e).__name__}")) from None
+
+
+async def request(target: Target, subject: str, body: bytes) -> bytes:
+    """Send one request and return the reply's exact bytes."""
+    nc = await connect(target)
+    try:
+        msg = await nc.request(subject, body, timeout=target.timeout)
+    except nats.errors.NoRespondersError:
+        raise DomainError(Unavailable(message=f"no engine answers on {subject} (check --nats-url and --prefix)")) from None
+    except nats.errors.TimeoutError:
+        raise DomainError(Unavailable(message=f"no reply on {subject} within {target.timeout}s")) from None
+    finally:
+        await nc.close()
+    return msg.data

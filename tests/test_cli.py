@@ -1,0 +1,168 @@
+"""The CLI end to end: the installed console script, as a subprocess, against a real engine.
+
+Subprocesses are slow, so each test packs a few invocations; setup that is not under test goes
+through the protocol client instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import pytest
+import typer.main
+
+from handlers.app import EngineConfig
+from schemas.commands import COMMANDS
+from schemas.errors import ThreadNotEmpty
+from schemas.events import StoredEvent
+from schemas.queries import QUERIES, SessionResult
+from schemas.replies import CommandReply, QueryReply
+from tests.conftest import AGENT, Client_
+
+AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+Cli = Callable[..., Awaitable[Run]]
+
+
+@pytest.fixture
+def cli_env(engine_config: EngineConfig) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
+    return env | {"NATS_URL": engine_config.nats_url, "AGENTLEDGER_PREFIX": engine_config.prefix,
+                  "AGENTLEDGER_STREAM": engine_config.stream, "AGENTLEDGER_TENANT": "tnt_acme",
+                  "COLUMNS": "200", "NO_COLOR": "1"}
+
+
+@pytest.fixture
+def cli(engine: object, cli_env: dict[str, str]) -> Cli:
+    """Run `agentledger ARGS` without blocking the loop the engine serves on."""
+
+    async def run(*args: str) -> Run:
+        proc = await asyncio.create_subprocess_exec(AGENTLEDGER, *args, env=cli_env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode is not None
+        return Run(proc.returncode, out.decode(), err.decode())
+
+    return run
+
+
+def test_every_command_and_query_has_a_subcommand() -> None:
+    from cli import client_commands  # noqa: F401  (registers the subcommands)
+    from cli.main import app
+
+    root = typer.main.get_command(app)
+    names = {f"{g}.{c.replace('-', '_')}" for g, grp in root.commands.items()  # type: ignore[attr-defined]
+             for c in getattr(grp, "commands", {})}
+    assert set(COMMANDS) | set(QUERIES) | {"events.tail"} <= names
+    assert "replay" in root.commands  # type: ignore[attr-defined]
+
+
+async def test_command_round_trip_and_archive_gate(cli: Cli) -> None:
+    r = await cli("project", "create", "--project-id", "prj_p1", "--name", "proj")
+    assert (r.code, r.out.splitlines()[0]) == (0, "ok position 1 project.created: project prj_p1"), r
+    r = await cli("thread", "create", "--project-id", "prj_p1", "--thread-id", "thd_t1", "--title", "first")
+    assert r.code == 0 and "thread thd_t1" in r.out, r
+    r = await cli("session", "create", "--thread-id", "thd_t1", "--session-id", "ses_a", "--owner", "agt_worker")
+    assert r.code == 0 and "session ses_a" in r.out, r
+    r = await cli("session", "start", "--session-id", "ses_a")
+    assert r.code == 0 and "session.started: session ses_a -> active" in r.out, r
+
+    r = await cli("thread", "archive", "--thread-id", "thd_t1")
+    assert r.code == 1, r
+    assert "error thread_not_empty:" in r.err and re.search(r"session_id=ses_a\s+status=active", r.err), r
+
+
+async def test_json_replies_nested_fields_and_views(cli: Cli, client: Client_) -> None:
+    await client.setup_thread()
+    await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT, budget=10)
+    await client.ok("session.start", session_id="ses_a")
+
+    r = await cli("thread", "archive", "--thread-id", "thd_t1", "--json")
+    reply = msgspec.json.decode(r.out, type=CommandReply)
+    assert r.code == 1 and isinstance(reply.error, ThreadNotEmpty), r
+
+    r = await cli("session", "spawn", "--parent-session-id", "ses_a", "--agent", "agt_kid", "--session-id", "ses_b",
+                  "--budget", "3", "--json")
+    reply = msgspec.json.decode(r.out, type=CommandReply)
+    assert r.code == 0 and reply.ok and reply.result and (reply.result.session_id, reply.result.depth) == ("ses_b", 1)
+
+    r = await cli("session", "complete", "--session-id", "ses_b", "--summary-outcome", "succeeded",
+                  "--summary-text", "done", "--summary-deliverable", "a.txt", "--summary-deliverable", "b.txt",
+                  "--usage", "2")
+    assert r.code == 0 and "session ses_b -> idle" in r.out, r
+
+    r = await cli("session", "get", "--session-id", "ses_b", "--json")
+    assert r.code == 0, r
+    view = msgspec.convert(msgspec.json.decode(r.out, type=QueryReply).result, SessionResult).session
+    assert view.summary and view.summary.deliverables == ["a.txt", "b.txt"] and view.budget.used == 2
+
+    r = await cli("session", "get", "--session-id", "ses_a")
+    assert r.code == 0, r
+    for expected in ("session ses_a active", "agt_worker (version 0)", "8 of 10 left"):
+        assert expected in r.out, r.out
+
+    r = await cli("session", "create", "--thread-id", "thd_t1", "--owner", "agt_")  # refused before sending
+    assert r.code == 1 and "error invalid_command:" in r.err and "$.owner" in r.err, r
+
+
+async def test_events_tail(cli: Cli, client: Client_, cli_env: dict[str, str]) -> None:
+    await client.setup_thread()
+    await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT)
+    await client.ok("session.start", session_id="ses_a")
+
+    r = await cli("events", "tail", "--limit", "3")
+    lines = r.out.splitlines()
+    assert r.code == 0 and len(lines) == 3, r
+    assert re.match(r"\s*1\s+\S+ \S+\s+project\.created\s+project=prj_p1\s+by usr_tester$", lines[0]), lines[0]
+    assert "session.created" in lines[2] and "session=ses_a" in lines[2]
+
+    r = await cli("events", "tail", "--thread", "thd_t1", "--json", "--limit", "2")
+    events = [msgspec.json.decode(line, type=StoredEvent) for line in r.out.splitlines()]
+    assert [(e.position, e.type) for e in events] == [(2, "thread.created"), (3, "session.created")]
+
+    # live: the tail waits for an event that does not exist yet
+    tail = asyncio.ensure_future(cli("events", "tail", "--thread", "thd_t1", "--from", "5", "--limit", "1"))
+    await asyncio.sleep(0.3)
+    await client.ok("session.request_input", session_id="ses_a", prompt="?")
+    r = await tail
+    assert r.code == 0 and re.match(r"\s*5\s.*session\.input_requested\s+session=ses_a", r.out), r
+
+
+async def test_replay_at_an_earlier_position(cli: Cli, client: Client_) -> None:
+    await client.setup_thread()
+    created = (await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT))["position"]
+    await client.ok("session.start", session_id="ses_a")
+    await client.ok("session.spawn", parent_session_id="ses_a", session_id="ses_b", agent={"kind": "agent", "id": "agt_kid"})
+    await client.ok("session.complete", session_id="ses_b", summary={"outcome": "partial", "text": "half"})
+
+    r = await cli("replay", "--thread", "thd_t1", "--at", str(created))
+    assert r.code == 0 and re.search(r"ses_a\s+idle\s+agt_worker", r.out) and "ses_b" not in r.out, r
+
+    r = await cli("replay", "--thread", "thd_t1")
+    assert r.code == 0, r
+    assert re.search(r"ses_a\s+active\s+agt_worker", r.out) and re.search(r"ses_b\s+idle\s+agt_kid\s+1\s+ses_a", r.out)
+    assert re.search(r"└── ses_b idle .*\[agent_spawn completed\]\s+partial: half", r.out), r.out
+
+    runs = [await cli("replay", "--thread", "thd_t1", "--json", *at) for at in (("--at", str(created)), ())]
+    assert [r.code for r in runs] == [0, 0], runs
+    then, now = (msgspec.json.decode(r.out) for r in runs)
+    assert then["thread"]["position"] == created and [s["status"] for s in then["sessions"]] == ["idle"]
+    assert [s["status"] for s in now["sessions"]] == ["active", "idle"] and now["trees"][0]["children"]
+
+    r = await cli("replay", "--thread", "thd_t1", "--at", "1")  # position 1 is the project's, not the thread's
+    assert r.code == 1 and "error not_found:" in r.err and "no events at or before position 1" in r.err, r
