@@ -9,7 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.outcomes import Accepted, Mint, Outcome, Unchanged, already_exists, illegal, not_found, thread_closed
+from engine.context import Context
+from engine.outcomes import Accepted, Outcome, Unchanged, already_exists, illegal, not_found, thread_closed
+from engine.sandbox_decisions import (
+    bind_sandbox,
+    decide_sandbox_create,
+    decide_sandbox_destroy,
+    decide_sandbox_fork,
+    decide_sandbox_pause,
+    decide_sandbox_report,
+    decide_sandbox_resume,
+    plan_session_end,
+    plan_session_start,
+    plan_thread_archive,
+)
 from engine.project_model import ProjectState
 from engine.thread_model import Session, ThreadState
 from schemas.commands import (
@@ -17,6 +30,12 @@ from schemas.commands import (
     HandoffBroadcast,
     HandoffSingle,
     ProjectCreate,
+    SandboxCreate,
+    SandboxDestroy,
+    SandboxFork,
+    SandboxPause,
+    SandboxReportOutcome,
+    SandboxResume,
     SessionArchive,
     SessionCancel,
     SessionComplete,
@@ -51,6 +70,7 @@ from schemas.errors import (
     VersionConflictDetails,
 )
 from schemas.events import (
+    ForkPoint,
     HandoffBroadcasted,
     HandoffRecipient,
     HandoffTransferred,
@@ -76,7 +96,11 @@ MAX_LISTED_BLOCKERS = 50
 
 
 # -- project ----------------------------------------------------------------------------------
-def decide_project_create(state: ProjectState, cmd: ProjectCreate) -> Outcome:
+def _invalid(path: str, message: str) -> DomainError:
+    return DomainError(InvalidCommand(message=message, details=InvalidCommandDetails(errors=[PathError(path, message)])))
+
+
+def decide_project_create(state: ProjectState, cmd: ProjectCreate, ctx: Context) -> Outcome:
     assert cmd.project_id is not None
     if state.exists:
         raise already_exists("project", cmd.project_id)
@@ -85,15 +109,32 @@ def decide_project_create(state: ProjectState, cmd: ProjectCreate) -> Outcome:
 
 
 # -- thread -----------------------------------------------------------------------------------
-def decide_thread_create(state: ThreadState, cmd: ThreadCreate, project: ProjectState) -> Outcome:
-    assert cmd.thread_id is not None
+def _fork_point(cmd: ThreadCreate, source: ThreadState | None) -> ForkPoint | None:
+    if cmd.mode != "fork":
+        return None
+    assert cmd.source_thread_id is not None
+    if source is None or not source.exists or source.status == "deleted":
+        raise not_found("thread", cmd.source_thread_id)
+    if source.project_id != cmd.project_id:
+        raise _invalid("$.project_id", f"a fork stays in its source's project {source.project_id}")
+    position = source.position if cmd.at_position is None else cmd.at_position
+    if not source.created_position <= position <= source.position:
+        raise _invalid("$.at_position", f"the source's history spans positions {source.created_position}.."
+                                        f"{source.position}; {position} is outside it")
+    return ForkPoint(thread_id=source.thread_id, position=position)
+
+
+def decide_thread_create(state: ThreadState, cmd: ThreadCreate, ctx: Context) -> Outcome:
+    assert cmd.thread_id is not None and ctx.project is not None
+    project = ctx.project
     if not project.exists:
         raise not_found("project", cmd.project_id)
+    fork = _fork_point(cmd, ctx.source_thread)
     if state.exists:
         raise already_exists("thread", cmd.thread_id)
     return Accepted(ThreadCreated(thread_id=cmd.thread_id, project_id=cmd.project_id, title=cmd.title,
                                   max_delegation_depth=project.config.max_delegation_depth,
-                                  max_delegation_width=project.config.max_delegation_width),
+                                  max_delegation_width=project.config.max_delegation_width, forked_from=fork),
                     CommandResult(thread_id=cmd.thread_id))
 
 
@@ -117,17 +158,17 @@ def _not_empty(state: ThreadState, op: str, session_ids: list[str]) -> DomainErr
                                       blocking_sessions=listed, total_blocking_sessions=len(ordered))))
 
 
-def decide_thread_archive(state: ThreadState, cmd: ThreadArchive) -> Outcome:
+def decide_thread_archive(state: ThreadState, cmd: ThreadArchive, ctx: Context) -> Outcome:
     _live_thread(state)
     if state.blocking:
         raise _not_empty(state, "archive", list(state.blocking))
     result = CommandResult(thread_id=state.thread_id, status="archived")
     if state.status == "archived":
         return Unchanged(result)
-    return Accepted(ThreadArchived(thread_id=state.thread_id), result)
+    return Accepted(ThreadArchived(thread_id=state.thread_id, sandbox_actions=plan_thread_archive(state)), result)
 
 
-def decide_thread_unarchive(state: ThreadState, cmd: ThreadUnarchive) -> Outcome:
+def decide_thread_unarchive(state: ThreadState, cmd: ThreadUnarchive, ctx: Context) -> Outcome:
     _live_thread(state)
     result = CommandResult(thread_id=state.thread_id, status="open")
     if state.status == "open":
@@ -135,7 +176,7 @@ def decide_thread_unarchive(state: ThreadState, cmd: ThreadUnarchive) -> Outcome
     return Accepted(ThreadUnarchived(thread_id=state.thread_id), result)
 
 
-def decide_thread_delete(state: ThreadState, cmd: ThreadDelete) -> Outcome:
+def decide_thread_delete(state: ThreadState, cmd: ThreadDelete, ctx: Context) -> Outcome:
     result = CommandResult(thread_id=state.thread_id, status="deleted")
     if not state.exists or state.status == "deleted":
         return Unchanged(result)
@@ -161,20 +202,21 @@ def _edge_closed(state: ThreadState, session: Session) -> bool:
     return session.edge_id is not None and state.edges[session.edge_id].status != "open"
 
 
-def decide_session_create(state: ThreadState, cmd: SessionCreate) -> Outcome:
+def decide_session_create(state: ThreadState, cmd: SessionCreate, ctx: Context) -> Outcome:
     assert cmd.session_id is not None
     _open_thread(state, cmd.NAME)
     if cmd.session_id in state.sessions:
         raise already_exists("session", cmd.session_id)
-    return Accepted(SessionCreated(session_id=cmd.session_id, owner=cmd.owner, budget=cmd.budget),
-                    CommandResult(session_id=cmd.session_id))
+    binding = bind_sandbox(cmd.sandbox, ctx.sandbox, ctx.mint, ctx.catalog)
+    return Accepted(SessionCreated(session_id=cmd.session_id, owner=cmd.owner, budget=cmd.budget, sandbox=binding),
+                    CommandResult(session_id=cmd.session_id, sandbox_id=binding.sandbox_id if binding else None))
 
 
 def _status_result(session_id: str, status: str) -> CommandResult:
     return CommandResult(session_id=session_id, status=status)
 
 
-def decide_session_start(state: ThreadState, cmd: SessionStart) -> Outcome:
+def decide_session_start(state: ThreadState, cmd: SessionStart, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
     if state.status != "open":
         raise thread_closed(state.thread_id, cmd.NAME)
@@ -182,17 +224,18 @@ def decide_session_start(state: ThreadState, cmd: SessionStart) -> Outcome:
     if _edge_closed(state, session):
         # A delegated session ends for good: restarting it would run outside its parent's width cap.
         raise illegal("session", session.session_id, "ended", cmd.NAME)
-    return Accepted(SessionStarted(session_id=session.session_id), _status_result(session.session_id, "active"))
+    return Accepted(SessionStarted(session_id=session.session_id, sandbox_actions=plan_session_start(state, session.session_id)),
+                    _status_result(session.session_id, "active"))
 
 
-def decide_session_request_input(state: ThreadState, cmd: SessionRequestInput) -> Outcome:
+def decide_session_request_input(state: ThreadState, cmd: SessionRequestInput, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
     _expect(session, ("active",), cmd.NAME)
     return Accepted(SessionInputRequested(session_id=session.session_id, prompt=cmd.prompt),
                     _status_result(session.session_id, "awaiting_hitl"))
 
 
-def decide_session_provide_input(state: ThreadState, cmd: SessionProvideInput) -> Outcome:
+def decide_session_provide_input(state: ThreadState, cmd: SessionProvideInput, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
     _expect(session, ("awaiting_hitl",), cmd.NAME)
     return Accepted(SessionInputProvided(session_id=session.session_id), _status_result(session.session_id, "active"))
@@ -201,36 +244,39 @@ def decide_session_provide_input(state: ThreadState, cmd: SessionProvideInput) -
 _RUNNING = ("active", "awaiting_hitl")
 
 
-def decide_session_complete(state: ThreadState, cmd: SessionComplete, mint: Mint) -> Outcome:
+def decide_session_complete(state: ThreadState, cmd: SessionComplete, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
     _expect(session, _RUNNING, cmd.NAME)
-    summary_id = mint("sum_")
+    summary_id = ctx.mint("sum_")
     return Accepted(SessionCompleted(session_id=session.session_id, summary_id=summary_id, summary=cmd.summary,
-                                     usage=cmd.usage),
+                                     usage=cmd.usage,
+                                     sandbox_actions=plan_session_end(state, session.session_id, failing=False)),
                     CommandResult(session_id=session.session_id, status="idle", summary_id=summary_id))
 
 
-def decide_session_cancel(state: ThreadState, cmd: SessionCancel) -> Outcome:
+def decide_session_cancel(state: ThreadState, cmd: SessionCancel, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
     _expect(session, _RUNNING, cmd.NAME)
-    return Accepted(SessionCancelled(session_id=session.session_id, reason=cmd.reason, usage=cmd.usage),
+    return Accepted(SessionCancelled(session_id=session.session_id, reason=cmd.reason, usage=cmd.usage,
+                                     sandbox_actions=plan_session_end(state, session.session_id, failing=False)),
                     _status_result(session.session_id, "idle"))
 
 
-def decide_session_fail(state: ThreadState, cmd: SessionFail) -> Outcome:
+def decide_session_fail(state: ThreadState, cmd: SessionFail, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
     _expect(session, _RUNNING, cmd.NAME)
-    return Accepted(SessionFailed(session_id=session.session_id, reason=cmd.reason, usage=cmd.usage),
+    return Accepted(SessionFailed(session_id=session.session_id, reason=cmd.reason, usage=cmd.usage,
+                                  sandbox_actions=plan_session_end(state, session.session_id, failing=True)),
                     _status_result(session.session_id, "failed"))
 
 
-def decide_session_archive(state: ThreadState, cmd: SessionArchive) -> Outcome:
+def decide_session_archive(state: ThreadState, cmd: SessionArchive, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
     _expect(session, ("idle", "failed"), cmd.NAME)
     return Accepted(SessionArchived(session_id=session.session_id), _status_result(session.session_id, "archived"))
 
 
-def decide_session_restore(state: ThreadState, cmd: SessionRestore) -> Outcome:
+def decide_session_restore(state: ThreadState, cmd: SessionRestore, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
     _expect(session, ("archived",), cmd.NAME)
     return Accepted(SessionRestored(session_id=session.session_id), _status_result(session.session_id, "idle"))
@@ -250,13 +296,11 @@ def _check_caps(state: ThreadState, parent: Session, new_children: int) -> None:
         raise _capacity("width", parent.open_children, state.max_width, parent.session_id)
 
 
-def decide_session_spawn(state: ThreadState, cmd: SessionSpawn, mint: Mint,
-                         parent_location: tuple[str, str] | None) -> Outcome:
-    """`parent_location` is (thread_id, project_id) of the parent when it lives in another thread."""
+def decide_session_spawn(state: ThreadState, cmd: SessionSpawn, ctx: Context) -> Outcome:
     assert cmd.session_id is not None
     _open_thread(state, cmd.NAME)
-    if parent_location is not None:
-        parent_thread, parent_project = parent_location
+    if ctx.parent_location is not None:
+        parent_thread, parent_project = ctx.parent_location
         details = CrossDetails(session_id=cmd.session_id, parent_session_id=cmd.parent_session_id,
                                thread_id=state.thread_id, parent_thread_id=parent_thread)
         if parent_project != state.project_id:
@@ -271,11 +315,13 @@ def decide_session_spawn(state: ThreadState, cmd: SessionSpawn, mint: Mint,
     if cmd.budget is not None and remaining is not None and cmd.budget > remaining:
         assert parent.budget is not None
         raise _capacity("budget", parent.budget - remaining, parent.budget, parent.session_id)
-    edge_id = mint("sub_")
+    binding = bind_sandbox(cmd.sandbox, ctx.sandbox, ctx.mint, ctx.catalog)
+    edge_id = ctx.mint("sub_")
     return Accepted(SessionSpawned(session_id=cmd.session_id, parent_session_id=parent.session_id,
                                    root_session_id=parent.root_session_id, depth=parent.depth + 1, edge_id=edge_id,
-                                   agent=cmd.agent, failure_mode=cmd.failure_mode, budget=cmd.budget),
-                    CommandResult(session_id=cmd.session_id, edge_id=edge_id, depth=parent.depth + 1))
+                                   agent=cmd.agent, failure_mode=cmd.failure_mode, budget=cmd.budget, sandbox=binding),
+                    CommandResult(session_id=cmd.session_id, edge_id=edge_id, depth=parent.depth + 1,
+                                  sandbox_id=binding.sandbox_id if binding else None))
 
 
 _REJECT_REASON = {"active": "active_run", "awaiting_hitl": "pending_hitl",
@@ -298,7 +344,8 @@ def _handoff_source(state: ThreadState, source_id: str, expected: int, command: 
     return source
 
 
-def decide_handoff_single(state: ThreadState, cmd: HandoffSingle, mint: Mint) -> Outcome:
+def decide_handoff_single(state: ThreadState, cmd: HandoffSingle, ctx: Context) -> Outcome:
+    mint = ctx.mint
     source = _handoff_source(state, cmd.source_session_id, cmd.expected_owner_version, cmd.NAME, 1)
     handoff_id, session_id = mint("hof_"), mint("ses_")
     version = source.owner_version + 1
@@ -309,7 +356,8 @@ def decide_handoff_single(state: ThreadState, cmd: HandoffSingle, mint: Mint) ->
         CommandResult(handoff_id=handoff_id, session_id=session_id, owner_version=version))
 
 
-def decide_handoff_broadcast(state: ThreadState, cmd: HandoffBroadcast, mint: Mint) -> Outcome:
+def decide_handoff_broadcast(state: ThreadState, cmd: HandoffBroadcast, ctx: Context) -> Outcome:
+    mint = ctx.mint
     if len(set(cmd.recipients)) != len(cmd.recipients):
         raise DomainError(InvalidCommand(
             message="recipients must be distinct actors",
@@ -324,9 +372,11 @@ def decide_handoff_broadcast(state: ThreadState, cmd: HandoffBroadcast, mint: Mi
                                   owner_version=version))
 
 
-ThreadDecider = Callable[..., Outcome]
+Decision = Callable[[Any, Any, Context], Outcome]
 
-THREAD_DECISIONS: dict[type[Command], Callable[[ThreadState, Any], Outcome]] = {
+DECISIONS: dict[type[Command], Decision] = {
+    ProjectCreate: decide_project_create,
+    ThreadCreate: decide_thread_create,
     ThreadArchive: decide_thread_archive,
     ThreadUnarchive: decide_thread_unarchive,
     ThreadDelete: decide_thread_delete,
@@ -334,16 +384,19 @@ THREAD_DECISIONS: dict[type[Command], Callable[[ThreadState, Any], Outcome]] = {
     SessionStart: decide_session_start,
     SessionRequestInput: decide_session_request_input,
     SessionProvideInput: decide_session_provide_input,
+    SessionComplete: decide_session_complete,
     SessionCancel: decide_session_cancel,
     SessionFail: decide_session_fail,
     SessionArchive: decide_session_archive,
     SessionRestore: decide_session_restore,
-}
-"""Decisions that need nothing but the thread state and the command."""
-
-MINTING_DECISIONS: dict[type[Command], Callable[[ThreadState, Any, Mint], Outcome]] = {
-    SessionComplete: decide_session_complete,
+    SessionSpawn: decide_session_spawn,
     HandoffSingle: decide_handoff_single,
     HandoffBroadcast: decide_handoff_broadcast,
+    SandboxCreate: lambda state, cmd, ctx: decide_sandbox_create(state, cmd, ctx.catalog),
+    SandboxFork: lambda state, cmd, ctx: decide_sandbox_fork(state, cmd, ctx.sandbox, ctx.catalog),
+    SandboxPause: lambda state, cmd, ctx: decide_sandbox_pause(state, cmd, ctx.catalog),
+    SandboxResume: lambda state, cmd, ctx: decide_sandbox_resume(state, cmd),
+    SandboxDestroy: lambda state, cmd, ctx: decide_sandbox_destroy(state, cmd),
+    SandboxReportOutcome: lambda state, cmd, ctx: decide_sandbox_report(state, cmd),
 }
-"""Decisions that mint ids for the entities they create."""
+"""Every command's decision: (its boundary's state, the command, the context) -> outcome."""

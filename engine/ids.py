@@ -9,7 +9,7 @@ import string
 
 import msgspec
 
-from schemas.commands import Command, ProjectCreate, SessionCreate, SessionSpawn, ThreadCreate
+from schemas.commands import Command, ProjectCreate, SandboxCreate, SandboxFork, SessionCreate, SessionSpawn, ThreadCreate
 
 _ALPHABET = string.digits + string.ascii_lowercase
 
@@ -39,4 +39,8 @@ def with_ids(cmd: Command, mint: Minter) -> Command:
             return msgspec.structs.replace(cmd, thread_id=mint("thd_"))
         case SessionCreate(session_id=None) | SessionSpawn(session_id=None):
             return msgspec.structs.replace(cmd, session_id=mint("ses_"))
+        case SandboxCreate(sandbox_id=None):
+            return msgspec.structs.replace(cmd, sandbox_id=mint("sbx_"))
+        case SandboxFork(new_sandbox_id=None):
+            return msgspec.structs.replace(cmd, new_sandbox_id=mint("sbx_"))
     return cmd

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 import weakref
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,20 +20,17 @@ import msgspec
 
 from engine import codec
 from engine.boundary_model import BoundaryModel, CommandRecord
-from engine.decisions import (
-    MINTING_DECISIONS,
-    THREAD_DECISIONS,
-    decide_project_create,
-    decide_session_spawn,
-    decide_thread_create,
-)
+from engine.context import Context
+from engine.decisions import DECISIONS
 from engine.decoding import decode_request, decoders
 from engine.ids import Minter, with_ids
-from engine.outcomes import Outcome, Unchanged, already_exists, not_found
+from engine.outcomes import Unchanged, already_exists, not_found
+from engine.sandbox_model import SandboxState
 from engine.results import result_of
 from engine.store import ConcurrencyConflict, EventStore, LogUnavailable
 from engine.subjects import Subjects
 from engine.thread_model import ThreadState
+from schemas.sandboxes import ProviderCapabilities
 from projections.models import LedgerModels
 from schemas.commands import (
     COMMANDS,
@@ -40,7 +38,14 @@ from schemas.commands import (
     HandoffBroadcast,
     HandoffSingle,
     ProjectCreate,
+    SandboxCreate,
+    SandboxDestroy,
+    SandboxFork,
+    SandboxPause,
+    SandboxReportOutcome,
+    SandboxResume,
     SessionCommand,
+    SessionCreate,
     SessionSpawn,
     ThreadCreate,
 )
@@ -60,14 +65,11 @@ log = logging.getLogger("agentledger.commands")
 _DECODERS = decoders(COMMANDS)
 
 
-class _Target(msgspec.Struct):
-    model: BoundaryModel
-    context: Any = None
-
-
 class CommandService:
     def __init__(self, store: EventStore, models: LedgerModels, subjects: Subjects,
+                 catalog: dict[str, ProviderCapabilities] | None = None,
                  max_attempts: int = 8, lookup_timeout: float = 5.0) -> None:
+        self.catalog = catalog if catalog is not None else {"local": ProviderCapabilities()}
         self.store = store
         self.models = models
         self.subjects = subjects
@@ -84,8 +86,8 @@ class CommandService:
             mint = Minter(tenant, command_id)
             cmd = with_ids(cmd, mint)
             command_id = command_id or mint("cmd_")
-            target = await self._target(tenant, cmd)
-            return await self._run(tenant, cmd, command_id, target, mint)
+            model, ctx = await self._target(tenant, cmd, mint)
+            return await self._run(tenant, cmd, command_id, model, ctx)
         except DomainError as e:
             return CommandReply(ok=False, command_id=command_id, error=e.error)
         except LogUnavailable as e:
@@ -102,53 +104,66 @@ class CommandService:
         thread_id = await self.models.resolve_session(self.store, tenant, session_id, self.lookup_timeout)
         return None if thread_id is None else self.models.thread(tenant, thread_id)
 
-    async def _target(self, tenant: str, cmd: Command) -> _Target:
+    async def _fresh_sandbox(self, tenant: str, sandbox_id: str | None) -> SandboxState | None:
+        if sandbox_id is None:
+            return None
+        sandbox = self.models.sandbox(tenant, sandbox_id)
+        await self.models.refresh(self.store, sandbox)
+        return sandbox
+
+    async def _target(self, tenant: str, cmd: Command, mint: Minter) -> tuple[BoundaryModel, Context]:
+        """The boundary that decides `cmd`, and what else the decision must know, read first."""
         models = self.models
+        ctx = Context(mint=mint, catalog=self.catalog)
         match cmd:
             case ProjectCreate():
                 assert cmd.project_id
-                return _Target(models.project(tenant, cmd.project_id))
+                return models.project(tenant, cmd.project_id), ctx
             case ThreadCreate():
                 assert cmd.thread_id
                 project = models.project(tenant, cmd.project_id)
                 if not project.exists:
                     await models.refresh(self.store, project)
-                return _Target(models.thread(tenant, cmd.thread_id), project)
+                source = None
+                if cmd.source_thread_id is not None:
+                    source = models.thread(tenant, cmd.source_thread_id)
+                    await models.refresh(self.store, source)  # the fork point is checked on the log's latest
+                return models.thread(tenant, cmd.thread_id), replace(ctx, project=project, source_thread=source)
+            case SessionCreate():
+                sandbox = await self._fresh_sandbox(tenant, cmd.sandbox.sandbox_id if cmd.sandbox else None)
+                return models.thread(tenant, cmd.thread_id), replace(ctx, sandbox=sandbox)
             case SessionSpawn():
+                sandbox = await self._fresh_sandbox(tenant, cmd.sandbox.sandbox_id if cmd.sandbox else None)
+                ctx = replace(ctx, sandbox=sandbox)
                 parent_thread = await self._thread_of_session(tenant, cmd.parent_session_id)
                 if cmd.thread_id is not None:
                     thread = models.thread(tenant, cmd.thread_id)
                     if parent_thread is not None and parent_thread.thread_id != cmd.thread_id:
-                        return _Target(thread, (parent_thread.thread_id, parent_thread.project_id))
-                    return _Target(thread)
+                        return thread, replace(ctx, parent_location=(parent_thread.thread_id, parent_thread.project_id))
+                    return thread, ctx
                 if parent_thread is None:
                     raise not_found("session", cmd.parent_session_id)
-                return _Target(parent_thread)
+                return parent_thread, ctx
             case HandoffSingle() | HandoffBroadcast():
-                source = await self._thread_of_session(tenant, cmd.source_session_id)
-                if source is None:
+                source_thread = await self._thread_of_session(tenant, cmd.source_session_id)
+                if source_thread is None:
                     raise not_found("session", cmd.source_session_id)
-                return _Target(source)
+                return source_thread, ctx
             case SessionCommand():
                 thread = await self._thread_of_session(tenant, cmd.session_id)
                 if thread is None:
                     raise not_found("session", cmd.session_id)
-                return _Target(thread)
-        return _Target(models.thread(tenant, cmd.thread_id))  # type: ignore[attr-defined]
-
-    def _decide(self, target: _Target, cmd: Command, mint: Minter) -> Outcome:
-        model = target.model
-        match cmd:
-            case ProjectCreate():
-                return decide_project_create(model, cmd)  # type: ignore[arg-type]
-            case ThreadCreate():
-                return decide_thread_create(model, cmd, target.context)  # type: ignore[arg-type]
-            case SessionSpawn():
-                return decide_session_spawn(model, cmd, mint, target.context)  # type: ignore[arg-type]
-        minting = MINTING_DECISIONS.get(type(cmd))
-        if minting is not None:
-            return minting(model, cmd, mint)  # type: ignore[arg-type]
-        return THREAD_DECISIONS[type(cmd)](model, cmd)  # type: ignore[arg-type]
+                return thread, ctx
+            case SandboxFork():
+                assert cmd.new_sandbox_id
+                source = await self._fresh_sandbox(tenant, cmd.sandbox_id)
+                return models.sandbox(tenant, cmd.new_sandbox_id), replace(ctx, sandbox=source)
+            case SandboxCreate():
+                assert cmd.sandbox_id
+                return models.sandbox(tenant, cmd.sandbox_id), ctx
+            case SandboxPause() | SandboxResume() | SandboxDestroy() | SandboxReportOutcome():
+                return models.sandbox(tenant, cmd.sandbox_id), ctx
+        return models.thread(tenant, cmd.thread_id), ctx  # type: ignore[attr-defined]
 
     # -- decide and append -----------------------------------------------------------------
     def _lock(self, boundary: str) -> Any:
@@ -158,8 +173,8 @@ class CommandService:
             self._locks[boundary] = lock
         return lock
 
-    async def _run(self, tenant: str, cmd: Command, command_id: str, target: _Target, mint: Minter) -> CommandReply:
-        model = target.model
+    async def _run(self, tenant: str, cmd: Command, command_id: str, model: BoundaryModel, ctx: Context) -> CommandReply:
+        decide = DECISIONS[type(cmd)]
         async with self._lock(model.boundary):
             for _ in range(self.max_attempts):
                 record = model.commands.get(command_id)
@@ -167,7 +182,7 @@ class CommandService:
                     return _repeat(record, cmd, command_id)
                 decided_at = model.position
                 try:
-                    outcome = self._decide(target, cmd, mint)
+                    outcome = decide(model, cmd, ctx)
                 except DomainError:
                     if await self._moved_since(model, decided_at):
                         continue

@@ -29,6 +29,17 @@ class Subjects:
     def thread_filter(self, tenant: str, thread_id: str) -> str:
         return f"{self.prefix}.evt.{tenant}.thr.{thread_id}.>"
 
+    def sandbox_filter(self, tenant: str, sandbox_id: str) -> str:
+        return f"{self.prefix}.evt.{tenant}.sbx.{sandbox_id}.>"
+
+    @property
+    def sandbox_events_all(self) -> str:
+        return f"{self.prefix}.evt.*.sbx.>"
+
+    @property
+    def thread_events_all(self) -> str:
+        return f"{self.prefix}.evt.*.thr.>"
+
     def project_filter(self, tenant: str, project_id: str) -> str:
         return f"{self.prefix}.evt.{tenant}.prj.{project_id}.>"
 

@@ -13,7 +13,9 @@ from eventsourcing.domain import event
 
 from engine.boundary_model import BoundaryModel
 from schemas.common import BLOCKING_STATUSES, Actor, Summary
+from schemas.sandboxes import SandboxAction, SandboxBinding
 from schemas.events import (
+    ForkPoint,
     HandoffBroadcasted,
     HandoffRecipient,
     HandoffTransferred,
@@ -66,6 +68,8 @@ class Session(msgspec.Struct, kw_only=True):
     used_by_children: int = 0
     merge_handoff_id: str | None = None
     merge_result: list[MergeEntry] | None = None
+    sandbox: SandboxBinding | None = None
+    held_sandboxes: list[str] = []  # ended children's sandboxes paused until this session ends
 
     @property
     def total_usage(self) -> int:
@@ -96,12 +100,45 @@ class ThreadState(BoundaryModel):
         self.max_depth = 0
         self.max_width = 0
         self.created_position = 0
+        self.forked_from: ForkPoint | None = None
+        self.live_sandboxes: dict[str, str] = {}  # owned, not yet destroyed: sandbox id -> session id
         self.sessions: dict[str, Session] = {}
         self.edges: dict[str, Edge] = {}
         self.handoffs: dict[str, Handoff] = {}
         self.blocking: dict[str, None] = {}
 
+    # -- read-only helpers shared by decisions and apply ---------------------------------------
+    def fail_fast_chain(self, session_id: str) -> list[str]:
+        """The ancestors that fail with `session_id` because each edge on the way is fail_fast."""
+        chain: list[str] = []
+        session = self.sessions[session_id]
+        while session.edge_id is not None:
+            edge = self.edges[session.edge_id]
+            parent = self.sessions[edge.parent_session_id]
+            if edge.status != "open" or edge.failure_mode != "fail_fast" or parent.status not in ("active", "awaiting_hitl"):
+                break
+            chain.append(parent.session_id)
+            session = parent
+        return chain
+
     # -- helpers used while applying -------------------------------------------------------
+    def _bind(self, session: Session, binding: SandboxBinding | None) -> None:
+        session.sandbox = binding
+        if binding is not None and binding.owned:
+            self.live_sandboxes[binding.sandbox_id] = session.session_id
+
+    def _carry_out(self, actions: list[SandboxAction]) -> None:
+        for action in actions:
+            if action.action == "destroy":
+                self.live_sandboxes.pop(action.sandbox_id, None)
+            elif action.hold_for is not None:
+                self.sessions[action.hold_for].held_sandboxes.append(action.sandbox_id)
+            for session_id in (action.session_id, action.hold_for):
+                if action.action == "destroy" and session_id is not None:
+                    held = self.sessions[session_id].held_sandboxes
+                    if action.sandbox_id in held:
+                        held.remove(action.sandbox_id)
+
     def _set_status(self, session: Session, status: str) -> None:
         session.status = status
         if status in BLOCKING_STATUSES:
@@ -129,9 +166,11 @@ class ThreadState(BoundaryModel):
 
     def _session_ended(self, session: Session, edge_status: str) -> None:
         """Close the session's edge to its parent (once) and apply what that means upstream."""
+        session.held_sandboxes = [s for s in session.held_sandboxes if s in self.live_sandboxes]
         edge = self.edges.get(session.edge_id) if session.edge_id else None
         if edge is None or edge.status != "open":
             return
+        fails_parent = edge_status == "failed" and bool(self.fail_fast_chain(session.session_id))
         edge.status = edge_status
         parent = self.sessions[edge.parent_session_id]
         parent.open_children -= 1
@@ -147,13 +186,15 @@ class ThreadState(BoundaryModel):
             if not handoff.pending and parent.status == "awaiting_merge":
                 self._set_status(parent, "idle")
                 parent.merge_result = list(handoff.results)
-        if edge_status == "failed" and edge.failure_mode == "fail_fast" and parent.status in ("active", "awaiting_hitl"):
+        if fails_parent:
             self._set_status(parent, "failed")
             self._session_ended(parent, "failed")
 
     # -- thread events -----------------------------------------------------------------------
     @event(ThreadCreated)
-    def _(self, project_id: str, title: str, max_delegation_depth: int, max_delegation_width: int) -> None:
+    def _(self, project_id: str, title: str, max_delegation_depth: int, max_delegation_width: int,
+          forked_from: ForkPoint | None) -> None:
+        self.forked_from = forked_from
         self.exists = True
         self.status = "open"
         self.project_id = project_id
@@ -163,8 +204,9 @@ class ThreadState(BoundaryModel):
         self.created_position = self._applying_position
 
     @event(ThreadArchived)
-    def _(self) -> None:
+    def _(self, sandbox_actions: list[SandboxAction]) -> None:
         self.status = "archived"
+        self._carry_out(sandbox_actions)
 
     @event(ThreadUnarchived)
     def _(self) -> None:
@@ -176,13 +218,14 @@ class ThreadState(BoundaryModel):
 
     # -- session lifecycle ------------------------------------------------------------------
     @event(SessionCreated)
-    def _(self, session_id: str, owner: Actor, budget: int | None) -> None:
+    def _(self, session_id: str, owner: Actor, budget: int | None, sandbox: SandboxBinding | None) -> None:
         self._add_session(Session(session_id=session_id, status="idle", owner=owner, root_session_id=session_id,
                                   created_position=self._applying_position, budget=budget))
+        self._bind(self.sessions[session_id], sandbox)
 
     @event(SessionStarted)
     def _(self, session_id: str) -> None:
-        self._set_status(self.sessions[session_id], "active")
+        self._set_status(self.sessions[session_id], "active")  # a `resume` action leaves ownership as it is
 
     @event(SessionInputRequested)
     def _(self, session_id: str) -> None:
@@ -193,23 +236,27 @@ class ThreadState(BoundaryModel):
         self._set_status(self.sessions[session_id], "active")
 
     @event(SessionCompleted)
-    def _(self, session_id: str, summary_id: str, summary: Summary, usage: int) -> None:
+    def _(self, session_id: str, summary_id: str, summary: Summary, usage: int,
+          sandbox_actions: list[SandboxAction]) -> None:
         session = self.sessions[session_id]
+        self._carry_out(sandbox_actions)
         session.summary_id, session.summary = summary_id, summary
         session.used += usage
         self._set_status(session, "idle")
         self._session_ended(session, "completed")
 
     @event(SessionCancelled)
-    def _(self, session_id: str, usage: int) -> None:
+    def _(self, session_id: str, usage: int, sandbox_actions: list[SandboxAction]) -> None:
         session = self.sessions[session_id]
+        self._carry_out(sandbox_actions)
         session.used += usage
         self._set_status(session, "idle")
         self._session_ended(session, "cancelled")
 
     @event(SessionFailed)
-    def _(self, session_id: str, usage: int) -> None:
+    def _(self, session_id: str, usage: int, sandbox_actions: list[SandboxAction]) -> None:
         session = self.sessions[session_id]
+        self._carry_out(sandbox_actions)
         session.used += usage
         self._set_status(session, "failed")
         self._session_ended(session, "failed")
@@ -225,9 +272,10 @@ class ThreadState(BoundaryModel):
     # -- delegation ---------------------------------------------------------------------------
     @event(SessionSpawned)
     def _(self, session_id: str, parent_session_id: str, edge_id: str, agent: Actor, failure_mode: str,
-          budget: int | None) -> None:
+          budget: int | None, sandbox: SandboxBinding | None) -> None:
         self._add_child(self.sessions[parent_session_id], session_id, agent, edge_id, "agent_spawn",
                         failure_mode, budget=budget)
+        self._bind(self.sessions[session_id], sandbox)
 
     @event(HandoffTransferred)
     def _(self, handoff_id: str, source_session_id: str, previous_owner: Actor, owner_version: int,

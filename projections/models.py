@@ -13,6 +13,7 @@ import asyncio
 from engine import codec
 from engine.boundary_model import BoundaryModel
 from engine.project_model import ProjectState
+from engine.sandbox_model import SandboxState
 from engine.store import EventStore, RawEvent
 from engine.subjects import Subjects
 from engine.thread_model import ThreadState
@@ -52,6 +53,14 @@ class LedgerModels:
         assert isinstance(model, ProjectState)
         return model
 
+    def sandbox(self, tenant: str, sandbox_id: str) -> SandboxState:
+        boundary = self.subjects.sandbox_filter(tenant, sandbox_id)
+        model = self._models.get(boundary)
+        if model is None:
+            model = self._models[boundary] = SandboxState(tenant, boundary, sandbox_id)
+        assert isinstance(model, SandboxState)
+        return model
+
     def _model_for(self, envelope: Envelope) -> BoundaryModel | None:
         model = self._models.get(envelope.boundary)
         if model is not None:
@@ -62,6 +71,8 @@ class LedgerModels:
             return self.thread(envelope.tenant_id, entity)
         if kind == "prj":
             return self.project(envelope.tenant_id, entity)
+        if kind == "sbx":
+            return self.sandbox(envelope.tenant_id, entity)
         return None
 
     # -- indexes ------------------------------------------------------------------------------

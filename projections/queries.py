@@ -12,7 +12,8 @@ from engine.decoding import decode_request, decoders
 from engine.store import EventStore, LogUnavailable
 from engine.thread_model import ThreadState
 from projections.models import LedgerModels
-from projections.views import session_view, thread_row, thread_view, tree
+from projections.history import read_history
+from projections.views import sandbox_view, session_view, thread_row, thread_view, tree
 from schemas.errors import (
     DomainError,
     EntityDetails,
@@ -24,6 +25,8 @@ from schemas.errors import (
 from schemas.queries import (
     QUERIES,
     EventsPage,
+    SandboxGet,
+    SandboxResult,
     EventsRead,
     Query,
     SessionGet,
@@ -97,11 +100,20 @@ class QueryService:
             case SessionTree():
                 state = await self._session_thread(tenant, query.session_id)
                 return TreeResult(tree(state, state.sessions[query.session_id]))
+            case SandboxGet():
+                sandbox = self.models.sandbox(tenant, query.sandbox_id)
+                if not sandbox.exists:
+                    await self.models.refresh(self.store, sandbox)
+                if not sandbox.exists:
+                    raise _not_found("sandbox", query.sandbox_id)
+                return SandboxResult(sandbox_view(sandbox))
             case EventsRead():
-                subjects = self.models.subjects
-                boundary = (subjects.thread_filter(tenant, query.thread_id) if query.thread_id
-                            else subjects.tenant_filter(tenant))
-                raws = await self.store.read(boundary, after=query.after, limit=query.limit)
+                if query.thread_id is None:
+                    boundary = self.models.subjects.tenant_filter(tenant)
+                    raws = await self.store.read(boundary, after=query.after, limit=query.limit)
+                else:
+                    raws = await read_history(self.store, self.models, await self._thread(tenant, query.thread_id),
+                                              after=query.after, limit=query.limit)
                 events = [codec.stored(codec.decode(r.data), r.position) for r in raws]
                 return EventsPage(events=events, next_after=raws[-1].position if raws else query.after)
         raise AssertionError(f"unhandled query {query!r}")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from engine.sandbox_model import SandboxState
 from engine.thread_model import Session, ThreadState
-from schemas.queries import BudgetView, SessionRef, SessionView, ThreadRow, ThreadView, TreeNode
+from schemas.queries import BudgetView, SandboxView, SessionRef, SessionView, ThreadRow, ThreadView, TreeNode
 
 
 def thread_view(state: ThreadState) -> ThreadView:
@@ -12,7 +13,7 @@ def thread_view(state: ThreadState) -> ThreadView:
         max_delegation_depth=state.max_depth, max_delegation_width=state.max_width,
         created_position=state.created_position, position=state.position,
         sessions=[SessionRef(s.session_id, s.status) for s in state.sessions.values()],
-        blocking_sessions=len(state.blocking))
+        blocking_sessions=len(state.blocking), forked_from=state.forked_from)
 
 
 def thread_row(state: ThreadState) -> ThreadRow:
@@ -35,7 +36,8 @@ def session_view(state: ThreadState, session: Session) -> SessionView:
         edge_id=session.edge_id, edge_kind=edge.kind if edge else None, edge_status=edge.status if edge else None,
         failure_mode=edge.failure_mode if edge else None, open_children=session.open_children,
         summary_id=session.summary_id, summary=session.summary, budget=budget_view(session),
-        merge_result=session.merge_result, created_position=session.created_position, position=state.position)
+        merge_result=session.merge_result, sandbox=session.sandbox, held_sandboxes=list(session.held_sandboxes),
+        created_position=session.created_position, position=state.position)
 
 
 def tree(state: ThreadState, session: Session) -> TreeNode:
@@ -46,3 +48,11 @@ def tree(state: ThreadState, session: Session) -> TreeNode:
         summary_id=session.summary_id, summary=session.summary, budget=budget_view(session),
         open_children=session.open_children,
         children=[tree(state, state.sessions[c]) for c in session.children])
+
+
+def sandbox_view(state: SandboxState) -> SandboxView:
+    return SandboxView(sandbox_id=state.sandbox_id, status=state.status, intent=state.intent, provider=state.provider,
+                       owner_session_id=state.owner_session_id, thread_id=state.thread_id,
+                       forked_from=state.forked_from, location=state.location,
+                       pending=[state.pending[p] for p in sorted(state.pending)], last_error=state.last_error,
+                       position=state.position)

@@ -11,7 +11,8 @@ import msgspec
 from msgspec import Meta
 
 from schemas.common import Actor, FailureMode, NonNegInt, PosInt, ProjectConfig, Summary
-from schemas.ids import CommandId, ProjectId, SessionId, ThreadId
+from schemas.ids import CommandId, ProjectId, SandboxId, SessionId, ThreadId
+from schemas.sandboxes import ProviderName, SandboxOp, SandboxOptions, SandboxSpec
 
 Reason = Annotated[str, Meta(max_length=2000)]
 Title = Annotated[str, Meta(max_length=300)]
@@ -37,7 +38,15 @@ class ThreadCreate(Command, kw_only=True):
     thread_id: ThreadId | None = None
     project_id: ProjectId
     title: Title = ""
-    mode: Literal["new"] = "new"
+    mode: Literal["new", "fork"] = "new"
+    source_thread_id: ThreadId | None = None
+    at_position: NonNegInt | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode == "fork" and self.source_thread_id is None:
+            raise ValueError("mode 'fork' needs source_thread_id")
+        if self.mode == "new" and (self.source_thread_id is not None or self.at_position is not None):
+            raise ValueError("source_thread_id and at_position only go with mode 'fork'")
 
 
 class ThreadArchive(Command, kw_only=True):
@@ -61,6 +70,7 @@ class SessionCreate(Command, kw_only=True):
     thread_id: ThreadId
     owner: Actor
     budget: PosInt | None = None
+    sandbox: SandboxSpec | None = None
 
 
 class SessionCommand(Command, kw_only=True):
@@ -116,6 +126,7 @@ class SessionSpawn(Command, kw_only=True):
     agent: Actor
     failure_mode: FailureMode = "delegate"
     budget: PosInt | None = None
+    sandbox: SandboxSpec | None = None
 
 
 class HandoffSingle(Command, kw_only=True):
@@ -132,10 +143,59 @@ class HandoffBroadcast(Command, kw_only=True):
     expected_owner_version: NonNegInt
 
 
+class SandboxCreate(Command, kw_only=True):
+    NAME: ClassVar[str] = "sandbox.create"
+    sandbox_id: SandboxId | None = None
+    provider: ProviderName = "local"
+    options: SandboxOptions = SandboxOptions()
+    owner_session_id: SessionId | None = None
+    thread_id: ThreadId | None = None
+
+
+class SandboxFork(Command, kw_only=True):
+    NAME: ClassVar[str] = "sandbox.fork"
+    sandbox_id: SandboxId
+    new_sandbox_id: SandboxId | None = None
+    owner_session_id: SessionId | None = None
+    thread_id: ThreadId | None = None
+
+
+class SandboxPause(Command, kw_only=True):
+    NAME: ClassVar[str] = "sandbox.pause"
+    sandbox_id: SandboxId
+    reason: Reason = ""
+
+
+class SandboxResume(Command, kw_only=True):
+    NAME: ClassVar[str] = "sandbox.resume"
+    sandbox_id: SandboxId
+    owner_session_id: SessionId | None = None
+    thread_id: ThreadId | None = None
+
+
+class SandboxDestroy(Command, kw_only=True):
+    NAME: ClassVar[str] = "sandbox.destroy"
+    sandbox_id: SandboxId
+    reason: Reason = ""
+
+
+class SandboxReportOutcome(Command, kw_only=True):
+    """Sent by effect handlers: what the provider did with a `*_requested` event."""
+
+    NAME: ClassVar[str] = "sandbox.report_outcome"
+    sandbox_id: SandboxId
+    request_position: PosInt
+    op: SandboxOp
+    ok: bool
+    location: Annotated[str, Meta(max_length=4096)] | None = None
+    error: Annotated[str, Meta(max_length=4000)] | None = None
+
+
 AnyCommand = (
     ProjectCreate | ThreadCreate | ThreadArchive | ThreadUnarchive | ThreadDelete | SessionCreate
     | SessionStart | SessionRequestInput | SessionProvideInput | SessionComplete | SessionCancel
     | SessionFail | SessionArchive | SessionRestore | SessionSpawn | HandoffSingle | HandoffBroadcast
+    | SandboxCreate | SandboxFork | SandboxPause | SandboxResume | SandboxDestroy | SandboxReportOutcome
 )
 
 COMMANDS: dict[str, type[Command]] = {
@@ -144,5 +204,6 @@ COMMANDS: dict[str, type[Command]] = {
         ProjectCreate, ThreadCreate, ThreadArchive, ThreadUnarchive, ThreadDelete, SessionCreate,
         SessionStart, SessionRequestInput, SessionProvideInput, SessionComplete, SessionCancel,
         SessionFail, SessionArchive, SessionRestore, SessionSpawn, HandoffSingle, HandoffBroadcast,
+        SandboxCreate, SandboxFork, SandboxPause, SandboxResume, SandboxDestroy, SandboxReportOutcome,
     )
 }

@@ -87,6 +87,11 @@ class TraceDetails(ErrorDetails, kw_only=True):
     trace_id: str
 
 
+class UnsupportedDetails(ErrorDetails, kw_only=True):
+    provider: str
+    operation: str
+
+
 class Error(msgspec.Struct, tag_field="code", frozen=True, kw_only=True):
     RETRYABLE: ClassVar[bool] = False
     message: str
@@ -141,6 +146,10 @@ class HandoffRejected(Error, tag="handoff_rejected", kw_only=True):
     details: HandoffRejectedDetails
 
 
+class Unsupported(Error, tag="unsupported", kw_only=True):
+    details: UnsupportedDetails
+
+
 class Conflict(Error, tag="conflict", kw_only=True):
     retryable: bool = True
     details: ConflictDetails
@@ -158,7 +167,7 @@ class Internal(Error, tag="internal", kw_only=True):
 AnyError = (
     InvalidCommand | UnknownCommand | NotFound | AlreadyExists | ThreadClosed | ThreadNotEmpty
     | IllegalTransition | CapacityExceeded | CrossThread | CrossProject | VersionConflict
-    | HandoffRejected | Conflict | Unavailable | Internal
+    | HandoffRejected | Unsupported | Conflict | Unavailable | Internal
 )
 
 

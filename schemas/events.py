@@ -13,6 +13,7 @@ from eventsourcing.dcb.msgpack import Decision
 from msgspec import Meta
 
 from schemas.common import Actor, FailureMode, ProjectConfig, Summary
+from schemas.sandboxes import SandboxAction, SandboxBinding, SandboxOptions, SandboxOp
 
 SCHEMA_VERSION = 1
 
@@ -27,19 +28,27 @@ class ProjectCreated(Event, kw_only=True, tag="project.created"):
     config: ProjectConfig
 
 
+class ForkPoint(msgspec.Struct, frozen=True, kw_only=True):
+    thread_id: str
+    position: int
+
+
 class ThreadCreated(Event, kw_only=True, tag="thread.created"):
     """Carries the project's caps: project config is immutable, so the thread boundary can
-    enforce them without reading another boundary."""
+    enforce them without reading another boundary. A fork names its source and the position
+    it sees the source's history up to; no event is copied."""
 
     thread_id: str
     project_id: str
     title: str
     max_delegation_depth: int
     max_delegation_width: int
+    forked_from: ForkPoint | None = None
 
 
 class ThreadArchived(Event, kw_only=True, tag="thread.archived"):
     thread_id: str
+    sandbox_actions: list[SandboxAction] = []
 
 
 class ThreadUnarchived(Event, kw_only=True, tag="thread.unarchived"):
@@ -56,10 +65,12 @@ class SessionCreated(Event, kw_only=True, tag="session.created"):
     session_id: str
     owner: Actor
     budget: int | None = None
+    sandbox: SandboxBinding | None = None
 
 
 class SessionStarted(Event, kw_only=True, tag="session.started"):
     session_id: str
+    sandbox_actions: list[SandboxAction] = []
 
 
 class SessionInputRequested(Event, kw_only=True, tag="session.input_requested"):
@@ -76,6 +87,7 @@ class SessionCompleted(Event, kw_only=True, tag="session.completed"):
     summary_id: str
     summary: Summary
     usage: int = 0
+    sandbox_actions: list[SandboxAction] = []
 
 
 class SessionCancelled(Event, kw_only=True, tag="session.cancelled"):
@@ -84,12 +96,14 @@ class SessionCancelled(Event, kw_only=True, tag="session.cancelled"):
     session_id: str
     reason: str = ""
     usage: int = 0
+    sandbox_actions: list[SandboxAction] = []
 
 
 class SessionFailed(Event, kw_only=True, tag="session.failed"):
     session_id: str
     reason: str = ""
     usage: int = 0
+    sandbox_actions: list[SandboxAction] = []
 
 
 class SessionArchived(Event, kw_only=True, tag="session.archived"):
@@ -111,6 +125,7 @@ class SessionSpawned(Event, kw_only=True, tag="session.spawned"):
     agent: Actor
     failure_mode: FailureMode
     budget: int | None = None
+    sandbox: SandboxBinding | None = None
 
 
 class HandoffRecipient(msgspec.Struct, frozen=True, kw_only=True):
@@ -140,11 +155,72 @@ class HandoffBroadcasted(Event, kw_only=True, tag="handoff.broadcast"):
     recipients: Annotated[list[HandoffRecipient], Meta(min_length=2)]
 
 
+# -- the sandbox boundary: intent (`*_requested`) and the provider's outcome ------------------
+class SandboxCreateRequested(Event, kw_only=True, tag="sandbox.create_requested"):
+    """Create (or, with `forked_from`, copy) a sandbox."""
+
+    sandbox_id: str
+    provider: str
+    options: SandboxOptions = SandboxOptions()
+    owner_session_id: str | None = None
+    thread_id: str | None = None
+    forked_from: str | None = None
+
+
+class SandboxPauseRequested(Event, kw_only=True, tag="sandbox.pause_requested"):
+    sandbox_id: str
+    reason: str = ""
+
+
+class SandboxResumeRequested(Event, kw_only=True, tag="sandbox.resume_requested"):
+    sandbox_id: str
+    owner_session_id: str | None = None
+    thread_id: str | None = None
+
+
+class SandboxDestroyRequested(Event, kw_only=True, tag="sandbox.destroy_requested"):
+    sandbox_id: str
+    reason: str = ""
+
+
+class SandboxCreated(Event, kw_only=True, tag="sandbox.created"):
+    sandbox_id: str
+    location: str
+    request_position: int
+
+
+class SandboxPaused(Event, kw_only=True, tag="sandbox.paused"):
+    sandbox_id: str
+    request_position: int
+
+
+class SandboxResumed(Event, kw_only=True, tag="sandbox.resumed"):
+    sandbox_id: str
+    request_position: int
+
+
+class SandboxDestroyed(Event, kw_only=True, tag="sandbox.destroyed"):
+    sandbox_id: str
+    request_position: int
+
+
+class SandboxFailed(Event, kw_only=True, tag="sandbox.failed"):
+    """The provider could not carry out a request; recorded, never hidden, and never changes
+    the outcome of the session that caused the request."""
+
+    sandbox_id: str
+    request_position: int
+    op: SandboxOp
+    error: str
+
+
 AnyEvent = (
     ProjectCreated | ThreadCreated | ThreadArchived | ThreadUnarchived | ThreadDeleted
     | SessionCreated | SessionStarted | SessionInputRequested | SessionInputProvided
     | SessionCompleted | SessionCancelled | SessionFailed | SessionArchived | SessionRestored
     | SessionSpawned | HandoffTransferred | HandoffBroadcasted
+    | SandboxCreateRequested | SandboxPauseRequested | SandboxResumeRequested | SandboxDestroyRequested
+    | SandboxCreated | SandboxPaused | SandboxResumed | SandboxDestroyed | SandboxFailed
 )
 
 

@@ -9,7 +9,9 @@ from msgspec import Meta
 
 from schemas.common import Actor, NonNegInt, Summary
 from schemas.events import StoredEvent
-from schemas.ids import ProjectId, SessionId, ThreadId
+from schemas.ids import ProjectId, SandboxId, SessionId, ThreadId
+from schemas.events import ForkPoint
+from schemas.sandboxes import SandboxBinding
 
 
 class Query(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -45,7 +47,12 @@ class EventsRead(Query, kw_only=True):
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
-QUERIES: dict[str, type[Query]] = {q.NAME: q for q in (ThreadGet, ThreadList, SessionGet, SessionTree, EventsRead)}
+class SandboxGet(Query, kw_only=True):
+    NAME: ClassVar[str] = "sandbox.get"
+    sandbox_id: SandboxId
+
+
+QUERIES: dict[str, type[Query]] = {q.NAME: q for q in (ThreadGet, ThreadList, SessionGet, SessionTree, EventsRead, SandboxGet)}
 
 
 class SessionRef(msgspec.Struct, frozen=True):
@@ -64,6 +71,7 @@ class ThreadView(msgspec.Struct, frozen=True, kw_only=True):
     position: int
     sessions: list[SessionRef]
     blocking_sessions: int
+    forked_from: ForkPoint | None = None
 
 
 class ThreadRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,6 +110,8 @@ class SessionView(msgspec.Struct, frozen=True, kw_only=True):
     summary: Summary | None
     budget: BudgetView
     merge_result: list[MergeEntry] | None
+    sandbox: SandboxBinding | None
+    held_sandboxes: list[str]
     created_position: int
     position: int
 
@@ -146,3 +156,21 @@ class TreeResult(msgspec.Struct, frozen=True):
 class EventsPage(msgspec.Struct, frozen=True):
     events: list[StoredEvent]
     next_after: int
+
+
+class SandboxView(msgspec.Struct, frozen=True, kw_only=True):
+    sandbox_id: str
+    status: str
+    intent: str
+    provider: str
+    owner_session_id: str | None
+    thread_id: str | None
+    forked_from: str | None
+    location: str | None
+    pending: list[str]
+    last_error: str | None
+    position: int
+
+
+class SandboxResult(msgspec.Struct, frozen=True):
+    sandbox: SandboxView

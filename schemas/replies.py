@@ -23,6 +23,7 @@ class CommandResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     handoff_id: str | None = None
     session_ids: list[str] | None = None
     owner_version: int | None = None
+    sandbox_id: str | None = None
 
 
 class CommandReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -7,12 +7,14 @@ from typing import Any
 
 import msgspec
 
-from engine.decisions import MINTING_DECISIONS, THREAD_DECISIONS, decide_session_spawn, decide_thread_create
+from engine.context import Context
+from engine.decisions import DECISIONS
 from engine.ids import Minter, with_ids
 from engine.outcomes import Accepted, Outcome
 from engine.project_model import ProjectState
 from engine.thread_model import ThreadState
-from schemas.commands import COMMANDS, Command, SessionSpawn, ThreadCreate
+from schemas.commands import COMMANDS, Command
+from schemas.sandboxes import ProviderCapabilities
 from schemas.common import ProjectConfig
 from schemas.errors import DomainError
 from schemas.events import Envelope, ProjectCreated
@@ -26,6 +28,7 @@ class Thread:
         self._apply_to(self.project, ProjectCreated(project_id="prj_1", name="p", config=ProjectConfig(
             max_delegation_depth=max_depth, max_delegation_width=max_width)), "project.create")
         self.state = ThreadState("tnt_x", "t.>", "thd_1")
+        self.catalog = {"local": ProviderCapabilities(), "nofork": ProviderCapabilities(fork=False, pause=False)}
         self.n = 0
         self.run("thread.create", thread_id="thd_1", project_id="prj_1")
 
@@ -35,29 +38,25 @@ class Thread:
                              boundary=model.boundary, command=command, command_id=f"c{pos}", correlation_id="c",
                              actor=msgspec.convert(ACTOR, type=Any), at="now", data=event), pos)
 
-    def decide(self, name: str, **fields: Any) -> Outcome:
+    def decide(self, name: str, sandbox: Any = None, **fields: Any) -> Outcome:
+        """`sandbox` is the sandbox state a binding refers to (the service reads it from the log)."""
         cmd: Command = msgspec.convert({"actor": ACTOR, **fields}, type=COMMANDS[name])
         self.n += 1
         mint = Minter("tnt_x", f"cmd{self.n}")
         cmd = with_ids(cmd, mint)
-        if isinstance(cmd, ThreadCreate):
-            return decide_thread_create(self.state, cmd, self.project)
-        if isinstance(cmd, SessionSpawn):
-            return decide_session_spawn(self.state, cmd, mint, None)
-        if type(cmd) in MINTING_DECISIONS:
-            return MINTING_DECISIONS[type(cmd)](self.state, cmd, mint)
-        return THREAD_DECISIONS[type(cmd)](self.state, cmd)
+        ctx = Context(mint=mint, catalog=self.catalog, project=self.project, sandbox=sandbox)
+        return DECISIONS[type(cmd)](self.state, cmd, ctx)
 
-    def run(self, name: str, **fields: Any) -> Outcome:
-        outcome = self.decide(name, **fields)
+    def run(self, name: str, sandbox: Any = None, **fields: Any) -> Outcome:
+        outcome = self.decide(name, sandbox, **fields)
         if isinstance(outcome, Accepted):
             self._apply_to(self.state, outcome.event, name)
         return outcome
 
-    def error(self, name: str, **fields: Any) -> Any:
+    def error(self, name: str, sandbox: Any = None, **fields: Any) -> Any:
         before = self.state.position
         try:
-            self.decide(name, **fields)
+            self.decide(name, sandbox, **fields)
         except DomainError as e:
             assert self.state.position == before
             return e.error

@@ -1,0 +1,221 @@
+"""Sandbox decisions: binding a sandbox to a new session, planning the shutdowns an ending
+session or an archived thread implies, and the commands of the sandbox boundary itself.
+
+Pure like the thread decisions: the sandbox a binding refers to is read (fresh from the log)
+by the service and passed in.
+"""
+
+from __future__ import annotations
+
+from engine.outcomes import Accepted, Mint, Outcome, Unchanged, already_exists, illegal, not_found
+from engine.sandbox_model import SandboxState
+from engine.thread_model import ThreadState
+from schemas.commands import SandboxCreate, SandboxDestroy, SandboxFork, SandboxPause, SandboxReportOutcome, SandboxResume
+from schemas.errors import DomainError, InvalidCommand, InvalidCommandDetails, PathError, Unsupported, UnsupportedDetails
+from schemas.events import (
+    SandboxCreated,
+    SandboxCreateRequested,
+    SandboxDestroyed,
+    SandboxDestroyRequested,
+    SandboxFailed,
+    SandboxPaused,
+    SandboxPauseRequested,
+    SandboxResumed,
+    SandboxResumeRequested,
+)
+from schemas.replies import CommandResult
+from schemas.sandboxes import ProviderCapabilities, SandboxAction, SandboxBinding, SandboxOptions, SandboxSpec
+
+Catalog = dict[str, ProviderCapabilities]
+
+
+def _invalid(path: str, message: str) -> DomainError:
+    return DomainError(InvalidCommand(message=message, details=InvalidCommandDetails(errors=[PathError(path, message)])))
+
+
+def _provider(catalog: Catalog, name: str, path: str) -> ProviderCapabilities:
+    caps = catalog.get(name)
+    if caps is None:
+        raise _invalid(path, f"unknown sandbox provider {name!r}; this engine has {sorted(catalog)}")
+    return caps
+
+
+def _unsupported(provider: str, operation: str) -> DomainError:
+    return DomainError(Unsupported(message=f"provider {provider!r} cannot {operation} a sandbox",
+                                   details=UnsupportedDetails(provider=provider, operation=operation)))
+
+
+def _usable(sandbox: SandboxState | None, sandbox_id: str, command: str) -> SandboxState:
+    if sandbox is None or not sandbox.exists:
+        raise not_found("sandbox", sandbox_id)
+    if sandbox.intent == "destroyed":
+        raise illegal("sandbox", sandbox_id, "destroyed", command)
+    return sandbox
+
+
+# -- binding a sandbox to a new session ---------------------------------------------------------
+def bind_sandbox(spec: SandboxSpec | None, sandbox: SandboxState | None, mint: Mint, catalog: Catalog) -> SandboxBinding | None:
+    """Everything a binding needs is checked here, before anything is recorded."""
+    if spec is None:
+        return None
+    shutdown = spec.shutdown or "destroy"
+    match spec.mode:
+        case "new":
+            provider = spec.provider or "local"
+            _provider(catalog, provider, "$.sandbox.provider")
+            if spec.sandbox_id is not None and sandbox is not None and sandbox.exists:
+                raise already_exists("sandbox", spec.sandbox_id)
+            return SandboxBinding(sandbox_id=spec.sandbox_id or mint("sbx_"), mode="new", owned=True, shutdown=shutdown,
+                                  provider=provider, options=spec.options or SandboxOptions())
+        case "continue":
+            assert spec.sandbox_id is not None
+            source = _usable(sandbox, spec.sandbox_id, "sandbox.resume")
+            return SandboxBinding(sandbox_id=spec.sandbox_id, mode="continue", owned=True, shutdown=shutdown,
+                                  provider=source.provider, options=source.options)
+        case "fork":
+            assert spec.sandbox_id is not None
+            source = _usable(sandbox, spec.sandbox_id, "sandbox.fork")
+            if not _provider(catalog, source.provider, "$.sandbox.sandbox_id").fork:
+                raise _unsupported(source.provider, "fork")
+            return SandboxBinding(sandbox_id=mint("sbx_"), mode="fork", owned=True, shutdown=shutdown,
+                                  provider=source.provider, options=source.options, source_sandbox_id=spec.sandbox_id)
+        case _:
+            assert spec.sandbox_id is not None
+            source = _usable(sandbox, spec.sandbox_id, "session.create (inherit)")
+            return SandboxBinding(sandbox_id=spec.sandbox_id, mode="inherit", owned=False, shutdown=None,
+                                  provider=source.provider, options=source.options)
+
+
+# -- shutdowns ----------------------------------------------------------------------------------
+def plan_session_end(state: ThreadState, session_id: str, failing: bool) -> list[SandboxAction]:
+    """What happens to sandboxes when `session_id` ends (and, when it fails, the fail_fast
+    ancestors that end with it): each owned sandbox follows its policy, and sandboxes held for
+    an ending parent under pause-until-parent-close are destroyed."""
+    ending = [session_id, *(state.fail_fast_chain(session_id) if failing else [])]
+    actions: dict[str, SandboxAction] = {}
+    for sid in ending:
+        session = state.sessions[sid]
+        binding = session.sandbox
+        if binding is not None and binding.owned and state.live_sandboxes.get(binding.sandbox_id) == sid:
+            policy = binding.shutdown or "destroy"
+            parent = session.parent_session_id
+            if policy == "destroy":
+                actions[binding.sandbox_id] = SandboxAction(sandbox_id=binding.sandbox_id, action="destroy",
+                                                            session_id=sid, reason="destroy")
+            elif policy == "pause" or (policy == "pause-until-parent-close" and parent is None):
+                actions[binding.sandbox_id] = SandboxAction(sandbox_id=binding.sandbox_id, action="pause",
+                                                            session_id=sid, reason=policy)
+            elif policy == "pause-until-parent-close" and parent in ending:
+                actions[binding.sandbox_id] = SandboxAction(sandbox_id=binding.sandbox_id, action="destroy",
+                                                            session_id=sid, reason="parent-closed")
+            elif policy == "pause-until-parent-close":
+                actions[binding.sandbox_id] = SandboxAction(sandbox_id=binding.sandbox_id, action="pause",
+                                                            session_id=sid, reason=policy, hold_for=parent)
+        for held in session.held_sandboxes:
+            if held in state.live_sandboxes:
+                actions[held] = SandboxAction(sandbox_id=held, action="destroy", session_id=state.live_sandboxes[held],
+                                              reason="parent-closed", hold_for=sid)
+    return list(actions.values())
+
+
+def plan_session_start(state: ThreadState, session_id: str) -> list[SandboxAction]:
+    """A session that runs again gets its own sandbox back if its policy paused it."""
+    binding = state.sessions[session_id].sandbox
+    if binding is None or not binding.owned or state.live_sandboxes.get(binding.sandbox_id) != session_id:
+        return []
+    return [SandboxAction(sandbox_id=binding.sandbox_id, action="resume", session_id=session_id,
+                          reason="session-started")]
+
+
+def plan_thread_archive(state: ThreadState) -> list[SandboxAction]:
+    """Archiving releases every sandbox the thread's sessions still own."""
+    return [SandboxAction(sandbox_id=sbx, action="destroy", session_id=sid, reason="thread-archived")
+            for sbx, sid in state.live_sandboxes.items()]
+
+
+# -- the sandbox boundary -----------------------------------------------------------------------
+def _result(sandbox_id: str, status: str) -> CommandResult:
+    return CommandResult(sandbox_id=sandbox_id, status=status)
+
+
+def decide_sandbox_create(state: SandboxState, cmd: SandboxCreate, catalog: Catalog) -> Outcome:
+    assert cmd.sandbox_id is not None
+    _provider(catalog, cmd.provider, "$.provider")
+    if state.exists:
+        raise already_exists("sandbox", cmd.sandbox_id)
+    return Accepted(SandboxCreateRequested(sandbox_id=cmd.sandbox_id, provider=cmd.provider, options=cmd.options,
+                                           owner_session_id=cmd.owner_session_id, thread_id=cmd.thread_id),
+                    _result(cmd.sandbox_id, "creating"))
+
+
+def decide_sandbox_fork(state: SandboxState, cmd: SandboxFork, source: SandboxState | None, catalog: Catalog) -> Outcome:
+    assert cmd.new_sandbox_id is not None
+    src = _usable(source, cmd.sandbox_id, cmd.NAME)
+    if not _provider(catalog, src.provider, "$.sandbox_id").fork:
+        raise _unsupported(src.provider, "fork")
+    if state.exists:
+        raise already_exists("sandbox", cmd.new_sandbox_id)
+    return Accepted(SandboxCreateRequested(sandbox_id=cmd.new_sandbox_id, provider=src.provider, options=src.options,
+                                           owner_session_id=cmd.owner_session_id, thread_id=cmd.thread_id,
+                                           forked_from=cmd.sandbox_id),
+                    _result(cmd.new_sandbox_id, "creating"))
+
+
+def _existing(state: SandboxState) -> SandboxState:
+    if not state.exists:
+        raise not_found("sandbox", state.sandbox_id)
+    return state
+
+
+def decide_sandbox_pause(state: SandboxState, cmd: SandboxPause, catalog: Catalog) -> Outcome:
+    _existing(state)
+    if state.intent in ("paused", "destroyed"):  # shutting down what is already down is a no-op
+        return Unchanged(_result(state.sandbox_id, state.intent))
+    if not _provider(catalog, state.provider, "$.sandbox_id").pause:
+        raise _unsupported(state.provider, "pause")
+    return Accepted(SandboxPauseRequested(sandbox_id=state.sandbox_id, reason=cmd.reason),
+                    _result(state.sandbox_id, "paused"))
+
+
+def decide_sandbox_resume(state: SandboxState, cmd: SandboxResume) -> Outcome:
+    _existing(state)
+    if state.intent == "destroyed":
+        raise illegal("sandbox", state.sandbox_id, "destroyed", cmd.NAME)
+    new_owner = cmd.owner_session_id is not None and cmd.owner_session_id != state.owner_session_id
+    if state.intent == "running" and not new_owner:
+        return Unchanged(_result(state.sandbox_id, "running"))
+    return Accepted(SandboxResumeRequested(sandbox_id=state.sandbox_id, owner_session_id=cmd.owner_session_id,
+                                           thread_id=cmd.thread_id),
+                    _result(state.sandbox_id, "running"))
+
+
+def decide_sandbox_destroy(state: SandboxState, cmd: SandboxDestroy) -> Outcome:
+    _existing(state)
+    retry = state.status == "failed" and "destroy" not in state.pending.values()
+    if state.intent == "destroyed" and not retry:
+        return Unchanged(_result(state.sandbox_id, "destroyed"))
+    return Accepted(SandboxDestroyRequested(sandbox_id=state.sandbox_id, reason=cmd.reason),
+                    _result(state.sandbox_id, "destroyed"))
+
+
+_DONE = {"create": SandboxCreated, "fork": SandboxCreated, "pause": SandboxPaused, "resume": SandboxResumed,
+         "destroy": SandboxDestroyed}
+
+
+def decide_sandbox_report(state: SandboxState, cmd: SandboxReportOutcome) -> Outcome:
+    _existing(state)
+    op = state.pending.get(cmd.request_position)
+    if op is None:  # already reported (a redelivered effect): nothing more to record
+        return Unchanged(_result(state.sandbox_id, state.status))
+    if op != cmd.op:
+        raise _invalid("$.op", f"request at {cmd.request_position} was {op!r}, not {cmd.op!r}")
+    if not cmd.ok:
+        return Accepted(SandboxFailed(sandbox_id=state.sandbox_id, request_position=cmd.request_position, op=cmd.op,
+                                      error=cmd.error or "provider error"), _result(state.sandbox_id, "failed"))
+    if op in ("create", "fork"):
+        if not cmd.location:
+            raise _invalid("$.location", f"a successful {op} reports the sandbox's location")
+        return Accepted(SandboxCreated(sandbox_id=state.sandbox_id, location=cmd.location,
+                                       request_position=cmd.request_position), _result(state.sandbox_id, "running"))
+    event = _DONE[op](sandbox_id=state.sandbox_id, request_position=cmd.request_position)
+    return Accepted(event, _result(state.sandbox_id, {"pause": "paused", "resume": "running"}.get(op, "destroyed")))

@@ -1,0 +1,74 @@
+"""Sandbox value types: how a session asks for one, what the session records, and the
+shutdown actions an ending session or an archived thread hands to the sandbox boundary."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from schemas.ids import SandboxId
+
+SandboxMode = Literal["new", "continue", "fork", "inherit"]
+ShutdownPolicy = Literal["destroy", "pause", "keep", "pause-until-parent-close"]
+SandboxStatus = Literal["creating", "running", "paused", "destroyed", "failed"]
+SandboxOp = Literal["create", "fork", "pause", "resume", "destroy"]
+ProviderName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+
+
+class SandboxOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Provider options. The local provider reads `repo`/`ref` (a git worktree) and `command`
+    (a long-running process started in the sandbox directory)."""
+
+    repo: Annotated[str, Meta(max_length=4096)] | None = None
+    ref: Annotated[str, Meta(max_length=256)] | None = None
+    command: Annotated[list[Annotated[str, Meta(max_length=4096)]], Meta(min_length=1, max_length=256)] | None = None
+
+
+class SandboxSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """`sandbox` on session.create / session.spawn. For `new`, `sandbox_id` may name the new
+    sandbox; for the other modes it names the existing one."""
+
+    mode: SandboxMode
+    sandbox_id: SandboxId | None = None
+    shutdown: ShutdownPolicy | None = None
+    provider: ProviderName | None = None
+    options: SandboxOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode != "new" and self.sandbox_id is None:
+            raise ValueError(f"sandbox mode {self.mode!r} needs sandbox_id")
+        if self.mode == "inherit" and self.shutdown is not None:
+            raise ValueError("an inherited sandbox is never owned, so it takes no shutdown policy")
+        if self.mode != "new" and (self.provider is not None or self.options is not None):
+            raise ValueError(f"provider and options only go with mode 'new'; {self.mode!r} uses the sandbox's own")
+
+
+class ProviderCapabilities(msgspec.Struct, frozen=True, kw_only=True):
+    fork: bool = True
+    pause: bool = True
+
+
+class SandboxBinding(msgspec.Struct, frozen=True, kw_only=True):
+    """What a session holds: recorded in the session's creating event."""
+
+    sandbox_id: str
+    mode: SandboxMode
+    owned: bool
+    shutdown: ShutdownPolicy | None
+    provider: str
+    options: SandboxOptions = SandboxOptions()
+    source_sandbox_id: str | None = None
+
+
+class SandboxAction(msgspec.Struct, frozen=True, kw_only=True):
+    """A shutdown the sandbox boundary must carry out because a session ended or a thread was
+    archived. Decided with the ending, so the audit log says what should happen and why."""
+
+    sandbox_id: str
+    action: Literal["pause", "destroy", "resume"]
+    session_id: str
+    reason: Literal["destroy", "pause", "pause-until-parent-close", "parent-closed", "thread-archived",
+                    "session-started"]
+    hold_for: str | None = None  # parent session that destroys it when it ends
