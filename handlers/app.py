@@ -8,8 +8,10 @@ raises, so nothing here may raise.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 import nats
@@ -20,12 +22,17 @@ from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client
 
 from engine.service import CommandService
+from handlers.durable import DurableWorker
+from handlers.effects import SandboxEffects
+from handlers.process_manager import SandboxProcessManager, Send
+from handlers.providers.local import LocalProvider
 from engine.store import EventStore
 from engine.subjects import Subjects
 from projections.models import LedgerModels
 from projections.queries import QueryService
 from schemas.errors import InvalidCommand, InvalidCommandDetails, PathError
 from schemas.replies import CommandReply, QueryReply
+from schemas.sandboxes import ProviderCapabilities
 
 log = logging.getLogger("agentledger")
 _encode = msgspec.json.Encoder().encode
@@ -40,6 +47,9 @@ class EngineConfig:
     queue_group: str = "agentledger"
     max_workers: int = 64
     catch_up_timeout: float = 60.0
+    sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
+    process_manager: bool = True
+    worker_ack_wait: float = 30.0
     subjects: Subjects = field(init=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +97,7 @@ class Engine:
         self.queries: QueryService | None = None
         self.broker: NatsBroker | None = None
         self._follower = None
+        self.workers: list[DurableWorker] = []
 
     async def start(self, serve: bool = True) -> None:
         cfg = self.config
@@ -97,8 +108,14 @@ class Engine:
         self._follower = await self.store.follow(cfg.subjects.events_all, 0, self.models.follow)
         if not await self.models.wait_for(head, cfg.catch_up_timeout):
             raise RuntimeError(f"read models did not catch up to position {head} in {cfg.catch_up_timeout}s")
-        self.commands = CommandService(self.store, self.models, cfg.subjects)
+        self.commands = CommandService(self.store, self.models, cfg.subjects, catalog=provider_catalog())
         self.queries = QueryService(self.store, self.models)
+        if cfg.process_manager:
+            self.workers.append(process_manager_worker(cfg, self.store, self.commands.execute))
+        if cfg.sandbox_dir is not None:
+            self.workers.append(effects_worker(cfg, self.store, self.commands.execute))
+        for worker in self.workers:
+            await worker.start()
         if serve:
             self.broker = build_broker(cfg, self.commands, self.queries)
             await self.broker.start()
@@ -109,6 +126,9 @@ class Engine:
         """Stop taking requests, let in-flight ones finish, then close the log connection."""
         broker, follower, nc = self.broker, self._follower, self.nc
         self.broker = self._follower = self.nc = None
+        for worker in self.workers:
+            await worker.stop()
+        self.workers = []
         try:
             if broker is not None:
                 await broker.stop()
@@ -129,3 +149,49 @@ def asyncapi_app(config: EngineConfig | None = None) -> FastStream:
     models = LedgerModels(cfg.subjects)
     store = EventStore.__new__(EventStore)
     return FastStream(build_broker(cfg, CommandService(store, models, cfg.subjects), QueryService(store, models)))
+
+
+def provider_catalog() -> dict[str, ProviderCapabilities]:
+    """The providers this deployment knows, with what they can do (checked before recording)."""
+    return {LocalProvider.name: LocalProvider.capabilities}
+
+
+def _durable_name(prefix: str, role: str) -> str:
+    return f"{prefix}-{role}".replace(".", "_")
+
+
+def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
+    pm = SandboxProcessManager(send)
+    return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_all, _durable_name(cfg.prefix, "pm"),
+                         pm.handle, ack_wait=cfg.worker_ack_wait)
+
+
+def effects_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
+    assert cfg.sandbox_dir is not None
+    effects = SandboxEffects(store, cfg.subjects, {LocalProvider.name: LocalProvider(cfg.sandbox_dir)}, send)
+    return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, _durable_name(cfg.prefix, "fx"),
+                         effects.handle, ack_wait=cfg.worker_ack_wait)
+
+
+def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
+    """Send commands to the engine over NATS (for workers running outside an engine)."""
+    decoder = msgspec.json.Decoder(CommandReply)
+
+    async def send(tenant: str, name: str, body: bytes) -> CommandReply:
+        msg = await nc.request(subjects.command(tenant, name), body, timeout=timeout)
+        return decoder.decode(msg.data)
+
+    return send
+
+
+async def run_effects(cfg: EngineConfig, stop: asyncio.Event) -> None:
+    """An effect handler on its own: sandboxes live where this runs; the engine may be elsewhere."""
+    nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-effects", max_reconnect_attempts=-1)
+    store = EventStore(nc, cfg.stream)
+    worker = effects_worker(cfg, store, nats_sender(nc, cfg.subjects))
+    await worker.start()
+    try:
+        await stop.wait()
+    finally:
+        await worker.stop()
+        await nc.drain()

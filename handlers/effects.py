@@ -1,0 +1,98 @@
+"""The sandbox effect handler: it reads `sandbox.*_requested` events from the log, calls the
+provider, and records the outcome with `sandbox.report_outcome`.
+
+It can run inside an engine or on its own (`agentledger effects`, e.g. on the machine that
+hosts the sandboxes). Every step survives a crash: the provider call is idempotent for the
+sandbox id, the outcome's command id derives from the request event, and the request is
+acknowledged only after its outcome is in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from engine.sandbox_model import SandboxState
+from engine.store import EventStore
+from engine.subjects import Subjects
+from handlers.providers.base import ProviderError, SandboxProvider, SandboxRef
+from projections.models import LedgerModels
+from schemas.commands import SandboxReportOutcome
+from schemas.common import Actor
+from schemas.events import (
+    Envelope,
+    SandboxCreateRequested,
+    SandboxDestroyRequested,
+    SandboxPauseRequested,
+    SandboxResumeRequested,
+)
+from schemas.replies import CommandReply
+
+log = logging.getLogger("agentledger.effects")
+FX_ACTOR = Actor(kind="system", id="sys_sandbox_effects")
+CRASH_ENV = "AGENTLEDGER_FX_CRASH_AFTER_PROVIDER"  # fault injection for tests: die between call and outcome
+
+Send = Callable[[str, str, bytes], Awaitable[CommandReply]]
+REQUESTS = (SandboxCreateRequested, SandboxPauseRequested, SandboxResumeRequested, SandboxDestroyRequested)
+
+
+class SandboxEffects:
+    def __init__(self, store: EventStore, subjects: Subjects, providers: dict[str, SandboxProvider], send: Send) -> None:
+        self.store = store
+        self.models = LedgerModels(subjects)  # private: sandbox state as of each request
+        self.providers = providers
+        self.send = send
+
+    async def _state_at(self, tenant: str, sandbox_id: str, position: int) -> SandboxState:
+        state = self.models.sandbox(tenant, sandbox_id)
+        if state.position < position:
+            await self.models.refresh(self.store, state)
+        return state
+
+    async def handle(self, envelope: Envelope, position: int) -> bool:
+        data = envelope.data
+        if not isinstance(data, REQUESTS):
+            return True
+        tenant = envelope.tenant_id
+        state = await self._state_at(tenant, data.sandbox_id, position)
+        provider = self.providers.get(state.provider)
+        ref = SandboxRef(tenant, data.sandbox_id)
+        op, location, error = "create", None, None
+        try:
+            if provider is None:
+                raise ProviderError(f"no provider {state.provider!r} configured in this effect handler")
+            match data:
+                case SandboxCreateRequested(forked_from=None):
+                    location = await provider.create(ref, data.options)
+                case SandboxCreateRequested(forked_from=source):
+                    op = "fork"
+                    assert source is not None
+                    location = await provider.fork(SandboxRef(tenant, source), ref, data.options)
+                case SandboxPauseRequested():
+                    op = "pause"
+                    await provider.pause(ref)
+                case SandboxResumeRequested():
+                    op = "resume"
+                    await provider.resume(ref)
+                case SandboxDestroyRequested():
+                    op = "destroy"
+                    await provider.destroy(ref)
+        except ProviderError as e:
+            error = str(e)
+        except OSError as e:
+            error = f"{type(e).__name__}: {e}"
+        if os.environ.get(CRASH_ENV):
+            os._exit(86)
+        report = SandboxReportOutcome(
+            command_id=f"fx-{envelope.event_id}", actor=FX_ACTOR, correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id, sandbox_id=data.sandbox_id, request_position=position, op=op,  # type: ignore[arg-type]
+            ok=error is None, location=location, error=error)
+        reply = await self.send(tenant, report.NAME, msgspec.json.encode(report))
+        if not reply.ok:
+            log.warning("outcome of %s at %s not recorded: %s", envelope.type, position, reply.error)
+            assert reply.error is not None
+            return not reply.error.retryable
+        return True

@@ -1,0 +1,1 @@
+"""Sandbox providers: one protocol, and the real local provider that ships with the engine."""
