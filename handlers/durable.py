@@ -10,6 +10,7 @@ harmless with command ids derived from the event.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -33,13 +34,14 @@ class DurableWorker:
         self.handler = handler
         self.ack_wait, self.retry_delay = ack_wait, retry_delay
         self._task: asyncio.Task[None] | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
         self.handled = 0
 
     async def start(self) -> None:
         config = ConsumerConfig(durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=1,
                                 deliver_policy=DeliverPolicy.ALL, filter_subject=self.filter, ack_wait=self.ack_wait)
-        sub = await self.js.pull_subscribe(self.filter, durable=self.durable, stream=self.stream, config=config)
-        self._task = asyncio.create_task(self._run(sub), name=f"worker-{self.durable}")
+        self._sub = await self.js.pull_subscribe(self.filter, durable=self.durable, stream=self.stream, config=config)
+        self._task = asyncio.create_task(self._run(self._sub), name=f"worker-{self.durable}")
 
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
         while True:
@@ -66,10 +68,13 @@ class DurableWorker:
                     await msg.nak(delay=self.retry_delay)
 
     async def stop(self) -> None:
+        """Stop between events: an event being handled is left unacknowledged and comes back."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
+        if self._sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._sub.unsubscribe()
+            self._sub = None

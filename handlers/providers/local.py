@@ -64,9 +64,11 @@ def _signal_group(pid: int | None, sig: signal.Signals) -> None:
 
 async def _reap(pid: int | None) -> None:
     """Collect a killed process we started, so it does not linger as a zombie."""
+    if pid is None:
+        return
     for _ in range(50):
         try:
-            done, _status = os.waitpid(pid, os.WNOHANG) if pid else (pid, 0)
+            done, _status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:  # started by an earlier process of ours: init reaps it
             return
         if done:

@@ -1,0 +1,55 @@
+"""Helpers for sandbox tests: an engine that runs the process manager and the local effect
+handler, and bounded waits for the asynchronous provider outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Client_
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], what: str, attempts: int = 300) -> Any:
+    """Poll until `probe` returns something truthy; fail (not hang) after `attempts` tries."""
+    for _ in range(attempts):
+        value = await probe()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def sandbox(client: Client_, sandbox_id: str) -> dict[str, Any]:
+    reply = await client.qry("sandbox.get", sandbox_id=sandbox_id)
+    assert reply["ok"], reply
+    return reply["result"]["sandbox"]  # type: ignore[no-any-return]
+
+
+async def settled(client: Client_, sandbox_id: str, status: str) -> dict[str, Any]:
+    """Wait until the provider's outcome for every request is recorded and the status is `status`."""
+    async def probe() -> dict[str, Any] | None:
+        reply = await client.qry("sandbox.get", sandbox_id=sandbox_id)
+        view = reply["result"]["sandbox"] if reply["ok"] else None
+        return view if view and not view["pending"] and view["status"] == status else None
+
+    return await eventually(probe, f"{sandbox_id} settles as {status}")  # type: ignore[no-any-return]
+
+
+def writable(path: str | Path) -> bool:
+    return bool(Path(path).stat().st_mode & 0o222)
+
+
+def process_state(pid: int) -> str | None:
+    """The kernel's state letter for a process (R/S running or sleeping, T stopped, Z zombie)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def sandbox_dirs(root: Path, tenant: str) -> list[str]:
+    base = root / tenant
+    return sorted(os.listdir(base)) if base.exists() else []
