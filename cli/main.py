@@ -22,6 +22,7 @@ def root() -> None:
 NatsUrl = Annotated[str | None, typer.Option("--nats-url", envvar="NATS_URL",
                                              help="NATS server; without it, serve starts an embedded one")]
 Prefix = Annotated[str, typer.Option("--prefix", envvar="AGENTLEDGER_PREFIX", help="subject prefix")]
+SandboxDir = Annotated[Path, typer.Option(envvar="AGENTLEDGER_SANDBOX_DIR", help="where local sandboxes live")]
 
 
 @app.command()
@@ -32,11 +33,31 @@ def serve(
     prefix: Prefix = "ledger",
     stream: Annotated[str, typer.Option(envvar="AGENTLEDGER_STREAM", help="event stream name")] = "LEDGER",
     replicas: Annotated[int, typer.Option(help="stream replicas (1, or 3 on a cluster)")] = 1,
+    sandbox_dir: SandboxDir = Path(".agentledger/sandboxes"),
+    effects: Annotated[bool, typer.Option(help="run the local sandbox effect handler in this process")] = True,
 ) -> None:
     """Start an engine replica; Ctrl-C stops it cleanly."""
     from cli.serve import serve as run
+    from handlers.app import EngineConfig
 
-    asyncio.run(run(nats_url, data_dir, port, prefix, stream, replicas))
+    config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None)
+    asyncio.run(run(config, nats_url, data_dir, port))
+
+
+@app.command()
+def effects(
+    nats_url: Annotated[str, typer.Option("--nats-url", envvar="NATS_URL")] = "nats://127.0.0.1:4222",
+    prefix: Prefix = "ledger",
+    stream: Annotated[str, typer.Option(envvar="AGENTLEDGER_STREAM", help="event stream name")] = "LEDGER",
+    sandbox_dir: SandboxDir = Path(".agentledger/sandboxes"),
+    ack_wait: Annotated[float, typer.Option(help="seconds before an unfinished request is handed out again")] = 30.0,
+) -> None:
+    """Run only the sandbox effect handler (where the sandboxes live), next to engines elsewhere."""
+    from cli.serve import effects as run
+    from handlers.app import EngineConfig
+
+    asyncio.run(run(EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, sandbox_dir=sandbox_dir,
+                                 worker_ack_wait=ack_wait)))
 
 
 def main() -> None:

@@ -9,22 +9,29 @@ from pathlib import Path
 from rich.console import Console
 
 from engine.nats_server import EmbeddedNats
-from handlers.app import Engine, EngineConfig
+from handlers.app import Engine, EngineConfig, run_effects
 
 console = Console(stderr=True)
 
 
-async def serve(nats_url: str | None, data_dir: Path, port: int, prefix: str, stream: str, replicas: int) -> None:
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve(config: EngineConfig, nats_url: str | None, data_dir: Path, port: int) -> None:
     embedded: EmbeddedNats | None = None
     if nats_url is None:
         embedded = EmbeddedNats(data_dir, port=port)
         await embedded.start()
         nats_url = embedded.url
-    engine = Engine(EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, replicas=replicas))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    config.nats_url = nats_url
+    prefix = config.prefix
+    engine = Engine(config)
+    stop = _stop_on_signals()
     try:
         await engine.start()
         where = f"embedded NATS, data in {data_dir}" if embedded else "external NATS"
@@ -37,3 +44,10 @@ async def serve(nats_url: str | None, data_dir: Path, port: int, prefix: str, st
         await engine.stop()
         if embedded is not None:
             await embedded.stop()
+
+
+async def effects(config: EngineConfig) -> None:
+    stop = _stop_on_signals()
+    print(f"agentledger effects ready: sandboxes in {config.sandbox_dir}, log {config.stream} at {config.nats_url}",
+          flush=True)
+    await run_effects(config, stop)

@@ -1,0 +1,125 @@
+"""Crash injection: the effect handler runs as its own process and is killed between the
+provider call and the outcome event. After a restart nothing is created twice, nothing is lost,
+and the log records each outcome exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from handlers.app import Engine, EngineConfig
+from handlers.effects import CRASH_ENV
+from tests.conftest import AGENT, Client_
+from tests.sandbox_support import eventually, sandbox_dirs, settled
+
+AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
+DONE = {"outcome": "succeeded", "text": "ok"}
+
+
+async def start_effects(config: EngineConfig, sandbox_dir: Path, crash: bool) -> asyncio.subprocess.Process:
+    env = {**os.environ, "NATS_URL": config.nats_url, "AGENTLEDGER_PREFIX": config.prefix,
+           "AGENTLEDGER_STREAM": config.stream, "AGENTLEDGER_SANDBOX_DIR": str(sandbox_dir)}
+    env.pop(CRASH_ENV, None)
+    if crash:
+        env[CRASH_ENV] = "1"
+    proc = await asyncio.create_subprocess_exec(AGENTLEDGER, "effects", "--ack-wait", "1", env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    assert b"ready" in line, line
+    return proc
+
+
+async def event_types(client: Client_, sandbox_id: str) -> Counter[str]:
+    events = (await client.qry("events.read", limit=1000))["result"]["events"]
+    return Counter(e["type"] for e in events if e["data"].get("sandbox_id") == sandbox_id)
+
+
+async def test_effect_handler_killed_between_provider_call_and_outcome(engine_config: EngineConfig, nc: Client,
+                                                                      tmp_path: Path) -> None:
+    sandbox_dir = tmp_path / "sandboxes"
+    engine = Engine(engine_config)  # process manager in the engine; effects in their own process
+    await engine.start()
+    client = Client_(nc, engine_config)
+    try:
+        await client.setup_thread()
+        created = await client.ok("session.create", thread_id="thd_t1", owner=AGENT, sandbox={"mode": "new"})
+        sandbox_id = created["result"]["sandbox_id"]
+        await client.ok("session.start", session_id=created["result"]["session_id"])
+
+        for step, after in (("create", "running"), ("destroy", "destroyed")):
+            if step == "destroy":
+                await client.ok("session.complete", session_id=created["result"]["session_id"], summary=DONE)
+            crashing = await start_effects(engine_config, sandbox_dir, crash=True)
+            assert await asyncio.wait_for(crashing.wait(), 30) == 86  # died right after the provider call
+            types = await event_types(client, sandbox_id)
+            assert types[f"sandbox.{step}_requested"] == 1
+            assert types["sandbox.created" if step == "create" else "sandbox.destroyed"] == 0  # outcome lost with it
+            assert sandbox_dirs(sandbox_dir, "tnt_acme") == ([sandbox_id] if step == "create" else [])
+
+            worker = await start_effects(engine_config, sandbox_dir, crash=False)
+            try:
+                await settled(client, sandbox_id, after)
+                types = await event_types(client, sandbox_id)
+                assert types["sandbox.created"] == 1 and types["sandbox.failed"] == 0
+                assert types["sandbox.destroyed"] == (1 if step == "destroy" else 0)
+                assert sandbox_dirs(sandbox_dir, "tnt_acme") == ([sandbox_id] if step == "create" else [])
+            finally:
+                worker.terminate()
+                await worker.wait()
+
+        # and the engine's process manager never sent a command twice either
+        async def all_requests() -> Counter[str]:
+            return await event_types(client, sandbox_id)
+        types = await eventually(all_requests, "requests recorded")
+        assert types["sandbox.create_requested"] == 1 and types["sandbox.destroy_requested"] == 1
+    finally:
+        await engine.stop()
+
+
+async def test_process_manager_redelivery_repeats_nothing(engine_config: EngineConfig, nc: Client) -> None:
+    """The process manager dies after sending its command but before acknowledging the event:
+    the event comes back, the command is sent again with the same id, and nothing repeats."""
+    from handlers.app import process_manager_worker
+    from handlers.process_manager import SandboxProcessManager
+
+    engine_config.process_manager = False
+    engine = Engine(engine_config)
+    await engine.start()
+    assert engine.commands is not None and engine.store is not None
+    crashed: set[str] = set()
+    pm = SandboxProcessManager(engine.commands.execute)
+
+    async def crash_once(envelope, position):  # type: ignore[no-untyped-def]
+        done = await pm.handle(envelope, position)
+        if envelope.event_id not in crashed:
+            crashed.add(envelope.event_id)
+            raise RuntimeError("killed before the ack")
+        return done
+
+    worker = process_manager_worker(engine_config, engine.store, engine.commands.execute)
+    worker.handler, worker.retry_delay = crash_once, 0.05
+    await worker.start()
+    client = Client_(nc, engine_config)
+    try:
+        await client.setup_thread()
+        created = await client.ok("session.create", thread_id="thd_t1", owner=AGENT, sandbox={"mode": "new"})
+        session_id, sandbox_id = created["result"]["session_id"], created["result"]["sandbox_id"]
+        await client.ok("session.start", session_id=session_id)
+        await client.ok("session.complete", session_id=session_id, summary=DONE)
+
+        async def destroy_requested() -> bool:
+            return (await event_types(client, sandbox_id))["sandbox.destroy_requested"] == 1
+        await eventually(destroy_requested, "destroy requested")
+        await eventually(lambda: asyncio.sleep(0, worker.handled >= 4), "every thread event acknowledged")
+        types = await event_types(client, sandbox_id)
+        assert types["sandbox.create_requested"] == 1 and types["sandbox.destroy_requested"] == 1
+        assert len(crashed) >= 4  # every event was handled twice
+    finally:
+        await worker.stop()
+        await engine.stop()
