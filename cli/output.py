@@ -170,9 +170,10 @@ def thread_header(t: ThreadView) -> Group:
     grid.add_row("project", t.project_id)
     grid.add_row("caps", f"depth {t.max_delegation_depth}, width {t.max_delegation_width}")
     grid.add_row("blocking", f"{t.blocking_sessions} session(s)")
-    forked = getattr(t, "forked_from", None)  # threads could be forked after the first protocol version
-    if forked is not None:
-        grid.add_row("forked from", _compact(forked))
+    if t.forked_from is not None:
+        grid.add_row("forked from", f"{t.forked_from.thread_id} at position {t.forked_from.position}")
+    if t.held_sandboxes:
+        grid.add_row("sandboxes held", ", ".join(f"{h.sandbox_id} by {h.session_id}" for h in t.held_sandboxes))
     grid.add_row("positions", f"created {t.created_position}, last {t.position}")
     return Group(head, grid)
 
@@ -188,14 +189,25 @@ def replay(t: ThreadView, sessions: list[SessionView], roots: list[TreeNode], at
     """A thread rebuilt from the log: its header, every session, and the delegation tree."""
     asked = "latest" if at is None else f"position {at}"
     title = Text(f"replayed from the log up to {asked}", style="dim")
-    table = Table("session", "status", "owner", "depth", "parent", "summary", box=None)
+    table = Table("session", "status", "owner", "depth", "parent", "sandbox", "summary", box=None)
+    held = {h.sandbox_id for h in t.held_sandboxes}
     for s in sessions:
         summary = Text(f"{s.summary.outcome}: {s.summary.text}") if s.summary else Text("-")
-        table.add_row(s.session_id, status(s.status), actor(s.owner), str(s.depth), s.parent_session_id or "-", summary)
+        table.add_row(s.session_id, status(s.status), actor(s.owner), str(s.depth), s.parent_session_id or "-",
+                      _sandbox_cell(s, held), summary)
     delegation = Tree(Text("delegation", style="bold"))
     for root in roots:
         tree(root, delegation)
     return Group(title, thread_header(t), table if sessions else Text("no sessions"), delegation)
+
+
+def _sandbox_cell(s: SessionView, held: set[str]) -> str:
+    b = s.sandbox
+    if b is None:
+        return "-"
+    if not b.owned:
+        return f"{b.sandbox_id} (inherited)"
+    return f"{b.sandbox_id} ({b.mode}, {b.shutdown}, {'held' if b.sandbox_id in held else 'released'})"
 
 
 def _budget(s: SessionView) -> str:
@@ -220,7 +232,7 @@ def session(s: SessionView) -> Group:
     grid.add_row("root", s.root_session_id)
     grid.add_row("children", f"{s.open_children} open")
     grid.add_row("budget", _budget(s))
-    sandbox = getattr(s, "sandbox", None)  # sessions gained sandboxes after the first protocol version
+    sandbox = s.sandbox
     if sandbox is not None:
         grid.add_row("sandbox", f"{sandbox.sandbox_id} ({sandbox.mode}{', owned' if sandbox.owned else ''})")
     if s.summary is not None:

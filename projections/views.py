@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.sandbox_model import SandboxState
 from engine.thread_model import Session, ThreadState
-from schemas.queries import BudgetView, SandboxView, SessionRef, SessionView, ThreadRow, ThreadView, TreeNode
+from schemas.queries import BudgetView, SandboxHold, SandboxView, SessionRef, SessionView, ThreadRow, ThreadView, TreeNode
 
 
 def thread_view(state: ThreadState) -> ThreadView:
@@ -13,7 +13,8 @@ def thread_view(state: ThreadState) -> ThreadView:
         max_delegation_depth=state.max_depth, max_delegation_width=state.max_width,
         created_position=state.created_position, position=state.position,
         sessions=[SessionRef(s.session_id, s.status) for s in state.sessions.values()],
-        blocking_sessions=len(state.blocking), forked_from=state.forked_from)
+        blocking_sessions=len(state.blocking), forked_from=state.forked_from,
+        held_sandboxes=[SandboxHold(sbx, sid) for sbx, sid in state.live_sandboxes.items()])
 
 
 def thread_row(state: ThreadState) -> ThreadRow:

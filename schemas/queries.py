@@ -60,6 +60,13 @@ class SessionRef(msgspec.Struct, frozen=True):
     status: str
 
 
+class SandboxHold(msgspec.Struct, frozen=True):
+    """An owned sandbox not yet released (destroyed) by its session's policy or an archive."""
+
+    sandbox_id: str
+    session_id: str
+
+
 class ThreadView(msgspec.Struct, frozen=True, kw_only=True):
     thread_id: str
     project_id: str
@@ -72,6 +79,7 @@ class ThreadView(msgspec.Struct, frozen=True, kw_only=True):
     sessions: list[SessionRef]
     blocking_sessions: int
     forked_from: ForkPoint | None = None
+    held_sandboxes: list[SandboxHold] = []
 
 
 class ThreadRow(msgspec.Struct, frozen=True, kw_only=True):
