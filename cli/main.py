@@ -60,6 +60,16 @@ def effects(
                                  worker_ack_wait=ack_wait)))
 
 
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of every command, query, reply and event (docs/schema.json)."""
+    import json
+
+    from schemas.contract import json_schema
+
+    print(json.dumps(json_schema(), indent=1, sort_keys=True))
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     from cli import client_commands  # noqa: F401  (registers the command/query subcommands)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import nats
@@ -60,7 +62,11 @@ def _bad_tenant(error: ValueError) -> InvalidCommand:
     return InvalidCommand(message=str(error), details=InvalidCommandDetails(errors=[PathError("subject", str(error))]))
 
 
-def build_broker(config: EngineConfig, commands: CommandService, queries: QueryService) -> NatsBroker:
+CommandHandler = Callable[[str, str, bytes], Awaitable[CommandReply]]
+QueryHandler = Callable[[str, str, bytes], Awaitable[QueryReply]]
+
+
+def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_query: QueryHandler) -> NatsBroker:
     broker = NatsBroker(config.nats_url, logger=None)
     subjects = config.subjects
 
@@ -71,7 +77,7 @@ def build_broker(config: EngineConfig, commands: CommandService, queries: QueryS
             tenant, name = subjects.parse_request(msg.raw_message.subject)
         except ValueError as e:
             return _encode(CommandReply(ok=False, error=_bad_tenant(e)))
-        return _encode(await commands.execute(tenant, name, msg.body))
+        return _encode(await execute_command(tenant, name, msg.body))
 
     @broker.subscriber(subjects.queries_all, queue=config.queue_group, max_workers=config.max_workers,
                        title="queries", description="`<prefix>.qry.<tenant>.<query>`: JSON query body")
@@ -80,7 +86,7 @@ def build_broker(config: EngineConfig, commands: CommandService, queries: QueryS
             tenant, name = subjects.parse_request(msg.raw_message.subject)
         except ValueError as e:
             return _encode(QueryReply(ok=False, error=_bad_tenant(e)))
-        return _encode(await queries.execute(tenant, name, msg.body))
+        return _encode(await execute_query(tenant, name, msg.body))
 
     return broker
 
@@ -117,7 +123,7 @@ class Engine:
         for worker in self.workers:
             await worker.start()
         if serve:
-            self.broker = build_broker(cfg, self.commands, self.queries)
+            self.broker = build_broker(cfg, self.commands.execute, self.queries.execute)
             await self.broker.start()
             # the server must hold our subscriptions before anyone is told we are ready
             await self.broker.connection.flush()
@@ -144,11 +150,13 @@ class Engine:
 
 
 def asyncapi_app(config: EngineConfig | None = None) -> FastStream:
-    """A FastStream app over the same subscribers, for `faststream docs` (AsyncAPI)."""
-    cfg = config or EngineConfig()
-    models = LedgerModels(cfg.subjects)
-    store = EventStore.__new__(EventStore)
-    return FastStream(build_broker(cfg, CommandService(store, models, cfg.subjects), QueryService(store, models)))
+    """The same subscribers, unstarted, for `faststream docs` (AsyncAPI: channels, queue group).
+    Payload schemas come from `agentledger schema` (msgspec), which AsyncAPI generation cannot read."""
+
+    async def never(tenant: str, name: str, body: bytes) -> Any:
+        raise AssertionError("documentation only")
+
+    return FastStream(build_broker(config or EngineConfig(), never, never))
 
 
 def provider_catalog() -> dict[str, ProviderCapabilities]:
