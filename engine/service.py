@@ -104,6 +104,13 @@ class CommandService:
         thread_id = await self.models.resolve_session(self.store, tenant, session_id, self.lookup_timeout)
         return None if thread_id is None else self.models.thread(tenant, thread_id)
 
+    def _not_elsewhere(self, tenant: str, session_id: str, thread_id: str) -> None:
+        """Session ids are unique per tenant. This catches a client id already used in another
+        thread; two first uses racing in different threads are not caught (see docs/domain.md)."""
+        found = self.models.locate_session(tenant, session_id)
+        if found is not None and found != thread_id:
+            raise already_exists("session", session_id)
+
     async def _fresh_sandbox(self, tenant: str, sandbox_id: str | None) -> SandboxState | None:
         if sandbox_id is None:
             return None
@@ -130,6 +137,8 @@ class CommandService:
                     await models.refresh(self.store, source)  # the fork point is checked on the log's latest
                 return models.thread(tenant, cmd.thread_id), replace(ctx, project=project, source_thread=source)
             case SessionCreate():
+                assert cmd.session_id
+                self._not_elsewhere(tenant, cmd.session_id, cmd.thread_id)
                 sandbox = await self._fresh_sandbox(tenant, cmd.sandbox.sandbox_id if cmd.sandbox else None)
                 return models.thread(tenant, cmd.thread_id), replace(ctx, sandbox=sandbox)
             case SessionSpawn():
@@ -143,6 +152,8 @@ class CommandService:
                     return thread, ctx
                 if parent_thread is None:
                     raise not_found("session", cmd.parent_session_id)
+                assert cmd.session_id
+                self._not_elsewhere(tenant, cmd.session_id, parent_thread.thread_id)
                 return parent_thread, ctx
             case HandoffSingle() | HandoffBroadcast():
                 source_thread = await self._thread_of_session(tenant, cmd.source_session_id)

@@ -88,6 +88,8 @@ BAD_INPUT = [
      "already_exists"),
     ("project.create", b'{"actor": {"kind": "user", "id": "usr_1"}, "project_id": "prj_p1", "name": "again"}',
      "already_exists"),
+    ("session.create", b'{"actor": {"kind": "user", "id": "usr_1"}, "thread_id": "thd_t2", "session_id": "ses_s",'
+                       b' "owner": {"kind": "agent", "id": "agt_1"}}', "already_exists"),
     ("thread.create", b'{"actor": {"kind": "user", "id": "usr_1"}, "project_id": "prj_p1", "mode": "sideways"}',
      "invalid_command"),
     ("session.complete", b'{"actor": {"kind": "user", "id": "usr_1"}, "session_id": "ses_s",'
@@ -99,6 +101,7 @@ BAD_INPUT = [
 async def test_bad_input_is_answered_at_once_and_appends_nothing(
         client: Client_, engine: Engine, nc: Client, command: str, body: bytes, code: str) -> None:
     await client.setup_thread()
+    await client.ok("thread.create", project_id="prj_p1", thread_id="thd_t2")
     await client.ok("session.create", thread_id="thd_t1", session_id="ses_s", owner=AGENT)
     before = await stream_messages(nc, engine.config.stream)
     reply = await client.raw(f"{engine.config.prefix}.cmd.tnt_acme.{command}", body, timeout=2.0)
