@@ -1,0 +1,13 @@
+# The engine image: the same install as `make install`, nothing hand-made.
+FROM python:3.11-slim
+RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY schemas schemas
+COPY engine engine
+COPY projections projections
+COPY handlers handlers
+COPY cli cli
+RUN pip install --no-cache-dir .
+ENTRYPOINT ["agentledger"]
+CMD ["serve"]
