@@ -254,20 +254,23 @@ def decide_session_complete(state: ThreadState, cmd: SessionComplete, ctx: Conte
                     CommandResult(session_id=session.session_id, status="idle", summary_id=summary_id))
 
 
-def decide_session_cancel(state: ThreadState, cmd: SessionCancel, ctx: Context) -> Outcome:
+def _end_run(state: ThreadState, cmd: SessionCancel | SessionFail, event: type[SessionCancelled | SessionFailed],
+             status: str) -> Outcome:
+    """cancel and fail: the run stops without a summary; only the resulting status differs."""
     session = _session(state, cmd.session_id)
     _expect(session, _RUNNING, cmd.NAME)
-    return Accepted(SessionCancelled(session_id=session.session_id, reason=cmd.reason, usage=cmd.usage,
-                                     sandbox_actions=plan_session_end(state, session.session_id, failing=False)),
-                    _status_result(session.session_id, "idle"))
+    failing = status == "failed"
+    return Accepted(event(session_id=session.session_id, reason=cmd.reason, usage=cmd.usage,
+                          sandbox_actions=plan_session_end(state, session.session_id, failing=failing)),
+                    _status_result(session.session_id, status))
+
+
+def decide_session_cancel(state: ThreadState, cmd: SessionCancel, ctx: Context) -> Outcome:
+    return _end_run(state, cmd, SessionCancelled, "idle")
 
 
 def decide_session_fail(state: ThreadState, cmd: SessionFail, ctx: Context) -> Outcome:
-    session = _session(state, cmd.session_id)
-    _expect(session, _RUNNING, cmd.NAME)
-    return Accepted(SessionFailed(session_id=session.session_id, reason=cmd.reason, usage=cmd.usage,
-                                  sandbox_actions=plan_session_end(state, session.session_id, failing=True)),
-                    _status_result(session.session_id, "failed"))
+    return _end_run(state, cmd, SessionFailed, "failed")
 
 
 def decide_session_archive(state: ThreadState, cmd: SessionArchive, ctx: Context) -> Outcome:

@@ -70,24 +70,22 @@ def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_
     broker = NatsBroker(config.nats_url, logger=None)
     subjects = config.subjects
 
-    @broker.subscriber(subjects.commands_all, queue=config.queue_group, max_workers=config.max_workers,
-                       title="commands", description="`<prefix>.cmd.<tenant>.<command>`: JSON command body")
-    async def on_command(msg: NatsMessage) -> bytes:
-        try:
-            tenant, name = subjects.parse_request(msg.raw_message.subject)
-        except ValueError as e:
-            return _encode(CommandReply(ok=False, error=_bad_tenant(e)))
-        return _encode(await execute_command(tenant, name, msg.body))
+    def reply_to(execute: CommandHandler | QueryHandler, failed: Callable[[InvalidCommand], object]) -> Any:
+        async def handle(msg: NatsMessage) -> bytes:
+            try:
+                tenant, name = subjects.parse_request(msg.raw_message.subject)
+            except ValueError as e:
+                return _encode(failed(_bad_tenant(e)))
+            return _encode(await execute(tenant, name, msg.body))
 
-    @broker.subscriber(subjects.queries_all, queue=config.queue_group, max_workers=config.max_workers,
-                       title="queries", description="`<prefix>.qry.<tenant>.<query>`: JSON query body")
-    async def on_query(msg: NatsMessage) -> bytes:
-        try:
-            tenant, name = subjects.parse_request(msg.raw_message.subject)
-        except ValueError as e:
-            return _encode(QueryReply(ok=False, error=_bad_tenant(e)))
-        return _encode(await execute_query(tenant, name, msg.body))
+        return handle
 
+    broker.subscriber(subjects.commands_all, queue=config.queue_group, max_workers=config.max_workers,
+                      title="commands", description="`<prefix>.cmd.<tenant>.<command>`: JSON command body")(
+        reply_to(execute_command, lambda error: CommandReply(ok=False, error=error)))
+    broker.subscriber(subjects.queries_all, queue=config.queue_group, max_workers=config.max_workers,
+                      title="queries", description="`<prefix>.qry.<tenant>.<query>`: JSON query body")(
+        reply_to(execute_query, lambda error: QueryReply(ok=False, error=error)))
     return broker
 
 

@@ -9,6 +9,7 @@ the feeds never double-count.
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 
 from engine import codec
 from engine.boundary_model import BoundaryModel
@@ -26,6 +27,8 @@ from schemas.events import (
     ThreadCreated,
 )
 
+M = TypeVar("M", ThreadState, ProjectState, SandboxState)
+
 
 class LedgerModels:
     def __init__(self, subjects: Subjects) -> None:
@@ -37,29 +40,21 @@ class LedgerModels:
         self._moved = asyncio.Event()
 
     # -- models -------------------------------------------------------------------------------
-    def thread(self, tenant: str, thread_id: str) -> ThreadState:
-        boundary = self.subjects.thread_filter(tenant, thread_id)
+    def _get(self, kind: type[M], tenant: str, boundary: str, entity_id: str) -> M:
         model = self._models.get(boundary)
         if model is None:
-            model = self._models[boundary] = ThreadState(tenant, boundary, thread_id)
-        assert isinstance(model, ThreadState)
+            model = self._models[boundary] = kind(tenant, boundary, entity_id)
+        assert isinstance(model, kind)
         return model
+
+    def thread(self, tenant: str, thread_id: str) -> ThreadState:
+        return self._get(ThreadState, tenant, self.subjects.thread_filter(tenant, thread_id), thread_id)
 
     def project(self, tenant: str, project_id: str) -> ProjectState:
-        boundary = self.subjects.project_filter(tenant, project_id)
-        model = self._models.get(boundary)
-        if model is None:
-            model = self._models[boundary] = ProjectState(tenant, boundary, project_id)
-        assert isinstance(model, ProjectState)
-        return model
+        return self._get(ProjectState, tenant, self.subjects.project_filter(tenant, project_id), project_id)
 
     def sandbox(self, tenant: str, sandbox_id: str) -> SandboxState:
-        boundary = self.subjects.sandbox_filter(tenant, sandbox_id)
-        model = self._models.get(boundary)
-        if model is None:
-            model = self._models[boundary] = SandboxState(tenant, boundary, sandbox_id)
-        assert isinstance(model, SandboxState)
-        return model
+        return self._get(SandboxState, tenant, self.subjects.sandbox_filter(tenant, sandbox_id), sandbox_id)
 
     def _model_for(self, envelope: Envelope) -> BoundaryModel | None:
         model = self._models.get(envelope.boundary)
