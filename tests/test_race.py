@@ -16,15 +16,11 @@ import pytest
 from handlers.app import Engine, EngineConfig
 from schemas.common import BLOCKING_STATUSES
 from schemas.replies import CommandReply
-from tests.conftest import AGENT, USER
-from tests.replicas import replay
+from tests.conftest import AGENT
+from tests.replicas import body, replay
 
 TRIALS = 240
 TENANT = "tnt_race"
-
-
-def body(**fields: Any) -> bytes:
-    return msgspec.json.encode({"actor": USER, **fields})
 
 
 @pytest.fixture
