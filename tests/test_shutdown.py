@@ -1,0 +1,65 @@
+"""Stopping an engine with SIGTERM while commands are in flight: the ones it acknowledged are in
+the log, the ones it had not started were not applied, and nothing in between is left."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import msgspec
+from nats.aio.client import Client
+
+from engine import codec
+from engine.store import EventStore
+from handlers.app import EngineConfig
+from tests.conftest import AGENT, USER
+
+AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
+
+
+async def test_sigterm_finishes_in_flight_commands_and_applies_no_others(engine_config: EngineConfig,
+                                                                         nc: Client) -> None:
+    env = {**os.environ, "NATS_URL": engine_config.nats_url}
+    proc = await asyncio.create_subprocess_exec(
+        AGENTLEDGER, "serve", "--prefix", engine_config.prefix, "--stream", engine_config.stream, "--no-effects",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    assert b"ready" in await asyncio.wait_for(proc.stdout.readline(), 30)
+
+    async def send(command: str, timeout: float = 5.0, **fields: object) -> dict | None:
+        subject = f"{engine_config.prefix}.cmd.tnt_stop.{command}"
+        try:
+            msg = await nc.request(subject, msgspec.json.encode({"actor": USER, **fields}), timeout=timeout)
+        except Exception:
+            return None  # not answered: the engine had stopped listening
+        return msgspec.json.decode(msg.data)  # type: ignore[no-any-return]
+
+    await send("project.create", project_id="prj_s", name="s")
+    for t in range(4):
+        await send("thread.create", project_id="prj_s", thread_id=f"thd_s{t}")
+    replies: list[dict | None] = []
+    answered = asyncio.Event()
+
+    async def one(i: int) -> None:
+        reply = await send("session.create", timeout=3.0, command_id=f"c{i}", thread_id=f"thd_s{i % 4}", owner=AGENT)
+        replies.append(reply)
+        if sum(1 for r in replies if r) >= 20:
+            answered.set()
+
+    tasks = [asyncio.create_task(one(i)) for i in range(400)]
+    await asyncio.wait_for(answered.wait(), 30)
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.gather(*tasks)
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+    ok = {r["command_id"]: r["position"] for r in replies if r and r["ok"]}
+    assert all(r["ok"] for r in replies if r), [r for r in replies if r and not r["ok"]][:3]
+    store = EventStore(nc, engine_config.stream)
+    logged = {codec.decode(raw.data).command_id: raw.position
+              for raw in await store.read(engine_config.subjects.events_all)
+              if codec.decode(raw.data).command.startswith("session.")}
+    assert logged == ok  # acknowledged <=> in the log, at the position the reply named
+    assert 20 <= len(ok) < 400  # the stop really cut into the load
