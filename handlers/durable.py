@@ -35,6 +35,7 @@ class DurableWorker:
         self.ack_wait, self.retry_delay = ack_wait, retry_delay
         self._task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._stopping = False
         self.handled = 0
 
     async def start(self) -> None:
@@ -44,7 +45,7 @@ class DurableWorker:
         self._task = asyncio.create_task(self._run(self._sub), name=f"worker-{self.durable}")
 
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
-        while True:
+        while not self._stopping:
             try:
                 msgs = await sub.fetch(1, timeout=1.0)
             except nats.errors.TimeoutError:
@@ -68,7 +69,11 @@ class DurableWorker:
                     await msg.nak(delay=self.retry_delay)
 
     async def stop(self) -> None:
-        """Stop between events: an event being handled is left unacknowledged and comes back."""
+        """Stop between events: an event being handled is left unacknowledged and comes back.
+
+        The flag matters: a pull fetch can turn a cancellation into its own timeout error, which
+        the loop treats as "nothing yet", so cancelling alone may not end it."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

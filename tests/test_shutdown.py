@@ -21,11 +21,12 @@ AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 
 
 async def test_sigterm_finishes_in_flight_commands_and_applies_no_others(engine_config: EngineConfig,
-                                                                         nc: Client) -> None:
+                                                                         nc: Client, tmp_path: Path) -> None:
     env = {**os.environ, "NATS_URL": engine_config.nats_url}
+    errors = open(tmp_path / "stderr", "wb")  # noqa: SIM115
     proc = await asyncio.create_subprocess_exec(
         AGENTLEDGER, "serve", "--prefix", engine_config.prefix, "--stream", engine_config.stream, "--no-effects",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=errors)
     assert proc.stdout is not None
     assert b"ready" in await asyncio.wait_for(proc.stdout.readline(), 30)
 
@@ -50,10 +51,17 @@ async def test_sigterm_finishes_in_flight_commands_and_applies_no_others(engine_
             answered.set()
 
     tasks = [asyncio.create_task(one(i)) for i in range(400)]
-    await asyncio.wait_for(answered.wait(), 30)
+    try:
+        await asyncio.wait_for(answered.wait(), 30)
+    except TimeoutError:
+        raise AssertionError(f"replies so far: {replies[:5]} of {len(replies)}") from None
     proc.send_signal(signal.SIGTERM)
     await asyncio.gather(*tasks)
-    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    try:
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        errors.close()
+        print((tmp_path / "stderr").read_text()[-3000:])
 
     ok = {r["command_id"]: r["position"] for r in replies if r and r["ok"]}
     assert all(r["ok"] for r in replies if r), [r for r in replies if r and not r["ok"]][:3]
