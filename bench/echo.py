@@ -1,0 +1,115 @@
+"""Responders that do no more than the request/reply path and the append, to price them without the engine.
+
+`python -m bench.echo NATS_URL PREFIX` serves, in one process of its own, on `<subjects>.cmd.*.>`:
+* `raw_subjects`: a plain nats-py subscription that answers at once;
+* `raw_pub_subjects`: the same, but it first does what the engine's append does and nothing else:
+  one `js.publish` of the raw baseline's payload, with the expected-sequence headers, to the
+  thread named in the body (`{"thread": ...}`), on stream `ECHO`; each message in its own task,
+  so requests for different threads overlap as they do in the engine;
+* `fs_subjects`: a FastStream subscriber set up like the engine's command subscriber (queue
+  group, max_workers, `NatsMessage` in, bytes out, `logger=None`), with an empty handler;
+* `fs_pub_subjects`: that FastStream subscriber doing the same single publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+import msgspec
+import nats
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
+from nats.aio.msg import Msg
+
+from bench.client import TENANT
+from bench.scenarios import raw_payload
+from engine.store import H_EXPECTED_SEQ, H_EXPECTED_SUBJECT, EventStore
+from engine.subjects import Subjects
+from handlers.app import EngineConfig
+
+REPLY = msgspec.json.encode({"ok": True, "position": 0})
+ECHO_STREAM = "ECHO"
+
+
+def raw_subjects(prefix: str) -> Subjects:
+    return Subjects(prefix + "raw")
+
+
+def raw_pub_subjects(prefix: str) -> Subjects:
+    return Subjects(prefix + "rawpub")
+
+
+def fs_subjects(prefix: str) -> Subjects:
+    return Subjects(prefix + "fs")
+
+
+def fs_pub_subjects(prefix: str) -> Subjects:
+    return Subjects(prefix + "fspub")
+
+
+class _Thread(msgspec.Struct):
+    thread: str
+
+
+async def main(url: str, prefix: str) -> None:
+    defaults = EngineConfig()
+    nc = await nats.connect(servers=[url])
+    js = nc.jetstream()
+    events = Subjects(prefix + "evt")
+    await EventStore(nc, ECHO_STREAM).ensure_stream([events.events_all])
+    payload, last, decode = raw_payload(), dict[str, int](), msgspec.json.Decoder(_Thread).decode
+
+    async def append(body: bytes) -> None:
+        thread = decode(body).thread
+        boundary = events.thread_filter(TENANT, thread)
+        ack = await js.publish(Subjects.event_subject(boundary, "session.input_requested"), payload,
+                               headers={H_EXPECTED_SEQ: str(last.get(thread, 0)), H_EXPECTED_SUBJECT: boundary})
+        last[thread] = ack.seq
+
+    broker = NatsBroker(url, logger=None)
+
+    @broker.subscriber(fs_subjects(prefix).commands_all, queue=defaults.queue_group, max_workers=defaults.max_workers)
+    async def on_command(msg: NatsMessage) -> bytes:
+        return REPLY
+
+    @broker.subscriber(fs_pub_subjects(prefix).commands_all, queue=defaults.queue_group,
+                       max_workers=defaults.max_workers)
+    async def on_publish(msg: NatsMessage) -> bytes:
+        await append(msg.body)
+        return REPLY
+
+    await broker.start()
+
+    async def on_raw(msg: Msg) -> None:
+        await msg.respond(REPLY)
+
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def publish_and_respond(msg: Msg) -> None:
+        await append(msg.data)
+        await msg.respond(REPLY)
+
+    async def on_raw_pub(msg: Msg) -> None:
+        task = asyncio.create_task(publish_and_respond(msg))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    await nc.subscribe(raw_subjects(prefix).commands_all, queue=defaults.queue_group, cb=on_raw)
+    await nc.subscribe(raw_pub_subjects(prefix).commands_all, queue=defaults.queue_group, cb=on_raw_pub)
+    await nc.flush()
+    await broker.connection.flush()  # every subscription is registered before we say ready
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print("echo ready", flush=True)
+    await stop.wait()
+    await broker.stop()
+    await nc.drain()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
