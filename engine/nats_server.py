@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -29,12 +30,23 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class ClusterNode:
+    """This server's place in a local cluster (for tests of replicated streams)."""
+
+    name: str
+    server_name: str
+    port: int
+    route_ports: tuple[int, ...]
+
+
 class EmbeddedNats:
     def __init__(self, data_dir: str | Path, port: int = 4222, host: str = "127.0.0.1",
-                 sync_always: bool = True) -> None:
+                 sync_always: bool = True, cluster: ClusterNode | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.host, self.port = host, port
         self.sync_always = sync_always
+        self.cluster = cluster
         self._proc: subprocess.Popen[bytes] | None = None
         self._conf_dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -44,8 +56,14 @@ class EmbeddedNats:
 
     def _config(self) -> str:
         sync = "\n  sync_interval: always" if self.sync_always else ""
-        return (f'listen: "{self.host}:{self.port}"\n'
+        conf = (f'listen: "{self.host}:{self.port}"\n'
                 f'jetstream {{\n  store_dir: "{self.data_dir.resolve()}"{sync}\n}}\n')
+        if self.cluster is not None:
+            c = self.cluster
+            routes = ", ".join(f'"nats-route://{self.host}:{p}"' for p in c.route_ports)
+            conf += (f'server_name: "{c.server_name}"\n'
+                     f'cluster {{\n  name: "{c.name}"\n  listen: "{self.host}:{c.port}"\n  routes: [{routes}]\n}}\n')
+        return conf
 
     async def start(self, timeout: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)

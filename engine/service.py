@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import uuid
 import weakref
 from dataclasses import replace
@@ -68,7 +69,7 @@ _DECODERS = decoders(COMMANDS)
 class CommandService:
     def __init__(self, store: EventStore, models: LedgerModels, subjects: Subjects,
                  catalog: dict[str, ProviderCapabilities] | None = None,
-                 max_attempts: int = 8, lookup_timeout: float = 5.0) -> None:
+                 max_attempts: int = 10, lookup_timeout: float = 5.0) -> None:
         self.catalog = catalog if catalog is not None else {"local": ProviderCapabilities()}
         self.store = store
         self.models = models
@@ -187,7 +188,7 @@ class CommandService:
     async def _run(self, tenant: str, cmd: Command, command_id: str, model: BoundaryModel, ctx: Context) -> CommandReply:
         decide = DECISIONS[type(cmd)]
         async with self._lock(model.boundary):
-            for _ in range(self.max_attempts):
+            for attempt in range(self.max_attempts):
                 record = model.commands.get(command_id)
                 if record is not None:
                     return _repeat(record, cmd, command_id)
@@ -212,8 +213,11 @@ class CommandService:
                     self.conflicts += isinstance(e, ConcurrencyConflict)
                     # Either another writer moved the boundary, or our append's ack was lost and it
                     # may have landed: re-reading the boundary answers both (a landed append shows
-                    # up with our command_id and is answered as a repeat).
-                    await self.models.refresh(self.store, model)
+                    # up with our command_id and is answered as a repeat). On a clustered stream a
+                    # check can also fail while a racing write is still being replicated (10164):
+                    # then nothing new is visible yet, and retrying at once would fail the same way.
+                    if not await self._moved_since(model, model.position):
+                        await asyncio.sleep(random.uniform(0.5, 1.0) * min(0.002 * 2**attempt, 0.1))
                     continue
                 self.models.apply(envelope, position)
                 return CommandReply(ok=True, command_id=command_id, position=position,

@@ -39,9 +39,14 @@ async def _thread_with_active_root(r: Replicas, project: str, n: int) -> tuple[s
 
 
 async def test_concurrent_spawns_fill_exactly_the_width(replicas: Replicas) -> None:
-    r, width, n = replicas, 3, 5
+    await run_width_race(replicas, TRIALS)
+
+
+async def run_width_race(r: Replicas, trials: int) -> None:
+    """Shared with the 3-node cluster test."""
+    width, n = 3, 5
     await r.ok("project.create", project_id="prj_w", name="w", config={"max_delegation_width": width})
-    for trial in range(TRIALS):
+    for trial in range(trials):
         _, root = await _thread_with_active_root(r, "w", trial)
         replies = await r.race(*[("session.spawn", {"parent_session_id": root, "agent": AGENT})] * n)
         codes = Counter(code(x) for x in replies)
@@ -49,8 +54,8 @@ async def test_concurrent_spawns_fill_exactly_the_width(replicas: Replicas) -> N
     a = r.engines[0]
     assert a.store
     models = await replay(a.store, a.config)
-    for trial in range(TRIALS):
-        root = models.thread(TENANT, f"thd_w{trial}").sessions[f"ses_w{trial}"]
+    for trial in range(trials):
+        root = models.thread(r.tenant, f"thd_w{trial}").sessions[f"ses_w{trial}"]
         assert root.open_children == width == len(root.children)
     assert r.conflicts > 0
 

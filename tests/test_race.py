@@ -34,12 +34,16 @@ async def two_engines(engine_config: EngineConfig) -> Any:
 
 
 async def test_archive_gate_holds_across_two_replicas(two_engines: tuple[Engine, Engine]) -> None:
-    a, b = two_engines
+    await run_gate_race(*two_engines, TRIALS)
+
+
+async def run_gate_race(a: Engine, b: Engine, trials: int) -> None:
+    """Shared with the 3-node cluster test: the same race on a replicated stream."""
     assert a.commands and b.commands and a.store
     rng = random.Random(20261125)
     await a.commands.execute(TENANT, "project.create", body(project_id="prj_r", name="race"))
     outcomes: list[tuple[str, str, CommandReply, CommandReply]] = []
-    for trial in range(TRIALS):
+    for trial in range(trials):
         thread = f"thd_{trial}"
         session = f"ses_{trial}"
         setup = [("thread.create", body(project_id="prj_r", thread_id=thread))]
@@ -99,7 +103,7 @@ async def test_archive_gate_holds_across_two_replicas(two_engines: tuple[Engine,
     # both orders happened, and the log refused stale appends: the race was real
     assert won["archive"] > 0 and won["racer"] > 0, won
     assert a.commands.conflicts + b.commands.conflicts > 0
-    print(f"race: {TRIALS} trials, wins {won}, stale appends refused by the log: "
+    print(f"race: {trials} trials, wins {won}, stale appends refused by the log: "
           f"{a.commands.conflicts + b.commands.conflicts}")
 
 

@@ -1,0 +1,69 @@
+"""The same races on a 3-node cluster with a replicated (R3) stream, the two engines talking to
+different nodes. On R3 the server only serialises writers that send the identical filter
+string, and reports a racing check as 10164 rather than 10071; both are covered here."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import StreamConfig
+
+from engine.nats_server import ClusterNode, EmbeddedNats, free_port
+from handlers.app import Engine, EngineConfig
+from tests.replicas import Replicas
+from tests.test_delegation_race import run_width_race
+from tests.test_race import run_gate_race
+
+TRIALS = 200
+
+
+@pytest.fixture(scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[list[EmbeddedNats]]:
+    ports, routes = [free_port() for _ in range(3)], [free_port() for _ in range(3)]
+    nodes = [EmbeddedNats(Path(tmp_path_factory.mktemp(f"n{i}")), port=ports[i],
+                          cluster=ClusterNode("ledger", f"n{i}", routes[i],
+                                              tuple(p for j, p in enumerate(routes) if j != i)))
+             for i in range(3)]
+    await asyncio.gather(*(n.start() for n in nodes))
+    nc = await nats.connect(servers=[n.url for n in nodes])
+    js = nc.jetstream()
+    for _ in range(100):  # until the cluster has a JetStream meta leader
+        try:
+            await js.add_stream(StreamConfig(name="PROBE", subjects=["probe.>"], num_replicas=3))
+            break
+        except Exception:
+            await asyncio.sleep(0.2)
+    await js.delete_stream("PROBE")
+    await nc.close()
+    yield nodes
+    for n in nodes:
+        await n.stop()
+
+
+@pytest.fixture
+async def r3_engines(cluster: list[EmbeddedNats]) -> AsyncIterator[tuple[Engine, Engine]]:
+    name = uuid.uuid4().hex[:8]
+    configs = [EngineConfig(nats_url=node.url, prefix=f"c{name}", stream=f"R3_{name}", replicas=3,
+                            process_manager=False) for node in cluster[:2]]
+    a, b = Engine(configs[0]), Engine(configs[1])
+    await a.start(serve=False)
+    await b.start(serve=False)
+    assert a.store is not None
+    info = await a.store.js.stream_info(configs[0].stream)
+    assert info.config.num_replicas == 3 and info.cluster is not None and len(info.cluster.replicas or []) == 2
+    yield a, b
+    await a.stop()
+    await b.stop()
+
+
+async def test_archive_gate_holds_on_a_replicated_stream(r3_engines: tuple[Engine, Engine]) -> None:
+    await run_gate_race(*r3_engines, TRIALS)
+
+
+async def test_width_cap_holds_on_a_replicated_stream(r3_engines: tuple[Engine, Engine]) -> None:
+    await run_width_race(Replicas(*r3_engines, tenant="tnt_r3"), TRIALS)
