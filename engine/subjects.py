@@ -43,6 +43,11 @@ class Subjects:
     def project_filter(self, tenant: str, project_id: str) -> str:
         return f"{self.prefix}.evt.{tenant}.prj.{project_id}.>"
 
+    def boundary_of(self, event_subject: str) -> str:
+        """The boundary filter an event's subject belongs to (inverse of `event_subject`)."""
+        head = self.prefix.count(".") + 4  # <prefix>.evt.<tenant>.<kind>.<id>
+        return ".".join(event_subject.split(".")[:head + 1]) + ".>"
+
     @staticmethod
     def event_subject(boundary_filter: str, event_type: str) -> str:
         """An event's subject is its boundary's filter with the event type in place of `>`."""

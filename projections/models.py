@@ -102,8 +102,11 @@ class LedgerModels:
         return True
 
     def follow(self, raw: RawEvent) -> None:
-        """The live follower's feed: every event of the stream, in order."""
-        self.apply(codec.decode(raw.data), raw.position)
+        """The live follower's feed: every event of the stream, in order. Events this engine
+        appended itself are already applied; they are not decoded a second time."""
+        model = self._models.get(self.subjects.boundary_of(raw.subject))
+        if model is None or model.position < raw.position:
+            self.apply(codec.decode(raw.data), raw.position)
         self.position = raw.position
         self._moved.set()
         self._moved = asyncio.Event()
