@@ -6,8 +6,9 @@
   one `js.publish` of the raw baseline's payload, with the expected-sequence headers, to the
   thread named in the body (`{"thread": ...}`), on stream `ECHO`; each message in its own task,
   so requests for different threads overlap as they do in the engine;
-* `fs_subjects`: a FastStream subscriber set up like the engine's command subscriber (queue
-  group, max_workers, `NatsMessage` in, bytes out, `logger=None`), with an empty handler;
+* `fs_subjects`: the engine's own FastStream subscriber (`handlers.app.build_broker`: queue
+  group, max_workers, no dependency injection, the raw message in, bytes out), answering a
+  fixed reply at once;
 * `fs_pub_subjects`: that FastStream subscriber doing the same single publish.
 """
 
@@ -19,17 +20,17 @@ import sys
 
 import msgspec
 import nats
-from faststream.nats import NatsBroker
-from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 
 from bench.client import TENANT
 from bench.scenarios import raw_payload
 from engine.store import H_EXPECTED_SEQ, H_EXPECTED_SUBJECT, EventStore
 from engine.subjects import Subjects
-from handlers.app import EngineConfig
+from handlers.app import EngineConfig, build_broker
+from schemas.replies import CommandReply
 
-REPLY = msgspec.json.encode({"ok": True, "position": 0})
+EMPTY_REPLY = CommandReply(ok=True, position=0)
+REPLY = msgspec.json.encode(EMPTY_REPLY)
 ECHO_STREAM = "ECHO"
 
 
@@ -68,19 +69,18 @@ async def main(url: str, prefix: str) -> None:
                                headers={H_EXPECTED_SEQ: str(last.get(thread, 0)), H_EXPECTED_SUBJECT: boundary})
         last[thread] = ack.seq
 
-    broker = NatsBroker(url, logger=None)
+    async def empty(tenant: str, name: str, body: bytes) -> CommandReply:
+        return EMPTY_REPLY
 
-    @broker.subscriber(fs_subjects(prefix).commands_all, queue=defaults.queue_group, max_workers=defaults.max_workers)
-    async def on_command(msg: NatsMessage) -> bytes:
-        return REPLY
+    async def publish_once(tenant: str, name: str, body: bytes) -> CommandReply:
+        await append(body)
+        return EMPTY_REPLY
 
-    @broker.subscriber(fs_pub_subjects(prefix).commands_all, queue=defaults.queue_group,
-                       max_workers=defaults.max_workers)
-    async def on_publish(msg: NatsMessage) -> bytes:
-        await append(msg.body)
-        return REPLY
-
+    # The engine's own broker factory, so these responders are configured exactly like it.
+    broker = build_broker(EngineConfig(nats_url=url, prefix=fs_subjects(prefix).prefix), empty, empty)
+    pub_broker = build_broker(EngineConfig(nats_url=url, prefix=fs_pub_subjects(prefix).prefix), publish_once, empty)
     await broker.start()
+    await pub_broker.start()
 
     async def on_raw(msg: Msg) -> None:
         await msg.respond(REPLY)
@@ -100,6 +100,7 @@ async def main(url: str, prefix: str) -> None:
     await nc.subscribe(raw_pub_subjects(prefix).commands_all, queue=defaults.queue_group, cb=on_raw_pub)
     await nc.flush()
     await broker.connection.flush()  # every subscription is registered before we say ready
+    await pub_broker.connection.flush()
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -108,6 +109,7 @@ async def main(url: str, prefix: str) -> None:
     print("echo ready", flush=True)
     await stop.wait()
     await broker.stop()
+    await pub_broker.stop()
     await nc.drain()
 
 

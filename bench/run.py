@@ -63,7 +63,7 @@ from engine.nats_server import EmbeddedNats, free_port
 PREFIX, STREAM, RAW_STREAM = "bench", "BENCH", "RAW"
 BARE_PREFIX, BARE_STREAM = "benchbare", "BENCHBARE"  # the engine without its background workers
 LANES = 64
-BIG_BUDGET_S = 180.0  # the ~100k-event thread is built only if that is projected to fit in this
+BIG_BUDGET_S = 300.0  # the ~100k-event thread is built only if that is projected to fit in this
 BIG_FALLBACK = 20_000
 RESULTS = REPO / "bench" / "results" / "latest.md"
 

@@ -191,13 +191,6 @@ class SandboxReportOutcome(Command, kw_only=True):
     error: Annotated[str, Meta(max_length=4000)] | None = None
 
 
-AnyCommand = (
-    ProjectCreate | ThreadCreate | ThreadArchive | ThreadUnarchive | ThreadDelete | SessionCreate
-    | SessionStart | SessionRequestInput | SessionProvideInput | SessionComplete | SessionCancel
-    | SessionFail | SessionArchive | SessionRestore | SessionSpawn | HandoffSingle | HandoffBroadcast
-    | SandboxCreate | SandboxFork | SandboxPause | SandboxResume | SandboxDestroy | SandboxReportOutcome
-)
-
 COMMANDS: dict[str, type[Command]] = {
     c.NAME: c
     for c in (

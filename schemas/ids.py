@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
-import string
 from typing import Annotated, Any
 
 from msgspec import Meta
 
 _TAIL = r"[A-Za-z0-9_-]{1,64}$"
-_ALPHABET = string.digits + string.ascii_lowercase
 
 
 def id_pattern(prefix: str) -> str:
@@ -32,7 +29,3 @@ CommandId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description
 
 TENANT_RE = id_pattern("tnt_")
 
-
-def mint(prefix: str) -> str:
-    """Engine-minted ids: prefix + 12 chars of [0-9a-z], as the domain rules say."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(12))
