@@ -324,7 +324,8 @@ lane sequential, so no two requests contend for a thread ({LANES} × {sizes.raw_
         f"""
 Request/reply against responders in a separate process (`bench/echo.py`) on the same server: a plain nats-py
 subscription, and a FastStream subscriber configured like the engine's command subscriber (queue group,
-`max_workers=64`, `NatsMessage` in, bytes out, `logger=None`); each either answers at once or first does only what
+`max_workers=64`, built by the engine's own `build_broker`: no dependency injection, raw message in, bytes out);
+each either answers at once or first does only what
 the engine's append does: one `js.publish` of the raw baseline's payload with the expected-sequence headers, to the
 thread named in the request (one thread per lane), then the reply. Then the raw publish and the engine on a second
 nats-server **without** `sync_interval: always` (default: flush every 2 min), with a second engine process; and a
@@ -477,7 +478,7 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small counts, to check that the benchmark runs")
     parser.add_argument("--big-events", type=int, help="size of the big thread (default: 100,000, or 20,000 when "
-                                                       "100,000 is projected to take over 3 minutes to build)")
+                                                       f"100,000 is projected to take over {BIG_BUDGET_S:.0f} s to build)")
     parser.add_argument("--keep", action="store_true", help="keep the data dir and process logs")
     args = parser.parse_args()
     asyncio.run(run(Sizes.quick() if args.quick else Sizes(), args.big_events, args.keep))

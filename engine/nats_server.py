@@ -42,11 +42,12 @@ class ClusterNode:
 
 class EmbeddedNats:
     def __init__(self, data_dir: str | Path, port: int = 4222, host: str = "127.0.0.1",
-                 sync_always: bool = True, cluster: ClusterNode | None = None) -> None:
+                 sync_always: bool = True, cluster: ClusterNode | None = None, http_port: int | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.host, self.port = host, port
         self.sync_always = sync_always
         self.cluster = cluster
+        self.http_port = http_port  # the server's monitoring endpoint (/varz, /connz, /subsz), off by default
         self._proc: subprocess.Popen[bytes] | None = None
         self._conf_dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -58,6 +59,8 @@ class EmbeddedNats:
         sync = "\n  sync_interval: always" if self.sync_always else ""
         conf = (f'listen: "{self.host}:{self.port}"\n'
                 f'jetstream {{\n  store_dir: "{self.data_dir.resolve()}"{sync}\n}}\n')
+        if self.http_port is not None:
+            conf += f'http: "{self.host}:{self.http_port}"\n'
         if self.cluster is not None:
             c = self.cluster
             routes = ", ".join(f'"nats-route://{self.host}:{p}"' for p in c.route_ports)
@@ -65,19 +68,24 @@ class EmbeddedNats:
                      f'cluster {{\n  name: "{c.name}"\n  listen: "{self.host}:{c.port}"\n  routes: [{routes}]\n}}\n')
         return conf
 
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "nats-server.log"
+
     async def start(self, timeout: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._conf_dir = tempfile.TemporaryDirectory(prefix="agentledger-nats-")
         conf = Path(self._conf_dir.name) / "nats.conf"
         conf.write_text(self._config())
-        self._proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      start_new_session=True)  # Ctrl-C reaches the engine, which stops us last
+        # The server's log goes to a file: a pipe nobody reads fills up and then blocks the server.
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log, stderr=log,
+                                          start_new_session=True)  # Ctrl-C reaches the engine, which stops us last
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
-                raise RuntimeError(f"nats-server exited with {self._proc.returncode}: {err.strip()}")
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"nats-server exited with {self._proc.returncode}: {tail.strip()}")
             try:
                 _, writer = await asyncio.open_connection(self.host, self.port)
                 writer.close()

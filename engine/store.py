@@ -8,6 +8,7 @@ itself rejects a write decided on stale state, whichever engine replica made it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,11 +48,14 @@ class EventStore:
         self.stream = stream
         self.timeout = timeout
         self._direct = f"$JS.API.DIRECT.GET.{stream}"
+        self._leader_get = f"$JS.API.STREAM.MSG.GET.{stream}"
+        self._replicated: bool | None = None  # learnt from the stream's config on first use
 
     async def ensure_stream(self, subjects: list[str], replicas: int = 1) -> None:
         """Create or update the stream; deletes and purges are denied: the log is the audit record."""
         config = StreamConfig(name=self.stream, subjects=subjects, storage=StorageType.FILE, num_replicas=replicas,
                               allow_direct=True, deny_delete=True, deny_purge=True, discard=DiscardPolicy.OLD)
+        self._replicated = replicas > 1
         try:
             await self.js.stream_info(self.stream)
         except NotFoundError:
@@ -70,6 +74,41 @@ class EventStore:
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
             raise LogUnavailable(str(e) or type(e).__name__) from e
         return int(ack.seq)
+
+    async def replicated(self) -> bool:
+        if self._replicated is None:
+            info = await self.js.stream_info(self.stream)
+            self._replicated = (info.config.num_replicas or 1) > 1
+        return self._replicated
+
+    async def read_latest(self, boundary: str, after: int = 0) -> list[RawEvent]:
+        """Like `read`, but never behind an acknowledged write.
+
+        On a replicated stream any replica answers a direct get, and a follower may not yet hold
+        what the leader acknowledged; a decision that refuses or does nothing must not rest on
+        such a read. So there the stream leader answers, one message per request (these reads
+        are short: the events a model is missing)."""
+        if not await self.replicated():
+            return await self.read(boundary, after=after)
+        out: list[RawEvent] = []
+        while True:
+            msg = await self._from_leader({"seq": (out[-1].position if out else after) + 1, "next_by_subj": boundary})
+            if msg is None:
+                return out
+            out.append(msg)
+
+    async def _from_leader(self, request: dict[str, object]) -> RawEvent | None:
+        try:
+            reply = await self.nc.request(self._leader_get, json.dumps(request).encode(), timeout=self.timeout)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+            raise LogUnavailable(str(e) or type(e).__name__) from e
+        body = json.loads(reply.data)
+        if "error" in body:
+            if body["error"].get("code") == 404:
+                return None
+            raise LogUnavailable(body["error"].get("description", "stream message get failed"))
+        message = body["message"]
+        return RawEvent(int(message["seq"]), message["subject"], base64.b64decode(message.get("data") or b""))
 
     async def read(self, boundary: str, after: int = 0, limit: int | None = None,
                    up_to: int | None = None) -> list[RawEvent]:
@@ -111,6 +150,9 @@ class EventStore:
             await sub.unsubscribe()
 
     async def last_position(self, boundary: str) -> int:
+        if await self.replicated():
+            last = await self._from_leader({"last_by_subj": boundary})
+            return 0 if last is None else last.position
         request = json.dumps({"last_by_subj": boundary}).encode()
         try:
             msg = await self.nc.request(self._direct, request, timeout=self.timeout)

@@ -131,6 +131,22 @@ class Engine:
             await self.broker.start()
             # the server must hold our subscriptions before anyone is told we are ready
             await self.broker.connection.flush()
+            await self._answering()
+
+    async def _answering(self, attempts: int = 200) -> None:
+        """Ask our own query subject until the server routes it to a responder (any replica's):
+        requests sent after the ready line then find one, instead of meeting "no responders"."""
+        assert self.nc is not None
+        probe = self.config.subjects.query("tnt_probe", "engine.ready")
+        for attempt in range(attempts):
+            try:
+                await self.nc.request(probe, b"{}", timeout=1.0)
+                if attempt:
+                    log.warning("query subject answered after %d probes", attempt + 1)
+                return
+            except nats.errors.NoRespondersError:
+                await asyncio.sleep(0.01)
+        raise RuntimeError(f"no responder on {probe} after {attempts} probes")
 
     async def stop(self) -> None:
         """Stop taking requests, let in-flight ones finish, then close the log connection."""

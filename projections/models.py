@@ -113,7 +113,7 @@ class LedgerModels:
 
     async def refresh(self, store: EventStore, model: BoundaryModel) -> None:
         """Bring one model up to the log's head for its boundary."""
-        for raw in await store.read(model.boundary, after=model.position):
+        for raw in await store.read_latest(model.boundary, after=model.position):
             envelope = codec.decode(raw.data)
             if model.apply(envelope, raw.position):
                 self._index(envelope, model)

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client
 
@@ -17,12 +18,14 @@ from engine.nats_server import EmbeddedNats, free_port
 from handlers.app import Engine, EngineConfig
 
 _counter = itertools.count()
+DEBUG_HTTP: list[int] = []
 
 
 @pytest.fixture(scope="session")
 async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path_factory.mktemp("nats"), port=free_port())
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"), port=free_port(), http_port=free_port())
     await server.start()
+    DEBUG_HTTP.append(server.http_port or 0)
     yield server
     await server.stop()
 
@@ -60,7 +63,14 @@ class Client_:
         self.nc, self.config, self.tenant = nc, config, tenant
 
     async def raw(self, subject: str, body: bytes, timeout: float = 5.0) -> dict[str, Any]:
-        msg = await self.nc.request(subject, body, timeout=timeout)
+        try:
+            msg = await self.nc.request(subject, body, timeout=timeout)
+        except nats.errors.NoRespondersError:
+            import urllib.request
+            port = self.nc._current_server.uri.port  # type: ignore[union-attr]
+            del port
+            raise AssertionError(f"no responders for {subject}: " + urllib.request.urlopen(
+                f"http://127.0.0.1:{DEBUG_HTTP[0]}/connz?subs=1").read().decode()[-6000:]) from None
         return msgspec.json.decode(msg.data)  # type: ignore[no-any-return]
 
     async def cmd(self, command: str, /, tenant: str | None = None, **fields: Any) -> dict[str, Any]:

@@ -56,7 +56,7 @@ async def replay(store: EventStore, config: EngineConfig,
                  before_apply: Callable[[LedgerModels, Envelope], None] | None = None) -> LedgerModels:
     """Rebuild every model from the log alone, calling `before_apply` on each event first."""
     models = LedgerModels(config.subjects)
-    for raw in await store.read(config.subjects.events_all):
+    for raw in await store.read_latest(config.subjects.events_all):
         envelope = codec.decode(raw.data)
         if before_apply is not None:
             before_apply(models, envelope)
