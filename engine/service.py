@@ -68,9 +68,9 @@ _DECODERS = decoders(COMMANDS)
 
 class CommandService:
     def __init__(self, store: EventStore, models: LedgerModels, subjects: Subjects,
-                 catalog: dict[str, ProviderCapabilities] | None = None,
-                 max_attempts: int = 10, lookup_timeout: float = 5.0) -> None:
-        self.catalog = catalog if catalog is not None else {"local": ProviderCapabilities()}
+                 catalog: dict[str, ProviderCapabilities], max_attempts: int = 10,
+                 lookup_timeout: float = 5.0) -> None:
+        self.catalog = catalog  # the sandbox providers this deployment has, and what they can do
         self.store = store
         self.models = models
         self.subjects = subjects
