@@ -4,6 +4,7 @@ stream name per test so tests never see each other's events, and engines on top.
 from __future__ import annotations
 
 import itertools
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,14 +19,14 @@ from engine.nats_server import EmbeddedNats, free_port
 from handlers.app import Engine, EngineConfig
 
 _counter = itertools.count()
-DEBUG_HTTP: list[int] = []
+MONITOR_PORT: list[int] = []  # the session server's monitoring port, for failure reports
 
 
 @pytest.fixture(scope="session")
 async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedNats]:
     server = EmbeddedNats(tmp_path_factory.mktemp("nats"), port=free_port(), http_port=free_port())
     await server.start()
-    DEBUG_HTTP.append(server.http_port or 0)
+    MONITOR_PORT.append(server.http_port or 0)
     yield server
     await server.stop()
 
@@ -66,11 +67,9 @@ class Client_:
         try:
             msg = await self.nc.request(subject, body, timeout=timeout)
         except nats.errors.NoRespondersError:
-            import urllib.request
-            port = self.nc._current_server.uri.port  # type: ignore[union-attr]
-            del port
-            raise AssertionError(f"no responders for {subject}: " + urllib.request.urlopen(
-                f"http://127.0.0.1:{DEBUG_HTTP[0]}/connz?subs=1").read().decode()[-6000:]) from None
+            # Should never happen once an engine said it is ready; keep the server's view for the report.
+            with urllib.request.urlopen(f"http://127.0.0.1:{MONITOR_PORT[0]}/connz?subs=1") as page:
+                raise AssertionError(f"no responders for {subject}: {page.read().decode()[-6000:]}") from None
         return msgspec.json.decode(msg.data)  # type: ignore[no-any-return]
 
     async def cmd(self, command: str, /, tenant: str | None = None, **fields: Any) -> dict[str, Any]:
