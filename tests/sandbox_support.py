@@ -53,3 +53,13 @@ def process_state(pid: int) -> str | None:
 def sandbox_dirs(root: Path, tenant: str) -> list[str]:
     base = root / tenant
     return sorted(os.listdir(base)) if base.exists() else []
+
+
+async def destroy_all(root: Path) -> None:
+    """Tests leave no sandbox processes behind: destroy whatever the provider still has."""
+    from handlers.providers.base import SandboxRef
+    from handlers.providers.local import LocalProvider
+
+    provider = LocalProvider(root)
+    for meta in sorted((root / ".meta").glob("*/*.json")):
+        await provider.destroy(SandboxRef(meta.parent.name, meta.stem))

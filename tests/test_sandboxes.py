@@ -17,7 +17,7 @@ from handlers.providers.local import LocalProvider
 from handlers.providers.base import SandboxRef
 from schemas.sandboxes import ProviderCapabilities
 from tests.conftest import AGENT, Client_, stream_messages
-from tests.sandbox_support import process_state, sandbox, sandbox_dirs, settled, writable
+from tests.sandbox_support import destroy_all, process_state, sandbox, sandbox_dirs, settled, writable
 
 DONE = {"outcome": "succeeded", "text": "ok"}
 TENANT = "tnt_acme"
@@ -31,6 +31,7 @@ async def sbx_engine(engine_config: EngineConfig, tmp_path: Path) -> AsyncIterat
     await eng.start()
     yield eng
     await eng.stop()
+    await destroy_all(engine_config.sandbox_dir)
 
 
 @pytest.fixture
