@@ -31,6 +31,7 @@ class BoundaryModel(Slice[Any]):
         self.tenant_id = tenant_id
         self.boundary = boundary
         self.position = 0
+        self.exists = False  # set by the boundary's creating event
         self.commands: dict[str, CommandRecord] = {}
         self._applying_position = 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Callable
 
 import msgspec
@@ -11,10 +13,13 @@ from schemas.errors import (
     DomainError,
     EntityDetails,
     IllegalTransition,
+    Internal,
     IllegalTransitionDetails,
     NotFound,
     ThreadClosed,
     ThreadClosedDetails,
+    TraceDetails,
+    Unavailable,
 )
 from schemas.events import Event
 from schemas.replies import CommandResult
@@ -36,6 +41,17 @@ class Unchanged(msgspec.Struct, frozen=True):
 
 
 Outcome = Accepted | Unchanged
+
+
+def log_unavailable(error: Exception) -> Unavailable:
+    return Unavailable(message=f"the event log is unavailable: {error}")
+
+
+def unexpected(log: logging.Logger, what: str) -> Internal:
+    """A bug: logged with a trace id the reply carries, so the requester still gets an answer."""
+    trace_id = uuid.uuid4().hex
+    log.exception("internal error in %s (trace %s)", what, trace_id)
+    return Internal(message=f"internal error; trace {trace_id}", details=TraceDetails(trace_id=trace_id))
 
 
 def not_found(kind: str, id_: str) -> DomainError:

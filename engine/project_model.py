@@ -13,7 +13,6 @@ class ProjectState(BoundaryModel):
     def __init__(self, tenant_id: str, boundary: str, project_id: str) -> None:
         super().__init__(tenant_id, boundary)
         self.project_id = project_id
-        self.exists = False
         self.name = ""
         self.config = ProjectConfig()
 

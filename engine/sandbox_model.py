@@ -24,7 +24,6 @@ class SandboxState(BoundaryModel):
     def __init__(self, tenant_id: str, boundary: str, sandbox_id: str) -> None:
         super().__init__(tenant_id, boundary)
         self.sandbox_id = sandbox_id
-        self.exists = False
         self.status = "creating"
         self.intent = "running"
         self.provider = ""

@@ -17,15 +17,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
 from engine import codec
 from engine.boundary_model import BoundaryModel, CommandRecord
 from engine.context import Context
 from engine.decisions import DECISIONS
 from engine.decoding import decode_request, decoders
 from engine.ids import Minter, with_ids
-from engine.outcomes import Unchanged, already_exists, not_found
+from engine.outcomes import Unchanged, already_exists, log_unavailable, not_found, unexpected
 from engine.sandbox_model import SandboxState
 from engine.results import result_of
 from engine.store import ConcurrencyConflict, EventStore, LogUnavailable
@@ -54,9 +52,6 @@ from schemas.errors import (
     Conflict,
     ConflictDetails,
     DomainError,
-    Internal,
-    TraceDetails,
-    Unavailable,
 )
 from schemas.events import Envelope
 from schemas.replies import CommandReply
@@ -92,13 +87,9 @@ class CommandService:
         except DomainError as e:
             return CommandReply(ok=False, command_id=command_id, error=e.error)
         except LogUnavailable as e:
-            return CommandReply(ok=False, command_id=command_id,
-                                error=Unavailable(message=f"the event log is unavailable: {e}"))
+            return CommandReply(ok=False, command_id=command_id, error=log_unavailable(e))
         except Exception:
-            trace_id = uuid.uuid4().hex
-            log.exception("internal error in %s (trace %s)", name, trace_id)
-            return CommandReply(ok=False, command_id=command_id, error=Internal(
-                message=f"internal error; trace {trace_id}", details=TraceDetails(trace_id=trace_id)))
+            return CommandReply(ok=False, command_id=command_id, error=unexpected(log, name))
 
     # -- which boundary decides ------------------------------------------------------------
     async def _thread_of_session(self, tenant: str, session_id: str) -> ThreadState | None:
@@ -129,9 +120,7 @@ class CommandService:
                 return models.project(tenant, cmd.project_id), ctx
             case ThreadCreate():
                 assert cmd.thread_id
-                project = models.project(tenant, cmd.project_id)
-                if not project.exists:
-                    await models.refresh(self.store, project)
+                project = await models.loaded(self.store, models.project(tenant, cmd.project_id))
                 source = None
                 if cmd.source_thread_id is not None:
                     source = models.thread(tenant, cmd.source_thread_id)

@@ -97,12 +97,14 @@ class EventStore:
                 return out
             out.append(msg)
 
-    async def _from_leader(self, request: dict[str, object]) -> RawEvent | None:
+    async def _request(self, subject: str, request: dict[str, object]) -> Msg:
         try:
-            reply = await self.nc.request(self._leader_get, json.dumps(request).encode(), timeout=self.timeout)
+            return await self.nc.request(subject, json.dumps(request).encode(), timeout=self.timeout)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
             raise LogUnavailable(str(e) or type(e).__name__) from e
-        body = json.loads(reply.data)
+
+    async def _from_leader(self, request: dict[str, object]) -> RawEvent | None:
+        body = json.loads((await self._request(self._leader_get, request)).data)
         if "error" in body:
             if body["error"].get("code") == 404:
                 return None
@@ -153,12 +155,7 @@ class EventStore:
         if await self.replicated():
             last = await self._from_leader({"last_by_subj": boundary})
             return 0 if last is None else last.position
-        request = json.dumps({"last_by_subj": boundary}).encode()
-        try:
-            msg = await self.nc.request(self._direct, request, timeout=self.timeout)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
-            raise LogUnavailable(str(e) or type(e).__name__) from e
-        headers = msg.headers or {}
+        headers = (await self._request(self._direct, {"last_by_subj": boundary})).headers or {}
         if headers.get("Status") == "404":
             return 0
         return int(headers["Nats-Sequence"])

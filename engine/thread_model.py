@@ -93,7 +93,6 @@ class ThreadState(BoundaryModel):
     def __init__(self, tenant_id: str, boundary: str, thread_id: str) -> None:
         super().__init__(tenant_id, boundary)
         self.thread_id = thread_id
-        self.exists = False
         self.status = "open"
         self.project_id = ""
         self.title = ""

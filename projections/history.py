@@ -18,9 +18,7 @@ async def read_history(store: EventStore, models: LedgerModels, thread: ThreadSt
     out: list[RawEvent] = []
     fork = thread.forked_from
     if fork is not None and after < fork.position:
-        source = models.thread(thread.tenant_id, fork.thread_id)
-        if not source.exists:
-            await models.refresh(store, source)
+        source = await models.loaded(store, models.thread(thread.tenant_id, fork.thread_id))
         cap = fork.position if up_to is None else min(up_to, fork.position)
         out = await read_history(store, models, source, after=after, limit=limit, up_to=cap)
         if limit is not None and len(out) >= limit:

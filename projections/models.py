@@ -118,6 +118,12 @@ class LedgerModels:
             if model.apply(envelope, raw.position):
                 self._index(envelope, model)
 
+    async def loaded(self, store: EventStore, model: M) -> M:
+        """A boundary the follower has not shown yet is read from the log before anyone calls it absent."""
+        if not model.exists:
+            await self.refresh(store, model)
+        return model
+
     async def resolve_session(self, store: EventStore, tenant: str, session_id: str, timeout: float) -> str | None:
         """Find a session's thread; on a miss, first let the follower reach the tenant's head, so a
         session another replica just created is found and an absent one is reported absent."""

@@ -4,11 +4,11 @@ the log itself (the audit trail must not depend on a projection)."""
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from engine import codec
 from engine.decoding import decode_request, decoders
+from engine.outcomes import log_unavailable, not_found, unexpected
 from engine.store import EventStore, LogUnavailable
 from engine.thread_model import ThreadState
 from projections.models import LedgerModels
@@ -16,10 +16,6 @@ from projections.history import read_history
 from projections.views import sandbox_view, session_view, thread_row, thread_view, tree
 from schemas.errors import (
     DomainError,
-    EntityDetails,
-    Internal,
-    NotFound,
-    TraceDetails,
     Unavailable,
 )
 from schemas.queries import (
@@ -44,10 +40,6 @@ log = logging.getLogger("agentledger.queries")
 _DECODERS = decoders(QUERIES)
 
 
-def _not_found(kind: str, id_: str) -> DomainError:
-    return DomainError(NotFound(message=f"{kind} {id_} not found", details=EntityDetails(kind=kind, id=id_)))
-
-
 class QueryService:
     def __init__(self, store: EventStore, models: LedgerModels, wait_timeout: float = 5.0) -> None:
         self.store = store
@@ -65,25 +57,20 @@ class QueryService:
         except DomainError as e:
             return QueryReply(ok=False, error=e.error)
         except LogUnavailable as e:
-            return QueryReply(ok=False, error=Unavailable(message=f"the event log is unavailable: {e}"))
+            return QueryReply(ok=False, error=log_unavailable(e))
         except Exception:
-            trace_id = uuid.uuid4().hex
-            log.exception("internal error in query %s (trace %s)", name, trace_id)
-            return QueryReply(ok=False, error=Internal(message=f"internal error; trace {trace_id}",
-                                                       details=TraceDetails(trace_id=trace_id)))
+            return QueryReply(ok=False, error=unexpected(log, f"query {name}"))
 
     async def _thread(self, tenant: str, thread_id: str) -> ThreadState:
-        state = self.models.thread(tenant, thread_id)
+        state = await self.models.loaded(self.store, self.models.thread(tenant, thread_id))
         if not state.exists:
-            await self.models.refresh(self.store, state)
-        if not state.exists:
-            raise _not_found("thread", thread_id)
+            raise not_found("thread", thread_id)
         return state
 
     async def _session_thread(self, tenant: str, session_id: str) -> ThreadState:
         thread_id = await self.models.resolve_session(self.store, tenant, session_id, self.wait_timeout)
         if thread_id is None:
-            raise _not_found("session", session_id)
+            raise not_found("session", session_id)
         return self.models.thread(tenant, thread_id)
 
     async def _answer(self, tenant: str, query: Query) -> Any:
@@ -101,11 +88,9 @@ class QueryService:
                 state = await self._session_thread(tenant, query.session_id)
                 return TreeResult(tree(state, state.sessions[query.session_id]))
             case SandboxGet():
-                sandbox = self.models.sandbox(tenant, query.sandbox_id)
+                sandbox = await self.models.loaded(self.store, self.models.sandbox(tenant, query.sandbox_id))
                 if not sandbox.exists:
-                    await self.models.refresh(self.store, sandbox)
-                if not sandbox.exists:
-                    raise _not_found("sandbox", query.sandbox_id)
+                    raise not_found("sandbox", query.sandbox_id)
                 return SandboxResult(sandbox_view(sandbox))
             case EventsRead():
                 if query.thread_id is None:
