@@ -198,10 +198,6 @@ def _expect(session: Session, allowed: tuple[str, ...], command: str) -> None:
         raise illegal("session", session.session_id, session.status, command)
 
 
-def _edge_closed(state: ThreadState, session: Session) -> bool:
-    return session.edge_id is not None and state.edges[session.edge_id].status != "open"
-
-
 def decide_session_create(state: ThreadState, cmd: SessionCreate, ctx: Context) -> Outcome:
     assert cmd.session_id is not None
     _open_thread(state, cmd.NAME)
@@ -221,7 +217,7 @@ def decide_session_start(state: ThreadState, cmd: SessionStart, ctx: Context) ->
     if state.status != "open":
         raise thread_closed(state.thread_id, cmd.NAME)
     _expect(session, ("idle",), cmd.NAME)
-    if _edge_closed(state, session):
+    if state.delegation_ended(session):
         # A delegated session ends for good: restarting it would run outside its parent's width cap.
         raise illegal("session", session.session_id, "ended", cmd.NAME)
     return Accepted(SessionStarted(session_id=session.session_id, sandbox_actions=plan_session_start(state, session.session_id)),

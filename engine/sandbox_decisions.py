@@ -111,10 +111,9 @@ def plan_session_end(state: ThreadState, session_id: str, failing: bool) -> list
             elif policy == "pause-until-parent-close":
                 actions[binding.sandbox_id] = SandboxAction(sandbox_id=binding.sandbox_id, action="pause",
                                                             session_id=sid, reason=policy, hold_for=parent)
-        for held in session.held_sandboxes:
-            if held in state.live_sandboxes:
-                actions[held] = SandboxAction(sandbox_id=held, action="destroy", session_id=state.live_sandboxes[held],
-                                              reason="parent-closed", hold_for=sid)
+        for held in state.held_by(sid):
+            actions[held] = SandboxAction(sandbox_id=held, action="destroy", session_id=state.live_sandboxes[held],
+                                          reason="parent-closed", hold_for=sid)
     return list(actions.values())
 
 

@@ -69,7 +69,6 @@ class Session(msgspec.Struct, kw_only=True):
     merge_handoff_id: str | None = None
     merge_result: list[MergeEntry] | None = None
     sandbox: SandboxBinding | None = None
-    held_sandboxes: list[str] = []  # ended children's sandboxes paused until this session ends
 
     @property
     def total_usage(self) -> int:
@@ -126,17 +125,26 @@ class ThreadState(BoundaryModel):
         if binding is not None and binding.owned:
             self.live_sandboxes[binding.sandbox_id] = session.session_id
 
+    def delegation_ended(self, session: Session) -> bool:
+        """A spawned child or handoff recipient whose edge to its parent is closed."""
+        return session.edge_id is not None and self.edges[session.edge_id].status != "open"
+
+    def held_by(self, session_id: str) -> list[str]:
+        """Sandboxes paused for `session_id` under pause-until-parent-close: owned by a child of it
+        that has ended, and not destroyed since. They are destroyed when `session_id` ends."""
+        held = []
+        for sandbox_id, owner_id in self.live_sandboxes.items():
+            owner = self.sessions[owner_id]
+            binding = owner.sandbox
+            if (owner.parent_session_id == session_id and binding is not None
+                    and binding.shutdown == "pause-until-parent-close" and self.delegation_ended(owner)):
+                held.append(sandbox_id)
+        return held
+
     def _carry_out(self, actions: list[SandboxAction]) -> None:
         for action in actions:
             if action.action == "destroy":
                 self.live_sandboxes.pop(action.sandbox_id, None)
-            elif action.hold_for is not None:
-                self.sessions[action.hold_for].held_sandboxes.append(action.sandbox_id)
-            for session_id in (action.session_id, action.hold_for):
-                if action.action == "destroy" and session_id is not None:
-                    held = self.sessions[session_id].held_sandboxes
-                    if action.sandbox_id in held:
-                        held.remove(action.sandbox_id)
 
     def _set_status(self, session: Session, status: str) -> None:
         session.status = status
@@ -165,7 +173,6 @@ class ThreadState(BoundaryModel):
 
     def _session_ended(self, session: Session, edge_status: str) -> None:
         """Close the session's edge to its parent (once) and apply what that means upstream."""
-        session.held_sandboxes = [s for s in session.held_sandboxes if s in self.live_sandboxes]
         edge = self.edges.get(session.edge_id) if session.edge_id else None
         if edge is None or edge.status != "open":
             return

@@ -37,7 +37,7 @@ def session_view(state: ThreadState, session: Session) -> SessionView:
         edge_id=session.edge_id, edge_kind=edge.kind if edge else None, edge_status=edge.status if edge else None,
         failure_mode=edge.failure_mode if edge else None, open_children=session.open_children,
         summary_id=session.summary_id, summary=session.summary, budget=budget_view(session),
-        merge_result=session.merge_result, sandbox=session.sandbox, held_sandboxes=list(session.held_sandboxes),
+        merge_result=session.merge_result, sandbox=session.sandbox, held_sandboxes=state.held_by(session.session_id),
         created_position=session.created_position, position=state.position)
 
 
