@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.context import Context
 from engine.outcomes import Accepted, Outcome, Unchanged, already_exists, illegal, not_found, thread_closed
+from engine.project_model import ProjectState
 from engine.sandbox_decisions import (
     bind_sandbox,
     decide_sandbox_create,
@@ -23,7 +24,6 @@ from engine.sandbox_decisions import (
     plan_session_start,
     plan_thread_archive,
 )
-from engine.project_model import ProjectState
 from engine.thread_model import Session, ThreadState
 from schemas.commands import (
     Command,

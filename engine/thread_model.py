@@ -13,7 +13,6 @@ from eventsourcing.domain import event
 
 from engine.boundary_model import BoundaryModel
 from schemas.common import BLOCKING_STATUSES, Actor, Summary
-from schemas.sandboxes import SandboxAction, SandboxBinding
 from schemas.events import (
     ForkPoint,
     HandoffBroadcasted,
@@ -35,6 +34,7 @@ from schemas.events import (
     ThreadUnarchived,
 )
 from schemas.queries import MergeEntry
+from schemas.sandboxes import SandboxAction, SandboxBinding
 
 _RUNNING = ("active", "awaiting_hitl")
 

@@ -13,8 +13,8 @@ import pytest
 from nats.aio.client import Client
 
 from handlers.app import Engine, EngineConfig
-from handlers.providers.local import LocalProvider
 from handlers.providers.base import SandboxRef
+from handlers.providers.local import LocalProvider
 from schemas.sandboxes import ProviderCapabilities
 from tests.conftest import AGENT, Client_, stream_messages
 from tests.sandbox_support import destroy_all, process_state, sandbox, sandbox_dirs, settled, writable
