@@ -24,12 +24,12 @@ from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client
 
 from engine.service import CommandService
+from engine.store import EventStore
+from engine.subjects import Subjects
 from handlers.durable import DurableWorker
 from handlers.effects import SandboxEffects
 from handlers.process_manager import SandboxProcessManager, Send
 from handlers.providers.local import LocalProvider
-from engine.store import EventStore
-from engine.subjects import Subjects
 from projections.models import LedgerModels
 from projections.queries import QueryService
 from schemas.errors import InvalidCommand, InvalidCommandDetails, PathError

@@ -11,8 +11,8 @@ from engine.decoding import decode_request, decoders
 from engine.outcomes import log_unavailable, not_found, unexpected
 from engine.store import EventStore, LogUnavailable
 from engine.thread_model import ThreadState
-from projections.models import LedgerModels
 from projections.history import read_history
+from projections.models import LedgerModels
 from projections.views import sandbox_view, session_view, thread_row, thread_view, tree
 from schemas.errors import (
     DomainError,
@@ -21,12 +21,12 @@ from schemas.errors import (
 from schemas.queries import (
     QUERIES,
     EventsPage,
-    SandboxGet,
-    SandboxResult,
     EventsRead,
     QuarantineList,
     QuarantineResult,
     Query,
+    SandboxGet,
+    SandboxResult,
     SessionGet,
     SessionResult,
     SessionTree,

@@ -8,9 +8,8 @@ import msgspec
 from msgspec import Meta
 
 from schemas.common import Actor, NonNegInt, Summary
-from schemas.events import StoredEvent
+from schemas.events import ForkPoint, StoredEvent
 from schemas.ids import ProjectId, SandboxId, SessionId, ThreadId
-from schemas.events import ForkPoint
 from schemas.sandboxes import SandboxBinding
 
 
