@@ -72,7 +72,7 @@ def _refuse(raw: RawEvent, reason: str, tenant: str | None = None) -> Quarantine
 
 def admit(raw: RawEvent, subjects: Subjects) -> Envelope | Quarantined:
     """The envelope of `raw` when subject, tenant, boundary, type and ids all agree (pure)."""
-    head = subjects.prefix.split(".") + ["evt"]
+    head = [*subjects.prefix.split("."), "evt"]
     parts = raw.subject.split(".")
     if parts[:len(head)] != head or len(parts) < len(head) + 4:
         return _refuse(raw, "not an event subject: <prefix>.evt.<tenant>.<kind>.<id>.<type>")

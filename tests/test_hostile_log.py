@@ -23,9 +23,9 @@ FORGER = Actor(kind="user", id="usr_forger")
 
 
 def forged(tenant: str, boundary: str, event: Event, **over: Any) -> bytes:
-    fields: dict[str, Any] = dict(event_id=uuid.uuid4().hex, type=type(event).__struct_config__.tag, tenant_id=tenant,
-                                  boundary=boundary, command="forged", command_id=f"forged-{uuid.uuid4().hex[:8]}",
-                                  correlation_id="forged", actor=FORGER, at="2026-01-01T00:00:00+00:00", data=event)
+    fields: dict[str, Any] = {"event_id": uuid.uuid4().hex, "type": type(event).__struct_config__.tag, "tenant_id": tenant,
+                                  "boundary": boundary, "command": "forged", "command_id": f"forged-{uuid.uuid4().hex[:8]}",
+                                  "correlation_id": "forged", "actor": FORGER, "at": "2026-01-01T00:00:00+00:00", "data": event}
     fields.update(over)
     return codec.encode(Envelope(**fields))
 
