@@ -23,6 +23,7 @@ from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client
 
+from engine import codec
 from engine.service import CommandService
 from engine.store import EventStore
 from engine.subjects import Subjects
@@ -58,6 +59,11 @@ class EngineConfig:
         self.subjects = Subjects(self.prefix)
 
 
+def _too_large(size: int) -> InvalidCommand:
+    message = f"the reply would be {size} bytes, above the limit of {codec.MAX_REPLY_BYTES}; page or narrow the request"
+    return InvalidCommand(message=message, details=InvalidCommandDetails(errors=[PathError("$", message)]))
+
+
 def _bad_tenant(error: ValueError) -> InvalidCommand:
     return InvalidCommand(message=str(error), details=InvalidCommandDetails(errors=[PathError("subject", str(error))]))
 
@@ -82,7 +88,10 @@ def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_
                 tenant, name = subjects.parse_request(msg.raw_message.subject)
             except ValueError as e:
                 return _encode(failed(_bad_tenant(e)))
-            return _encode(await execute(tenant, name, msg.body))
+            data = _encode(await execute(tenant, name, msg.body))
+            if len(data) > codec.MAX_REPLY_BYTES:  # never hand NATS a message it refuses
+                return _encode(failed(_too_large(len(data))))
+            return data
 
         return handle
 

@@ -101,8 +101,9 @@ class QueryService:
                 else:
                     raws = await read_history(self.store, self.models, await self._thread(tenant, query.thread_id),
                                               after=query.after, limit=query.limit)
-                events = [codec.stored(codec.decode(r.data), r.position) for r in raws]
-                return EventsPage(events=events, next_after=raws[-1].position if raws else query.after)
+                events, last = codec.stored_page(raws, self.models.subjects)
+                more = last is not None and last != raws[-1].position  # stopped at the byte limit
+                return EventsPage(events=events, next_after=query.after if last is None else last, more=more)
             case QuarantineList():
                 quarantine = self.models.quarantine
                 return QuarantineResult(count=quarantine.count, entries=quarantine.entries(query.after, query.limit))
