@@ -32,6 +32,7 @@ GROUP_HELP = {
     "handoff": "Hand a session over to one actor or broadcast it to several.",
     "events": "Read or follow the event log.",
     "sandbox": "Sandboxes: the working environments sessions run in.",
+    "quarantine": "Messages of the log the engine refused to apply.",
 }
 HELP = {
     "project.create": "Create a project.",
@@ -62,6 +63,7 @@ HELP = {
     "session.tree": "Show the delegation tree under a session.",
     "events.read": "Read one page of the event log.",
     "sandbox.get": "Show one sandbox.",
+    "quarantine.list": "List log messages skipped because they failed admission.",
 }
 COMMAND_SPEC = Spec(common=frozenset({"actor", "command_id", "correlation_id", "causation_id"}),
                     env_defaults={"actor": ("AGENTLEDGER_ACTOR", "usr_cli")}, unprefixed=frozenset({"config", "options"}))

@@ -191,14 +191,14 @@ def _durable_name(prefix: str, role: str) -> str:
 def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
     pm = SandboxProcessManager(send)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_all, _durable_name(cfg.prefix, "pm"),
-                         pm.handle, ack_wait=cfg.worker_ack_wait)
+                         pm.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait)
 
 
 def effects_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
     assert cfg.sandbox_dir is not None
     effects = SandboxEffects(store, cfg.subjects, {LocalProvider.name: LocalProvider(cfg.sandbox_dir)}, send)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, _durable_name(cfg.prefix, "fx"),
-                         effects.handle, ack_wait=cfg.worker_ack_wait)
+                         effects.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait)
 
 
 def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:

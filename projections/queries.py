@@ -22,6 +22,8 @@ from schemas.queries import (
     QUERIES,
     EventsPage,
     EventsRead,
+    QuarantineList,
+    QuarantineResult,
     Query,
     SandboxGet,
     SandboxResult,
@@ -101,4 +103,7 @@ class QueryService:
                                               after=query.after, limit=query.limit)
                 events = [codec.stored(codec.decode(r.data), r.position) for r in raws]
                 return EventsPage(events=events, next_after=raws[-1].position if raws else query.after)
+            case QuarantineList():
+                quarantine = self.models.quarantine
+                return QuarantineResult(count=quarantine.count, entries=quarantine.entries(query.after, query.limit))
         raise AssertionError(f"unhandled query {query!r}")

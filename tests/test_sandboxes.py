@@ -49,7 +49,7 @@ def root_of(engine: Engine) -> Path:
 
 
 async def base_sandbox(client: Client_, sandbox_id: str, paused: bool = False) -> dict[str, Any]:
-    await client.ok("sandbox.create", sandbox_id=sandbox_id, options={"command": ["sleep", "300"]})
+    await client.ok("sandbox.create", sandbox_id=sandbox_id, options={"command": ["sleep", "300"]}, thread_id="thd_t1")
     view = await settled(client, sandbox_id, "running")
     Path(view["location"], "notes.txt").write_text("from the base")
     if paused:
