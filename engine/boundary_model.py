@@ -11,7 +11,6 @@ from eventsourcing.dcb.domain import Selector, Slice
 
 from schemas.events import Envelope
 
-
 COMMAND_WINDOW = 1000  # command ids remembered per boundary: those of its last 1,000 events
 
 

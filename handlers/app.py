@@ -23,14 +23,15 @@ from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client
 
+from engine import codec
 from engine.service import CommandService
+from engine.snapshots import SnapshotStore
+from engine.store import EventStore
+from engine.subjects import Subjects
 from handlers.durable import DurableWorker
 from handlers.effects import SandboxEffects
 from handlers.process_manager import SandboxProcessManager, Send
 from handlers.providers.local import LocalProvider
-from engine.snapshots import SnapshotStore
-from engine.store import EventStore
-from engine.subjects import Subjects
 from projections.models import LedgerModels
 from projections.queries import QueryService
 from schemas.errors import InvalidCommand, InvalidCommandDetails, PathError
@@ -61,6 +62,11 @@ class EngineConfig:
         self.subjects = Subjects(self.prefix)
 
 
+def _too_large(size: int) -> InvalidCommand:
+    message = f"the reply would be {size} bytes, above the limit of {codec.MAX_REPLY_BYTES}; page or narrow the request"
+    return InvalidCommand(message=message, details=InvalidCommandDetails(errors=[PathError("$", message)]))
+
+
 def _bad_tenant(error: ValueError) -> InvalidCommand:
     return InvalidCommand(message=str(error), details=InvalidCommandDetails(errors=[PathError("subject", str(error))]))
 
@@ -85,7 +91,10 @@ def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_
                 tenant, name = subjects.parse_request(msg.raw_message.subject)
             except ValueError as e:
                 return _encode(failed(_bad_tenant(e)))
-            return _encode(await execute(tenant, name, msg.body))
+            data = _encode(await execute(tenant, name, msg.body))
+            if len(data) > codec.MAX_REPLY_BYTES:  # never hand NATS a message it refuses
+                return _encode(failed(_too_large(len(data))))
+            return data
 
         return handle
 
@@ -196,14 +205,14 @@ def _durable_name(prefix: str, role: str) -> str:
 def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
     pm = SandboxProcessManager(send)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_all, _durable_name(cfg.prefix, "pm"),
-                         pm.handle, ack_wait=cfg.worker_ack_wait)
+                         pm.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait)
 
 
 def effects_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
     assert cfg.sandbox_dir is not None
     effects = SandboxEffects(store, cfg.subjects, {LocalProvider.name: LocalProvider(cfg.sandbox_dir)}, send)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, _durable_name(cfg.prefix, "fx"),
-                         effects.handle, ack_wait=cfg.worker_ack_wait)
+                         effects.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait)
 
 
 def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:

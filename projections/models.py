@@ -22,7 +22,7 @@ import logging
 from collections import OrderedDict
 from typing import TypeVar
 
-from engine import codec, snapshots
+from engine import admission, snapshots
 from engine.boundary_model import BoundaryModel
 from engine.project_model import ProjectState
 from engine.sandbox_model import SandboxState
@@ -63,7 +63,8 @@ class LedgerModels:
         self.snapshot_every = snapshot_every
         self._models: OrderedDict[str, BoundaryModel] = OrderedDict()
         self._session_thread: OrderedDict[tuple[str, str], str] = OrderedDict()
-        self.position = 0  # last stream position the live follower applied
+        self.position = 0  # last stream position the live follower applied (or quarantined)
+        self.quarantine = admission.Quarantine()
         self._moved = asyncio.Event()
         self._writes: set[asyncio.Task[None]] = set()
         self.loads = 0  # boundaries read from the log (cache misses)
@@ -155,33 +156,37 @@ class LedgerModels:
                 self._note_session(envelope.tenant_id, sid, model.thread_id)
 
     # -- feeds --------------------------------------------------------------------------------
-    def apply(self, envelope: Envelope, position: int) -> bool:
+    def apply(self, envelope: Envelope, position: int, model: BoundaryModel | None = None) -> bool:
         """Fold one event in, whatever the model's load state (a replay of the log from the start)."""
-        model = self._model_for(envelope)
-        if model is None or not model.apply(envelope, position):
+        model = model or self._model_for(envelope)
+        if model is None or not admission.enter(model, envelope, position, self.quarantine, envelope.boundary):
             return False
         self._index(envelope, model)
         return True
 
     def applied(self, model: BoundaryModel, envelope: Envelope, position: int) -> None:
         """The engine's own append landed: apply it, and snapshot the model if it has grown enough."""
-        if model.apply(envelope, position):
-            self._index(envelope, model)
+        self.apply(envelope, position, model)
         self._maybe_snapshot(model)
 
-    @staticmethod
-    def _decode(raw: RawEvent) -> Envelope:
-        return codec.decode(raw.data)
+    def _admit(self, raw: RawEvent, model: BoundaryModel | None = None) -> None:
+        """Apply what the log holds at `raw.position` if `admission` lets it in; skip it otherwise."""
+        admitted = admission.admit(raw, self.subjects)
+        if isinstance(admitted, admission.Quarantined):
+            self.quarantine.add(admitted)
+            if model is not None:
+                admission.skip(model, raw.position)
+        else:
+            self.apply(admitted, raw.position, model)
 
     def follow(self, raw: RawEvent) -> None:
         """The live follower's feed: every event from the stream's head at start, in order. Only
-        models in the cache take it; events this engine appended itself are not decoded again."""
+        models in the cache take it (a quarantined message counts as followed, so catching up never
+        waits for it); events this engine appended itself are not decoded again."""
         model = self._models.get(self.subjects.boundary_of(raw.subject))
         if model is not None and model.position < raw.position:
             if model.ready:
-                envelope = self._decode(raw)
-                if model.apply(envelope, raw.position):
-                    self._index(envelope, model)
+                self._admit(raw, model)
             elif model.live_buffer is not None:
                 model.live_buffer.append(raw)
         self.position = raw.position
@@ -191,9 +196,7 @@ class LedgerModels:
     async def _read_tail(self, store: EventStore, model: BoundaryModel, latest: bool) -> None:
         read = store.read_latest if latest else store.read
         for raw in await read(model.boundary, after=model.position):
-            envelope = self._decode(raw)
-            if model.apply(envelope, raw.position):
-                self._index(envelope, model)
+            self._admit(raw, model)
 
     async def refresh(self, store: EventStore, model: BoundaryModel) -> None:
         """Bring one model up to the log's head for its boundary (read from the leader when replicated)."""
@@ -220,9 +223,7 @@ class LedgerModels:
                 await self._read_tail(store, model, latest=False)
                 for raw in model.live_buffer:
                     if raw.position > model.position:
-                        envelope = self._decode(raw)
-                        if model.apply(envelope, raw.position):
-                            self._index(envelope, model)
+                        self._admit(raw, model)
                 model.ready = True
                 self.loads += 1
                 model.loading.set_result(None)
