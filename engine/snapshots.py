@@ -40,7 +40,7 @@ FIELDS: dict[type[BoundaryModel], dict[str, Any]] = {
         "thread_id": str, "status": str, "project_id": str, "title": str, "max_depth": int, "max_width": int,
         "created_position": int, "forked_from": ForkPoint | None, "live_sandboxes": dict[str, str],
         "sessions": dict[str, Session], "edges": dict[str, Edge], "handoffs": dict[str, Handoff],
-        "blocking": dict[str, None]},
+        "blocking": dict[str, None], "released_sandboxes": set[str], "destroyed_sandboxes": set[str]},
     ProjectState: _BASE | {"project_id": str, "name": str, "config": ProjectConfig},
     SandboxState: _BASE | {
         "sandbox_id": str, "status": str, "intent": str, "provider": str, "options": SandboxOptions,
