@@ -51,12 +51,15 @@ def serve(
     replicas: Annotated[int, typer.Option(help="stream replicas (1, or 3 on a cluster)")] = 1,
     sandbox_dir: SandboxDir = Path(".agentledger/sandboxes"),
     effects: Annotated[bool, typer.Option(help="run the local sandbox effect handler in this process")] = True,
+    cache_size: Annotated[int, typer.Option(envvar="AGENTLEDGER_CACHE_SIZE", min=1,
+                                            help="boundary models kept in memory (others load from the log)")] = 4_000,
 ) -> None:
     """Start an engine replica; Ctrl-C stops it cleanly."""
     from cli.serve import serve as run
     from handlers.app import EngineConfig
 
-    config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None)
+    config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
+                          cache_size=cache_size)
     asyncio.run(run(config, nats_url, data_dir, port))
 
 

@@ -122,22 +122,8 @@ class EventStore:
 
     async def last_subjects(self, subject_filter: str) -> list[str]:
         """Every distinct subject matching `subject_filter`, by one batched `multi_last` direct get."""
-        inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox)
-        try:
-            await self.nc.publish(self._direct, json.dumps({"multi_last": [subject_filter]}).encode(), reply=inbox)
-            out: list[str] = []
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=self.timeout)
-                except nats.errors.TimeoutError as e:
-                    raise LogUnavailable("direct get timed out") from e
-                headers = msg.headers or {}
-                if headers.get("Status") is not None:
-                    return out
-                out.append(headers["Nats-Subject"])
-        finally:
-            await sub.unsubscribe()
+        msgs, _ = await self._batch_get({"multi_last": [subject_filter]})
+        return [m.headers["Nats-Subject"] for m in msgs]  # type: ignore[index]
 
     async def replicated(self) -> bool:
         if self._replicated is None:
@@ -193,27 +179,40 @@ class EventStore:
             start = page[-1].position + 1
         return out
 
-    async def _direct_batch(self, boundary: str, start: int, batch: int) -> tuple[list[RawEvent], bool]:
+    async def _batch_get(self, request: dict[str, object]) -> tuple[list[Msg], dict[str, str]]:
+        """One batched direct get: the messages, and the headers of the status message that ends it.
+        Messages are collected by a subscription callback (a timed wait per message would cost more
+        than the message)."""
         inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox)
+        msgs: list[Msg] = []
+        done: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+
+        async def collect(msg: Msg) -> None:
+            headers = msg.headers or {}
+            if "Status" in headers:
+                if not done.done():
+                    done.set_result(headers)
+            else:
+                msgs.append(msg)
+
+        sub = await self.nc.subscribe(inbox, cb=collect)
         try:
-            request = json.dumps({"seq": start, "next_by_subj": boundary, "batch": batch}).encode()
-            await self.nc.publish(self._direct, request, reply=inbox)
-            page: list[RawEvent] = []
-            while True:
-                try:
-                    msg = await sub.next_msg(timeout=self.timeout)
-                except nats.errors.TimeoutError as e:
-                    raise LogUnavailable("direct get timed out") from e
-                headers = msg.headers or {}
-                status = headers.get("Status")
-                if status == "404":
-                    return page, False
-                if status is not None:
-                    return page, int(headers.get("Nats-Num-Pending", "0")) > 0
-                page.append(RawEvent(int(headers["Nats-Sequence"]), headers["Nats-Subject"], msg.data))
+            await self.nc.publish(self._direct, json.dumps(request).encode(), reply=inbox)
+            try:
+                end = await asyncio.wait_for(done, self.timeout)
+            except TimeoutError as e:
+                raise LogUnavailable("direct get timed out") from e
         finally:
             await sub.unsubscribe()
+        return msgs, end
+
+    async def _direct_batch(self, boundary: str, start: int, batch: int) -> tuple[list[RawEvent], bool]:
+        msgs, end = await self._batch_get({"seq": start, "next_by_subj": boundary, "batch": batch})
+        page = [RawEvent(int(m.headers["Nats-Sequence"]), m.headers["Nats-Subject"], m.data)  # type: ignore[index]
+                for m in msgs]
+        if end.get("Status") == "404":
+            return page, False
+        return page, int(end.get("Nats-Num-Pending", "0")) > 0
 
     async def last_position(self, boundary: str) -> int:
         if await self.replicated():

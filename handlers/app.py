@@ -51,7 +51,7 @@ class EngineConfig:
     queue_group: str = "agentledger"
     max_workers: int = 64
     catch_up_timeout: float = 60.0
-    cache_size: int = 10_000  # boundary models kept in memory; others are loaded from the log on demand
+    cache_size: int = 4_000  # boundary models kept in memory; others are loaded from the log on demand
     snapshot_every: int = 500  # events on a boundary between its snapshots (a load reads at most about this tail)
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     process_manager: bool = True
