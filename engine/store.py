@@ -29,7 +29,17 @@ READ_PAGE = 1000
 
 
 class ConcurrencyConflict(Exception):
-    """The boundary moved past the expected position: re-read it and decide again."""
+    """The boundary moved past the expected position: re-read it and decide again. `last` is the
+    position the log reported for the checked filter (10071 says it; 10164 does not)."""
+
+    def __init__(self, boundary: str, last: int | None = None) -> None:
+        super().__init__(boundary)
+        self.last = last
+
+
+def _conflict(boundary: str, e: APIError) -> ConcurrencyConflict:
+    tail = (e.description or "").rpartition(":")[2].strip()
+    return ConcurrencyConflict(boundary, int(tail) if tail.isdigit() else None)
 
 
 class LogUnavailable(Exception):
@@ -72,7 +82,7 @@ class EventStore:
             ack = await self.js.publish(subject, data, headers=headers)
         except APIError as e:
             if e.err_code in CONFLICT_CODES:
-                raise ConcurrencyConflict(boundary) from e
+                raise _conflict(boundary, e) from e
             raise
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
             raise LogUnavailable(str(e) or type(e).__name__) from e
@@ -94,7 +104,7 @@ class EventStore:
                 H_BATCH_ID: batch_id, H_BATCH_SEQ: str(len(messages)), H_BATCH_COMMIT: "1"})
         except APIError as e:
             if e.err_code in CONFLICT_CODES:
-                raise ConcurrencyConflict(boundary) from e
+                raise _conflict(boundary, e) from e
             raise
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
             raise LogUnavailable(str(e) or type(e).__name__) from e
