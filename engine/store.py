@@ -53,8 +53,29 @@ class RawEvent:
     data: bytes
 
 
+def _parse_header_lines(raw: bytes) -> dict[str, str]:
+    """nats-py 2.16's header parser, with its per-character whitespace scan of each name done by
+    `str.split` instead: the same result, in C. A direct get carries 8-10 headers per message, and
+    the scan was about a third of the CPU of loading a boundary."""
+    out: dict[str, str] = {}
+    for line in raw.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        try:
+            key = name.strip().decode("ascii")
+        except UnicodeDecodeError:
+            continue
+        if key and key.split() != [key]:
+            continue
+        out[key] = value.strip().decode("utf-8", "replace")
+    return out
+
+
 class EventStore:
     def __init__(self, nc: Client, stream: str = "LEDGER", timeout: float = 5.0) -> None:
+        if hasattr(nc, "_parse_header_lines"):
+            nc._parse_header_lines = _parse_header_lines  # type: ignore[method-assign]
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=timeout)
         self.stream = stream
