@@ -530,7 +530,7 @@ async def two_replicas(out: Output, rig: Rig, main: Main, sizes: Sizes) -> None:
     one: list[Stats] = []
     two: list[Stats] = []
     for _ in range(sizes.replica_rounds):
-        one.append(await loop.run(LANES, sizes.e2e_conc_per_lane * 2, main.cpu))
+        one.append(await loop.run(LANES, sizes.e2e_conc_per_lane * 2, engine_meter(main.engine, rig.server)))
         second = engine_process(rig.server.url, PREFIX, STREAM, rig.tmp / "engine-second.log", rig.src)
         await second.start()
         cpu = CpuMeter({"client": None, "engine": main.engine.pid, "second engine": second.pid,
