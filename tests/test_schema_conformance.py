@@ -7,6 +7,7 @@ adds, drops or renames fails here."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from engine.subjects import Subjects
+from cli.asyncapi import asyncapi
 from handlers.app import EngineConfig
 from schemas.commands import COMMANDS
 from schemas.contract import event_types
@@ -140,8 +141,16 @@ async def test_real_traffic_matches_the_published_schema(recorder: Recorder, nc:
     await scenario(recorder)
     js = nc.jetstream()
     info = await js.stream_info(engine_config.stream)
-    envelopes = [msgspec.json.decode((await js.get_msg(engine_config.stream, seq)).data or b"")
-                 for seq in range(1, info.state.last_seq + 1)]
+    raw = [await js.get_msg(engine_config.stream, seq) for seq in range(1, info.state.last_seq + 1)]
+    envelopes = [msgspec.json.decode(m.data or b"") for m in raw]
+    # each event is on the subject its AsyncAPI channel gives (docs/asyncapi.json)
+    channels = asyncapi(engine_config.prefix)["channels"]
+    for m, envelope in zip(raw, envelopes, strict=True):
+        address = next(c["address"] for c in channels.values() if f"event.{envelope['type']}" in
+                       {x["$ref"].rsplit("/", 1)[1] for x in c["messages"].values()})
+        pattern = re.escape(address).replace(r"\{tenant\}", envelope["tenant_id"]).replace(
+            r"\{type\}", re.escape(envelope["type"]))
+        assert re.fullmatch(re.sub(r"\\\{\w+\\\}", "[^.]+", pattern), m.subject), (m.subject, address)
     seen = recorder.seen + [("Envelope", e) for e in envelopes]
 
     # the scenario covers what it claims to
@@ -150,7 +159,6 @@ async def test_real_traffic_matches_the_published_schema(recorder: Recorder, nc:
     assert {e["type"] for e in envelopes} == {str(t.__struct_config__.tag) for t in event_types()}
     codes = {v["error"]["code"] for k, v in seen if k.endswith("Reply") and not v["ok"]}
     assert codes >= {"thread_not_empty", "not_found", "invalid_command", "unknown_command", "version_conflict"}, codes
-    assert Subjects(engine_config.prefix)  # the subjects used above are the engine's own
 
     instances = tmp_path / "instances.json"
     instances.write_text(json.dumps(seen))
