@@ -141,6 +141,7 @@ def register() -> None:
         head, _, tail = name.partition(".")
         group(head).command(tail.replace("_", "-"))(_make(kind, name, struct, spec))
     group("events").command("tail")(log_commands.tail)
+    group("events").command("export")(log_commands.export)
     app.command("replay")(log_commands.replay)
 
 

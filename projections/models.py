@@ -78,6 +78,9 @@ class LedgerModels:
     def project_threads(self, tenant: str, project_id: str) -> list[str]:
         return self._project_threads.get((tenant, project_id), [])
 
+    def tenant_threads(self, tenant: str) -> list[str]:
+        return [t for (owner, _), threads in self._project_threads.items() if owner == tenant for t in threads]
+
     def _index(self, envelope: Envelope, model: BoundaryModel) -> None:
         data, tenant = envelope.data, envelope.tenant_id
         if isinstance(model, ThreadState):

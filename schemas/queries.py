@@ -25,8 +25,10 @@ class ThreadGet(Query, kw_only=True):
 
 
 class ThreadList(Query, kw_only=True):
+    """A project's threads; without `project_id`, every thread of the tenant."""
+
     NAME: ClassVar[str] = "thread.list"
-    project_id: ProjectId
+    project_id: ProjectId | None = None
     status: Literal["open", "archived", "deleted"] | None = None
 
 
@@ -41,9 +43,13 @@ class SessionTree(Query, kw_only=True):
 
 
 class EventsRead(Query, kw_only=True):
+    """Events after `after`, oldest first, at most `limit`. With `before`, the page ends there
+    instead: the last `limit` events with after < position < before (paging backwards)."""
+
     NAME: ClassVar[str] = "events.read"
     thread_id: ThreadId | None = None
     after: NonNegInt = 0
+    before: Annotated[int, Meta(ge=1)] | None = None
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
@@ -88,6 +94,8 @@ class ThreadRow(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     position: int
     session_count: int
+    project_id: str = ""
+    forked_from: ForkPoint | None = None
 
 
 class BudgetView(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,73 @@
+"""One long-lived connection that asks the engine's queries, for readers that ask many
+(replay, export, the web timeline). It sees what the credentials it connects with may see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+import nats
+import nats.errors
+from nats.aio.client import Client
+
+from cli.transport import Target
+from projections.history import PageReader
+from schemas.errors import DomainError, Unavailable
+from schemas.queries import EventsPage, EventsRead, Query
+from schemas.replies import QueryReply
+
+R = TypeVar("R")
+_reply = msgspec.json.Decoder(QueryReply)
+
+
+async def _ignore(_: Exception) -> None:
+    """nats-py reports connection errors to a callback as well as raising them; we only want the raise."""
+
+
+class QueryClient:
+    def __init__(self, target: Target, creds: Path | None = None) -> None:
+        self.target = target
+        self.creds = creds
+        self.nc: Client | None = None
+        self.log_end = 0  # the highest read-model position any reply reported
+
+    async def __aenter__(self) -> QueryClient:
+        options: dict[str, Any] = {"user_credentials": str(self.creds)} if self.creds else {}
+        try:
+            self.nc = await nats.connect(servers=[self.target.nats_url], connect_timeout=self.target.timeout,
+                                         max_reconnect_attempts=3, error_cb=_ignore, **options)
+        except Exception as e:  # nats-py raises several unrelated types for "could not connect"
+            raise DomainError(Unavailable(message=f"cannot reach NATS at {self.target.nats_url}: "
+                                                  f"{str(e) or type(e).__name__}")) from None
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.nc is not None:
+            await self.nc.close()
+
+    async def ask(self, query: Query, result: type[R]) -> R:
+        """The query's typed result; an error reply is raised as DomainError."""
+        assert self.nc is not None, "use `async with QueryClient(...)`"
+        subject = self.target.subjects.query(self.target.tenant, query.NAME)
+        try:
+            msg = await self.nc.request(subject, msgspec.json.encode(query), timeout=self.target.timeout)
+        except nats.errors.NoRespondersError:
+            raise DomainError(Unavailable(message=f"no engine answers on {subject} (check --nats-url, --prefix "
+                                                  f"and --tenant)")) from None
+        except nats.errors.TimeoutError:
+            raise DomainError(Unavailable(message=f"no reply on {subject} within {self.target.timeout}s")) from None
+        reply = _reply.decode(msg.data)
+        if not reply.ok:
+            assert reply.error is not None
+            raise DomainError(reply.error)
+        self.log_end = max(self.log_end, reply.position or 0)
+        return msgspec.convert(reply.result, result)
+
+    def history(self, thread_id: str | None) -> PageReader:
+        """Pages of a thread's history (or the tenant's events), for `projections.history.replay_at`."""
+
+        async def read(after: int, limit: int) -> EventsPage:
+            return await self.ask(EventsRead(thread_id=thread_id, after=after, limit=limit), EventsPage)
+
+        return read
