@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/agentledger serve
 
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

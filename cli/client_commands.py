@@ -17,6 +17,7 @@ import msgspec
 import typer
 
 from cli import log_commands, output, transport
+from cli.ui import command as ui_command
 from cli.main import app
 from cli.options import FieldOption, Spec, build_body, field_options
 from engine.decoding import decode_request, decoders
@@ -143,6 +144,7 @@ def register() -> None:
     group("events").command("tail")(log_commands.tail)
     group("events").command("export")(log_commands.export)
     app.command("replay")(log_commands.replay)
+    app.command("ui")(ui_command.ui)
 
 
 register()
