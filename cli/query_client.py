@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import nats
@@ -13,12 +13,22 @@ from nats.aio.client import Client
 
 from cli.transport import Target
 from projections.history import PageReader
-from schemas.errors import DomainError, Unavailable
+from schemas.errors import AnyError, DomainError, Unavailable
 from schemas.queries import EventsPage, EventsRead, Query
-from schemas.replies import QueryReply
 
 R = TypeVar("R")
-_reply = msgspec.json.Decoder(QueryReply)
+
+
+class _Reply(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
+    """A QueryReply whose result is decoded straight into its type (one pass, no dict in between)."""
+
+    ok: bool
+    position: int | None = None
+    result: R | None = None
+    error: AnyError | None = None
+
+
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 
 
 async def _ignore(_: Exception) -> None:
@@ -57,12 +67,14 @@ class QueryClient:
                                                   f"and --tenant)")) from None
         except nats.errors.TimeoutError:
             raise DomainError(Unavailable(message=f"no reply on {subject} within {self.target.timeout}s")) from None
-        reply = _reply.decode(msg.data)
+        decoder = _decoders.get(result) or _decoders.setdefault(result, msgspec.json.Decoder(_Reply[result]))  # type: ignore[valid-type]
+        reply = decoder.decode(msg.data)
         if not reply.ok:
             assert reply.error is not None
             raise DomainError(reply.error)
+        assert reply.result is not None
         self.log_end = max(self.log_end, reply.position or 0)
-        return msgspec.convert(reply.result, result)
+        return reply.result  # type: ignore[no-any-return]
 
     def history(self, thread_id: str | None) -> PageReader:
         """Pages of a thread's history (or the tenant's events), for `projections.history.replay_at`."""

@@ -66,6 +66,7 @@ class Replayer:
             self.state = ThreadState(envelope.tenant_id, envelope.boundary, self.thread_id)
         if self.state is not None and envelope.boundary == self.state.boundary:
             self.state.apply(envelope, position)
+            self.state.commands.pop(envelope.command_id, None)  # idempotency records: nothing decides on a replay
         self.events += 1
         self.position = position
 
