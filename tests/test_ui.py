@@ -168,6 +168,12 @@ async def test_timeline_in_a_browser(nc: Client, ui_engine: Engine) -> None:
             await expect(child.locator(":scope > .status")).to_have_text("awaiting_hitl")
             assert await rows.count() >= before
             await expect(page.locator("#live-status")).to_have_text("live")
+            await page.fill("#diff-from", str(story.handed_off))
+            await page.fill("#diff-to", str(landed))
+            await page.click("#diff-btn")
+            await expect(diff.locator('li.changed[data-session-id="ses_child"][data-field="status"]')).to_contain_text(
+                "active → awaiting_hitl")
+            await shot(page, "timeline-live")
 
             # the fork: its source and fork point, the source's events before its own
             await page.click('#threads li[data-thread-id="thd_fork"]')
