@@ -53,12 +53,13 @@ from schemas.errors import (
     ConflictDetails,
     DomainError,
 )
-from schemas.events import Envelope
+from schemas.events import Envelope, Principal
 from schemas.replies import CommandReply
 
 log = logging.getLogger("agentledger.commands")
 
 _DECODERS = decoders(COMMANDS)
+ENGINE = Principal(id="engine", role="engine")  # commands the engine's own workers send
 
 
 class CommandService:
@@ -74,7 +75,8 @@ class CommandService:
         self.conflicts = 0  # appends the log refused as stale: a health signal, and proof races happen
         self._locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
-    async def execute(self, tenant: str, name: str, body: bytes) -> CommandReply:
+    async def execute(self, tenant: str, name: str, body: bytes, principal: Principal = ENGINE) -> CommandReply:
+        """`principal` is who the broker says sent it; the engine's own workers send as `ENGINE`."""
         command_id: str | None = None
         try:
             cmd: Command = decode_request(_DECODERS, "command", name, body)
@@ -83,7 +85,7 @@ class CommandService:
             cmd = with_ids(cmd, mint)
             command_id = command_id or mint("cmd_")
             model, ctx = await self._target(tenant, cmd, mint)
-            return await self._run(tenant, cmd, command_id, model, ctx)
+            return await self._run(tenant, cmd, command_id, model, ctx, principal)
         except DomainError as e:
             return CommandReply(ok=False, command_id=command_id, error=e.error)
         except LogUnavailable as e:
@@ -174,7 +176,8 @@ class CommandService:
             self._locks[boundary] = lock
         return lock
 
-    async def _run(self, tenant: str, cmd: Command, command_id: str, model: BoundaryModel, ctx: Context) -> CommandReply:
+    async def _run(self, tenant: str, cmd: Command, command_id: str, model: BoundaryModel, ctx: Context,
+                   principal: Principal) -> CommandReply:
         decide = DECISIONS[type(cmd)]
         async with self._lock(model.boundary):
             for attempt in range(self.max_attempts):
@@ -193,7 +196,7 @@ class CommandService:
                         continue
                     return CommandReply(ok=True, command_id=command_id, position=model.position, events=[],
                                         result=outcome.result)
-                envelope = self._envelope(tenant, model.boundary, cmd, command_id, outcome.event)
+                envelope = self._envelope(tenant, model.boundary, cmd, command_id, outcome.event, principal)
                 try:
                     position = await self.store.append(
                         self.subjects.event_subject(model.boundary, envelope.type), model.boundary,
@@ -221,11 +224,12 @@ class CommandService:
         return model.position != decided_at
 
     @staticmethod
-    def _envelope(tenant: str, boundary: str, cmd: Command, command_id: str, event: Any) -> Envelope:
+    def _envelope(tenant: str, boundary: str, cmd: Command, command_id: str, event: Any,
+                  principal: Principal) -> Envelope:
         return Envelope(event_id=uuid.uuid4().hex, type=type(event).__struct_config__.tag, tenant_id=tenant,
                         boundary=boundary, command=cmd.NAME, command_id=command_id,
                         correlation_id=cmd.correlation_id or command_id, causation_id=cmd.causation_id,
-                        actor=cmd.actor, at=datetime.now(UTC).isoformat(), data=event)
+                        actor=cmd.actor, principal=principal, at=datetime.now(UTC).isoformat(), data=event)
 
 
 def _repeat(record: CommandRecord, cmd: Command, command_id: str) -> CommandReply:
