@@ -9,8 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from engine.nats_server import EmbeddedNats
-from handlers.auth.keys import Deployment
 from handlers.app import Engine, EngineConfig, run_effects
+from handlers.auth.keys import Deployment
 
 console = Console(stderr=True)
 

@@ -25,13 +25,13 @@ from faststream.nats.security import NatsCredentials
 from nats.aio.client import Client
 
 from engine.service import CommandService
+from engine.store import EventStore
+from engine.subjects import Subjects
 from handlers.auth.identity import TENANTS_BUCKET, TenantDirectory, authorize, identify
 from handlers.durable import DurableWorker
 from handlers.effects import SandboxEffects
 from handlers.process_manager import SandboxProcessManager, Send
 from handlers.providers.local import LocalProvider
-from engine.store import EventStore
-from engine.subjects import Subjects
 from projections.models import LedgerModels
 from projections.queries import QueryService
 from schemas.errors import InvalidCommand, InvalidCommandDetails, PathError, Unavailable
@@ -219,14 +219,14 @@ def _durable_name(prefix: str, role: str) -> str:
 def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
     pm = SandboxProcessManager(send)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_all, _durable_name(cfg.prefix, "pm"),
-                         pm.handle, ack_wait=cfg.worker_ack_wait)
+                         pm.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait)
 
 
 def effects_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
     assert cfg.sandbox_dir is not None
     effects = SandboxEffects(store, cfg.subjects, {LocalProvider.name: LocalProvider(cfg.sandbox_dir)}, send)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, _durable_name(cfg.prefix, "fx"),
-                         effects.handle, ack_wait=cfg.worker_ack_wait)
+                         effects.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait)
 
 
 def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:

@@ -11,8 +11,8 @@ from engine.decoding import decode_request, decoders
 from engine.outcomes import log_unavailable, not_found, unexpected
 from engine.store import EventStore, LogUnavailable
 from engine.thread_model import ThreadState
-from projections.models import LedgerModels
 from projections.history import read_history
+from projections.models import LedgerModels
 from projections.views import sandbox_view, session_view, thread_row, thread_view, tree
 from schemas.errors import (
     DomainError,
@@ -21,10 +21,12 @@ from schemas.errors import (
 from schemas.queries import (
     QUERIES,
     EventsPage,
+    EventsRead,
+    QuarantineList,
+    QuarantineResult,
+    Query,
     SandboxGet,
     SandboxResult,
-    EventsRead,
-    Query,
     SessionGet,
     SessionResult,
     SessionTree,
@@ -101,4 +103,7 @@ class QueryService:
                                               after=query.after, limit=query.limit)
                 events = [codec.stored(codec.decode(r.data), r.position) for r in raws]
                 return EventsPage(events=events, next_after=raws[-1].position if raws else query.after)
+            case QuarantineList():
+                quarantine = self.models.quarantine
+                return QuarantineResult(count=quarantine.count, entries=quarantine.entries(query.after, query.limit))
         raise AssertionError(f"unhandled query {query!r}")

@@ -3,7 +3,7 @@ authentication on: operator mode, one account per tenant), a fresh stream name p
 never see each other's events, and engines on top.
 
 `deployment` holds the keys; its exports are written for any subject prefix (`*`), so every
-test's private prefix works with the same tenant accounts. `nc` is the deployment's admin;
+test's private prefix works with the same tenant accounts. `nc` is the engine's identity;
 `client` sends as a member of its tenant (`client.as_(tenant=..., role=...)` as anyone else)."""
 
 from __future__ import annotations
@@ -107,7 +107,9 @@ async def engine(engine_config: EngineConfig) -> AsyncIterator[Engine]:
 
 @pytest.fixture
 async def nc(nats_server: EmbeddedNats, deployment: Deployment) -> AsyncIterator[Client]:
-    conn = await connect(deployment, nats_server.url)
+    """The engine's own identity: reads every test's stream, and can write to it (to play a
+    compromised internal writer)."""
+    conn = await connect(deployment, nats_server.url, role="engine")
     yield conn
     await conn.close()
 

@@ -24,7 +24,14 @@ from nats_jwt.v2.user_claims import UserClaims
 
 from engine.nats_server import EmbeddedNats
 from handlers.auth.permissions import (
-    ENGINE_ROLES, ROLE_TAG, TENANT_ROLES, EngineRole, Grant, TenantRole, engine_grant, tenant_grant,
+    ENGINE_ROLES,
+    ROLE_TAG,
+    TENANT_ROLES,
+    EngineRole,
+    Grant,
+    TenantRole,
+    engine_grant,
+    tenant_grant,
 )
 from schemas.ids import TENANT_RE
 
