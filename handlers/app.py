@@ -24,7 +24,9 @@ from faststream.nats.annotations import NatsMessage
 from faststream.nats.security import NatsCredentials
 from nats.aio.client import Client
 
+from engine import codec
 from engine.service import CommandService
+from engine.snapshots import SnapshotStore
 from engine.store import EventStore
 from engine.subjects import Subjects
 from handlers.auth.identity import TENANTS_BUCKET, TenantDirectory, authorize, identify
@@ -52,6 +54,8 @@ class EngineConfig:
     queue_group: str = "agentledger"
     max_workers: int = 64
     catch_up_timeout: float = 60.0
+    cache_size: int = 10_000  # boundary models kept in memory; others are loaded from the log on demand
+    snapshot_every: int = 500  # events on a boundary between its snapshots (a load reads at most about this tail)
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     process_manager: bool = True
     worker_ack_wait: float = 30.0
@@ -61,6 +65,11 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         self.subjects = Subjects(self.prefix)
+
+
+def _too_large(size: int) -> InvalidCommand:
+    message = f"the reply would be {size} bytes, above the limit of {codec.MAX_REPLY_BYTES}; page or narrow the request"
+    return InvalidCommand(message=message, details=InvalidCommandDetails(errors=[PathError("$", message)]))
 
 
 def _bad_tenant(error: ValueError) -> InvalidCommand:
@@ -107,8 +116,12 @@ def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_
             if not isinstance(who, Principal):
                 return _encode(failed(who))
             if kind == "command":
-                return _encode(await execute_command(tenant, name, msg.body, who))
-            return _encode(await execute_query(tenant, name, msg.body))
+                data = _encode(await execute_command(tenant, name, msg.body, who))
+            else:
+                data = _encode(await execute_query(tenant, name, msg.body))
+            if len(data) > codec.MAX_REPLY_BYTES:  # never hand NATS a message it refuses
+                return _encode(failed(_too_large(len(data))))
+            return data
 
         return handle
 
@@ -128,7 +141,7 @@ class Engine:
         self.config = config
         self.nc: Client | None = None
         self.store: EventStore | None = None
-        self.models = LedgerModels(config.subjects)
+        self.models = LedgerModels(config.subjects, cache_size=config.cache_size, snapshot_every=config.snapshot_every)
         self.commands: CommandService | None = None
         self.queries: QueryService | None = None
         self.broker: NatsBroker | None = None
@@ -140,11 +153,12 @@ class Engine:
         self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-engine", max_reconnect_attempts=-1,
                                      **connect_options(cfg))
         self.store = EventStore(self.nc, cfg.stream)
-        await self.store.ensure_stream([cfg.subjects.events_all], replicas=cfg.replicas)
+        await self.store.ensure_stream(cfg.subjects.stream_subjects, replicas=cfg.replicas)
+        self.models.snapshots = await SnapshotStore.open(self.store.js, cfg.stream, cfg.replicas)
+        # Nothing is replayed: models load on demand, and the follower starts at the stream's head.
         head = (await self.store.js.stream_info(cfg.stream)).state.last_seq
-        self._follower = await self.store.follow(cfg.subjects.events_all, 0, self.models.follow)
-        if not await self.models.wait_for(head, cfg.catch_up_timeout):
-            raise RuntimeError(f"read models did not catch up to position {head} in {cfg.catch_up_timeout}s")
+        self.models.position = head
+        self._follower = await self.store.follow(cfg.subjects.events_all, head, self.models.follow)
         self.commands = CommandService(self.store, self.models, cfg.subjects, catalog=provider_catalog())
         self.queries = QueryService(self.store, self.models)
         if cfg.process_manager:
@@ -190,6 +204,7 @@ class Engine:
                 await follower.unsubscribe()
         except nats.errors.Error as e:  # the server went first; nothing left to drain
             log.warning("engine stop: %s", e)
+        await self.models.flush()
         if nc is not None and not nc.is_closed:
             try:
                 await nc.drain()

@@ -172,6 +172,7 @@ class TreeResult(msgspec.Struct, frozen=True):
 class EventsPage(msgspec.Struct, frozen=True):
     events: list[StoredEvent]
     next_after: int
+    more: bool = False  # the page stopped at the reply's byte limit before `limit` events: ask again from next_after
 
 
 class SandboxView(msgspec.Struct, frozen=True, kw_only=True):
