@@ -13,23 +13,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+import nats.errors
 import typer
 from nats.aio.client import Client
-from nats.js.errors import NotFoundError
-
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from cli import output, transport
 from cli.query_client import QueryClient
-from cli.transport import Json, NatsUrl, Prefix, Stream, Target, Tenant, Timeout
+from cli.transport import Creds, Json, NatsUrl, Prefix, Stream, Target, Tenant, Timeout
 from engine import codec
 from engine.store import EventStore, LogUnavailable, RawEvent
 from projections.history import diff, replay_at
 from schemas.errors import DomainError, EntityDetails, NotFound, Unavailable
 
-ThreadOpt = Annotated[str, typer.Option("--thread-id", "--thread", callback=transport.check_thread,
-                                        help="thread id (thd_…)")]
+ThreadOpt = Annotated[str, typer.Option("--thread-id", callback=transport.check_thread, help="thread id (thd_…)")]
 EXPORT_PAGE = 1000
 
 
@@ -39,19 +38,27 @@ async def _open_store(target: Target, stream: str, nc: Client) -> EventStore:
     except NotFoundError:
         raise DomainError(NotFound(message=f"stream {stream} not found (check --stream)",
                                    details=EntityDetails(kind="stream", id=stream))) from None
+    except (ServiceUnavailableError, nats.errors.NoRespondersError):
+        raise DomainError(Unavailable(message=f"NATS at {target.nats_url} has no JetStream: this command reads the "
+                                              "event stream directly, so it needs the server the engine logs to",
+                                      retryable=False)) from None
+    except nats.errors.TimeoutError:
+        raise DomainError(Unavailable(message=f"JetStream at {target.nats_url} did not answer within "
+                                              f"{target.timeout:g}s")) from None
     return EventStore(nc, stream, timeout=target.timeout)
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
-    """Run a log command; its errors print like error replies and exit 1."""
+    """Run a log command; its errors print like error replies, in one line, with the same exit codes."""
     try:
         asyncio.run(coro)
     except DomainError as e:
         output.error(e.error)
-        raise typer.Exit(1) from None
-    except LogUnavailable as e:
-        output.error(Unavailable(message=f"the event log is unavailable: {e}"))
-        raise typer.Exit(1) from None
+        raise typer.Exit(output.exit_code(e.error)) from None
+    except (LogUnavailable, nats.errors.Error) as e:
+        error = Unavailable(message=f"the event log is unavailable: {str(e) or type(e).__name__}")
+        output.error(error)
+        raise typer.Exit(output.exit_code(error)) from None
 
 
 async def _tail(target: Target, stream: str, thread: str | None, start: int, as_json: bool, limit: int | None) -> None:
@@ -94,7 +101,7 @@ async def _tail(target: Target, stream: str, thread: str | None, start: int, as_
 
 
 def tail(
-    thread: Annotated[str | None, typer.Option("--thread-id", "--thread", callback=transport.check_thread,
+    thread: Annotated[str | None, typer.Option("--thread-id", callback=transport.check_thread,
                                                help="only this thread's events (thd_…)")] = None,
     start: Annotated[int, typer.Option("--from", min=0, help="first position to show; 0 shows the whole log")] = 0,
     tenant: Tenant = transport.DEFAULT_TENANT,
@@ -102,6 +109,7 @@ def tail(
     nats_url: NatsUrl = transport.DEFAULT_URL,
     prefix: Prefix = transport.DEFAULT_PREFIX,
     timeout: Timeout = transport.DEFAULT_TIMEOUT,
+    creds: Creds = None,
     json_: Json = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, hidden=True, help="stop after this many events")] = None,
 ) -> None:
@@ -109,11 +117,7 @@ def tail(
 
     With --json, each line is the stored event as JSON.
     """
-    _run(_tail(Target(nats_url, prefix, tenant, timeout), stream, thread, start, json_, limit))
-
-
-Creds = Annotated[Path | None, typer.Option("--creds", envvar="NATS_CREDS", rich_help_panel=transport.PANEL,
-                                            help="NATS .creds file to connect with")]
+    _run(_tail(Target(nats_url, prefix, tenant, timeout, creds), stream, thread, start, json_, limit))
 
 
 def _beyond(at: int | None, log_end: int) -> None:
@@ -122,12 +126,11 @@ def _beyond(at: int | None, log_end: int) -> None:
                               f"showing the thread as of position {log_end}", style="yellow"))
 
 
-async def _replay(target: Target, creds: Path | None, thread: str, at: int | None, against: int | None,
-                  as_json: bool) -> None:
+async def _replay(target: Target, thread: str, at: int | None, against: int | None, as_json: bool) -> None:
     stops: list[int | None] = [at] if against is None else sorted([at, against], key=lambda p: p or 1 << 62)
-    async with QueryClient(target, creds) as client:
+    async with QueryClient(target) as client:
         views = await replay_at(client.history(thread), thread, stops)
-    for stop, view in zip(stops, views):
+    for stop, view in zip(stops, views, strict=True):
         if view is None:
             raise DomainError(NotFound(message=f"thread {thread} has no events at or before position {stop} "
                                                f"(tenant {target.tenant})",
@@ -152,8 +155,8 @@ def replay(
     tenant: Tenant = transport.DEFAULT_TENANT,
     nats_url: NatsUrl = transport.DEFAULT_URL,
     prefix: Prefix = transport.DEFAULT_PREFIX,
-    creds: Creds = None,
     timeout: Timeout = transport.DEFAULT_TIMEOUT,
+    creds: Creds = None,
     json_: Json = False,
 ) -> None:
     """Rebuild a thread from its history in the log, as it was at a position, and show it.
@@ -162,13 +165,13 @@ def replay(
     up to the fork point) and applied to the same thread model the engine decides on. With
     --diff, shows what changed between the two positions instead.
     """
-    _run(_replay(Target(nats_url, prefix, tenant, timeout), creds, thread, at, against, json_))
+    _run(_replay(Target(nats_url, prefix, tenant, timeout, creds), thread, at, against, json_))
 
 
-async def _export(target: Target, creds: Path | None, thread: str | None, since: int, out: Path | None,
+async def _export(target: Target, thread: str | None, since: int, out: Path | None,
                   progress: bool) -> int:
     written = 0
-    async with QueryClient(target, creds) as client:
+    async with QueryClient(target) as client:
         read = client.history(thread)
         page = await read(since, EXPORT_PAGE)
         end = client.log_end  # export up to the log's end when it started, so a live log cannot keep it going
@@ -179,14 +182,16 @@ async def _export(target: Target, creds: Path | None, thread: str | None, since:
         try:
             with bar:
                 task = bar.add_task("export", total=max(end, since, 1), completed=since, events=0)
-                while page.events:
+                after = since
+                while page.next_after > after:  # a page can be short (byte limit) or empty (quarantined events)
                     lines = [msgspec.json.encode(e) + b"\n" for e in page.events if e.position <= end]
                     sink.writelines(lines)
                     written += len(lines)
                     bar.update(task, completed=min(page.next_after, end), events=written)
-                    if len(lines) < len(page.events) or page.next_after >= end:
+                    if page.next_after >= end:
                         break
-                    page = await read(page.next_after, EXPORT_PAGE)
+                    after = page.next_after
+                    page = await read(after, EXPORT_PAGE)
         finally:
             sink.flush()
             if out is not None:
@@ -195,7 +200,7 @@ async def _export(target: Target, creds: Path | None, thread: str | None, since:
 
 
 def export(
-    thread: Annotated[str | None, typer.Option("--thread-id", "--thread", callback=transport.check_thread,
+    thread: Annotated[str | None, typer.Option("--thread-id", callback=transport.check_thread,
                                                help="only this thread's history (thd_…); default: the whole tenant")] = None,
     since: Annotated[int, typer.Option("--since", min=0, help="only events after this position (the last one "
                                                                "you exported, to resume)")] = 0,
@@ -217,7 +222,7 @@ def export(
     count: list[int] = []
 
     async def run() -> None:
-        count.append(await _export(Target(nats_url, prefix, tenant, timeout), creds, thread, since, out, progress))
+        count.append(await _export(Target(nats_url, prefix, tenant, timeout, creds), thread, since, out, progress))
 
     _run(run())
     if out is not None:

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import msgspec
-import nats
 import nats.errors
 from nats.aio.client import Client
 
+from cli import transport
 from cli.transport import Target
 from projections.history import PageReader
 from schemas.errors import AnyError, DomainError, Unavailable
@@ -31,25 +30,14 @@ class _Reply(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 
 
-async def _ignore(_: Exception) -> None:
-    """nats-py reports connection errors to a callback as well as raising them; we only want the raise."""
-
-
 class QueryClient:
-    def __init__(self, target: Target, creds: Path | None = None) -> None:
+    def __init__(self, target: Target) -> None:
         self.target = target
-        self.creds = creds
         self.nc: Client | None = None
         self.log_end = 0  # the highest read-model position any reply reported
 
     async def __aenter__(self) -> QueryClient:
-        options: dict[str, Any] = {"user_credentials": str(self.creds)} if self.creds else {}
-        try:
-            self.nc = await nats.connect(servers=[self.target.nats_url], connect_timeout=self.target.timeout,
-                                         max_reconnect_attempts=3, error_cb=_ignore, **options)
-        except Exception as e:  # nats-py raises several unrelated types for "could not connect"
-            raise DomainError(Unavailable(message=f"cannot reach NATS at {self.target.nats_url}: "
-                                                  f"{str(e) or type(e).__name__}")) from None
+        self.nc = await transport.connect(self.target, on_closed=lambda: None)  # long-lived: rides out reconnects
         return self
 
     async def __aexit__(self, *_: object) -> None:

@@ -91,7 +91,7 @@ async def replay_at(read_page: PageReader, thread_id: str, stops: Sequence[int |
             if not pending:
                 return out
             r.feed(event, event.position)
-        if not page.events:
+        if page.next_after <= after:  # the end of the history (a page can be empty yet move on: quarantine)
             out.extend(r.view(stop) for stop in pending)
             return out
         after = page.next_after

@@ -12,8 +12,8 @@ from engine.decoding import decode_request, decoders
 from engine.outcomes import log_unavailable, not_found, unexpected
 from engine.store import EventStore, LogUnavailable, RawEvent
 from engine.thread_model import ThreadState
-from projections.models import LedgerModels
 from projections.history import read_history
+from projections.models import LedgerModels
 from projections.views import sandbox_view, session_view, thread_row, thread_view, tree
 from schemas.errors import (
     DomainError,
@@ -22,10 +22,12 @@ from schemas.errors import (
 from schemas.queries import (
     QUERIES,
     EventsPage,
+    EventsRead,
+    QuarantineList,
+    QuarantineResult,
+    Query,
     SandboxGet,
     SandboxResult,
-    EventsRead,
-    Query,
     SessionGet,
     SessionResult,
     SessionTree,
@@ -73,7 +75,7 @@ class QueryService:
         thread_id = await self.models.resolve_session(self.store, tenant, session_id, self.wait_timeout)
         if thread_id is None:
             raise not_found("session", session_id)
-        return self.models.thread(tenant, thread_id)
+        return await self.models.loaded(self.store, self.models.thread(tenant, thread_id))
 
     async def _reader(self, tenant: str, thread_id: str | None) -> Reader:
         """`(after, up_to, limit)` -> events of the tenant, or of a thread's history, in that range."""
@@ -89,10 +91,10 @@ class QueryService:
             case ThreadGet():
                 return ThreadResult(thread_view(await self._thread(tenant, query.thread_id)))
             case ThreadList():
-                ids = (self.models.tenant_threads(tenant) if query.project_id is None
-                       else self.models.project_threads(tenant, query.project_id))
-                states = [self.models.thread(tenant, t) for t in ids]
-                rows = [thread_row(s) for s in states if query.status in (None, s.status)]
+                ids = await self.models.project_threads(self.store, tenant, query.project_id)
+                states = [await self.models.loaded(self.store, self.models.thread(tenant, t)) for t in ids]
+                states.sort(key=lambda s: s.created_position)
+                rows = [thread_row(s) for s in states if s.exists and query.status in (None, s.status)]
                 return ThreadListResult(rows)
             case SessionGet():
                 state = await self._session_thread(tenant, query.session_id)
@@ -111,8 +113,12 @@ class QueryService:
                     raws = await read(query.after, None, query.limit)
                 else:
                     raws = await _last_before(read, query.after, query.before, query.limit)
-                events = [codec.stored(codec.decode(r.data), r.position) for r in raws]
-                return EventsPage(events=events, next_after=raws[-1].position if raws else query.after)
+                events, last = codec.stored_page(raws, self.models.subjects)
+                more = last is not None and last != raws[-1].position  # stopped at the byte limit
+                return EventsPage(events=events, next_after=query.after if last is None else last, more=more)
+            case QuarantineList():
+                quarantine = self.models.quarantine
+                return QuarantineResult(count=quarantine.count, entries=quarantine.entries(query.after, query.limit))
         raise AssertionError(f"unhandled query {query!r}")
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from engine.sandbox_model import SandboxState
 from engine.thread_model import Session, ThreadState
-from schemas.replay import Replay
 from schemas.queries import BudgetView, SandboxHold, SandboxView, SessionRef, SessionView, ThreadRow, ThreadView, TreeNode
+from schemas.replay import Replay
 
 
 def thread_view(state: ThreadState) -> ThreadView:

@@ -17,7 +17,11 @@ from handlers.app import Engine, EngineConfig
 from projections.history import replay_at
 from schemas.events import StoredEvent
 from tests.conftest import AGENT, Client_
-from tests.test_cli import Cli, cli, cli_env  # noqa: F401  (fixtures)
+from tests.test_cli import (  # noqa: F401  (a fixture)
+    Cli,
+    cli,
+    cli_env,
+)
 
 KID = {"kind": "agent", "id": "agt_kid"}
 
@@ -25,13 +29,14 @@ KID = {"kind": "agent", "id": "agt_kid"}
 async def busy_thread(client: Client_) -> dict[str, int]:
     await client.setup_thread()
     at = {"created": (await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT))["position"]}
-    await client.ok("session.start", session_id="ses_a")
+    at["started"] = (await client.ok("session.start", session_id="ses_a"))["position"]
     at["spawned"] = (await client.ok("session.spawn", parent_session_id="ses_a", session_id="ses_b", agent=KID))["position"]
-    at["done"] = (await client.ok("session.complete", session_id="ses_b", summary={"outcome": "partial", "text": "half"}))["position"]
+    done = await client.ok("session.complete", session_id="ses_b", summary={"outcome": "partial", "text": "half"})
+    at["done"] = done["position"]
     return at
 
 
-async def test_replay_diff_and_the_end_of_the_log(cli: Cli, client: Client_) -> None:
+async def test_replay_diff_and_the_end_of_the_log(cli: Cli, client: Client_) -> None:  # noqa: F811
     at = await busy_thread(client)
     r = await cli("replay", "--thread-id", "thd_t1", "--at", str(at["created"]), "--diff", str(at["done"]), "--json")
     assert r.code == 0, r
@@ -57,13 +62,13 @@ async def test_replay_diff_and_the_end_of_the_log(cli: Cli, client: Client_) -> 
     assert r.code == 1 and "error not_found:" in r.err, r
 
 
-async def test_export_jsonl(cli: Cli, client: Client_, tmp_path: Path) -> None:
+async def test_export_jsonl(cli: Cli, client: Client_, tmp_path: Path) -> None:  # noqa: F811
     at = await busy_thread(client)
     await client.ok("thread.create", project_id="prj_p1", thread_id="thd_t2")
     r = await cli("events", "export", "--thread-id", "thd_t1", "--format", "jsonl")
     assert r.code == 0, r
     events = [msgspec.json.decode(line, type=StoredEvent) for line in r.out.splitlines()]
-    assert [e.position for e in events] == [2, 3, 4, at["spawned"], at["done"]]
+    assert [e.position for e in events][1:] == [at["created"], at["started"], at["spawned"], at["done"]]
     assert events[0].type == "thread.created" and all(e.boundary.split(".")[-2] == "thd_t1" for e in events)
 
     out = tmp_path / "tenant.jsonl"
@@ -120,7 +125,7 @@ async def test_kept_replays_agree_with_a_replay_from_the_start(client: Client_, 
     await client.ok("thread.create", project_id="prj_p1", thread_id="thd_f", mode="fork", source_thread_id="thd_t1",
                     at_position=fork_at)
     await client.ok("session.create", thread_id="thd_f", session_id="ses_f", owner=AGENT)
-    target = transport.Target(engine_config.nats_url, engine_config.prefix, "tnt_acme", 5.0)
+    target = transport.Target(engine_config.nats_url, engine_config.prefix, "tnt_acme", 5.0, str(engine_config.creds))
     async with QueryClient(target) as qc:
         await qc.history("thd_f")(0, 1)
         end = qc.log_end

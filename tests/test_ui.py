@@ -16,7 +16,8 @@ from cli.query_client import QueryClient
 from cli.transport import Target
 from cli.ui.server import serve
 from handlers.app import Engine, EngineConfig
-from tests.conftest import AGENT, Client_
+from handlers.auth.keys import Deployment
+from tests.conftest import AGENT, Client_, Tenants
 from tests.sandbox_support import destroy_all, settled
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,9 +39,16 @@ async def ui_engine(engine_config: EngineConfig, tmp_path: Path) -> AsyncIterato
     await destroy_all(engine_config.sandbox_dir)
 
 
-async def start_ui(config: EngineConfig, tenant: str = TENANT, creds: Path | None = None,
-                   ) -> tuple[str, asyncio.Task[None], QueryClient]:
-    client = QueryClient(Target(config.nats_url, config.prefix, tenant, 5.0), creds)
+async def auditor_creds(deployment: Deployment, tenants: Tenants, tenant: str, where: Path) -> str:
+    """A tenant's read-only credentials, written as a standard .creds file (as `agentledger tenant creds` does)."""
+    await tenants.add(tenant)
+    path = where / f"{tenant}-auditor.creds"
+    Deployment.write(deployment.tenant_creds(tenant, "usr_auditor", "auditor"), path)
+    return str(path)
+
+
+async def start_ui(config: EngineConfig, creds: str, tenant: str = TENANT) -> tuple[str, asyncio.Task[None], QueryClient]:
+    client = QueryClient(Target(config.nats_url, config.prefix, tenant, 5.0, creds))
     await client.__aenter__()
     bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve(client, "127.0.0.1", 0, bound.set_result))
@@ -90,13 +98,15 @@ async def shot(page: object, name: str) -> None:
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
 
 
-async def test_timeline_in_a_browser(nc: Client, ui_engine: Engine) -> None:
-    """Chromium is Debian's package, installed by `make test` (Playwright's own browsers are never downloaded)."""
+async def test_timeline_in_a_browser(nc: Client, ui_engine: Engine, deployment: Deployment, tenants: Tenants,
+                                     tmp_path: Path) -> None:
+    """As an auditor of the tenant (read-only credentials); a member builds the thread. Chromium is
+    Debian's package, installed by `make test` (Playwright's own browsers are never downloaded)."""
     from playwright.async_api import async_playwright, expect
 
-    c = Client_(nc, ui_engine.config)
+    c = Client_(nc, ui_engine.config, tenants=tenants)
     story = await build_thread(c)
-    url, server, qc = await start_ui(ui_engine.config)
+    url, server, qc = await start_ui(ui_engine.config, await auditor_creds(deployment, tenants, TENANT, tmp_path))
     try:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -130,6 +140,7 @@ async def test_timeline_in_a_browser(nc: Client, ui_engine: Engine) -> None:
             spawn_row = page.locator(f'#timeline tr[data-position="{story.spawned}"]')
             await expect(spawn_row.locator("td.type")).to_have_text("session.spawned")
             await expect(spawn_row).to_contain_text("usr_tester")
+            await expect(spawn_row.locator("td.principal")).to_have_text("usr_tester (member)")
             await expect(spawn_row).to_contain_text("session.spawn")
             await expect(spawn_row).to_contain_text("corr-run-1")
             rows = page.locator("#timeline tr.event")
@@ -186,5 +197,35 @@ async def test_timeline_in_a_browser(nc: Client, ui_engine: Engine) -> None:
             await expect(tree.locator('li[data-session-id="ses_alt"]')).to_have_count(1)
             await shot(page, "timeline-fork")
             await browser.close()
+    finally:
+        await stop_ui(server, qc)
+
+
+async def test_an_auditor_sees_its_own_tenant_only(client: Client_, engine: Engine, deployment: Deployment,
+                                                   tenants: Tenants, tmp_path: Path) -> None:
+    """The timeline's API with one tenant's auditor credentials: that tenant's threads, nothing of another's."""
+    import aiohttp
+
+    await client.setup_thread()
+    await client.as_(tenant="tnt_other").setup_thread(thread_id="thd_theirs")
+    acme = await auditor_creds(deployment, tenants, TENANT, tmp_path)
+    other = await auditor_creds(deployment, tenants, "tnt_other", tmp_path)
+    for creds, tenant, mine in [(acme, TENANT, "thd_t1"), (other, "tnt_other", "thd_theirs")]:
+        url, server, qc = await start_ui(engine.config, creds, tenant)
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(url + "api/threads") as r:
+                    assert r.status == 200 and [t["thread_id"] for t in (await r.json())["threads"]] == [mine]
+                theirs = "thd_theirs" if mine == "thd_t1" else "thd_t1"
+                async with http.get(url + f"api/threads/{theirs}/state?at=1000") as r:
+                    assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
+        finally:
+            await stop_ui(server, qc)
+
+    # acme's auditor asking as tnt_other: the broker gives its account no such service
+    url, server, qc = await start_ui(engine.config, acme, "tnt_other")
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url + "api/threads") as r:
+            assert r.status == 503 and (await r.json())["error"]["code"] == "unavailable"
     finally:
         await stop_ui(server, qc)

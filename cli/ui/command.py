@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli import transport
-from cli.transport import NatsUrl, Prefix, Target, Tenant, Timeout
-
-Creds = Annotated[Path | None, typer.Option("--creds", envvar="NATS_CREDS", rich_help_panel=transport.PANEL,
-                                            help="NATS .creds file to connect with: the page shows what it may read")]
+from cli.transport import Creds, NatsUrl, Prefix, Target, Tenant, Timeout
 
 
 def ui(
@@ -36,13 +32,13 @@ def ui(
         output.err.print(f"timeline of {tenant} at http://{host}:{bound}/ (Ctrl-C stops it)", markup=False)
 
     async def run() -> None:
-        async with QueryClient(Target(nats_url, prefix, tenant, timeout), creds) as client:
+        async with QueryClient(Target(nats_url, prefix, tenant, timeout, creds)) as client:
             await serve(client, host, port, ready)
 
     try:
         asyncio.run(run())
     except DomainError as e:
         output.error(e.error)
-        raise typer.Exit(1) from None
+        raise typer.Exit(output.exit_code(e.error)) from None
     except KeyboardInterrupt:
         pass

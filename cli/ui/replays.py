@@ -16,8 +16,8 @@ import msgspec
 
 from cli.query_client import QueryClient
 from projections.history import Replayer, diff, replay_at
-from schemas.queries import EventsPage
 from schemas.errors import DomainError, EntityDetails, NotFound
+from schemas.queries import EventsPage
 from schemas.replay import Replay, ReplayDiff
 
 CHECKPOINT_EVENTS = 5_000

@@ -140,10 +140,11 @@ class Timeline:
         try:
             while True:
                 page = await read(after, PAGE)
+                moved, after = page.next_after > after, max(after, page.next_after)
                 if page.events:
-                    after = page.next_after
                     body = msgspec.json.encode({"events": page.events, "log_end": self.client.log_end})
                     await response.write(b"event: events\ndata: " + body + b"\n\n")
+                if moved:
                     continue
                 await response.write(b": idle\n\n")
                 await asyncio.sleep(self.poll_seconds)

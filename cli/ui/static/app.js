@@ -238,7 +238,7 @@ function about(data) {
 function principal(p) {
   if (p === undefined || p === null) return "—";
   if (typeof p === "string") return p;
-  return p.id || p.user || p.name || JSON.stringify(p);
+  return p.id ? `${p.id}${p.role ? ` (${p.role})` : ""}` : JSON.stringify(p);
 }
 
 function when(at) {
