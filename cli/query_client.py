@@ -51,8 +51,7 @@ class QueryClient:
         try:
             msg = await self.nc.request(subject, msgspec.json.encode(query), timeout=self.target.timeout)
         except nats.errors.NoRespondersError:
-            raise DomainError(Unavailable(message=f"no engine answers on {subject} (check --nats-url, --prefix "
-                                                  f"and --tenant)")) from None
+            raise DomainError(Unavailable(message=f"no engine answers on {subject} (check --nats-url and --prefix)")) from None
         except nats.errors.TimeoutError:
             raise DomainError(Unavailable(message=f"no reply on {subject} within {self.target.timeout}s")) from None
         decoder = _decoders.get(result) or _decoders.setdefault(result, msgspec.json.Decoder(_Reply[result]))  # type: ignore[valid-type]
