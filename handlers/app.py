@@ -51,6 +51,8 @@ class EngineConfig:
     max_workers: int = 64
     catch_up_timeout: float = 60.0
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
+    sandbox_commands: tuple[str, ...] = ()  # programs a sandbox may run (argv[0]); none by default
+    sandbox_repos: tuple[str, ...] = ()  # directories whose git repositories a sandbox may check out
     process_manager: bool = True
     worker_ack_wait: float = 30.0
     subjects: Subjects = field(init=False)
@@ -205,7 +207,8 @@ def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send) -> 
 
 def effects_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
     assert cfg.sandbox_dir is not None
-    effects = SandboxEffects(store, cfg.subjects, {LocalProvider.name: LocalProvider(cfg.sandbox_dir)}, send)
+    effects = SandboxEffects(store, cfg.subjects, {LocalProvider.name: LocalProvider(cfg.sandbox_dir, cfg.sandbox_commands,
+                                                                                           cfg.sandbox_repos)}, send)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, _durable_name(cfg.prefix, "fx"),
                          effects.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait)
 
