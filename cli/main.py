@@ -45,6 +45,10 @@ AllowCommand = Annotated[list[str] | None, typer.Option(
 AllowRepo = Annotated[list[Path] | None, typer.Option(
     "--allow-repo", envvar="AGENTLEDGER_SANDBOX_REPOS",
     help="a directory whose git repositories sandboxes may check out; repeat it; none by default")]
+Creds = Annotated[Path | None, typer.Option("--creds", envvar="NATS_CREDS",
+                                            help="this process's NATS credentials (.creds); the embedded server makes its own")]
+AuthDir = Annotated[Path, typer.Option("--auth-dir", envvar="AGENTLEDGER_AUTH_DIR",
+                                       help="the deployment's keys and admin.creds (embedded server)")]
 
 
 @app.command()
@@ -59,14 +63,17 @@ def serve(
     effects: Annotated[bool, typer.Option(help="run the local sandbox effect handler in this process")] = True,
     allow_command: AllowCommand = None,
     allow_repo: AllowRepo = None,
+    creds: Creds = None,
+    auth_dir: AuthDir = Path(".agentledger/auth"),
 ) -> None:
     """Start an engine replica; Ctrl-C stops it cleanly."""
     from cli.serve import serve as run
     from handlers.app import EngineConfig
 
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
-                          sandbox_commands=tuple(allow_command or ()), sandbox_repos=tuple(map(str, allow_repo or ())))
-    asyncio.run(run(config, nats_url, data_dir, port))
+                          sandbox_commands=tuple(allow_command or ()), sandbox_repos=tuple(map(str, allow_repo or ())),
+                          creds=creds)
+    asyncio.run(run(config, nats_url, data_dir, port, auth_dir))
 
 
 @app.command()
@@ -78,6 +85,7 @@ def effects(
     ack_wait: Annotated[float, typer.Option(help="seconds before an unfinished request is handed out again")] = 30.0,
     allow_command: AllowCommand = None,
     allow_repo: AllowRepo = None,
+    creds: Creds = None,
 ) -> None:
     """Run only the sandbox effect handler (where the sandboxes live), next to engines elsewhere."""
     from cli.serve import effects as run
@@ -85,7 +93,7 @@ def effects(
 
     asyncio.run(run(EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, sandbox_dir=sandbox_dir,
                                  worker_ack_wait=ack_wait, sandbox_commands=tuple(allow_command or ()),
-                                 sandbox_repos=tuple(map(str, allow_repo or ())))))
+                                 sandbox_repos=tuple(map(str, allow_repo or ())), creds=creds)))
 
 
 @app.command()
