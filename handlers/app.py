@@ -25,6 +25,7 @@ from faststream.nats.security import NatsCredentials
 from nats.aio.client import Client
 
 from engine import codec
+from engine.admission import Quarantine
 from engine.service import CommandService
 from engine.snapshots import SnapshotStore
 from engine.store import EventStore
@@ -57,6 +58,8 @@ class EngineConfig:
     cache_size: int = 10_000  # boundary models kept in memory; others are loaded from the log on demand
     snapshot_every: int = 500  # events on a boundary between its snapshots (a load reads at most about this tail)
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
+    sandbox_commands: tuple[str, ...] = ()  # programs a sandbox may run (argv[0]); none by default
+    sandbox_repos: tuple[str, ...] = ()  # directories whose git repositories a sandbox may check out
     process_manager: bool = True
     worker_ack_wait: float = 30.0
     creds: str | Path | None = None  # this replica's NATS credentials (.creds); None: the server needs none
@@ -162,9 +165,9 @@ class Engine:
         self.commands = CommandService(self.store, self.models, cfg.subjects, catalog=provider_catalog())
         self.queries = QueryService(self.store, self.models)
         if cfg.process_manager:
-            self.workers.append(process_manager_worker(cfg, self.store, self.commands.execute))
+            self.workers.append(process_manager_worker(cfg, self.store, self.commands.execute, self.models.quarantine))
         if cfg.sandbox_dir is not None:
-            self.workers.append(effects_worker(cfg, self.store, self.commands.execute))
+            self.workers.append(effects_worker(cfg, self.store, self.commands.execute, self.models.quarantine))
         for worker in self.workers:
             await worker.start()
         if serve:
@@ -231,17 +234,20 @@ def _durable_name(prefix: str, role: str) -> str:
     return f"{prefix}-{role}".replace(".", "_")
 
 
-def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
+def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send,
+                           quarantine: Quarantine | None = None) -> DurableWorker:
     pm = SandboxProcessManager(send)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_all, _durable_name(cfg.prefix, "pm"),
-                         pm.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait)
+                         pm.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait, quarantine=quarantine)
 
 
-def effects_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
+def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, quarantine: Quarantine | None = None) -> DurableWorker:
     assert cfg.sandbox_dir is not None
-    effects = SandboxEffects(store, cfg.subjects, {LocalProvider.name: LocalProvider(cfg.sandbox_dir)}, send)
+    effects = SandboxEffects(store, cfg.subjects, {LocalProvider.name: LocalProvider(cfg.sandbox_dir, cfg.sandbox_commands,
+                                                                                           cfg.sandbox_repos)}, send)
+    effects.models.quarantine = Quarantine(forward=quarantine)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, _durable_name(cfg.prefix, "fx"),
-                         effects.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait)
+                         effects.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait, quarantine=quarantine)
 
 
 def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
