@@ -24,6 +24,7 @@ run: $(STAMP)
 	$(BIN)/agentledger serve
 
 test: $(STAMP) $(NODE_TOOLS)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.subjects import Subjects
+from handlers.auth.permissions import TENANT_ROLES, may_command, may_query
 from schemas.commands import COMMANDS
 from schemas.contract import event_types, json_schema, version
 from schemas.queries import QUERIES
@@ -18,6 +19,20 @@ PREFIX = "ledger"  # the default; `--prefix` changes the first token of every ad
 TENANT = "{tenant}"
 _BOUNDARY = {"project": ("project_id", "project"), "sandbox": ("sandbox_id", "sandbox")}
 _THREAD = ("thread_id", "thread")
+
+
+SECURITY = {
+    "type": "asymmetricEncryption",
+    "description": (
+        "NATS decentralized (operator-mode) JWT authentication: connect with a `.creds` file, which holds a "
+        "user JWT and its nkey seed; the client signs the server's nonce with the seed. Each tenant is a NATS "
+        "account that imports only its own `cmd`/`qry` subjects, so the tenant token of a subject is the "
+        "caller's account, never a claim. A user's role is a tag in its JWT: `member` sends commands and "
+        "queries; `auditor` sends queries and reads its tenant's own copy of the event stream (a command gets "
+        "`forbidden`); `admin` (the deployment's, `.agentledger/auth/admin.creds` of an embedded server) may "
+        "act on any tenant. Every event records "
+        "the authenticated `principal` (id, role, public key)."),
+}
 
 
 def _components_ref(node: Any) -> Any:
@@ -88,15 +103,33 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
                 "messages": {"request": message(f"{kind}.{name}", struct.__name__, doc or f"The `{name}` {kind}.")},
             }
             reply = "command" if kind == "command" else name
+            allowed = may_command if kind == "command" else may_query
+            roles = [r for r in (*TENANT_ROLES, "admin") if allowed(r)]
             operations[name] = {
+                "security": [_ref("securitySchemes", "natsCredentials")],
+                "x-roles": roles,
                 "action": "receive",
                 "title": name,
                 "summary": doc or f"The `{name}` {kind}.",
+                "description": f"Allowed to: {', '.join(roles)}; any other role gets a `forbidden` reply.",
                 "channel": _channel_ref(channel),
                 "messages": [{"$ref": f"#/channels/{channel}/messages/request"}],
                 "reply": {"channel": _channel_ref("replies"),
                           "messages": [{"$ref": f"#/channels/replies/messages/{reply}"}]},
             }
+
+    def event_channel(key: str, title: str, address: str, parameters: dict[str, Any], msgs: dict[str, Any],
+                      description: str) -> None:
+        channels[key] = {"address": address, "title": title, "description": description,
+                         "parameters": {"tenant": tenant, **parameters}, "messages": msgs}
+        operations[f"append.{key.removeprefix('events.')}"] = {
+            "action": "send",
+            "title": f"append {title}",
+            "summary": "The engine appends one event per accepted command, conditional on its boundary's last "
+                       "sequence (a session claim lands in the same atomic batch as its event).",
+            "channel": _channel_ref(key),
+            "messages": [{"$ref": f"#/channels/{key}/messages/{m}"} for m in sorted(msgs)],
+        }
 
     by_boundary: dict[tuple[str, str], dict[str, Any]] = {}
     for event in event_types():
@@ -105,27 +138,35 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
             f"event.{tag}", f"{event.__name__}Envelope", (event.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
             or f"The `{tag}` event.")
     for (field, word), msgs in sorted(by_boundary.items()):
-        channel = f"events.{word}"
-        address = Subjects.event_subject(getattr(subjects, f"{word}_filter")(TENANT, "{" + field + "}"), "{type}")
-        channels[channel] = {
-            "address": address,
-            "title": f"{word} events",
-            "description": (f"Events of one {word}, in the JetStream stream (default `LEDGER`); the position is "
-                            f"the stream sequence. Read them with a consumer filtered on "
-                            f"`{getattr(subjects, f'{word}_filter')(TENANT, '{' + field + '}')}`, or through "
-                            "the `events.read` query."),
-            "parameters": {"tenant": tenant, field: {"description": f"the {word} the events belong to"},
-                           "type": {"description": "the event type", "enum": sorted(msgs)}},
-            "messages": msgs,
-        }
-        operations[f"append.{word}"] = {
-            "action": "send",
-            "title": f"append {word} events",
-            "summary": f"The engine appends one event per accepted command to a {word}'s subjects, each "
-                       "conditional on the boundary's last sequence.",
-            "channel": _channel_ref(channel),
-            "messages": [{"$ref": f"#/channels/{channel}/messages/{m}"} for m in sorted(msgs)],
-        }
+        boundary = getattr(subjects, f"{word}_filter")(TENANT, "{" + field + "}")
+        about = (f"Events of one {word} in the JetStream stream (default `LEDGER`); an event's position is its "
+                 f"stream sequence. Read a {word}'s history with a consumer filtered on `{boundary}`, or through "
+                 "the `events.read` query.")
+        ids = {field: {"description": f"the {word} the events belong to"}}
+        if "thread.created" in msgs:  # it carries its project as a last token, so a project's threads are one read
+            event_channel("events.thread.created", "thread.created", subjects.thread_created_subject(
+                boundary, "{project_id}"), {**ids, "project_id": {"description": "the thread's project"}},
+                {"thread.created": msgs.pop("thread.created")}, about)
+        event_channel(f"events.{word}", f"{word} events", Subjects.event_subject(boundary, "{type}"),
+                      {**ids, "type": {"description": "the event type", "enum": sorted(msgs)}}, msgs, about)
+
+    claim = subjects.session_claim_subject(TENANT, "{session_id}", "{thread_id}")
+    channels["claims.session"] = {
+        "address": claim,
+        "title": "session claims",
+        "description": "In the same stream, not events: at most one message per session id, with an empty body, "
+                       "appended (expected sequence 0) in the same atomic batch as the event that introduces the "
+                       "session, so one session id can never land in two threads. Positions skip them.",
+        "parameters": {"tenant": tenant, "session_id": {"description": "the claimed session id"},
+                       "thread_id": {"description": "the thread that holds it"}},
+        "messages": {"claim": {"name": "session.claim", "title": "session.claim", "summary": "A session id's claim "
+                               "(empty body)."}},
+    }
+    operations["claim.session"] = {
+        "action": "send", "title": "claim a session id", "channel": _channel_ref("claims.session"),
+        "summary": "Appended with the event that introduces the session.",
+        "messages": [{"$ref": "#/channels/claims.session/messages/claim"}],
+    }
 
     return {
         "asyncapi": "3.0.0",
@@ -140,9 +181,12 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
         "defaultContentType": "application/json",
         "servers": {
             "local": {"host": "127.0.0.1:4222", "protocol": "nats",
-                      "description": "The embedded server `agentledger serve` (or `make run`) starts."},
+                      "description": "The embedded server `agentledger serve` (or `make run`) starts; its admin "
+                                     "credentials are written to `.agentledger/auth/admin.creds`.",
+                      "security": [_ref("securitySchemes", "natsCredentials")]},
         },
         "channels": dict(sorted(channels.items())),
         "operations": dict(sorted(operations.items())),
-        "components": {"messages": dict(sorted(messages.items())), "schemas": schemas},
+        "components": {"messages": dict(sorted(messages.items())), "schemas": schemas,
+                       "securitySchemes": {"natsCredentials": SECURITY}},
     }

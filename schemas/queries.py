@@ -33,8 +33,10 @@ class ThreadGet(Query, kw_only=True):
 
 
 class ThreadList(Query, kw_only=True):
+    """A project's threads; without `project_id`, every thread of the tenant."""
+
     NAME: ClassVar[str] = "thread.list"
-    project_id: ProjectId
+    project_id: ProjectId | None = None
     status: Literal["open", "archived", "deleted"] | None = None
 
 
@@ -49,9 +51,13 @@ class SessionTree(Query, kw_only=True):
 
 
 class EventsRead(Query, kw_only=True):
+    """Events after `after`, oldest first, at most `limit`. With `before`, the page ends there
+    instead: the last `limit` events with after < position < before (paging backwards)."""
+
     NAME: ClassVar[str] = "events.read"
     thread_id: ThreadId | None = None
     after: NonNegInt = 0
+    before: Annotated[int, Meta(ge=1)] | None = None
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
@@ -105,6 +111,8 @@ class ThreadRow(msgspec.Struct, frozen=True, kw_only=True):
     status: ThreadStatus
     position: int
     session_count: int
+    project_id: str = ""
+    forked_from: ForkPoint | None = None
 
 
 class BudgetView(msgspec.Struct, frozen=True, kw_only=True):
@@ -181,6 +189,7 @@ class TreeResult(msgspec.Struct, frozen=True):
 class EventsPage(msgspec.Struct, frozen=True):
     events: list[StoredEvent]
     next_after: int
+    more: bool = False  # the page stopped at the reply's byte limit before `limit` events: ask again from next_after
 
 
 class SandboxView(msgspec.Struct, frozen=True, kw_only=True):

@@ -21,7 +21,7 @@ from handlers.app import EngineConfig
 from schemas.commands import COMMANDS
 from schemas.contract import event_types
 from schemas.queries import QUERIES
-from tests.conftest import AGENT, USER, Client_
+from tests.conftest import AGENT, USER, Client_, Tenants
 from tests.node_tools import node
 from tests.sandbox_support import destroy_all, settled
 
@@ -38,13 +38,13 @@ def engine_config(engine_config: EngineConfig, tmp_path: Path) -> EngineConfig:
 class Recorder(Client_):
     """The test client, keeping every request and reply with the schema definition it must match."""
 
-    def __init__(self, nc: Client, config: EngineConfig) -> None:
-        super().__init__(nc, config)
+    def __init__(self, nc: Client, config: EngineConfig, tenants: Tenants) -> None:
+        super().__init__(nc, config, tenants=tenants)
         self.seen: list[tuple[str, Any]] = []
         self.names: set[str] = set()
 
-    async def raw(self, subject: str, body: bytes, timeout: float = 5.0) -> dict[str, Any]:
-        reply = await super().raw(subject, body, timeout)
+    async def raw(self, subject: str, body: bytes, timeout: float = 5.0, tenant: str | None = None) -> dict[str, Any]:
+        reply = await super().raw(subject, body, timeout, tenant)
         kind, name = subject.split(".", 3)[1], subject.split(".", 3)[3]
         if kind == "cmd":
             self.seen.append(("CommandReply", reply))
@@ -60,8 +60,8 @@ class Recorder(Client_):
 
 
 @pytest.fixture
-async def recorder(nc: Client, engine: object, engine_config: EngineConfig) -> AsyncIterator[Recorder]:
-    yield Recorder(nc, engine_config)
+async def recorder(nc: Client, engine: object, engine_config: EngineConfig, tenants: Tenants) -> AsyncIterator[Recorder]:
+    yield Recorder(nc, engine_config, tenants)
     assert engine_config.sandbox_dir is not None
     await destroy_all(engine_config.sandbox_dir)
 
@@ -142,15 +142,24 @@ async def test_real_traffic_matches_the_published_schema(recorder: Recorder, nc:
     js = nc.jetstream()
     info = await js.stream_info(engine_config.stream)
     raw = [await js.get_msg(engine_config.stream, seq) for seq in range(1, info.state.last_seq + 1)]
-    envelopes = [msgspec.json.decode(m.data or b"") for m in raw]
-    # each event is on the subject its AsyncAPI channel gives (docs/asyncapi.json)
+    claims = [m for m in raw if m.subject.startswith(f"{engine_config.prefix}.ses.")]
+    events = [m for m in raw if m not in claims]
+    envelopes = [msgspec.json.decode(m.data or b"") for m in events]
+    # each message is on the subject its AsyncAPI channel gives (docs/asyncapi.json)
     channels = asyncapi(engine_config.prefix)["channels"]
-    for m, envelope in zip(raw, envelopes, strict=True):
-        address = next(c["address"] for c in channels.values() if f"event.{envelope['type']}" in
-                       {x["$ref"].rsplit("/", 1)[1] for x in c["messages"].values()})
-        pattern = re.escape(address).replace(r"\{tenant\}", envelope["tenant_id"]).replace(
-            r"\{type\}", re.escape(envelope["type"]))
-        assert re.fullmatch(re.sub(r"\\\{\w+\\\}", "[^.]+", pattern), m.subject), (m.subject, address)
+
+    def on_channel(subject: str, channel: dict[str, Any], **known: str) -> bool:
+        pattern = re.escape(channel["address"])
+        for name, value in known.items():
+            pattern = pattern.replace(re.escape("{" + name + "}"), re.escape(value))
+        return re.fullmatch(re.sub(r"\\\{\w+\\\}", "[^.]+", pattern), subject) is not None
+
+    for m, envelope in zip(events, envelopes, strict=True):
+        channel = next(c for c in channels.values()
+                       if f"event.{envelope['type']}" in {x.get("$ref", "").rsplit("/", 1)[-1] for x in c["messages"].values()})
+        assert on_channel(m.subject, channel, tenant=envelope["tenant_id"], type=envelope["type"]), m.subject
+    assert len(claims) >= 6 and all(not m.data for m in claims)
+    assert all(on_channel(m.subject, channels["claims.session"], tenant="tnt_acme") for m in claims)
     seen = recorder.seen + [("Envelope", e) for e in envelopes]
 
     # the scenario covers what it claims to
