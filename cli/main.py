@@ -39,6 +39,16 @@ NatsUrl = Annotated[str | None, typer.Option("--nats-url", envvar="NATS_URL",
                                              help="NATS server; without it, serve starts an embedded one")]
 Prefix = Annotated[str, typer.Option("--prefix", envvar="AGENTLEDGER_PREFIX", help="subject prefix")]
 SandboxDir = Annotated[Path, typer.Option(envvar="AGENTLEDGER_SANDBOX_DIR", help="where local sandboxes live")]
+AllowCommand = Annotated[list[str] | None, typer.Option(
+    "--allow-command", envvar="AGENTLEDGER_SANDBOX_COMMANDS",
+    help="a program sandboxes may run (options.command[0], exactly); repeat it; none by default")]
+AllowRepo = Annotated[list[Path] | None, typer.Option(
+    "--allow-repo", envvar="AGENTLEDGER_SANDBOX_REPOS",
+    help="a directory whose git repositories sandboxes may check out; repeat it; none by default")]
+Creds = Annotated[Path | None, typer.Option("--creds", envvar="NATS_CREDS",
+                                            help="this process's NATS credentials (.creds); the embedded server makes its own")]
+AuthDir = Annotated[Path, typer.Option("--auth-dir", envvar="AGENTLEDGER_AUTH_DIR",
+                                       help="the deployment's keys and admin.creds (embedded server)")]
 
 
 @app.command()
@@ -53,14 +63,19 @@ def serve(
     effects: Annotated[bool, typer.Option(help="run the local sandbox effect handler in this process")] = True,
     cache_size: Annotated[int, typer.Option(envvar="AGENTLEDGER_CACHE_SIZE", min=1,
                                             help="boundary models kept in memory (others load from the log)")] = 4_000,
+    allow_command: AllowCommand = None,
+    allow_repo: AllowRepo = None,
+    creds: Creds = None,
+    auth_dir: AuthDir = Path(".agentledger/auth"),
 ) -> None:
     """Start an engine replica; Ctrl-C stops it cleanly."""
     from cli.serve import serve as run
     from handlers.app import EngineConfig
 
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
-                          cache_size=cache_size)
-    asyncio.run(run(config, nats_url, data_dir, port))
+                          sandbox_commands=tuple(allow_command or ()), sandbox_repos=tuple(map(str, allow_repo or ())),
+                          creds=creds, cache_size=cache_size)
+    asyncio.run(run(config, nats_url, data_dir, port, auth_dir))
 
 
 @app.command()
@@ -70,13 +85,17 @@ def effects(
     stream: Annotated[str, typer.Option(envvar="AGENTLEDGER_STREAM", help="event stream name")] = "LEDGER",
     sandbox_dir: SandboxDir = Path(".agentledger/sandboxes"),
     ack_wait: Annotated[float, typer.Option(help="seconds before an unfinished request is handed out again")] = 30.0,
+    allow_command: AllowCommand = None,
+    allow_repo: AllowRepo = None,
+    creds: Creds = None,
 ) -> None:
     """Run only the sandbox effect handler (where the sandboxes live), next to engines elsewhere."""
     from cli.serve import effects as run
     from handlers.app import EngineConfig
 
     asyncio.run(run(EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, sandbox_dir=sandbox_dir,
-                                 worker_ack_wait=ack_wait)))
+                                 worker_ack_wait=ack_wait, sandbox_commands=tuple(allow_command or ()),
+                                 sandbox_repos=tuple(map(str, allow_repo or ())), creds=creds)))
 
 
 @app.command()
@@ -87,6 +106,16 @@ def schema() -> None:
     from schemas.contract import json_schema
 
     print(json.dumps(json_schema(), indent=1, sort_keys=True))
+
+
+@app.command()
+def asyncapi(prefix: Prefix = "ledger") -> None:
+    """Print the AsyncAPI 3.0 document: every channel, operation and payload (docs/asyncapi.json)."""
+    import json
+
+    from cli.asyncapi import asyncapi as document
+
+    print(json.dumps(document(prefix), indent=1))
 
 
 def main() -> None:

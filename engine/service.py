@@ -52,13 +52,14 @@ from schemas.errors import (
     ConflictDetails,
     DomainError,
 )
-from schemas.events import Envelope, ThreadCreated
+from schemas.events import Envelope, Principal, ThreadCreated
 from schemas.replies import CommandReply
 from schemas.sandboxes import ProviderCapabilities
 
 log = logging.getLogger("agentledger.commands")
 
 _DECODERS = decoders(COMMANDS)
+ENGINE = Principal(id="engine", role="engine")  # commands the engine's own workers send
 
 
 class CommandService:
@@ -74,7 +75,8 @@ class CommandService:
         self.conflicts = 0  # appends the log refused as stale: a health signal, and proof races happen
         self._locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
-    async def execute(self, tenant: str, name: str, body: bytes) -> CommandReply:
+    async def execute(self, tenant: str, name: str, body: bytes, principal: Principal = ENGINE) -> CommandReply:
+        """`principal` is who the broker says sent it; the engine's own workers send as `ENGINE`."""
         command_id: str | None = None
         try:
             cmd: Command = decode_request(_DECODERS, "command", name, body)
@@ -84,7 +86,7 @@ class CommandService:
             command_id = command_id or mint("cmd_")
             model, ctx = await self._target(tenant, cmd, mint)
             model = await self.models.loaded(self.store, model)
-            return await self._run(tenant, cmd, command_id, model, ctx)
+            return await self._run(tenant, cmd, command_id, model, ctx, principal)
         except DomainError as e:
             return CommandReply(ok=False, command_id=command_id, error=e.error)
         except LogUnavailable as e:
@@ -176,7 +178,8 @@ class CommandService:
             self._locks[boundary] = lock
         return lock
 
-    async def _run(self, tenant: str, cmd: Command, command_id: str, model: BoundaryModel, ctx: Context) -> CommandReply:
+    async def _run(self, tenant: str, cmd: Command, command_id: str, model: BoundaryModel, ctx: Context,
+                   principal: Principal) -> CommandReply:
         decide = DECISIONS[type(cmd)]
         async with self._lock(model.boundary):
             for attempt in range(self.max_attempts):
@@ -195,7 +198,7 @@ class CommandService:
                         continue
                     return CommandReply(ok=True, command_id=command_id, position=model.position, events=[],
                                         result=outcome.result)
-                envelope = self._envelope(tenant, model.boundary, cmd, command_id, outcome.event)
+                envelope = self._envelope(tenant, model.boundary, cmd, command_id, outcome.event, principal)
                 expected = model.position
                 try:
                     position = await self._append(tenant, model, envelope)
@@ -270,10 +273,11 @@ class CommandService:
         return model.position != decided_at
 
     @staticmethod
-    def _envelope(tenant: str, boundary: str, cmd: Command, command_id: str, event: Any) -> Envelope:
+    def _envelope(tenant: str, boundary: str, cmd: Command, command_id: str, event: Any,
+                  principal: Principal) -> Envelope:
         return Envelope(event_id=uuid.uuid4().hex, type=type(event).__struct_config__.tag, tenant_id=tenant,
                         boundary=boundary, command=cmd.NAME, command_id=command_id,
                         correlation_id=cmd.correlation_id or command_id, causation_id=cmd.causation_id,
-                        actor=cmd.actor, at=datetime.now(UTC).isoformat(), data=event)
+                        actor=cmd.actor, principal=principal, at=datetime.now(UTC).isoformat(), data=event)
 
 

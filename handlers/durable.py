@@ -31,10 +31,11 @@ Handler = Callable[[Envelope, int], Awaitable[bool]]
 
 class DurableWorker:
     def __init__(self, js: JetStreamContext, stream: str, subject_filter: str, durable: str, handler: Handler,
-                 subjects: Subjects, ack_wait: float = 30.0, retry_delay: float = 1.0) -> None:
+                 subjects: Subjects, ack_wait: float = 30.0, retry_delay: float = 1.0,
+                 quarantine: admission.Quarantine | None = None) -> None:
         self.js, self.stream, self.filter, self.durable = js, stream, subject_filter, durable
         self.subjects = subjects
-        self.quarantine = admission.Quarantine()  # messages skipped because they failed admission
+        self.quarantine = admission.Quarantine(forward=quarantine)  # messages skipped because they failed admission
         self.handler = handler
         self.ack_wait, self.retry_delay = ack_wait, retry_delay
         self._task: asyncio.Task[None] | None = None

@@ -44,6 +44,7 @@ def cli_env(engine_config: EngineConfig) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
     return env | {"NATS_URL": engine_config.nats_url, "AGENTLEDGER_PREFIX": engine_config.prefix,
                   "AGENTLEDGER_STREAM": engine_config.stream, "AGENTLEDGER_TENANT": "tnt_acme",
+                  "NATS_CREDS": str(engine_config.creds),
                   "COLUMNS": "200", "NO_COLOR": "1"}
 
 
