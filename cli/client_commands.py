@@ -19,6 +19,7 @@ import typer
 from cli import log_commands, output, transport, worker_commands
 from cli.main import app
 from cli.options import FieldOption, Spec, build_body, field_options
+from cli.ui import command as ui_command
 from engine.decoding import decode_request, decoders
 from schemas.commands import COMMANDS, Command
 from schemas.errors import DomainError
@@ -149,8 +150,10 @@ def register() -> None:
         head, _, tail = name.partition(".")
         group(head).command(tail.replace("_", "-"))(_make(kind, name, struct, spec))
     group("events").command("tail")(log_commands.tail)
+    group("events").command("export")(log_commands.export)
     group("workers").command("parked")(worker_commands.parked)
     app.command("replay")(log_commands.replay)
+    app.command("ui")(ui_command.ui)
 
 
 register()

@@ -106,6 +106,16 @@ def schema() -> None:
     print(json.dumps(json_schema(), indent=1, sort_keys=True))
 
 
+@app.command()
+def asyncapi(prefix: Prefix = "ledger") -> None:
+    """Print the AsyncAPI 3.0 document: every channel, operation and payload (docs/asyncapi.json)."""
+    import json
+
+    from cli.asyncapi import asyncapi as document
+
+    print(json.dumps(document(prefix), indent=1))
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     from cli import client_commands  # noqa: F401  (registers the command/query subcommands)
