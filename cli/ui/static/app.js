@@ -173,8 +173,8 @@ function renderSessions(sessions) {
       el("td", { class: "sid", text: s.session_id }), el("td", {}, status(s.status)),
       el("td", { text: `${s.owner.id} v${s.owner_version}` }), el("td", { text: s.depth }),
       el("td", { class: "sid", text: s.parent_session_id || "—" }),
-      el("td", { text: s.edge_kind ? `${s.edge_kind} ${s.edge_status}${s.failure_mode ? ", " + s.failure_mode : ""}` : "—" }),
-      el("td", { class: "mono", text: sb }), el("td", { text: budget(s.budget) }),
+      el("td", { class: "wrap", text: s.edge_kind ? `${s.edge_kind} ${s.edge_status}${s.failure_mode ? ", " + s.failure_mode : ""}` : "—" }),
+      el("td", { class: "mono wrap", text: sb }), el("td", { class: "wrap", text: budget(s.budget) }),
       el("td", { class: "wrap", text: s.summary ? `${s.summary.outcome}: ${s.summary.text}` : "—" })));
   }
   if (!sessions.length) body.append(el("tr", {}, el("td", { class: "dim", colspan: 9, text: "no sessions at this position" })));
