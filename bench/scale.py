@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nats.aio.client import Client
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import DeliverPolicy
 
 from bench.client import TENANT, LedgerClient
 from bench.harness import Stats, run_lanes
@@ -104,13 +104,9 @@ class Seeder:
         """The engine's process manager is a durable consumer of every thread event; a seeded log
         stands for history its workers have already handled, so its durable starts after it."""
         config = EngineConfig(prefix=self.subjects.prefix, stream=self.stream)
-        worker = process_manager_worker(config, EventStore(self.nc, self.stream), _never)
-        filters = worker.filter if isinstance(worker.filter, list) else [worker.filter]
-        await self.js.add_consumer(self.stream, ConsumerConfig(
-            durable_name=worker.durable, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=1,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=last + 1,
-            **({"filter_subjects": filters} if len(filters) > 1 else {"filter_subject": filters[0]}),
-            ack_wait=config.worker_ack_wait))
+        consumer = process_manager_worker(config, EventStore(self.nc, self.stream), _never).config()
+        consumer.deliver_policy, consumer.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, last + 1
+        await self.js.add_consumer(self.stream, consumer)
 
 
 async def _never(tenant: str, name: str, body: bytes) -> object:
