@@ -140,7 +140,7 @@ class LedgerModels:
         stream leader on a replicated stream, so an acknowledged session is never reported absent)."""
         found = self.locate_session(tenant, session_id)
         if found is None:
-            subject = await store.last_subject(self.subjects.session_claim_filter(tenant, session_id))
+            subject = await store.first_subject(self.subjects.session_claim_filter(tenant, session_id))
             if subject is not None:
                 found = self.subjects.entity_of(subject)
                 self._note_session(tenant, session_id, found)
