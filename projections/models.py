@@ -55,7 +55,7 @@ def introduced_sessions(data: object) -> list[str]:
 
 class LedgerModels:
     def __init__(self, subjects: Subjects, cache_size: int | None = None, snapshots: SnapshotStore | None = None,
-                 snapshot_every: int = 500) -> None:
+                 snapshot_every: int = 100) -> None:
         """`cache_size=None` keeps every model (a replay of the whole log); an engine passes a bound."""
         self.subjects = subjects
         self.cache_size = cache_size
