@@ -61,6 +61,8 @@ def serve(
     replicas: Annotated[int, typer.Option(help="stream replicas (1, or 3 on a cluster)")] = 1,
     sandbox_dir: SandboxDir = Path(".agentledger/sandboxes"),
     effects: Annotated[bool, typer.Option(help="run the local sandbox effect handler in this process")] = True,
+    cache_size: Annotated[int, typer.Option(envvar="AGENTLEDGER_CACHE_SIZE", min=1,
+                                            help="boundary models kept in memory (others load from the log)")] = 4_000,
     allow_command: AllowCommand = None,
     allow_repo: AllowRepo = None,
     creds: Creds = None,
@@ -72,7 +74,7 @@ def serve(
 
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
                           sandbox_commands=tuple(allow_command or ()), sandbox_repos=tuple(map(str, allow_repo or ())),
-                          creds=creds)
+                          creds=creds, cache_size=cache_size)
     asyncio.run(run(config, nats_url, data_dir, port, auth_dir))
 
 

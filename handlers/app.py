@@ -32,8 +32,11 @@ from engine.store import EventStore
 from engine.subjects import Subjects
 from handlers.auth.identity import TENANTS_BUCKET, TenantDirectory, authorize, identify
 from handlers.durable import DurableWorker
+from handlers.effects import ACTS_ON as FX_ACTS_ON
 from handlers.effects import SandboxEffects
+from handlers.process_manager import ACTS_ON as PM_ACTS_ON
 from handlers.process_manager import SandboxProcessManager, Send
+from handlers.providers.base import SandboxProvider
 from handlers.providers.local import LocalProvider
 from projections.models import LedgerModels
 from projections.queries import QueryService
@@ -55,13 +58,16 @@ class EngineConfig:
     queue_group: str = "agentledger"
     max_workers: int = 64
     catch_up_timeout: float = 60.0
-    cache_size: int = 10_000  # boundary models kept in memory; others are loaded from the log on demand
+    cache_size: int = 4_000  # boundary models kept in memory; others are loaded from the log on demand
     snapshot_every: int = 500  # events on a boundary between its snapshots (a load reads at most about this tail)
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     sandbox_commands: tuple[str, ...] = ()  # programs a sandbox may run (argv[0]); none by default
     sandbox_repos: tuple[str, ...] = ()  # directories whose git repositories a sandbox may check out
     process_manager: bool = True
     worker_ack_wait: float = 30.0
+    worker_retry_delay: float = 0.05  # first backoff of a failing worker event (doubling, at most 5 s)
+    worker_max_attempts: int = 8  # a worker event failing this often is parked (`agentledger workers parked`)
+    effects_concurrency: int = 16  # sandboxes the effect handler works on at once (each one's requests in order)
     creds: str | Path | None = None  # this replica's NATS credentials (.creds); None: the server needs none
     tenants_bucket: str = TENANTS_BUCKET  # where `tenant add` records which account is which tenant
     subjects: Subjects = field(init=False)
@@ -237,17 +243,23 @@ def _durable_name(prefix: str, role: str) -> str:
 def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send,
                            quarantine: Quarantine | None = None) -> DurableWorker:
     pm = SandboxProcessManager(send)
-    return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_all, _durable_name(cfg.prefix, "pm"),
-                         pm.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait, quarantine=quarantine)
+    return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_of(PM_ACTS_ON), _durable_name(cfg.prefix, "pm"),
+                         pm.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait, quarantine=quarantine,
+                         retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts)
 
 
-def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, quarantine: Quarantine | None = None) -> DurableWorker:
-    assert cfg.sandbox_dir is not None
-    effects = SandboxEffects(store, cfg.subjects, {LocalProvider.name: LocalProvider(cfg.sandbox_dir, cfg.sandbox_commands,
-                                                                                           cfg.sandbox_repos)}, send)
+def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, quarantine: Quarantine | None = None,
+                   providers: dict[str, SandboxProvider] | None = None) -> DurableWorker:
+    assert cfg.sandbox_dir is not None or providers is not None
+    if providers is None:
+        assert cfg.sandbox_dir is not None
+        providers = {LocalProvider.name: LocalProvider(cfg.sandbox_dir, cfg.sandbox_commands, cfg.sandbox_repos)}
+    effects = SandboxEffects(store, cfg.subjects, providers, send)
     effects.models.quarantine = Quarantine(forward=quarantine)
-    return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, _durable_name(cfg.prefix, "fx"),
-                         effects.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait, quarantine=quarantine)
+    return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_of(FX_ACTS_ON), _durable_name(cfg.prefix, "fx"),
+                         effects.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait, quarantine=quarantine,
+                         retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts,
+                         key=cfg.subjects.boundary_of, concurrency=cfg.effects_concurrency, on_park=effects.give_up)
 
 
 def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
