@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
 H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
@@ -70,8 +70,11 @@ class EventStore:
         except APIError as e:
             if e.err_code in CONFLICT_CODES:
                 raise ConcurrencyConflict(boundary) from e
+            if e.code == 503:  # no stream leader for a moment (a node died, an election runs): retry
+                raise LogUnavailable(str(e)) from e
             raise
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
+                NoStreamResponseError) as e:  # NoStreamResponse: the stream's leader is gone (R3 node killed)
             raise LogUnavailable(str(e) or type(e).__name__) from e
         return int(ack.seq)
 
