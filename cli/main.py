@@ -4,18 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import os
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Agent Ledger: threads, sessions and delegation on an event log.")
+EXIT_CODES = ("Exit codes: 0 done; 1 refused (an error reply); 2 bad usage; 75 retryable (NATS or the engine "
+              "unreachable, no reply in time, or an error marked retryable: repeat with the same --command-id).")
+app = typer.Typer(no_args_is_help=True, help="Agent Ledger: threads, sessions and delegation on an event log.",
+                  epilog=EXIT_CODES)
 
+
+def version() -> str:
+    """The installed distribution's version; pyproject.toml is the one place it is written."""
+    return metadata.version("agentledger")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"agentledger {version()}")
+        raise typer.Exit()
 
 
 @app.callback()
-def root() -> None:
+def root(
+    _version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                           help="print the version and exit")] = False,
+) -> None:
     """Agent Ledger: threads, sessions and delegation on an event log."""
 
 
@@ -23,6 +39,10 @@ NatsUrl = Annotated[str | None, typer.Option("--nats-url", envvar="NATS_URL",
                                              help="NATS server; without it, serve starts an embedded one")]
 Prefix = Annotated[str, typer.Option("--prefix", envvar="AGENTLEDGER_PREFIX", help="subject prefix")]
 SandboxDir = Annotated[Path, typer.Option(envvar="AGENTLEDGER_SANDBOX_DIR", help="where local sandboxes live")]
+Creds = Annotated[Path | None, typer.Option("--creds", envvar="NATS_CREDS",
+                                            help="this process's NATS credentials (.creds); the embedded server makes its own")]
+AuthDir = Annotated[Path, typer.Option("--auth-dir", envvar="AGENTLEDGER_AUTH_DIR",
+                                       help="the deployment's keys and admin.creds (embedded server)")]
 
 
 @app.command()
@@ -35,13 +55,16 @@ def serve(
     replicas: Annotated[int, typer.Option(help="stream replicas (1, or 3 on a cluster)")] = 1,
     sandbox_dir: SandboxDir = Path(".agentledger/sandboxes"),
     effects: Annotated[bool, typer.Option(help="run the local sandbox effect handler in this process")] = True,
+    creds: Creds = None,
+    auth_dir: AuthDir = Path(".agentledger/auth"),
 ) -> None:
     """Start an engine replica; Ctrl-C stops it cleanly."""
     from cli.serve import serve as run
     from handlers.app import EngineConfig
 
-    config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None)
-    asyncio.run(run(config, nats_url, data_dir, port))
+    config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
+                          creds=creds)
+    asyncio.run(run(config, nats_url, data_dir, port, auth_dir))
 
 
 @app.command()
@@ -51,13 +74,14 @@ def effects(
     stream: Annotated[str, typer.Option(envvar="AGENTLEDGER_STREAM", help="event stream name")] = "LEDGER",
     sandbox_dir: SandboxDir = Path(".agentledger/sandboxes"),
     ack_wait: Annotated[float, typer.Option(help="seconds before an unfinished request is handed out again")] = 30.0,
+    creds: Creds = None,
 ) -> None:
     """Run only the sandbox effect handler (where the sandboxes live), next to engines elsewhere."""
     from cli.serve import effects as run
     from handlers.app import EngineConfig
 
     asyncio.run(run(EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, sandbox_dir=sandbox_dir,
-                                 worker_ack_wait=ack_wait)))
+                                 worker_ack_wait=ack_wait, creds=creds)))
 
 
 @app.command()

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from engine.nats_server import EmbeddedNats
 from handlers.app import Engine, EngineConfig, run_effects
+from handlers.auth.keys import Deployment
 
 console = Console(stderr=True)
 
@@ -22,10 +23,18 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def serve(config: EngineConfig, nats_url: str | None, data_dir: Path, port: int) -> None:
+async def serve(config: EngineConfig, nats_url: str | None, data_dir: Path, port: int, auth_dir: Path) -> None:
     embedded: EmbeddedNats | None = None
     if nats_url is None:
-        embedded = EmbeddedNats(data_dir, port=port)
+        # Authentication on: the deployment's keys live in auth_dir (made on first run), the engine
+        # connects as itself, and admin.creds there is what the CLI picks up by default.
+        deployment = Deployment.open(auth_dir, config.prefix, config.stream)
+        if (deployment.prefix, deployment.stream) != (config.prefix, config.stream):
+            raise SystemExit(f"{auth_dir} was set up for prefix {deployment.prefix!r} and stream "
+                             f"{deployment.stream!r}; use those or another --auth-dir")
+        config.creds = config.creds or deployment.creds_path("engine")
+        deployment.creds_path("admin")
+        embedded = deployment.embedded(data_dir, port=port)
         await embedded.start()
         nats_url = embedded.url
     config.nats_url = nats_url

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import nats
@@ -21,18 +21,23 @@ import nats.errors
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
+from faststream.nats.security import NatsCredentials
 from nats.aio.client import Client
 
+from engine import codec
 from engine.service import CommandService
+from engine.snapshots import SnapshotStore
 from engine.store import EventStore
 from engine.subjects import Subjects
+from handlers.auth.identity import TENANTS_BUCKET, TenantDirectory, authorize, identify
 from handlers.durable import DurableWorker
 from handlers.effects import SandboxEffects
 from handlers.process_manager import SandboxProcessManager, Send
 from handlers.providers.local import LocalProvider
 from projections.models import LedgerModels
 from projections.queries import QueryService
-from schemas.errors import InvalidCommand, InvalidCommandDetails, PathError
+from schemas.errors import InvalidCommand, InvalidCommandDetails, PathError, Unavailable
+from schemas.events import Principal
 from schemas.replies import CommandReply, QueryReply
 from schemas.sandboxes import ProviderCapabilities
 
@@ -49,49 +54,83 @@ class EngineConfig:
     queue_group: str = "agentledger"
     max_workers: int = 64
     catch_up_timeout: float = 60.0
+    cache_size: int = 10_000  # boundary models kept in memory; others are loaded from the log on demand
+    snapshot_every: int = 500  # events on a boundary between its snapshots (a load reads at most about this tail)
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     process_manager: bool = True
     worker_ack_wait: float = 30.0
+    creds: str | Path | None = None  # this replica's NATS credentials (.creds); None: the server needs none
+    tenants_bucket: str = TENANTS_BUCKET  # where `tenant add` records which account is which tenant
     subjects: Subjects = field(init=False)
 
     def __post_init__(self) -> None:
         self.subjects = Subjects(self.prefix)
 
 
+def _too_large(size: int) -> InvalidCommand:
+    message = f"the reply would be {size} bytes, above the limit of {codec.MAX_REPLY_BYTES}; page or narrow the request"
+    return InvalidCommand(message=message, details=InvalidCommandDetails(errors=[PathError("$", message)]))
+
+
 def _bad_tenant(error: ValueError) -> InvalidCommand:
     return InvalidCommand(message=str(error), details=InvalidCommandDetails(errors=[PathError("subject", str(error))]))
 
 
-CommandHandler = Callable[[str, str, bytes], Awaitable[CommandReply]]
+CommandHandler = Callable[[str, str, bytes, Principal], Awaitable[CommandReply]]
 QueryHandler = Callable[[str, str, bytes], Awaitable[QueryReply]]
 
 
-def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_query: QueryHandler) -> NatsBroker:
+def connect_options(config: EngineConfig) -> dict[str, Any]:
+    return {} if config.creds is None else {"user_credentials": str(config.creds)}
+
+
+def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_query: QueryHandler,
+                 directory: TenantDirectory | None = None) -> NatsBroker:
     # No dependency injection: the handlers need the raw message only, and FastStream's per-message
     # injection costs about 0.45 ms of CPU (a context manager run in a worker thread); measured in
     # BENCHMARKS.md. The decoder hands the handler the message itself.
-    broker = NatsBroker(config.nats_url, logger=None, apply_types=False)
+    security = None if config.creds is None else NatsCredentials(str(config.creds))
+    broker = NatsBroker(config.nats_url, logger=None, apply_types=False, security=security)
     subjects = config.subjects
 
     async def as_message(msg: NatsMessage, original: object = None) -> NatsMessage:
         return msg
 
-    def reply_to(execute: CommandHandler | QueryHandler, failed: Callable[[InvalidCommand], object]) -> Any:
+    async def caller(msg: NatsMessage, tenant: str, kind: Literal["command", "query"]) -> Principal | Any:
+        """The authenticated principal, or the error to reply with (tenant from the broker, role allowed)."""
+        headers = msg.raw_message.headers
+        try:
+            who = await identify(headers, directory)
+        except Exception as e:  # the tenant directory could not be read: the caller may retry
+            log.warning("identify: %s", e)
+            return Unavailable(message="cannot check the caller's tenant now; retry")
+        return authorize(who, tenant, kind) or who.principal  # type: ignore[union-attr]
+
+    def reply_to(kind: Literal["command", "query"], failed: Callable[[Any], object]) -> Any:
         async def handle(msg: NatsMessage) -> bytes:
             try:
                 tenant, name = subjects.parse_request(msg.raw_message.subject)
             except ValueError as e:
                 return _encode(failed(_bad_tenant(e)))
-            return _encode(await execute(tenant, name, msg.body))
+            who = await caller(msg, tenant, kind)
+            if not isinstance(who, Principal):
+                return _encode(failed(who))
+            if kind == "command":
+                data = _encode(await execute_command(tenant, name, msg.body, who))
+            else:
+                data = _encode(await execute_query(tenant, name, msg.body))
+            if len(data) > codec.MAX_REPLY_BYTES:  # never hand NATS a message it refuses
+                return _encode(failed(_too_large(len(data))))
+            return data
 
         return handle
 
     broker.subscriber(subjects.commands_all, queue=config.queue_group, max_workers=config.max_workers,
                       decoder=as_message, title="commands", description="`<prefix>.cmd.<tenant>.<command>`: JSON command body")(
-        reply_to(execute_command, lambda error: CommandReply(ok=False, error=error)))
+        reply_to("command", lambda error: CommandReply(ok=False, error=error)))
     broker.subscriber(subjects.queries_all, queue=config.queue_group, max_workers=config.max_workers,
                       decoder=as_message, title="queries", description="`<prefix>.qry.<tenant>.<query>`: JSON query body")(
-        reply_to(execute_query, lambda error: QueryReply(ok=False, error=error)))
+        reply_to("query", lambda error: QueryReply(ok=False, error=error)))
     return broker
 
 
@@ -102,7 +141,7 @@ class Engine:
         self.config = config
         self.nc: Client | None = None
         self.store: EventStore | None = None
-        self.models = LedgerModels(config.subjects)
+        self.models = LedgerModels(config.subjects, cache_size=config.cache_size, snapshot_every=config.snapshot_every)
         self.commands: CommandService | None = None
         self.queries: QueryService | None = None
         self.broker: NatsBroker | None = None
@@ -111,13 +150,15 @@ class Engine:
 
     async def start(self, serve: bool = True) -> None:
         cfg = self.config
-        self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-engine", max_reconnect_attempts=-1)
+        self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-engine", max_reconnect_attempts=-1,
+                                     **connect_options(cfg))
         self.store = EventStore(self.nc, cfg.stream)
-        await self.store.ensure_stream([cfg.subjects.events_all], replicas=cfg.replicas)
+        await self.store.ensure_stream(cfg.subjects.stream_subjects, replicas=cfg.replicas)
+        self.models.snapshots = await SnapshotStore.open(self.store.js, cfg.stream, cfg.replicas)
+        # Nothing is replayed: models load on demand, and the follower starts at the stream's head.
         head = (await self.store.js.stream_info(cfg.stream)).state.last_seq
-        self._follower = await self.store.follow(cfg.subjects.events_all, 0, self.models.follow)
-        if not await self.models.wait_for(head, cfg.catch_up_timeout):
-            raise RuntimeError(f"read models did not catch up to position {head} in {cfg.catch_up_timeout}s")
+        self.models.position = head
+        self._follower = await self.store.follow(cfg.subjects.events_all, head, self.models.follow)
         self.commands = CommandService(self.store, self.models, cfg.subjects, catalog=provider_catalog())
         self.queries = QueryService(self.store, self.models)
         if cfg.process_manager:
@@ -127,7 +168,8 @@ class Engine:
         for worker in self.workers:
             await worker.start()
         if serve:
-            self.broker = build_broker(cfg, self.commands.execute, self.queries.execute)
+            directory = TenantDirectory(self.store.js, cfg.tenants_bucket)
+            self.broker = build_broker(cfg, self.commands.execute, self.queries.execute, directory)
             await self.broker.start()
             # the server must hold our subscriptions before anyone is told we are ready
             await self.broker.connection.flush()
@@ -162,6 +204,7 @@ class Engine:
                 await follower.unsubscribe()
         except nats.errors.Error as e:  # the server went first; nothing left to drain
             log.warning("engine stop: %s", e)
+        await self.models.flush()
         if nc is not None and not nc.is_closed:
             try:
                 await nc.drain()
@@ -173,7 +216,7 @@ def asyncapi_app(config: EngineConfig | None = None) -> FastStream:
     """The same subscribers, unstarted, for `faststream docs` (AsyncAPI: channels, queue group).
     Payload schemas come from `agentledger schema` (msgspec), which AsyncAPI generation cannot read."""
 
-    async def never(tenant: str, name: str, body: bytes) -> Any:
+    async def never(tenant: str, name: str, body: bytes, principal: Principal | None = None) -> Any:
         raise AssertionError("documentation only")
 
     return FastStream(build_broker(config or EngineConfig(), never, never))
@@ -191,14 +234,14 @@ def _durable_name(prefix: str, role: str) -> str:
 def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
     pm = SandboxProcessManager(send)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_all, _durable_name(cfg.prefix, "pm"),
-                         pm.handle, ack_wait=cfg.worker_ack_wait)
+                         pm.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait)
 
 
 def effects_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
     assert cfg.sandbox_dir is not None
     effects = SandboxEffects(store, cfg.subjects, {LocalProvider.name: LocalProvider(cfg.sandbox_dir)}, send)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, _durable_name(cfg.prefix, "fx"),
-                         effects.handle, ack_wait=cfg.worker_ack_wait)
+                         effects.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait)
 
 
 def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
@@ -214,7 +257,8 @@ def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
 
 async def run_effects(cfg: EngineConfig, stop: asyncio.Event) -> None:
     """An effect handler on its own: sandboxes live where this runs; the engine may be elsewhere."""
-    nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-effects", max_reconnect_attempts=-1)
+    nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-effects", max_reconnect_attempts=-1,
+                            **connect_options(cfg))
     store = EventStore(nc, cfg.stream)
     worker = effects_worker(cfg, store, nats_sender(nc, cfg.subjects))
     await worker.start()

@@ -42,7 +42,7 @@ REQUESTS = (SandboxCreateRequested, SandboxPauseRequested, SandboxResumeRequeste
 class SandboxEffects:
     def __init__(self, store: EventStore, subjects: Subjects, providers: dict[str, SandboxProvider], send: Send) -> None:
         self.store = store
-        self.models = LedgerModels(subjects)  # private: sandbox state as of each request
+        self.models = LedgerModels(subjects, cache_size=1000)  # private: sandbox state as of each request
         self.providers = providers
         self.send = send
 
@@ -58,6 +58,10 @@ class SandboxEffects:
             return True
         tenant = envelope.tenant_id
         state = await self._state_at(tenant, data.sandbox_id, position)
+        if position not in state.pending:
+            # Its outcome is already recorded, or the boundary never took the request (quarantined:
+            # say, a forged second create): either way there is nothing to carry out.
+            return True
         provider = self.providers.get(state.provider)
         ref = SandboxRef(tenant, data.sandbox_id)
         op, location, error = "create", None, None

@@ -22,6 +22,8 @@ from schemas.queries import (
     QUERIES,
     EventsPage,
     EventsRead,
+    QuarantineList,
+    QuarantineResult,
     Query,
     SandboxGet,
     SandboxResult,
@@ -71,15 +73,17 @@ class QueryService:
         thread_id = await self.models.resolve_session(self.store, tenant, session_id, self.wait_timeout)
         if thread_id is None:
             raise not_found("session", session_id)
-        return self.models.thread(tenant, thread_id)
+        return await self.models.loaded(self.store, self.models.thread(tenant, thread_id))
 
     async def _answer(self, tenant: str, query: Query) -> Any:
         match query:
             case ThreadGet():
                 return ThreadResult(thread_view(await self._thread(tenant, query.thread_id)))
             case ThreadList():
-                states = [self.models.thread(tenant, t) for t in self.models.project_threads(tenant, query.project_id)]
-                rows = [thread_row(s) for s in states if query.status in (None, s.status)]
+                ids = await self.models.project_threads(self.store, tenant, query.project_id)
+                states = [await self.models.loaded(self.store, self.models.thread(tenant, t)) for t in ids]
+                states.sort(key=lambda s: s.created_position)
+                rows = [thread_row(s) for s in states if s.exists and query.status in (None, s.status)]
                 return ThreadListResult(rows)
             case SessionGet():
                 state = await self._session_thread(tenant, query.session_id)
@@ -99,6 +103,10 @@ class QueryService:
                 else:
                     raws = await read_history(self.store, self.models, await self._thread(tenant, query.thread_id),
                                               after=query.after, limit=query.limit)
-                events = [codec.stored(codec.decode(r.data), r.position) for r in raws]
-                return EventsPage(events=events, next_after=raws[-1].position if raws else query.after)
+                events, last = codec.stored_page(raws, self.models.subjects)
+                more = last is not None and last != raws[-1].position  # stopped at the byte limit
+                return EventsPage(events=events, next_after=query.after if last is None else last, more=more)
+            case QuarantineList():
+                quarantine = self.models.quarantine
+                return QuarantineResult(count=quarantine.count, entries=quarantine.entries(query.after, query.limit))
         raise AssertionError(f"unhandled query {query!r}")
