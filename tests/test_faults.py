@@ -17,14 +17,14 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
 
 from engine.nats_server import ClusterNode, EmbeddedNats, free_port
 from handlers.app import Engine, EngineConfig
-from tests.conftest import Client_
+from handlers.auth.keys import Deployment
+from tests.conftest import Client_, Tenants, config_for, connect
 from tests.faults_support import Load, check_log
 
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
@@ -35,7 +35,7 @@ ROUNDS = 10
 
 
 async def serve_process(config: EngineConfig, stderr: Path) -> asyncio.subprocess.Process:
-    env = {**os.environ, "NATS_URL": config.nats_url}
+    env = {**os.environ, "NATS_URL": config.nats_url, "NATS_CREDS": str(config.creds)}
     with open(stderr, "ab") as errors:
         proc = await asyncio.create_subprocess_exec(
             AGENTLEDGER, "serve", "--prefix", config.prefix, "--stream", config.stream, "--no-effects",
@@ -51,12 +51,14 @@ async def setup(client: Client_, threads: list[str]) -> None:
         await client.ok("thread.create", project_id="prj_f", thread_id=thread)
 
 
-async def test_kill_9_an_engine_under_load(engine_config: EngineConfig, nc: Client, tmp_path: Path) -> None:
+async def test_kill_9_an_engine_under_load(engine_config: EngineConfig, nc: Client, tenants: Tenants,
+                                           tmp_path: Path) -> None:
     """Two replicas share the load; one is killed mid-load, again and again (a new process each
     time). Its unanswered commands are retried by the clients and answered by the other."""
     survivor = Engine(engine_config)
     await survivor.start()
-    client = Client_(nc, engine_config, tenant=TENANT)
+    client = Client_(nc, engine_config, tenant=TENANT, tenants=tenants)
+    member = await tenants.conn(TENANT)  # the clients send as a member of the tenant, as real ones do
     threads = ["thd_f0", "thd_f1", "thd_f2"]
     await setup(client, threads)
     loads: list[Load] = []
@@ -64,7 +66,7 @@ async def test_kill_9_an_engine_under_load(engine_config: EngineConfig, nc: Clie
     try:
         for kill in range(KILLS):
             victim = await serve_process(engine_config, tmp_path / "stderr")
-            load = Load(nc, engine_config, TENANT, threads, tag=f"k{kill}")
+            load = Load(member, engine_config, TENANT, threads, tag=f"k{kill}")
             running = asyncio.create_task(load.run(CLIENTS, ROUNDS))
             await load.reached(CLIENTS * ROUNDS)  # well under way: about a fifth of the commands answered
             victim.send_signal(signal.SIGKILL)
@@ -80,14 +82,14 @@ async def test_kill_9_an_engine_under_load(engine_config: EngineConfig, nc: Clie
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[list[EmbeddedNats]]:
+async def cluster(tmp_path: Path, deployment: Deployment) -> AsyncIterator[list[EmbeddedNats]]:
     ports, routes = [free_port() for _ in range(3)], [free_port() for _ in range(3)]
-    nodes = [EmbeddedNats(tmp_path / f"n{i}", port=ports[i],
+    nodes = [deployment.embedded(tmp_path / f"n{i}", port=ports[i],
                           cluster=ClusterNode("faults", f"n{i}", routes[i],
                                               tuple(p for j, p in enumerate(routes) if j != i)))
              for i in range(3)]
     await asyncio.gather(*(n.start() for n in nodes))
-    nc = await nats.connect(servers=[n.url for n in nodes])
+    nc = await connect(deployment, [n.url for n in nodes], role="engine")
     js = nc.jetstream()
     for _ in range(100):  # until the cluster has a JetStream meta leader
         try:
@@ -102,16 +104,18 @@ async def cluster(tmp_path: Path) -> AsyncIterator[list[EmbeddedNats]]:
         n.kill()
 
 
-async def test_kill_9_a_cluster_node_under_load_and_bring_it_back(cluster: list[EmbeddedNats]) -> None:
+async def test_kill_9_a_cluster_node_under_load_and_bring_it_back(cluster: list[EmbeddedNats],
+                                                                  deployment: Deployment) -> None:
     """Two engines on different nodes of an R3 cluster; the node leading the stream is killed
     mid-load (the stream elects a new leader), brought back, and the next leader is killed."""
     name = uuid.uuid4().hex[:8]
-    configs = [EngineConfig(nats_url=node.url, prefix=f"f{name}", stream=f"F_{name}", replicas=3,
-                            process_manager=False) for node in cluster[:2]]
+    configs = [config_for(deployment, node.url, prefix=f"f{name}", stream=f"F_{name}", replicas=3,
+                          process_manager=False) for node in cluster[:2]]
     engines = [Engine(c) for c in configs]
     for engine in engines:
         await engine.start()
-    nc = await nats.connect(servers=[n.url for n in cluster], max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    nc = await connect(deployment, [n.url for n in cluster], role="engine", max_reconnect_attempts=-1,
+                       reconnect_time_wait=0.2)
     by_name = {f"n{i}": node for i, node in enumerate(cluster)}
     killed: list[str] = []
     try:

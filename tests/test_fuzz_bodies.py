@@ -111,11 +111,12 @@ async def test_every_malformed_body_gets_a_stable_error_and_appends_nothing(clie
     assert sent > len(COMMANDS) * len(NOT_JSON)
 
 
-async def test_malformed_subjects_get_a_stable_error(client: Client_) -> None:
+async def test_unknown_commands_get_a_stable_error(client: Client_) -> None:
+    """(A subject naming another or a malformed tenant never reaches an engine: the broker only
+    routes a tenant's own subjects.)"""
     before = await stream_messages(client.nc, client.config.stream)
     body = msgspec.json.encode({"actor": USER, "project_id": "prj_fz", "name": "p"})
-    for tenant, name in [("acme", "project.create"), ("tnt_" + "a" * 65, "project.create"),
-                         ("tnt_acme", "project.nope"), ("tnt_acme", "nope")]:
-        reply = await client.raw(f"{client.config.prefix}.cmd.{tenant}.{name}", body)
-        assert reply["ok"] is False and reply["error"]["code"] in CLIENT_ERRORS, (tenant, name, reply)
+    for name in ["project.nope", "nope", "project.create.extra", "session", "sandbox.report"]:
+        reply = await client.raw(f"{client.config.prefix}.cmd.{client.tenant}.{name}", body)
+        assert reply["ok"] is False and reply["error"]["code"] in CLIENT_ERRORS, (name, reply)
     assert await stream_messages(client.nc, client.config.stream) == before
