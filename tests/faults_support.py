@@ -42,8 +42,8 @@ class Load:
             try:
                 msg = await self.nc.request(subject, body, timeout=2.0)
             except nats.errors.NoRespondersError:
-                self.retries["no responders"] += 1
-                await asyncio.sleep(0.1)
+                self.retries["no responders"] += 1  # no engine subscribed (all down, or starting)
+                await asyncio.sleep(0.25)
                 continue
             except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
                     nats.errors.StaleConnectionError, nats.errors.OutboundBufferLimitError):
