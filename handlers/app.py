@@ -9,6 +9,7 @@ raises, so nothing here may raise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,14 +25,18 @@ from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client
 
 from engine.service import CommandService
-from handlers.durable import DurableWorker
+from handlers.durable import DurableWorker, Handler
 from handlers.effects import SandboxEffects
+from handlers.observability.connection import ConnectionWatch, Reconnect
+from handlers.observability.logs import bind
+from handlers.observability.metrics import EngineMetrics, ObservedProvider
 from handlers.process_manager import SandboxProcessManager, Send
 from handlers.providers.local import LocalProvider
 from engine.store import EventStore
 from engine.subjects import Subjects
 from projections.models import LedgerModels
 from projections.queries import QueryService
+from schemas.events import Envelope
 from schemas.errors import InvalidCommand, InvalidCommandDetails, PathError
 from schemas.replies import CommandReply, QueryReply
 from schemas.sandboxes import ProviderCapabilities
@@ -52,6 +57,7 @@ class EngineConfig:
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     process_manager: bool = True
     worker_ack_wait: float = 30.0
+    reconnect: Reconnect = field(default_factory=Reconnect)  # past its budget a lost NATS ends the process
     subjects: Subjects = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,11 +72,12 @@ CommandHandler = Callable[[str, str, bytes], Awaitable[CommandReply]]
 QueryHandler = Callable[[str, str, bytes], Awaitable[QueryReply]]
 
 
-def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_query: QueryHandler) -> NatsBroker:
+def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_query: QueryHandler,
+                 **connect_options: Any) -> NatsBroker:
     # No dependency injection: the handlers need the raw message only, and FastStream's per-message
     # injection costs about 0.45 ms of CPU (a context manager run in a worker thread); measured in
     # BENCHMARKS.md. The decoder hands the handler the message itself.
-    broker = NatsBroker(config.nats_url, logger=None, apply_types=False)
+    broker = NatsBroker(config.nats_url, logger=None, apply_types=False, **connect_options)
     subjects = config.subjects
 
     async def as_message(msg: NatsMessage, original: object = None) -> NatsMessage:
@@ -108,10 +115,28 @@ class Engine:
         self.broker: NatsBroker | None = None
         self._follower = None
         self.workers: list[DurableWorker] = []
+        self.metrics = EngineMetrics()
+        self.metrics.read_counter("agentledger_append_conflicts", "Appends the log refused because another writer "
+                                  "moved the boundary first (each is re-decided)",
+                                  lambda: self.commands.conflicts if self.commands is not None else 0)
+        self.failure: str | None = None  # set when a NATS connection is lost for good: the process must exit
+        self.failed = asyncio.Event()
+        self._watches: list[ConnectionWatch] = []
+        self._refollowing: asyncio.Task[None] | None = None
+
+    def _lost(self, reason: str) -> None:
+        self.failure = self.failure or reason
+        self.failed.set()
+
+    def _watch(self, name: str, on_back: Callable[[], None] | None = None) -> dict[str, Any]:
+        watch = ConnectionWatch(name, self._lost, self.metrics, on_back)
+        self._watches.append(watch)
+        return watch.options(self.config.reconnect)
 
     async def start(self, serve: bool = True) -> None:
         cfg = self.config
-        self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-engine", max_reconnect_attempts=-1)
+        self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-engine",
+                                     **self._watch("engine", self._refollow))
         self.store = EventStore(self.nc, cfg.stream)
         await self.store.ensure_stream([cfg.subjects.events_all], replicas=cfg.replicas)
         head = (await self.store.js.stream_info(cfg.stream)).state.last_seq
@@ -120,18 +145,38 @@ class Engine:
             raise RuntimeError(f"read models did not catch up to position {head} in {cfg.catch_up_timeout}s")
         self.commands = CommandService(self.store, self.models, cfg.subjects, catalog=provider_catalog())
         self.queries = QueryService(self.store, self.models)
+        execute = self.metrics.commands_observed(self.commands.execute)
         if cfg.process_manager:
-            self.workers.append(process_manager_worker(cfg, self.store, self.commands.execute))
+            self.workers.append(process_manager_worker(cfg, self.store, execute))
         if cfg.sandbox_dir is not None:
-            self.workers.append(effects_worker(cfg, self.store, self.commands.execute))
+            self.workers.append(effects_worker(cfg, self.store, execute, self.metrics))
         for worker in self.workers:
             await worker.start()
         if serve:
-            self.broker = build_broker(cfg, self.commands.execute, self.queries.execute)
+            self.broker = build_broker(cfg, execute, self.metrics.queries_observed(self.queries.execute),
+                                       **self._watch("broker"))
             await self.broker.start()
             # the server must hold our subscriptions before anyone is told we are ready
             await self.broker.connection.flush()
             await self._answering()
+
+    def _refollow(self) -> None:
+        """After a reconnect, follow again from the applied position at once. The ordered consumer
+        would notice a lost server-side consumer only after missed heartbeats (~10 s), and until
+        then this replica would not see other replicas' writes."""
+        self._refollowing = asyncio.create_task(self._follow_again())
+
+    async def _follow_again(self) -> None:
+        old, store = self._follower, self.store
+        if old is None or store is None:
+            return
+        try:
+            with contextlib.suppress(nats.errors.Error):
+                await old.unsubscribe()
+            self._follower = await store.follow(self.config.subjects.events_all, self.models.position,
+                                                self.models.follow)
+        except nats.errors.Error as e:  # lost again meanwhile: the next reconnect tries again
+            log.warning("follow again after reconnect: %s: %s", type(e).__name__, e)
 
     async def _answering(self, attempts: int = 200) -> None:
         """Ask our own query subject until the server routes it to a responder (any replica's):
@@ -150,6 +195,8 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop taking requests, let in-flight ones finish, then close the log connection."""
+        for watch in self._watches:
+            watch.closing = True
         broker, follower, nc = self.broker, self._follower, self.nc
         self.broker = self._follower = self.nc = None
         for worker in self.workers:
@@ -188,17 +235,31 @@ def _durable_name(prefix: str, role: str) -> str:
     return f"{prefix}-{role}".replace(".", "_")
 
 
+def _with_log_ids(durable: str, handle: Handler) -> Handler:
+    """Every log line written while an event is handled names the event and the consumer."""
+
+    async def handler(envelope: Envelope, position: int) -> bool:
+        with bind(consumer=durable, event_id=envelope.event_id, event_type=envelope.type, position=position):
+            return await handle(envelope, position)
+
+    return handler
+
+
 def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
     pm = SandboxProcessManager(send)
-    return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_all, _durable_name(cfg.prefix, "pm"),
-                         pm.handle, ack_wait=cfg.worker_ack_wait)
+    durable = _durable_name(cfg.prefix, "pm")
+    return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_all, durable,
+                         _with_log_ids(durable, pm.handle), ack_wait=cfg.worker_ack_wait)
 
 
-def effects_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
+def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, metrics: EngineMetrics | None = None) -> DurableWorker:
     assert cfg.sandbox_dir is not None
-    effects = SandboxEffects(store, cfg.subjects, {LocalProvider.name: LocalProvider(cfg.sandbox_dir)}, send)
-    return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, _durable_name(cfg.prefix, "fx"),
-                         effects.handle, ack_wait=cfg.worker_ack_wait)
+    provider = LocalProvider(cfg.sandbox_dir)
+    providers = {provider.name: provider if metrics is None else ObservedProvider(provider, metrics)}
+    effects = SandboxEffects(store, cfg.subjects, providers, send)  # type: ignore[arg-type]
+    durable = _durable_name(cfg.prefix, "fx")
+    return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, durable,
+                         _with_log_ids(durable, effects.handle), ack_wait=cfg.worker_ack_wait)
 
 
 def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
@@ -212,14 +273,48 @@ def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
     return send
 
 
-async def run_effects(cfg: EngineConfig, stop: asyncio.Event) -> None:
+class EffectsProcess:
     """An effect handler on its own: sandboxes live where this runs; the engine may be elsewhere."""
-    nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-effects", max_reconnect_attempts=-1)
-    store = EventStore(nc, cfg.stream)
-    worker = effects_worker(cfg, store, nats_sender(nc, cfg.subjects))
-    await worker.start()
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.metrics = EngineMetrics()
+        self.nc: Client | None = None
+        self.store: EventStore | None = None
+        self.workers: list[DurableWorker] = []
+        self.failure: str | None = None
+        self.failed = asyncio.Event()
+        self._watch = ConnectionWatch("effects", self._lost, self.metrics)
+
+    def _lost(self, reason: str) -> None:
+        self.failure = self.failure or reason
+        self.failed.set()
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-effects",
+                                     **self._watch.options(cfg.reconnect))
+        self.store = EventStore(self.nc, cfg.stream)
+        self.workers = [effects_worker(cfg, self.store, nats_sender(self.nc, cfg.subjects), self.metrics)]
+        for worker in self.workers:
+            await worker.start()
+
+    async def stop(self) -> None:
+        self._watch.closing = True
+        for worker in self.workers:
+            await worker.stop()
+        if self.nc is not None and not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except nats.errors.Error:
+                await self.nc.close()
+
+
+async def run_effects(cfg: EngineConfig, stop: asyncio.Event) -> None:
+    """Run an effect handler until `stop` is set."""
+    process = EffectsProcess(cfg)
+    await process.start()
     try:
         await stop.wait()
     finally:
-        await worker.stop()
-        await nc.drain()
+        await process.stop()
