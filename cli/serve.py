@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine.nats_server import EmbeddedNats
 from handlers.app import EffectsProcess, Engine, EngineConfig
+from handlers.observability import tracing
 from handlers.observability.health import EngineProbe, WorkerProbe
 from handlers.observability.http import OpsServer
 
@@ -98,6 +99,7 @@ async def serve(config: EngineConfig, nats_url: str | None, data_dir: Path, port
             await _quietly("http stop", ops.stop())
         if embedded is not None:
             await _quietly("nats-server stop", embedded.stop())
+        tracing.shutdown()  # spans still queued for export go out before the process ends
     if reason is not None:
         log.error("engine exits: %s", reason)
         return 1
@@ -125,6 +127,7 @@ async def effects(config: EngineConfig, http: HttpOptions = HttpOptions()) -> in
         await _quietly("effect handler stop", process.stop())
         if ops is not None:
             await _quietly("http stop", ops.stop())
+        tracing.shutdown()
     if reason is not None:
         log.error("effect handler exits: %s", reason)
         return 1

@@ -42,6 +42,8 @@ class RawEvent:
 
 
 class EventStore:
+    header_source: Callable[[], dict[str, str]] | None = None  # e.g. the active trace's `traceparent`
+
     def __init__(self, nc: Client, stream: str = "LEDGER", timeout: float = 5.0) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=timeout)
@@ -65,6 +67,8 @@ class EventStore:
 
     async def append(self, subject: str, boundary: str, data: bytes, expected: int) -> int:
         headers = {H_EXPECTED_SEQ: str(expected), H_EXPECTED_SUBJECT: boundary}
+        if self.header_source is not None:
+            headers.update(self.header_source())
         try:
             ack = await self.js.publish(subject, data, headers=headers)
         except APIError as e:

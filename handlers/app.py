@@ -28,6 +28,7 @@ from engine.service import CommandService
 from handlers.durable import DurableWorker, Handler
 from handlers.effects import SandboxEffects
 from handlers.observability.connection import ConnectionWatch, Reconnect
+from handlers.observability import tracing
 from handlers.observability.logs import bind
 from handlers.observability.metrics import EngineMetrics, ObservedProvider
 from handlers.process_manager import SandboxProcessManager, Send
@@ -83,22 +84,26 @@ def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_
     async def as_message(msg: NatsMessage, original: object = None) -> NatsMessage:
         return msg
 
-    def reply_to(execute: CommandHandler | QueryHandler, failed: Callable[[InvalidCommand], object]) -> Any:
+    def reply_to(kind: str, execute: CommandHandler | QueryHandler, failed: Callable[[InvalidCommand], object]) -> Any:
         async def handle(msg: NatsMessage) -> bytes:
+            raw = msg.raw_message
             try:
-                tenant, name = subjects.parse_request(msg.raw_message.subject)
+                tenant, name = subjects.parse_request(raw.subject)
             except ValueError as e:
                 return _encode(failed(_bad_tenant(e)))
-            return _encode(await execute(tenant, name, msg.body))
+            with tracing.request_span(kind, name, tenant, raw.headers, raw.subject) as span:
+                reply = await execute(tenant, name, msg.body)
+                tracing.outcome(span, "ok" if reply.error is None else type(reply.error).__struct_config__.tag)
+                return _encode(reply)
 
         return handle
 
     broker.subscriber(subjects.commands_all, queue=config.queue_group, max_workers=config.max_workers,
                       decoder=as_message, title="commands", description="`<prefix>.cmd.<tenant>.<command>`: JSON command body")(
-        reply_to(execute_command, lambda error: CommandReply(ok=False, error=error)))
+        reply_to("command", execute_command, lambda error: CommandReply(ok=False, error=error)))
     broker.subscriber(subjects.queries_all, queue=config.queue_group, max_workers=config.max_workers,
                       decoder=as_message, title="queries", description="`<prefix>.qry.<tenant>.<query>`: JSON query body")(
-        reply_to(execute_query, lambda error: QueryReply(ok=False, error=error)))
+        reply_to("query", execute_query, lambda error: QueryReply(ok=False, error=error)))
     return broker
 
 
@@ -138,6 +143,7 @@ class Engine:
         self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-engine",
                                      **self._watch("engine", self._refollow))
         self.store = EventStore(self.nc, cfg.stream)
+        self.store.header_source = tracing.current_headers  # an appended event carries its command's trace
         await self.store.ensure_stream([cfg.subjects.events_all], replicas=cfg.replicas)
         head = (await self.store.js.stream_info(cfg.stream)).state.last_seq
         self._follower = await self.store.follow(cfg.subjects.events_all, 0, self.models.follow)
@@ -147,9 +153,9 @@ class Engine:
         self.queries = QueryService(self.store, self.models)
         execute = self.metrics.commands_observed(self.commands.execute)
         if cfg.process_manager:
-            self.workers.append(process_manager_worker(cfg, self.store, execute))
+            self.workers.append(process_manager_worker(cfg, self.store, traced_send(execute)))
         if cfg.sandbox_dir is not None:
-            self.workers.append(effects_worker(cfg, self.store, execute, self.metrics))
+            self.workers.append(effects_worker(cfg, self.store, traced_send(execute), self.metrics))
         for worker in self.workers:
             await worker.start()
         if serve:
@@ -236,13 +242,25 @@ def _durable_name(prefix: str, role: str) -> str:
 
 
 def _with_log_ids(durable: str, handle: Handler) -> Handler:
-    """Every log line written while an event is handled names the event and the consumer."""
+    """Every log line written while an event is handled names the event and the consumer, and
+    the work continues the trace of the command that appended the event."""
 
     async def handler(envelope: Envelope, position: int) -> bool:
-        with bind(consumer=durable, event_id=envelope.event_id, event_type=envelope.type, position=position):
+        with bind(consumer=durable, event_id=envelope.event_id, event_type=envelope.type, position=position), \
+                tracing.event_span(durable, envelope.type, position):
             return await handle(envelope, position)
 
     return handler
+
+
+def traced_send(send: Send) -> Send:
+    """A worker's command, sent in process: a span of the worker's trace."""
+
+    async def traced(tenant: str, name: str, body: bytes) -> CommandReply:
+        with tracing.send_span(name):
+            return await send(tenant, name, body)
+
+    return traced
 
 
 def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
@@ -267,7 +285,9 @@ def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
     decoder = msgspec.json.Decoder(CommandReply)
 
     async def send(tenant: str, name: str, body: bytes) -> CommandReply:
-        msg = await nc.request(subjects.command(tenant, name), body, timeout=timeout)
+        with tracing.send_span(name):
+            msg = await nc.request(subjects.command(tenant, name), body, timeout=timeout,
+                                   headers=tracing.current_headers())
         return decoder.decode(msg.data)
 
     return send

@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from engine import codec
+from handlers.observability import tracing
 from schemas.events import Envelope
 
 log = logging.getLogger("agentledger.workers")
@@ -58,7 +59,8 @@ class DurableWorker:
                 continue
             for msg in msgs:
                 try:
-                    done = await self.handler(codec.decode(msg.data), int(msg.metadata.sequence.stream))
+                    with tracing.delivering(msg.headers):  # the handler continues the event's trace
+                        done = await self.handler(codec.decode(msg.data), int(msg.metadata.sequence.stream))
                 except Exception:
                     log.exception("%s: handler failed at %s", self.durable, msg.metadata.sequence.stream)
                     done = False

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from handlers.observability import tracing
 from handlers.observability.logs import bind
 from handlers.providers.base import ProviderError, SandboxProvider, SandboxRef
 from schemas.commands import COMMANDS
@@ -113,26 +114,28 @@ class ObservedProvider:
         self.capabilities = provider.capabilities
         self._calls = metrics.provider_calls
 
-    async def _call(self, op: str, call: Awaitable[object]) -> object:
-        try:
-            result = await call
-        except (ProviderError, OSError):
-            self._calls.labels(self.name, op, "error").inc()
-            raise
+    async def _call(self, op: str, ref: SandboxRef, call: Callable[[], Awaitable[object]]) -> object:
+        with tracing.provider_span(self.name, op, ref.sandbox_id) as span:
+            try:
+                result = await call()
+            except (ProviderError, OSError):
+                self._calls.labels(self.name, op, "error").inc()
+                tracing.outcome(span, "error")
+                raise
         self._calls.labels(self.name, op, "ok").inc()
         return result
 
     async def create(self, ref: SandboxRef, options: SandboxOptions) -> str:
-        return str(await self._call("create", self.inner.create(ref, options)))
+        return str(await self._call("create", ref, lambda: self.inner.create(ref, options)))
 
     async def fork(self, source: SandboxRef, target: SandboxRef, options: SandboxOptions) -> str:
-        return str(await self._call("fork", self.inner.fork(source, target, options)))
+        return str(await self._call("fork", target, lambda: self.inner.fork(source, target, options)))
 
     async def pause(self, ref: SandboxRef) -> None:
-        await self._call("pause", self.inner.pause(ref))
+        await self._call("pause", ref, lambda: self.inner.pause(ref))
 
     async def resume(self, ref: SandboxRef) -> None:
-        await self._call("resume", self.inner.resume(ref))
+        await self._call("resume", ref, lambda: self.inner.resume(ref))
 
     async def destroy(self, ref: SandboxRef) -> None:
-        await self._call("destroy", self.inner.destroy(ref))
+        await self._call("destroy", ref, lambda: self.inner.destroy(ref))
