@@ -42,7 +42,8 @@ def provider() -> TracerProvider:
     """This process's tracer provider, made on first use from the OTEL_* environment."""
     global _provider
     if _provider is None:
-        _provider = TracerProvider(resource=Resource.create({"service.name": "agentledger"}))  # OTEL_SERVICE_NAME wins
+        name = os.environ.get("OTEL_SERVICE_NAME") or "agentledger"
+        _provider = TracerProvider(resource=Resource.create({"service.name": name}))
         if exporting():
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
