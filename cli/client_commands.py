@@ -32,6 +32,7 @@ GROUP_HELP = {
     "handoff": "Hand a session over to one actor or broadcast it to several.",
     "events": "Read or follow the event log.",
     "sandbox": "Sandboxes: the working environments sessions run in.",
+    "quarantine": "Messages of the log the engine refused to apply.",
 }
 HELP = {
     "project.create": "Create a project.",
@@ -62,6 +63,7 @@ HELP = {
     "session.tree": "Show the delegation tree under a session.",
     "events.read": "Read one page of the event log.",
     "sandbox.get": "Show one sandbox.",
+    "quarantine.list": "List log messages skipped because they failed admission.",
 }
 COMMAND_SPEC = Spec(common=frozenset({"actor", "command_id", "correlation_id", "causation_id"}),
                     env_defaults={"actor": ("AGENTLEDGER_ACTOR", "usr_cli")}, unprefixed=frozenset({"config", "options"}))
@@ -92,7 +94,7 @@ def group(name: str) -> typer.Typer:
 
 def _send(kind: str, name: str, struct: type[msgspec.Struct], options: list[FieldOption],
           values: dict[str, Any]) -> None:
-    """Validate, send, print; exit 1 on any error reply."""
+    """Validate, send, print; exit with `output.exit_code` of the reply."""
     target = transport.Target(values.pop("nats_url"), values.pop("prefix"), values.pop("tenant"), values.pop("timeout"))
     as_json = values.pop("json_")
     reply_type: type[CommandReply] | type[QueryReply] = CommandReply if kind == "command" else QueryReply
@@ -106,7 +108,10 @@ def _send(kind: str, name: str, struct: type[msgspec.Struct], options: list[Fiel
         reply = msgspec.json.decode(data, type=reply_type)
     except msgspec.ValidationError:  # a reply this CLI does not know how to read: show it as it is
         output.raw(data)
-        raise typer.Exit(0 if msgspec.json.decode(data).get("ok") else 1) from None
+        loose = msgspec.json.decode(data)
+        retryable = isinstance(loose.get("error"), dict) and loose["error"].get("retryable") is True
+        raise typer.Exit(output.EXIT_OK if loose.get("ok") else
+                         output.EXIT_RETRYABLE if retryable else output.EXIT_REFUSED) from None
     if as_json:
         output.raw(data)
     elif isinstance(reply, CommandReply):
@@ -114,7 +119,7 @@ def _send(kind: str, name: str, struct: type[msgspec.Struct], options: list[Fiel
     else:
         output.query_reply(name, reply)
     if not reply.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(output.exit_code(reply.error))
 
 
 def _make(kind: str, name: str, struct: type[msgspec.Struct], spec: Spec) -> Callable[..., None]:

@@ -9,9 +9,10 @@ from collections.abc import Coroutine
 from typing import Annotated, Any
 
 import msgspec
+import nats.errors
 import typer
 from nats.aio.client import Client
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from cli import output, transport
 from cli.transport import Json, NatsUrl, Prefix, Stream, Target, Tenant, Timeout
@@ -22,7 +23,7 @@ from projections.views import session_view, thread_view, tree
 from schemas.errors import DomainError, EntityDetails, NotFound, Unavailable
 from schemas.queries import SessionView, ThreadView, TreeNode
 
-ThreadOpt = Annotated[str, typer.Option("--thread", callback=transport.check_thread, help="thread id (thd_…)")]
+ThreadOpt = Annotated[str, typer.Option("--thread-id", callback=transport.check_thread, help="thread id (thd_…)")]
 
 
 class Replay(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,19 +41,27 @@ async def _open_store(target: Target, stream: str, nc: Client) -> EventStore:
     except NotFoundError:
         raise DomainError(NotFound(message=f"stream {stream} not found (check --stream)",
                                    details=EntityDetails(kind="stream", id=stream))) from None
+    except (ServiceUnavailableError, nats.errors.NoRespondersError):
+        raise DomainError(Unavailable(message=f"NATS at {target.nats_url} has no JetStream: this command reads the "
+                                              "event stream directly, so it needs the server the engine logs to",
+                                      retryable=False)) from None
+    except nats.errors.TimeoutError:
+        raise DomainError(Unavailable(message=f"JetStream at {target.nats_url} did not answer within "
+                                              f"{target.timeout:g}s")) from None
     return EventStore(nc, stream, timeout=target.timeout)
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
-    """Run a log command; its errors print like error replies and exit 1."""
+    """Run a log command; its errors print like error replies, in one line, with the same exit codes."""
     try:
         asyncio.run(coro)
     except DomainError as e:
         output.error(e.error)
-        raise typer.Exit(1) from None
-    except LogUnavailable as e:
-        output.error(Unavailable(message=f"the event log is unavailable: {e}"))
-        raise typer.Exit(1) from None
+        raise typer.Exit(output.exit_code(e.error)) from None
+    except (LogUnavailable, nats.errors.Error) as e:
+        error = Unavailable(message=f"the event log is unavailable: {str(e) or type(e).__name__}")
+        output.error(error)
+        raise typer.Exit(output.exit_code(error)) from None
 
 
 async def _tail(target: Target, stream: str, thread: str | None, start: int, as_json: bool, limit: int | None) -> None:
@@ -95,7 +104,7 @@ async def _tail(target: Target, stream: str, thread: str | None, start: int, as_
 
 
 def tail(
-    thread: Annotated[str | None, typer.Option("--thread", callback=transport.check_thread,
+    thread: Annotated[str | None, typer.Option("--thread-id", callback=transport.check_thread,
                                                help="only this thread's events (thd_…)")] = None,
     start: Annotated[int, typer.Option("--from", min=0, help="first position to show; 0 shows the whole log")] = 0,
     tenant: Tenant = transport.DEFAULT_TENANT,

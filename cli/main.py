@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import os
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Agent Ledger: threads, sessions and delegation on an event log.")
+EXIT_CODES = ("Exit codes: 0 done; 1 refused (an error reply); 2 bad usage; 75 retryable (NATS or the engine "
+              "unreachable, no reply in time, or an error marked retryable: repeat with the same --command-id).")
+app = typer.Typer(no_args_is_help=True, help="Agent Ledger: threads, sessions and delegation on an event log.",
+                  epilog=EXIT_CODES)
 
+
+def version() -> str:
+    """The installed distribution's version; pyproject.toml is the one place it is written."""
+    return metadata.version("agentledger")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"agentledger {version()}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -19,6 +32,8 @@ def root(
     log_format: Annotated[str, typer.Option(envvar="AGENTLEDGER_LOG_FORMAT",
                                             help="auto (human on a terminal, else JSON lines), json or human")] = "auto",
     log_level: Annotated[str, typer.Option(envvar="AGENTLEDGER_LOG_LEVEL", help="debug, info, warning, error")] = "info",
+    _version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                           help="print the version and exit")] = False,
 ) -> None:
     """Agent Ledger: threads, sessions and delegation on an event log."""
     from handlers.observability import logs

@@ -42,6 +42,19 @@ _STATUS_STYLE = {"active": "green", "idle": "cyan", "awaiting_hitl": "yellow", "
                  "locked": "yellow", "failed": "red", "archived": "dim", "open": "green", "deleted": "red"}
 
 
+# Exit codes: 0 done; 1 refused (an error reply, or bad input caught before sending); 2 bad usage
+# (an unknown option or a value of the wrong type); 75 (EX_TEMPFAIL) a retryable error: NATS or
+# the engine unreachable, no reply in time, or an error reply marked retryable; repeating the same
+# command with the same --command-id is then safe.
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_RETRYABLE = 0, 1, 2, 75
+
+
+def exit_code(e: Error | None) -> int:
+    if e is None:
+        return EXIT_OK
+    return EXIT_RETRYABLE if e.retryable else EXIT_REFUSED
+
+
 def raw(data: bytes | str) -> None:
     """Print JSON exactly as given (not through rich, which would wrap or restyle it)."""
     sys.stdout.write((data.decode() if isinstance(data, bytes) else data) + "\n")

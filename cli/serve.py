@@ -7,6 +7,7 @@ died, exits rather than stay alive and deaf. Being told to stop exits 0 whatever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -44,10 +45,8 @@ async def _until_stopped(stop: asyncio.Event, failed: asyncio.Event, failure: Ca
     while not stop.is_set():
         if (reason := failure()) is not None:
             return reason
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(failed.wait()), poll)
-        except TimeoutError:
-            pass
     return None
 
 
@@ -87,10 +86,7 @@ async def serve(config: EngineConfig, nats_url: str | None, data_dir: Path, port
               flush=True)
         reason = await _until_stopped(stop, engine.failed, failure)
     except Exception as e:  # one line, not a traceback: the reason is what an operator needs
-        if stop.is_set():
-            reason = None
-        else:
-            reason = f"{type(e).__name__}: {e}"
+        reason = None if stop.is_set() else f"{type(e).__name__}: {e}"
     finally:
         if stop.is_set():
             log.info("stopping: in-flight commands finish first")

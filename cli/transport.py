@@ -6,6 +6,7 @@ out of `--json`) exactly like an error reply from the engine.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ Prefix = Annotated[str, typer.Option("--prefix", envvar="AGENTLEDGER_PREFIX", ri
 Stream = Annotated[str, typer.Option("--stream", envvar="AGENTLEDGER_STREAM", rich_help_panel=PANEL,
                                      help="event stream to read the log from")]
 Timeout = Annotated[float, typer.Option("--timeout", min=0.1, rich_help_panel=PANEL,
-                                        help="seconds to wait for the server")]
+                                        help="seconds to wait for NATS and the reply, connecting included")]
 Json = Annotated[bool, typer.Option("--json", rich_help_panel=PANEL, help="print raw JSON instead of a summary")]
 
 DEFAULT_TENANT = "tnt_default"
@@ -67,34 +68,44 @@ class Target:
         return Subjects(self.prefix)
 
 
-async def _ignore(_: Exception) -> None:
-    """nats-py reports connection errors to a callback as well as raising them; we only want the raise."""
-
-
 async def connect(target: Target, on_closed: Callable[[], None] | None = None) -> Client:
-    """A connection for one request; with `on_closed`, a long-lived one that rides out reconnects."""
+    """A connection for one request; with `on_closed`, a long-lived one that rides out reconnects.
+
+    `target.timeout` bounds the whole attempt: nats-py on its own retries a refused server for
+    about two minutes before giving up, whatever its connect timeout says.
+    """
+    last: list[BaseException] = []
+
+    async def remember(e: Exception) -> None:  # nats-py reports each failed attempt here as well
+        last.append(e)
 
     async def closed() -> None:
         if on_closed is not None:
             on_closed()
 
     try:
-        return await nats.connect(servers=[target.nats_url], connect_timeout=target.timeout,
-                                  allow_reconnect=on_closed is not None, error_cb=_ignore, closed_cb=closed)
+        return await asyncio.wait_for(
+            nats.connect(servers=[target.nats_url], connect_timeout=target.timeout,
+                         allow_reconnect=on_closed is not None, error_cb=remember, closed_cb=closed),
+            target.timeout)
     except Exception as e:  # nats-py raises several unrelated types for "could not connect"
-        raise DomainError(Unavailable(message=f"cannot reach NATS at {target.nats_url}: "
-                                              f"{str(e) or type(e).__name__}")) from None
+        cause = last[-1] if last else e
+        raise DomainError(Unavailable(message=f"cannot reach NATS at {target.nats_url} within {target.timeout:g}s: "
+                                              f"{str(cause) or type(cause).__name__}")) from None
 
 
 async def request(target: Target, subject: str, body: bytes) -> bytes:
-    """Send one request and return the reply's exact bytes."""
+    """Send one request and return the reply's exact bytes; `target.timeout` bounds connecting and
+    the reply together."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + target.timeout
     nc = await connect(target)
     try:
-        msg = await nc.request(subject, body, timeout=target.timeout)
+        msg = await nc.request(subject, body, timeout=max(deadline - loop.time(), 0.01))
     except nats.errors.NoRespondersError:
         raise DomainError(Unavailable(message=f"no engine answers on {subject} (check --nats-url and --prefix)")) from None
     except nats.errors.TimeoutError:
-        raise DomainError(Unavailable(message=f"no reply on {subject} within {target.timeout}s")) from None
+        raise DomainError(Unavailable(message=f"no reply on {subject} within {target.timeout:g}s")) from None
     finally:
         await nc.close()
     return msg.data

@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.context import Context
 from engine.outcomes import Accepted, Outcome, Unchanged, already_exists, illegal, not_found, thread_closed
+from engine.project_model import ProjectState
 from engine.sandbox_decisions import (
     bind_sandbox,
     decide_sandbox_create,
@@ -23,7 +24,6 @@ from engine.sandbox_decisions import (
     plan_session_start,
     plan_thread_archive,
 )
-from engine.project_model import ProjectState
 from engine.thread_model import Session, ThreadState
 from schemas.commands import (
     Command,
@@ -203,7 +203,7 @@ def decide_session_create(state: ThreadState, cmd: SessionCreate, ctx: Context) 
     _open_thread(state, cmd.NAME)
     if cmd.session_id in state.sessions:
         raise already_exists("session", cmd.session_id)
-    binding = bind_sandbox(cmd.sandbox, ctx.sandbox, ctx.mint, ctx.catalog)
+    binding = bind_sandbox(state, cmd.sandbox, ctx.sandbox, ctx.mint, ctx.catalog)
     return Accepted(SessionCreated(session_id=cmd.session_id, owner=cmd.owner, budget=cmd.budget, sandbox=binding),
                     CommandResult(session_id=cmd.session_id, sandbox_id=binding.sandbox_id if binding else None))
 
@@ -314,7 +314,7 @@ def decide_session_spawn(state: ThreadState, cmd: SessionSpawn, ctx: Context) ->
     if cmd.budget is not None and remaining is not None and cmd.budget > remaining:
         assert parent.budget is not None
         raise _capacity("budget", parent.budget - remaining, parent.budget, parent.session_id)
-    binding = bind_sandbox(cmd.sandbox, ctx.sandbox, ctx.mint, ctx.catalog)
+    binding = bind_sandbox(state, cmd.sandbox, ctx.sandbox, ctx.mint, ctx.catalog)
     edge_id = ctx.mint("sub_")
     return Accepted(SessionSpawned(session_id=cmd.session_id, parent_session_id=parent.session_id,
                                    root_session_id=parent.root_session_id, depth=parent.depth + 1, edge_id=edge_id,

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from schemas.commands import MAX_REQUEST_BYTES
 from schemas.errors import DomainError, InvalidCommand, InvalidCommandDetails, PathError, UnknownCommand, UnknownCommandDetails
 
 
@@ -17,6 +18,8 @@ def decode_request(table: dict[str, msgspec.json.Decoder[Any]], kind: str, name:
     decoder = table.get(name)
     if decoder is None:
         raise DomainError(UnknownCommand(message=f"unknown {kind} {name!r}", details=UnknownCommandDetails(command=name)))
+    if len(body) > MAX_REQUEST_BYTES:
+        raise too_large(kind, len(body), MAX_REQUEST_BYTES)
     try:
         return decoder.decode(body)
     except (msgspec.DecodeError, ValueError) as e:
@@ -26,3 +29,8 @@ def decode_request(table: dict[str, msgspec.json.Decoder[Any]], kind: str, name:
         error = PathError(path[:-1], message) if sep else PathError("$", text)
         raise DomainError(InvalidCommand(message=f"invalid {kind}: {text}",
                                          details=InvalidCommandDetails(errors=[error]))) from None
+
+
+def too_large(what: str, size: int, limit: int) -> DomainError:
+    message = f"{what} is {size} bytes, above the limit of {limit}"
+    return DomainError(InvalidCommand(message=message, details=InvalidCommandDetails(errors=[PathError("$", message)])))

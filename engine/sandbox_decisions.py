@@ -11,7 +11,16 @@ from engine.outcomes import Accepted, Mint, Outcome, Unchanged, already_exists, 
 from engine.sandbox_model import SandboxState
 from engine.thread_model import ThreadState
 from schemas.commands import SandboxCreate, SandboxDestroy, SandboxFork, SandboxPause, SandboxReportOutcome, SandboxResume
-from schemas.errors import DomainError, InvalidCommand, InvalidCommandDetails, PathError, Unsupported, UnsupportedDetails
+from schemas.errors import (
+    DomainError,
+    IllegalTransition,
+    IllegalTransitionDetails,
+    InvalidCommand,
+    InvalidCommandDetails,
+    PathError,
+    Unsupported,
+    UnsupportedDetails,
+)
 from schemas.events import (
     SandboxCreated,
     SandboxCreateRequested,
@@ -54,7 +63,26 @@ def _usable(sandbox: SandboxState | None, sandbox_id: str, command: str) -> Sand
 
 
 # -- binding a sandbox to a new session ---------------------------------------------------------
-def bind_sandbox(spec: SandboxSpec | None, sandbox: SandboxState | None, mint: Mint, catalog: Catalog) -> SandboxBinding | None:
+def _claimable(state: ThreadState, sandbox: SandboxState) -> None:
+    """A `continue` takes a sandbox over. Every claim on a sandbox is decided by one boundary,
+    its own thread's, so two sessions can never both take it: a sandbox of another thread (or of
+    none) is forked there instead, and one still held by a session of this thread is refused."""
+    sandbox_id = sandbox.sandbox_id
+    if sandbox.thread_id != state.thread_id:
+        where = f"thread {sandbox.thread_id}" if sandbox.thread_id else "no thread"
+        raise _invalid("$.sandbox.sandbox_id", f"sandbox {sandbox_id} belongs to {where}; only a session of its "
+                                               "own thread can continue it (fork it, or inherit it, instead)")
+    if sandbox_id in state.destroyed_sandboxes:
+        raise illegal("sandbox", sandbox_id, "destroyed", "sandbox.resume")
+    holder = state.sandbox_holder(sandbox_id)
+    if holder is not None:
+        raise DomainError(IllegalTransition(
+            message=f"sandbox {sandbox_id} is held by session {holder} until its run ends; inherit it to share it",
+            details=IllegalTransitionDetails(kind="sandbox", id=sandbox_id, from_="in_use", command="sandbox.resume")))
+
+
+def bind_sandbox(state: ThreadState, spec: SandboxSpec | None, sandbox: SandboxState | None, mint: Mint,
+                 catalog: Catalog) -> SandboxBinding | None:
     """Everything a binding needs is checked here, before anything is recorded."""
     if spec is None:
         return None
@@ -70,6 +98,7 @@ def bind_sandbox(spec: SandboxSpec | None, sandbox: SandboxState | None, mint: M
         case "continue":
             assert spec.sandbox_id is not None
             source = _usable(sandbox, spec.sandbox_id, "sandbox.resume")
+            _claimable(state, source)
             return SandboxBinding(sandbox_id=spec.sandbox_id, mode="continue", owned=True, shutdown=shutdown,
                                   provider=source.provider, options=source.options)
         case "fork":
@@ -180,6 +209,8 @@ def decide_sandbox_resume(state: SandboxState, cmd: SandboxResume) -> Outcome:
     _existing(state)
     if state.intent == "destroyed":
         raise illegal("sandbox", state.sandbox_id, "destroyed", cmd.NAME)
+    if cmd.thread_id is not None and state.thread_id is not None and cmd.thread_id != state.thread_id:
+        raise _invalid("$.thread_id", f"sandbox {state.sandbox_id} belongs to thread {state.thread_id}; it never moves")
     new_owner = cmd.owner_session_id is not None and cmd.owner_session_id != state.owner_session_id
     if state.intent == "running" and not new_owner:
         return Unchanged(_result(state.sandbox_id, "running"))

@@ -6,7 +6,6 @@ from __future__ import annotations
 from eventsourcing.domain import event
 
 from engine.boundary_model import BoundaryModel
-from schemas.sandboxes import SandboxOptions
 from schemas.events import (
     SandboxCreated,
     SandboxCreateRequested,
@@ -18,6 +17,7 @@ from schemas.events import (
     SandboxResumed,
     SandboxResumeRequested,
 )
+from schemas.sandboxes import SandboxOptions
 
 
 class SandboxState(BoundaryModel):

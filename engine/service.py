@@ -24,12 +24,11 @@ from engine.decisions import DECISIONS
 from engine.decoding import decode_request, decoders
 from engine.ids import Minter, with_ids
 from engine.outcomes import Unchanged, already_exists, log_unavailable, not_found, unexpected
-from engine.sandbox_model import SandboxState
 from engine.results import result_of
+from engine.sandbox_model import SandboxState
 from engine.store import ConcurrencyConflict, EventStore, LogUnavailable
 from engine.subjects import Subjects
 from engine.thread_model import ThreadState
-from schemas.sandboxes import ProviderCapabilities
 from projections.models import LedgerModels
 from schemas.commands import (
     COMMANDS,
@@ -55,6 +54,7 @@ from schemas.errors import (
 )
 from schemas.events import Envelope
 from schemas.replies import CommandReply
+from schemas.sandboxes import ProviderCapabilities
 
 log = logging.getLogger("agentledger.commands")
 

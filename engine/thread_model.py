@@ -13,7 +13,6 @@ from eventsourcing.domain import event
 
 from engine.boundary_model import BoundaryModel
 from schemas.common import BLOCKING_STATUSES, Actor, Summary
-from schemas.sandboxes import SandboxAction, SandboxBinding
 from schemas.events import (
     ForkPoint,
     HandoffBroadcasted,
@@ -35,6 +34,9 @@ from schemas.events import (
     ThreadUnarchived,
 )
 from schemas.queries import MergeEntry
+from schemas.sandboxes import SandboxAction, SandboxBinding
+
+_RUNNING = ("active", "awaiting_hitl")
 
 
 class Edge(msgspec.Struct, kw_only=True):
@@ -100,6 +102,8 @@ class ThreadState(BoundaryModel):
         self.created_position = 0
         self.forked_from: ForkPoint | None = None
         self.live_sandboxes: dict[str, str] = {}  # owned, not yet destroyed: sandbox id -> session id
+        self.released_sandboxes: set[str] = set()  # live, but their owner's run has ended since it took them
+        self.destroyed_sandboxes: set[str] = set()  # destroyed by this thread's decisions (maybe not yet by the provider)
         self.sessions: dict[str, Session] = {}
         self.edges: dict[str, Edge] = {}
         self.handoffs: dict[str, Handoff] = {}
@@ -124,10 +128,17 @@ class ThreadState(BoundaryModel):
         session.sandbox = binding
         if binding is not None and binding.owned:
             self.live_sandboxes[binding.sandbox_id] = session.session_id
+            self.released_sandboxes.discard(binding.sandbox_id)
 
     def delegation_ended(self, session: Session) -> bool:
         """A spawned child or handoff recipient whose edge to its parent is closed."""
         return session.edge_id is not None and self.edges[session.edge_id].status != "open"
+
+    def sandbox_holder(self, sandbox_id: str) -> str | None:
+        """The session that holds a sandbox of this thread: its owner, from taking it until the
+        end of the owner's run (and again when the owner runs again). A `continue` needs none."""
+        owner = self.live_sandboxes.get(sandbox_id)
+        return None if owner is None or sandbox_id in self.released_sandboxes else owner
 
     def held_by(self, session_id: str) -> list[str]:
         """Sandboxes paused for `session_id` under pause-until-parent-close: owned by a child of it
@@ -145,9 +156,18 @@ class ThreadState(BoundaryModel):
         for action in actions:
             if action.action == "destroy":
                 self.live_sandboxes.pop(action.sandbox_id, None)
+                self.released_sandboxes.discard(action.sandbox_id)
+                self.destroyed_sandboxes.add(action.sandbox_id)
 
     def _set_status(self, session: Session, status: str) -> None:
+        was_running = session.status in _RUNNING
         session.status = status
+        binding = session.sandbox
+        if binding is not None and self.live_sandboxes.get(binding.sandbox_id) == session.session_id:
+            if status in _RUNNING:
+                self.released_sandboxes.discard(binding.sandbox_id)
+            elif was_running:
+                self.released_sandboxes.add(binding.sandbox_id)
         if status in BLOCKING_STATUSES:
             self.blocking[session.session_id] = None
         else:

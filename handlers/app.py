@@ -24,21 +24,22 @@ from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from nats.aio.client import Client
 
+from engine import codec
 from engine.service import CommandService
+from engine.store import EventStore
+from engine.subjects import Subjects
 from handlers.durable import DurableWorker, Handler
 from handlers.effects import SandboxEffects
-from handlers.observability.connection import ConnectionWatch, Reconnect
 from handlers.observability import tracing
+from handlers.observability.connection import ConnectionWatch, Reconnect
 from handlers.observability.logs import bind
 from handlers.observability.metrics import EngineMetrics, ObservedProvider
 from handlers.process_manager import SandboxProcessManager, Send
 from handlers.providers.local import LocalProvider
-from engine.store import EventStore
-from engine.subjects import Subjects
 from projections.models import LedgerModels
 from projections.queries import QueryService
-from schemas.events import Envelope
 from schemas.errors import InvalidCommand, InvalidCommandDetails, PathError
+from schemas.events import Envelope
 from schemas.replies import CommandReply, QueryReply
 from schemas.sandboxes import ProviderCapabilities
 
@@ -63,6 +64,11 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         self.subjects = Subjects(self.prefix)
+
+
+def _too_large(size: int) -> InvalidCommand:
+    message = f"the reply would be {size} bytes, above the limit of {codec.MAX_REPLY_BYTES}; page or narrow the request"
+    return InvalidCommand(message=message, details=InvalidCommandDetails(errors=[PathError("$", message)]))
 
 
 def _bad_tenant(error: ValueError) -> InvalidCommand:
@@ -94,7 +100,10 @@ def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_
             with tracing.request_span(kind, name, tenant, raw.headers, raw.subject) as span:
                 reply = await execute(tenant, name, msg.body)
                 tracing.outcome(span, "ok" if reply.error is None else type(reply.error).__struct_config__.tag)
-                return _encode(reply)
+                data = _encode(reply)
+            if len(data) > codec.MAX_REPLY_BYTES:  # never hand NATS a message it refuses
+                return _encode(failed(_too_large(len(data))))
+            return data
 
         return handle
 
@@ -124,6 +133,10 @@ class Engine:
         self.metrics.read_counter("agentledger_append_conflicts", "Appends the log refused because another writer "
                                   "moved the boundary first (each is re-decided)",
                                   lambda: self.commands.conflicts if self.commands is not None else 0)
+        self.metrics.read_counters("agentledger_quarantined_events", "Log messages a reader skipped because they "
+                                   "failed admission (see `agentledger quarantine list`), by reader", ("reader",),
+                                   lambda: {("follower",): self.models.quarantine.count,
+                                            **{(w.durable,): w.quarantine.count for w in self.workers}})
         self.failure: str | None = None  # set when a NATS connection is lost for good: the process must exit
         self.failed = asyncio.Event()
         self._watches: list[ConnectionWatch] = []
@@ -267,7 +280,7 @@ def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send) -> 
     pm = SandboxProcessManager(send)
     durable = _durable_name(cfg.prefix, "pm")
     return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_all, durable,
-                         _with_log_ids(durable, pm.handle), ack_wait=cfg.worker_ack_wait)
+                         _with_log_ids(durable, pm.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait)
 
 
 def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, metrics: EngineMetrics | None = None) -> DurableWorker:
@@ -277,7 +290,7 @@ def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, metrics: En
     effects = SandboxEffects(store, cfg.subjects, providers, send)  # type: ignore[arg-type]
     durable = _durable_name(cfg.prefix, "fx")
     return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, durable,
-                         _with_log_ids(durable, effects.handle), ack_wait=cfg.worker_ack_wait)
+                         _with_log_ids(durable, effects.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait)
 
 
 def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
@@ -302,6 +315,9 @@ class EffectsProcess:
         self.nc: Client | None = None
         self.store: EventStore | None = None
         self.workers: list[DurableWorker] = []
+        self.metrics.read_counters("agentledger_quarantined_events", "Log messages a reader skipped because they "
+                                   "failed admission, by reader", ("reader",),
+                                   lambda: {(w.durable,): w.quarantine.count for w in self.workers})
         self.failure: str | None = None
         self.failed = asyncio.Event()
         self._watch = ConnectionWatch("effects", self._lost, self.metrics)

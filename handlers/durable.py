@@ -18,7 +18,9 @@ import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from engine import codec
+from engine import admission
+from engine.store import RawEvent
+from engine.subjects import Subjects
 from handlers.observability import tracing
 from schemas.events import Envelope
 
@@ -30,8 +32,10 @@ Handler = Callable[[Envelope, int], Awaitable[bool]]
 
 class DurableWorker:
     def __init__(self, js: JetStreamContext, stream: str, subject_filter: str, durable: str, handler: Handler,
-                 ack_wait: float = 30.0, retry_delay: float = 1.0) -> None:
+                 subjects: Subjects, ack_wait: float = 30.0, retry_delay: float = 1.0) -> None:
         self.js, self.stream, self.filter, self.durable = js, stream, subject_filter, durable
+        self.subjects = subjects
+        self.quarantine = admission.Quarantine()  # messages skipped because they failed admission
         self.handler = handler
         self.ack_wait, self.retry_delay = ack_wait, retry_delay
         self._task: asyncio.Task[None] | None = None
@@ -58,9 +62,15 @@ class DurableWorker:
                 await asyncio.sleep(self.retry_delay)
                 continue
             for msg in msgs:
+                position = int(msg.metadata.sequence.stream)
+                admitted = admission.admit(RawEvent(position, msg.subject, msg.data), self.subjects)
+                if isinstance(admitted, admission.Quarantined):
+                    self.quarantine.add(admitted)
+                    await msg.ack()
+                    continue
                 try:
                     with tracing.delivering(msg.headers):  # the handler continues the event's trace
-                        done = await self.handler(codec.decode(msg.data), int(msg.metadata.sequence.stream))
+                        done = await self.handler(admitted, position)
                 except Exception:
                     log.exception("%s: handler failed at %s", self.durable, msg.metadata.sequence.stream)
                     done = False

@@ -58,6 +58,10 @@ class SandboxEffects:
             return True
         tenant = envelope.tenant_id
         state = await self._state_at(tenant, data.sandbox_id, position)
+        if position not in state.pending:
+            # Its outcome is already recorded, or the boundary never took the request (quarantined:
+            # say, a forged second create): either way there is nothing to carry out.
+            return True
         provider = self.providers.get(state.provider)
         ref = SandboxRef(tenant, data.sandbox_id)
         op, location, error = "create", None, None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TypeVar
 
-from engine import codec
+from engine import admission
 from engine.boundary_model import BoundaryModel
 from engine.project_model import ProjectState
 from engine.sandbox_model import SandboxState
@@ -36,7 +36,8 @@ class LedgerModels:
         self._models: dict[str, BoundaryModel] = {}
         self._session_thread: dict[tuple[str, str], str] = {}
         self._project_threads: dict[tuple[str, str], list[str]] = {}
-        self.position = 0  # last stream position the live follower applied
+        self.position = 0  # last stream position the live follower applied (or quarantined)
+        self.quarantine = admission.Quarantine()
         self._moved = asyncio.Event()
 
     # -- models -------------------------------------------------------------------------------
@@ -94,19 +95,30 @@ class LedgerModels:
                 self._session_thread.setdefault((tenant, sid), model.thread_id)
 
     # -- feeds --------------------------------------------------------------------------------
-    def apply(self, envelope: Envelope, position: int) -> bool:
-        model = self._model_for(envelope)
-        if model is None or not model.apply(envelope, position):
+    def apply(self, envelope: Envelope, position: int, model: BoundaryModel | None = None) -> bool:
+        model = model or self._model_for(envelope)
+        if model is None or not admission.enter(model, envelope, position, self.quarantine, envelope.boundary):
             return False
         self._index(envelope, model)
         return True
 
+    def _admit(self, raw: RawEvent, model: BoundaryModel | None = None) -> None:
+        """Apply what the log holds at `raw.position` if `admission` lets it in; skip it otherwise."""
+        admitted = admission.admit(raw, self.subjects)
+        if isinstance(admitted, admission.Quarantined):
+            self.quarantine.add(admitted)
+            if model is not None:
+                admission.skip(model, raw.position)
+        else:
+            self.apply(admitted, raw.position, model)
+
     def follow(self, raw: RawEvent) -> None:
         """The live follower's feed: every event of the stream, in order. Events this engine
-        appended itself are already applied; they are not decoded a second time."""
+        appended itself are already applied; they are not decoded a second time. A quarantined
+        message counts as followed, so catching up never waits for it."""
         model = self._models.get(self.subjects.boundary_of(raw.subject))
         if model is None or model.position < raw.position:
-            self.apply(codec.decode(raw.data), raw.position)
+            self._admit(raw, model)
         self.position = raw.position
         self._moved.set()
         self._moved = asyncio.Event()
@@ -114,9 +126,7 @@ class LedgerModels:
     async def refresh(self, store: EventStore, model: BoundaryModel) -> None:
         """Bring one model up to the log's head for its boundary."""
         for raw in await store.read_latest(model.boundary, after=model.position):
-            envelope = codec.decode(raw.data)
-            if model.apply(envelope, raw.position):
-                self._index(envelope, model)
+            self._admit(raw, model)
 
     async def loaded(self, store: EventStore, model: M) -> M:
         """A boundary the follower has not shown yet is read from the log before anyone calls it absent."""

@@ -11,8 +11,8 @@ from engine.decoding import decode_request, decoders
 from engine.outcomes import log_unavailable, not_found, unexpected
 from engine.store import EventStore, LogUnavailable
 from engine.thread_model import ThreadState
-from projections.models import LedgerModels
 from projections.history import read_history
+from projections.models import LedgerModels
 from projections.views import sandbox_view, session_view, thread_row, thread_view, tree
 from schemas.errors import (
     DomainError,
@@ -21,10 +21,12 @@ from schemas.errors import (
 from schemas.queries import (
     QUERIES,
     EventsPage,
+    EventsRead,
+    QuarantineList,
+    QuarantineResult,
+    Query,
     SandboxGet,
     SandboxResult,
-    EventsRead,
-    Query,
     SessionGet,
     SessionResult,
     SessionTree,
@@ -99,6 +101,10 @@ class QueryService:
                 else:
                     raws = await read_history(self.store, self.models, await self._thread(tenant, query.thread_id),
                                               after=query.after, limit=query.limit)
-                events = [codec.stored(codec.decode(r.data), r.position) for r in raws]
-                return EventsPage(events=events, next_after=raws[-1].position if raws else query.after)
+                events, last = codec.stored_page(raws, self.models.subjects)
+                more = last is not None and last != raws[-1].position  # stopped at the byte limit
+                return EventsPage(events=events, next_after=query.after if last is None else last, more=more)
+            case QuarantineList():
+                quarantine = self.models.quarantine
+                return QuarantineResult(count=quarantine.count, entries=quarantine.entries(query.after, query.limit))
         raise AssertionError(f"unhandled query {query!r}")

@@ -14,6 +14,10 @@ from schemas.common import Actor, FailureMode, NonNegInt, PosInt, ProjectConfig,
 from schemas.ids import CommandId, ProjectId, SandboxId, SessionId, ThreadId
 from schemas.sandboxes import ProviderName, SandboxOp, SandboxOptions, SandboxSpec
 
+MAX_REQUEST_BYTES = 64 * 1024
+"""A command or query body above this is `invalid_command` before it is decoded. With the
+envelope around it an event stays far below NATS's default 1 MiB `max_payload`."""
+
 Reason = Annotated[str, Meta(max_length=2000)]
 Title = Annotated[str, Meta(max_length=300)]
 

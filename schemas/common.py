@@ -28,8 +28,9 @@ class Actor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 SYSTEM_ACTOR = Actor(kind="system", id="sys_engine")
 
-NonNegInt = Annotated[int, Meta(ge=0)]
-PosInt = Annotated[int, Meta(ge=1)]
+MAX_SAFE_INT = 2**53 - 1  # the largest integer every JSON reader (JavaScript's numbers) holds exactly
+NonNegInt = Annotated[int, Meta(ge=0, le=MAX_SAFE_INT)]
+PosInt = Annotated[int, Meta(ge=1, le=MAX_SAFE_INT)]
 Cap = Annotated[int, Meta(ge=1, le=1000)]
 
 DEFAULT_MAX_DEPTH = 4
@@ -50,7 +51,7 @@ class Summary(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
     outcome: Outcome
     text: SummaryText
-    deliverables: list[Annotated[str, Meta(max_length=2000)]] = []
+    deliverables: Annotated[list[Annotated[str, Meta(max_length=2000)]], Meta(max_length=100)] = []
 
 
 SessionStatus = Literal["idle", "active", "awaiting_hitl", "locked", "awaiting_merge", "failed", "archived"]

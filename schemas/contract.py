@@ -21,9 +21,9 @@ def json_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Agent Ledger wire contract",
-        "commands": {name: ref for name, ref in zip(commands, refs[:len(commands)], strict=True)},
-        "queries": {name: ref for name, ref in zip(queries, refs[len(commands):len(commands) + len(queries)],
-                                                   strict=True)},
+        "commands": dict(zip(commands, refs[:len(commands)], strict=True)),
+        "queries": dict(zip(queries, refs[len(commands):len(commands) + len(queries)],
+                                                   strict=True)),
         "replies": {"command": refs[-4], "query": refs[-3]},
         "events": {"envelope": refs[-2], "stored": refs[-1]},
         "$defs": components,

@@ -13,7 +13,7 @@ from eventsourcing.dcb.msgpack import Decision
 from msgspec import Meta
 
 from schemas.common import Actor, FailureMode, ProjectConfig, Summary
-from schemas.sandboxes import SandboxAction, SandboxBinding, SandboxOptions, SandboxOp
+from schemas.sandboxes import SandboxAction, SandboxBinding, SandboxOp, SandboxOptions
 
 SCHEMA_VERSION = 1
 

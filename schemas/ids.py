@@ -1,4 +1,9 @@
-"""Identifier shapes. Ids become NATS subject tokens, so the patterns forbid dots, wildcards and spaces."""
+"""Identifier shapes. Ids become NATS subject tokens and paths, so the patterns forbid dots,
+wildcards, spaces and separators.
+
+Every pattern is anchored so that it must match the whole string: msgspec (like `re.search` and
+`re.match`) lets `$` match before a trailing newline, so `ses_x\n` would pass a plain `^...$`.
+`(?!\n)$` rules that out and still reads the same in JSON Schema (ECMAScript) regexes."""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ from typing import Annotated, Any
 
 from msgspec import Meta
 
-_TAIL = r"[A-Za-z0-9_-]{1,64}$"
+END = r"(?!\n)$"  # the true end of the string, also for re.search / re.match
+_TAIL = r"[A-Za-z0-9_-]{1,64}" + END
 
 
 def id_pattern(prefix: str) -> str:
@@ -25,7 +31,7 @@ EdgeId = _id("sub_", "delegation edge")
 HandoffId = _id("hof_", "handoff")
 SummaryId = _id("sum_", "summary")
 SandboxId = _id("sbx_", "sandbox")
-CommandId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="client idempotency key")]
+CommandId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}" + END, description="client idempotency key")]
 
 TENANT_RE = id_pattern("tnt_")
 

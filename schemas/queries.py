@@ -8,9 +8,8 @@ import msgspec
 from msgspec import Meta
 
 from schemas.common import Actor, NonNegInt, Summary
-from schemas.events import StoredEvent
+from schemas.events import ForkPoint, StoredEvent
 from schemas.ids import ProjectId, SandboxId, SessionId, ThreadId
-from schemas.events import ForkPoint
 from schemas.sandboxes import SandboxBinding
 
 
@@ -52,7 +51,16 @@ class SandboxGet(Query, kw_only=True):
     sandbox_id: SandboxId
 
 
-QUERIES: dict[str, type[Query]] = {q.NAME: q for q in (ThreadGet, ThreadList, SessionGet, SessionTree, EventsRead, SandboxGet)}
+class QuarantineList(Query, kw_only=True):
+    """Messages of the log the engine skipped because they failed admission (an operator's query)."""
+
+    NAME: ClassVar[str] = "quarantine.list"
+    after: NonNegInt = 0
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+
+
+QUERIES: dict[str, type[Query]] = {q.NAME: q for q in (ThreadGet, ThreadList, SessionGet, SessionTree, EventsRead, SandboxGet,
+                                                        QuarantineList)}
 
 
 class SessionRef(msgspec.Struct, frozen=True):
@@ -164,6 +172,7 @@ class TreeResult(msgspec.Struct, frozen=True):
 class EventsPage(msgspec.Struct, frozen=True):
     events: list[StoredEvent]
     next_after: int
+    more: bool = False  # the page stopped at the reply's byte limit before `limit` events: ask again from next_after
 
 
 class SandboxView(msgspec.Struct, frozen=True, kw_only=True):
@@ -182,3 +191,17 @@ class SandboxView(msgspec.Struct, frozen=True, kw_only=True):
 
 class SandboxResult(msgspec.Struct, frozen=True):
     sandbox: SandboxView
+
+
+class Quarantined(msgspec.Struct, frozen=True, kw_only=True):
+    """A message of the log that no model applies, and why."""
+
+    position: int
+    subject: str
+    reason: str
+    tenant_id: str | None = None  # the subject's tenant token, when it is a well-formed one
+
+
+class QuarantineResult(msgspec.Struct, frozen=True, kw_only=True):
+    count: int  # quarantined since this engine started (entries keeps the most recent)
+    entries: list[Quarantined]

@@ -8,13 +8,13 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from schemas.ids import SandboxId
+from schemas.ids import END, SandboxId
 
 SandboxMode = Literal["new", "continue", "fork", "inherit"]
 ShutdownPolicy = Literal["destroy", "pause", "keep", "pause-until-parent-close"]
 SandboxStatus = Literal["creating", "running", "paused", "destroyed", "failed"]
 SandboxOp = Literal["create", "fork", "pause", "resume", "destroy"]
-ProviderName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+ProviderName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}" + END)]
 
 
 class SandboxOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):

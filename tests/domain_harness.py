@@ -14,10 +14,10 @@ from engine.outcomes import Accepted, Outcome
 from engine.project_model import ProjectState
 from engine.thread_model import ThreadState
 from schemas.commands import COMMANDS, Command
-from schemas.sandboxes import ProviderCapabilities
 from schemas.common import ProjectConfig
 from schemas.errors import DomainError
 from schemas.events import Envelope, ProjectCreated
+from schemas.sandboxes import ProviderCapabilities
 
 ACTOR = {"kind": "user", "id": "usr_t"}
 

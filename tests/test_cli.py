@@ -131,12 +131,12 @@ async def test_events_tail(cli: Cli, client: Client_, cli_env: dict[str, str]) -
     assert re.match(r"\s*1\s+\S+ \S+\s+project\.created\s+project=prj_p1\s+by usr_tester$", lines[0]), lines[0]
     assert "session.created" in lines[2] and "session=ses_a" in lines[2]
 
-    r = await cli("events", "tail", "--thread", "thd_t1", "--json", "--limit", "2")
+    r = await cli("events", "tail", "--thread-id", "thd_t1", "--json", "--limit", "2")
     events = [msgspec.json.decode(line, type=StoredEvent) for line in r.out.splitlines()]
     assert [(e.position, e.type) for e in events] == [(2, "thread.created"), (3, "session.created")]
 
     # live: the tail waits for an event that does not exist yet
-    tail = asyncio.ensure_future(cli("events", "tail", "--thread", "thd_t1", "--from", "5", "--limit", "1"))
+    tail = asyncio.ensure_future(cli("events", "tail", "--thread-id", "thd_t1", "--from", "5", "--limit", "1"))
     await asyncio.sleep(0.3)
     await client.ok("session.request_input", session_id="ses_a", prompt="?")
     r = await tail
@@ -150,19 +150,19 @@ async def test_replay_at_an_earlier_position(cli: Cli, client: Client_) -> None:
     await client.ok("session.spawn", parent_session_id="ses_a", session_id="ses_b", agent={"kind": "agent", "id": "agt_kid"})
     await client.ok("session.complete", session_id="ses_b", summary={"outcome": "partial", "text": "half"})
 
-    r = await cli("replay", "--thread", "thd_t1", "--at", str(created))
+    r = await cli("replay", "--thread-id", "thd_t1", "--at", str(created))
     assert r.code == 0 and re.search(r"ses_a\s+idle\s+agt_worker", r.out) and "ses_b" not in r.out, r
 
-    r = await cli("replay", "--thread", "thd_t1")
+    r = await cli("replay", "--thread-id", "thd_t1")
     assert r.code == 0, r
     assert re.search(r"ses_a\s+active\s+agt_worker", r.out) and re.search(r"ses_b\s+idle\s+agt_kid\s+1\s+ses_a", r.out)
     assert re.search(r"└── ses_b idle .*\[agent_spawn completed\]\s+partial: half", r.out), r.out
 
-    runs = [await cli("replay", "--thread", "thd_t1", "--json", *at) for at in (("--at", str(created)), ())]
+    runs = [await cli("replay", "--thread-id", "thd_t1", "--json", *at) for at in (("--at", str(created)), ())]
     assert [r.code for r in runs] == [0, 0], runs
     then, now = (msgspec.json.decode(r.out) for r in runs)
     assert then["thread"]["position"] == created and [s["status"] for s in then["sessions"]] == ["idle"]
     assert [s["status"] for s in now["sessions"]] == ["active", "idle"] and now["trees"][0]["children"]
 
-    r = await cli("replay", "--thread", "thd_t1", "--at", "1")  # position 1 is the project's, not the thread's
+    r = await cli("replay", "--thread-id", "thd_t1", "--at", "1")  # position 1 is the project's, not the thread's
     assert r.code == 1 and "error not_found:" in r.err and "no events at or before position 1" in r.err, r

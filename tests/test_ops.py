@@ -94,6 +94,18 @@ async def test_metrics_count_commands_by_outcome_latency_lag_and_provider_calls(
 
     await eventually(follower_caught_up, "the follower's lag is 0 once it applied the head")
 
+    # a message that fails admission is counted per reader that skipped it
+    await nc.jetstream().publish(f"{engine.config.prefix}.evt.tnt_acme.thr.thd_t1.junk", b"not an event",
+                                 stream=engine.config.stream)
+
+    async def quarantined() -> bool:
+        m = await samples(base)
+        return value(m, "agentledger_quarantined_events_total", reader="follower") == 1
+
+    await eventually(quarantined, "the follower's quarantine is counted")
+    fx = engine.workers[1]
+    assert value(await samples(base), "agentledger_quarantined_events_total", reader=fx.durable) == 0
+
 
 async def test_readyz_is_503_with_a_reason_until_the_follower_has_the_head(ops_engine: tuple[Engine, str],
                                                                             nc: Client) -> None:

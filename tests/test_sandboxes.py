@@ -13,8 +13,8 @@ import pytest
 from nats.aio.client import Client
 
 from handlers.app import Engine, EngineConfig
-from handlers.providers.local import LocalProvider
 from handlers.providers.base import SandboxRef
+from handlers.providers.local import LocalProvider
 from schemas.sandboxes import ProviderCapabilities
 from tests.conftest import AGENT, Client_, stream_messages
 from tests.sandbox_support import destroy_all, process_state, sandbox, sandbox_dirs, settled, writable
@@ -49,7 +49,7 @@ def root_of(engine: Engine) -> Path:
 
 
 async def base_sandbox(client: Client_, sandbox_id: str, paused: bool = False) -> dict[str, Any]:
-    await client.ok("sandbox.create", sandbox_id=sandbox_id, options={"command": ["sleep", "300"]})
+    await client.ok("sandbox.create", sandbox_id=sandbox_id, options={"command": ["sleep", "300"]}, thread_id="thd_t1")
     view = await settled(client, sandbox_id, "running")
     Path(view["location"], "notes.txt").write_text("from the base")
     if paused:

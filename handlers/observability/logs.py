@@ -12,13 +12,15 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
 
-_bound: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("agentledger_log_fields", default={})
+_NONE: Mapping[str, Any] = MappingProxyType({})
+_bound: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("agentledger_log_fields", default=_NONE)
 EXTRA_FIELDS = ("tenant", "command", "command_id", "event_id", "event_type", "position", "consumer")
 
 

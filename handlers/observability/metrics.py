@@ -70,7 +70,12 @@ class EngineMetrics:
 
     def read_counter(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """Export a counter kept elsewhere as a plain number (e.g. the service's append conflicts)."""
-        self.registry.register(_ReadCounter(name, documentation, read))
+        self.registry.register(_ReadCounter(name, documentation, lambda: {(): read()}))
+
+    def read_counters(self, name: str, documentation: str, labels: tuple[str, ...],
+                      read: Callable[[], dict[tuple[str, ...], float]]) -> None:
+        """The same, one series per label value (e.g. quarantined events per reader)."""
+        self.registry.register(_ReadCounter(name, documentation, read, labels))
 
     def commands_observed(self, execute: Execute) -> Execute:
         known = frozenset(COMMANDS)
@@ -98,11 +103,15 @@ class EngineMetrics:
 
 
 class _ReadCounter(Collector):
-    def __init__(self, name: str, documentation: str, read: Callable[[], float]) -> None:
-        self.name, self.documentation, self.read = name, documentation, read
+    def __init__(self, name: str, documentation: str, read: Callable[[], dict[tuple[str, ...], float]],
+                 labels: tuple[str, ...] = ()) -> None:
+        self.name, self.documentation, self.read, self.labels = name, documentation, read, labels
 
     def collect(self) -> Iterable[Metric]:
-        yield CounterMetricFamily(self.name, self.documentation, value=self.read())
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+        for values, value in self.read().items():
+            family.add_metric(list(values), value)
+        yield family
 
 
 class ObservedProvider:

@@ -1,0 +1,127 @@
+"""The CLI fails fast and says why: `--timeout` bounds connecting, a server without JetStream gets
+one line, retryable failures have their own exit code; plus `--version` and shell completion.
+
+Each case runs the installed console script against a real endpoint: a closed port, a port that
+accepts and never speaks, or a real nats-server started without JetStream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from importlib import metadata
+from pathlib import Path
+
+import nats
+import pytest
+
+from cli.output import EXIT_REFUSED, EXIT_RETRYABLE
+from engine.nats_server import free_port, nats_server_binary
+
+AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
+ENV = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTLEDGER_", "NATS_"))} | {
+    "COLUMNS": "200", "NO_COLOR": "1"}
+# nats-py alone retries a dead server for about 120 s; a run that is still going after this long
+# ignored --timeout.
+HANG = 60
+
+
+async def agentledger(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(AGENTLEDGER, *args, env=env or ENV, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), HANG)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A port that accepts connections and never sends the NATS greeting."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for w in held:
+        w.close()
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.fixture
+async def plain_nats(tmp_path: Path) -> AsyncIterator[str]:
+    """A real nats-server without JetStream."""
+    port = free_port()
+    log = (tmp_path / "nats.log").open("wb")
+    proc = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    url = f"nats://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                await (await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0)).close()
+                break
+            except Exception:
+                await asyncio.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait()
+        log.close()
+
+
+UNREACHABLE_RUNS = [
+    ("thread", "get", "--thread-id", "thd_x"),
+    ("session", "start", "--session-id", "ses_x"),
+    ("events", "tail", "--thread-id", "thd_x"),
+    ("replay", "--thread-id", "thd_x"),
+]
+
+
+async def test_timeout_bounds_connecting_to_a_closed_port() -> None:
+    url = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    runs = await asyncio.gather(*(agentledger(*args, "--nats-url", url, "--timeout", "0.5") for args in UNREACHABLE_RUNS))
+    for args, (code, out, err) in zip(UNREACHABLE_RUNS, runs, strict=True):
+        assert (code, out, len(err.splitlines())) == (EXIT_RETRYABLE, "", 1), (args, code, out, err)
+        assert err.startswith(f"error unavailable: cannot reach NATS at {url} within 0.5s: "), err
+        assert "Connect call failed" in err and err.endswith("(retryable)\n"), err
+
+
+async def test_timeout_bounds_connecting_to_a_server_that_never_answers(silent_port: int) -> None:
+    url = f"nats://127.0.0.1:{silent_port}"
+    runs = await asyncio.gather(*(agentledger(*args, "--nats-url", url, "--timeout", "0.5") for args in UNREACHABLE_RUNS))
+    for args, (code, out, err) in zip(UNREACHABLE_RUNS, runs, strict=True):
+        assert (code, out, len(err.splitlines())) == (EXIT_RETRYABLE, "", 1), (args, code, out, err)
+        assert err.startswith(f"error unavailable: cannot reach NATS at {url} within 0.5s"), err
+
+
+async def test_a_server_without_jetstream_gets_one_line(plain_nats: str) -> None:
+    log_commands = (("events", "tail"), ("replay", "--thread-id", "thd_x"))
+    runs = await asyncio.gather(*(agentledger(*args, "--nats-url", plain_nats) for args in log_commands))
+    for args, (code, out, err) in zip(log_commands, runs, strict=True):
+        assert (code, out) == (EXIT_REFUSED, ""), (args, code, err)
+        assert err.splitlines() == [f"error unavailable: NATS at {plain_nats} has no JetStream: this command reads "
+                                    "the event stream directly, so it needs the server the engine logs to"], err
+    # no engine there either: a request meets no responders, which is worth retrying
+    code, _, err = await agentledger("thread", "get", "--thread-id", "thd_x", "--nats-url", plain_nats)
+    assert code == EXIT_RETRYABLE and "no engine answers on ledger.qry.tnt_default.thread.get" in err, err
+
+
+async def test_version_and_shell_completion() -> None:
+    code, out, _ = await agentledger("--version")
+    assert (code, out) == (0, f"agentledger {metadata.version('agentledger')}\n")
+
+    def complete(words: str, cword: int) -> list[str]:
+        env = ENV | {"_AGENTLEDGER_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+        r = subprocess.run([AGENTLEDGER], env=env, capture_output=True, text=True, check=True)
+        return r.stdout.split()
+
+    assert complete("agentledger sess", 1) == ["session"]
+    assert complete("agentledger replay --thr", 2) == ["--thread-id"]
+    assert "request-input" in complete("agentledger session re", 2)
+    code, out, _ = await agentledger("--show-completion", "bash")
+    assert code == 0 and "_AGENTLEDGER_COMPLETE=complete_bash" in out, out
