@@ -69,10 +69,10 @@ async def main(url: str, prefix: str) -> None:
                                headers={H_EXPECTED_SEQ: str(last.get(thread, 0)), H_EXPECTED_SUBJECT: boundary})
         last[thread] = ack.seq
 
-    async def empty(tenant: str, name: str, body: bytes) -> CommandReply:
+    async def empty(tenant: str, name: str, body: bytes, *_: object) -> CommandReply:
         return EMPTY_REPLY
 
-    async def publish_once(tenant: str, name: str, body: bytes) -> CommandReply:
+    async def publish_once(tenant: str, name: str, body: bytes, *_: object) -> CommandReply:
         await append(body)
         return EMPTY_REPLY
 

@@ -73,7 +73,7 @@ class RawPublisher:
 
     async def ensure_stream(self) -> None:
         # Same stream configuration as the engine's event stream (file storage, R1, direct get).
-        await EventStore(self.nc, self.stream).ensure_stream([self.subjects.events_all])
+        await EventStore(self.nc, self.stream).ensure_stream(self.subjects.stream_subjects)
 
     async def run(self, lanes: int, per_lane: int, cpu: CpuMeter | None = None) -> Stats:
         filters = [self.subjects.thread_filter(TENANT, uid("thd_raw")) for _ in range(lanes)]

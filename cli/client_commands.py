@@ -78,6 +78,7 @@ def _connection_params() -> list[inspect.Parameter]:
         _P("nats_url", kw, annotation=transport.NatsUrl, default=transport.DEFAULT_URL),
         _P("prefix", kw, annotation=transport.Prefix, default=transport.DEFAULT_PREFIX),
         _P("timeout", kw, annotation=transport.Timeout, default=transport.DEFAULT_TIMEOUT),
+        _P("creds", kw, annotation=transport.Creds, default=None),
         _P("json_", kw, annotation=transport.Json, default=False),
     ]
 
@@ -95,7 +96,8 @@ def group(name: str) -> typer.Typer:
 def _send(kind: str, name: str, struct: type[msgspec.Struct], options: list[FieldOption],
           values: dict[str, Any]) -> None:
     """Validate, send, print; exit with `output.exit_code` of the reply."""
-    target = transport.Target(values.pop("nats_url"), values.pop("prefix"), values.pop("tenant"), values.pop("timeout"))
+    target = transport.Target(values.pop("nats_url"), values.pop("prefix"), values.pop("tenant"), values.pop("timeout"),
+                              values.pop("creds"))
     as_json = values.pop("json_")
     reply_type: type[CommandReply] | type[QueryReply] = CommandReply if kind == "command" else QueryReply
     subject = (target.subjects.command if kind == "command" else target.subjects.query)(target.tenant, name)

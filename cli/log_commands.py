@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from cli import output, transport
-from cli.transport import Json, NatsUrl, Prefix, Stream, Target, Tenant, Timeout
+from cli.transport import Creds, Json, NatsUrl, Prefix, Stream, Target, Tenant, Timeout
 from engine import codec
 from engine.store import EventStore, LogUnavailable, RawEvent
 from engine.thread_model import ThreadState
@@ -112,6 +112,7 @@ def tail(
     nats_url: NatsUrl = transport.DEFAULT_URL,
     prefix: Prefix = transport.DEFAULT_PREFIX,
     timeout: Timeout = transport.DEFAULT_TIMEOUT,
+    creds: Creds = None,
     json_: Json = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, hidden=True, help="stop after this many events")] = None,
 ) -> None:
@@ -119,7 +120,7 @@ def tail(
 
     With --json, each line is the stored event as JSON.
     """
-    _run(_tail(Target(nats_url, prefix, tenant, timeout), stream, thread, start, json_, limit))
+    _run(_tail(Target(nats_url, prefix, tenant, timeout, creds), stream, thread, start, json_, limit))
 
 
 async def _replay(target: Target, stream: str, thread: str, at: int | None, as_json: bool) -> None:
@@ -154,7 +155,8 @@ def replay(
     nats_url: NatsUrl = transport.DEFAULT_URL,
     prefix: Prefix = transport.DEFAULT_PREFIX,
     timeout: Timeout = transport.DEFAULT_TIMEOUT,
+    creds: Creds = None,
     json_: Json = False,
 ) -> None:
     """Rebuild a thread from the log alone, as it was at a position, and show it."""
-    _run(_replay(Target(nats_url, prefix, tenant, timeout), stream, thread, at, json_))
+    _run(_replay(Target(nats_url, prefix, tenant, timeout, creds), stream, thread, at, json_))

@@ -53,6 +53,10 @@ ReconnectBudget = Annotated[float, typer.Option(
     help="seconds to keep reconnecting to a lost NATS before exiting with 1 (negative: forever)")]
 ReconnectWait = Annotated[float, typer.Option(envvar="AGENTLEDGER_RECONNECT_WAIT",
                                               help="seconds between reconnect attempts")]
+Creds = Annotated[Path | None, typer.Option("--creds", envvar="NATS_CREDS",
+                                            help="this process's NATS credentials (.creds); the embedded server makes its own")]
+AuthDir = Annotated[Path, typer.Option("--auth-dir", envvar="AGENTLEDGER_AUTH_DIR",
+                                       help="the deployment's keys and admin.creds (embedded server)")]
 
 
 @app.command()
@@ -69,6 +73,8 @@ def serve(
     http_host: HttpHost = "127.0.0.1",
     reconnect_budget: ReconnectBudget = 120.0,
     reconnect_wait: ReconnectWait = 2.0,
+    creds: Creds = None,
+    auth_dir: AuthDir = Path(".agentledger/auth"),
 ) -> None:
     """Start an engine replica; Ctrl-C stops it cleanly (exit 0). Exits 1 when it cannot serve."""
     from cli.serve import HttpOptions
@@ -77,8 +83,8 @@ def serve(
     from handlers.observability.connection import Reconnect
 
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
-                          reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
-    raise typer.Exit(asyncio.run(run(config, nats_url, data_dir, port, HttpOptions(http_port, http_host))))
+                          creds=creds, reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
+    raise typer.Exit(asyncio.run(run(config, nats_url, data_dir, port, auth_dir, HttpOptions(http_port, http_host))))
 
 
 @app.command()
@@ -92,6 +98,7 @@ def effects(
     http_host: HttpHost = "127.0.0.1",
     reconnect_budget: ReconnectBudget = 120.0,
     reconnect_wait: ReconnectWait = 2.0,
+    creds: Creds = None,
 ) -> None:
     """Run only the sandbox effect handler (where the sandboxes live), next to engines elsewhere."""
     from cli.serve import HttpOptions
@@ -100,7 +107,8 @@ def effects(
     from handlers.observability.connection import Reconnect
 
     config = EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, sandbox_dir=sandbox_dir,
-                          worker_ack_wait=ack_wait, reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
+                          worker_ack_wait=ack_wait, creds=creds,
+                          reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
     raise typer.Exit(asyncio.run(run(config, HttpOptions(http_port, http_host))))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from engine.nats_server import EmbeddedNats
 from handlers.app import EffectsProcess, Engine, EngineConfig
+from handlers.auth.keys import Deployment
 from handlers.observability import tracing
 from handlers.observability.health import EngineProbe, WorkerProbe
 from handlers.observability.http import OpsServer
@@ -58,7 +59,7 @@ async def _quietly(what: str, step: Awaitable[None]) -> None:
         log.warning("%s: %s: %s", what, type(e).__name__, e)
 
 
-async def serve(config: EngineConfig, nats_url: str | None, data_dir: Path, port: int,
+async def serve(config: EngineConfig, nats_url: str | None, data_dir: Path, port: int, auth_dir: Path,
                 http: HttpOptions = HttpOptions()) -> int:
     stop = _stop_on_signals()
     embedded: EmbeddedNats | None = None
@@ -66,7 +67,15 @@ async def serve(config: EngineConfig, nats_url: str | None, data_dir: Path, port
     ops: OpsServer | None = None
     try:
         if nats_url is None:
-            embedded = EmbeddedNats(data_dir, port=port)
+            # Authentication on: the deployment's keys live in auth_dir (made on first run), the engine
+            # connects as itself, and admin.creds there is what the CLI picks up by default.
+            deployment = Deployment.open(auth_dir, config.prefix, config.stream)
+            if (deployment.prefix, deployment.stream) != (config.prefix, config.stream):
+                raise SystemExit(f"{auth_dir} was set up for prefix {deployment.prefix!r} and stream "
+                                 f"{deployment.stream!r}; use those or another --auth-dir")
+            config.creds = config.creds or deployment.creds_path("engine")
+            deployment.creds_path("admin")
+            embedded = deployment.embedded(data_dir, port=port)
             await embedded.start()  # refuses a port another server holds: we never serve on someone else's
             nats_url = embedded.url
         config.nats_url = nats_url

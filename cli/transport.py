@@ -10,6 +10,7 @@ import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import nats
@@ -47,6 +48,8 @@ Stream = Annotated[str, typer.Option("--stream", envvar="AGENTLEDGER_STREAM", ri
                                      help="event stream to read the log from")]
 Timeout = Annotated[float, typer.Option("--timeout", min=0.1, rich_help_panel=PANEL,
                                         help="seconds to wait for NATS and the reply, connecting included")]
+Creds = Annotated[str | None, typer.Option("--creds", envvar="NATS_CREDS", rich_help_panel=PANEL,
+                                           help="NATS credentials (.creds); default: the admin's of `make run`, if there")]
 Json = Annotated[bool, typer.Option("--json", rich_help_panel=PANEL, help="print raw JSON instead of a summary")]
 
 DEFAULT_TENANT = "tnt_default"
@@ -54,6 +57,14 @@ DEFAULT_URL = "nats://127.0.0.1:4222"
 DEFAULT_PREFIX = "ledger"
 DEFAULT_STREAM = "LEDGER"
 DEFAULT_TIMEOUT = 5.0
+DEFAULT_CREDS = Path(".agentledger/auth/admin.creds")  # written by `agentledger serve` with an embedded server
+
+
+def creds_file(given: str | None) -> str | None:
+    """The credentials to connect with: the given file, else the local deployment's admin, else none."""
+    if given:
+        return given
+    return str(DEFAULT_CREDS) if DEFAULT_CREDS.exists() else None
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,7 @@ class Target:
     prefix: str
     tenant: str
     timeout: float
+    creds: str | None = None
 
     @property
     def subjects(self) -> Subjects:
@@ -84,9 +96,11 @@ async def connect(target: Target, on_closed: Callable[[], None] | None = None) -
             on_closed()
 
     try:
+        creds = creds_file(target.creds)
         return await asyncio.wait_for(
             nats.connect(servers=[target.nats_url], connect_timeout=target.timeout,
-                         allow_reconnect=on_closed is not None, error_cb=remember, closed_cb=closed),
+                         allow_reconnect=on_closed is not None, error_cb=remember, closed_cb=closed,
+                         **({"user_credentials": creds} if creds else {})),
             target.timeout)
     except Exception as e:  # nats-py raises several unrelated types for "could not connect"
         cause = last[-1] if last else e

@@ -78,6 +78,9 @@ def admit(raw: RawEvent, subjects: Subjects) -> Envelope | Quarantined:
         return _refuse(raw, "not an event subject: <prefix>.evt.<tenant>.<kind>.<id>.<type>")
     tenant, kind_token, entity = parts[len(head):len(head) + 3]
     subject_type = ".".join(parts[len(head) + 3:])
+    project_token = None  # `thread.created` carries its project as a last token (Subjects.thread_created_subject)
+    if kind_token == "thr" and subject_type.startswith("thread.created."):
+        subject_type, project_token = "thread.created", subject_type.removeprefix("thread.created.")
     if not _TENANT.fullmatch(tenant):
         return _refuse(raw, f"tenant token {tenant!r} is not a tenant id")
     kind = _KINDS.get(kind_token)
@@ -99,6 +102,8 @@ def admit(raw: RawEvent, subjects: Subjects) -> Envelope | Quarantined:
     tag = type(data).__struct_config__.tag
     if envelope.type != subject_type or tag != subject_type:
         return _refuse(raw, f"types disagree: subject {subject_type!r}, envelope {envelope.type!r}, data {tag!r}", tenant)
+    if project_token is not None and getattr(data, "project_id", None) != project_token:
+        return _refuse(raw, f"project token {project_token[:80]!r} differs from the event's project", tenant)
     own = getattr(data, kind.id_field, entity)
     if own != entity:
         return _refuse(raw, f"{kind.id_field} {str(own)[:80]!r} differs from the subject's {entity!r}", tenant)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -9,12 +11,14 @@ from eventsourcing.dcb.domain import Selector, Slice
 
 from schemas.events import Envelope
 
+COMMAND_WINDOW = 1000  # command ids remembered per boundary: those of its last 1,000 events
+
 
 class CommandRecord(msgspec.Struct, frozen=True):
-    """An accepted command, remembered so that a repeated command_id answers from here."""
+    """An accepted command, remembered so that a repeated command_id answers from here (the event
+    itself is read back from the log by position: keeping every envelope would cost memory per event)."""
 
     command: str
-    envelope: Envelope
     position: int
 
 
@@ -32,8 +36,14 @@ class BoundaryModel(Slice[Any]):
         self.boundary = boundary
         self.position = 0
         self.exists = False  # set by the boundary's creating event
-        self.commands: dict[str, CommandRecord] = {}
+        self.commands: OrderedDict[str, CommandRecord] = OrderedDict()
         self._applying_position = 0
+        # Cache bookkeeping (projections/models.py), not state: `ready` once loaded from the log;
+        # `loading` while a load runs, `live_buffer` holding what the live follower saw meanwhile.
+        self.ready = False
+        self.since_snapshot = 0
+        self.loading: asyncio.Future[None] | None = None
+        self.live_buffer: list[Any] | None = None
 
     def consistency_boundary(self) -> Selector:
         return Selector(tags=[self.boundary])
@@ -43,6 +53,9 @@ class BoundaryModel(Slice[Any]):
             return False
         self._applying_position = position
         envelope.data.mutate(self)
-        self.commands[envelope.command_id] = CommandRecord(envelope.command, envelope, position)
+        self.commands[envelope.command_id] = CommandRecord(envelope.command, position)
+        if len(self.commands) > COMMAND_WINDOW:
+            self.commands.popitem(last=False)
         self.position = position
+        self.since_snapshot += 1
         return True

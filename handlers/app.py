@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import nats
@@ -22,12 +22,15 @@ import nats.errors
 from faststream import FastStream
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
+from faststream.nats.security import NatsCredentials
 from nats.aio.client import Client
 
 from engine import codec
 from engine.service import CommandService
+from engine.snapshots import SnapshotStore
 from engine.store import EventStore
 from engine.subjects import Subjects
+from handlers.auth.identity import TENANTS_BUCKET, TenantDirectory, authorize, identify
 from handlers.durable import DurableWorker, Handler
 from handlers.effects import SandboxEffects
 from handlers.observability import tracing
@@ -38,8 +41,8 @@ from handlers.process_manager import SandboxProcessManager, Send
 from handlers.providers.local import LocalProvider
 from projections.models import LedgerModels
 from projections.queries import QueryService
-from schemas.errors import InvalidCommand, InvalidCommandDetails, PathError
-from schemas.events import Envelope
+from schemas.errors import InvalidCommand, InvalidCommandDetails, PathError, Unavailable
+from schemas.events import Envelope, Principal
 from schemas.replies import CommandReply, QueryReply
 from schemas.sandboxes import ProviderCapabilities
 
@@ -56,10 +59,14 @@ class EngineConfig:
     queue_group: str = "agentledger"
     max_workers: int = 64
     catch_up_timeout: float = 60.0
+    cache_size: int = 10_000  # boundary models kept in memory; others are loaded from the log on demand
+    snapshot_every: int = 500  # events on a boundary between its snapshots (a load reads at most about this tail)
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     process_manager: bool = True
     worker_ack_wait: float = 30.0
     reconnect: Reconnect = field(default_factory=Reconnect)  # past its budget a lost NATS ends the process
+    creds: str | Path | None = None  # this replica's NATS credentials (.creds); None: the server needs none
+    tenants_bucket: str = TENANTS_BUCKET  # where `tenant add` records which account is which tenant
     subjects: Subjects = field(init=False)
 
     def __post_init__(self) -> None:
@@ -75,22 +82,37 @@ def _bad_tenant(error: ValueError) -> InvalidCommand:
     return InvalidCommand(message=str(error), details=InvalidCommandDetails(errors=[PathError("subject", str(error))]))
 
 
-CommandHandler = Callable[[str, str, bytes], Awaitable[CommandReply]]
+CommandHandler = Callable[[str, str, bytes, Principal], Awaitable[CommandReply]]
 QueryHandler = Callable[[str, str, bytes], Awaitable[QueryReply]]
 
 
+def connect_options(config: EngineConfig) -> dict[str, Any]:
+    return {} if config.creds is None else {"user_credentials": str(config.creds)}
+
+
 def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_query: QueryHandler,
-                 **connect_options: Any) -> NatsBroker:
+                 directory: TenantDirectory | None = None, **nats_options: Any) -> NatsBroker:
     # No dependency injection: the handlers need the raw message only, and FastStream's per-message
     # injection costs about 0.45 ms of CPU (a context manager run in a worker thread); measured in
     # BENCHMARKS.md. The decoder hands the handler the message itself.
-    broker = NatsBroker(config.nats_url, logger=None, apply_types=False, **connect_options)
+    security = None if config.creds is None else NatsCredentials(str(config.creds))
+    broker = NatsBroker(config.nats_url, logger=None, apply_types=False, security=security, **nats_options)
     subjects = config.subjects
 
     async def as_message(msg: NatsMessage, original: object = None) -> NatsMessage:
         return msg
 
-    def reply_to(kind: str, execute: CommandHandler | QueryHandler, failed: Callable[[InvalidCommand], object]) -> Any:
+    async def caller(msg: NatsMessage, tenant: str, kind: Literal["command", "query"]) -> Principal | Any:
+        """The authenticated principal, or the error to reply with (tenant from the broker, role allowed)."""
+        headers = msg.raw_message.headers
+        try:
+            who = await identify(headers, directory)
+        except Exception as e:  # the tenant directory could not be read: the caller may retry
+            log.warning("identify: %s", e)
+            return Unavailable(message="cannot check the caller's tenant now; retry")
+        return authorize(who, tenant, kind) or who.principal  # type: ignore[union-attr]
+
+    def reply_to(kind: Literal["command", "query"], failed: Callable[[Any], object]) -> Any:
         async def handle(msg: NatsMessage) -> bytes:
             raw = msg.raw_message
             try:
@@ -98,7 +120,13 @@ def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_
             except ValueError as e:
                 return _encode(failed(_bad_tenant(e)))
             with tracing.request_span(kind, name, tenant, raw.headers, raw.subject) as span:
-                reply = await execute(tenant, name, msg.body)
+                who = await caller(msg, tenant, kind)
+                if not isinstance(who, Principal):
+                    return _encode(failed(who))
+                if kind == "command":
+                    reply: CommandReply | QueryReply = await execute_command(tenant, name, msg.body, who)
+                else:
+                    reply = await execute_query(tenant, name, msg.body)
                 tracing.outcome(span, "ok" if reply.error is None else type(reply.error).__struct_config__.tag)
                 data = _encode(reply)
             if len(data) > codec.MAX_REPLY_BYTES:  # never hand NATS a message it refuses
@@ -109,10 +137,10 @@ def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_
 
     broker.subscriber(subjects.commands_all, queue=config.queue_group, max_workers=config.max_workers,
                       decoder=as_message, title="commands", description="`<prefix>.cmd.<tenant>.<command>`: JSON command body")(
-        reply_to("command", execute_command, lambda error: CommandReply(ok=False, error=error)))
+        reply_to("command", lambda error: CommandReply(ok=False, error=error)))
     broker.subscriber(subjects.queries_all, queue=config.queue_group, max_workers=config.max_workers,
                       decoder=as_message, title="queries", description="`<prefix>.qry.<tenant>.<query>`: JSON query body")(
-        reply_to("query", execute_query, lambda error: QueryReply(ok=False, error=error)))
+        reply_to("query", lambda error: QueryReply(ok=False, error=error)))
     return broker
 
 
@@ -123,7 +151,7 @@ class Engine:
         self.config = config
         self.nc: Client | None = None
         self.store: EventStore | None = None
-        self.models = LedgerModels(config.subjects)
+        self.models = LedgerModels(config.subjects, cache_size=config.cache_size, snapshot_every=config.snapshot_every)
         self.commands: CommandService | None = None
         self.queries: QueryService | None = None
         self.broker: NatsBroker | None = None
@@ -153,15 +181,16 @@ class Engine:
 
     async def start(self, serve: bool = True) -> None:
         cfg = self.config
-        self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-engine",
+        self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-engine", **connect_options(cfg),
                                      **self._watch("engine", self._refollow))
         self.store = EventStore(self.nc, cfg.stream)
         self.store.header_source = tracing.current_headers  # an appended event carries its command's trace
-        await self.store.ensure_stream([cfg.subjects.events_all], replicas=cfg.replicas)
+        await self.store.ensure_stream(cfg.subjects.stream_subjects, replicas=cfg.replicas)
+        self.models.snapshots = await SnapshotStore.open(self.store.js, cfg.stream, cfg.replicas)
+        # Nothing is replayed: models load on demand, and the follower starts at the stream's head.
         head = (await self.store.js.stream_info(cfg.stream)).state.last_seq
-        self._follower = await self.store.follow(cfg.subjects.events_all, 0, self.models.follow)
-        if not await self.models.wait_for(head, cfg.catch_up_timeout):
-            raise RuntimeError(f"read models did not catch up to position {head} in {cfg.catch_up_timeout}s")
+        self.models.position = head
+        self._follower = await self.store.follow(cfg.subjects.events_all, head, self.models.follow)
         self.commands = CommandService(self.store, self.models, cfg.subjects, catalog=provider_catalog())
         self.queries = QueryService(self.store, self.models)
         execute = self.metrics.commands_observed(self.commands.execute)
@@ -172,7 +201,8 @@ class Engine:
         for worker in self.workers:
             await worker.start()
         if serve:
-            self.broker = build_broker(cfg, execute, self.metrics.queries_observed(self.queries.execute),
+            directory = TenantDirectory(self.store.js, cfg.tenants_bucket)
+            self.broker = build_broker(cfg, execute, self.metrics.queries_observed(self.queries.execute), directory,
                                        **self._watch("broker"))
             await self.broker.start()
             # the server must hold our subscriptions before anyone is told we are ready
@@ -228,6 +258,7 @@ class Engine:
                 await follower.unsubscribe()
         except nats.errors.Error as e:  # the server went first; nothing left to drain
             log.warning("engine stop: %s", e)
+        await self.models.flush()
         if nc is not None and not nc.is_closed:
             try:
                 await nc.drain()
@@ -239,7 +270,7 @@ def asyncapi_app(config: EngineConfig | None = None) -> FastStream:
     """The same subscribers, unstarted, for `faststream docs` (AsyncAPI: channels, queue group).
     Payload schemas come from `agentledger schema` (msgspec), which AsyncAPI generation cannot read."""
 
-    async def never(tenant: str, name: str, body: bytes) -> Any:
+    async def never(tenant: str, name: str, body: bytes, principal: Principal | None = None) -> Any:
         raise AssertionError("documentation only")
 
     return FastStream(build_broker(config or EngineConfig(), never, never))
@@ -328,7 +359,7 @@ class EffectsProcess:
 
     async def start(self) -> None:
         cfg = self.config
-        self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-effects",
+        self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-effects", **connect_options(cfg),
                                      **self._watch.options(cfg.reconnect))
         self.store = EventStore(self.nc, cfg.stream)
         self.workers = [effects_worker(cfg, self.store, nats_sender(self.nc, cfg.subjects), self.metrics)]

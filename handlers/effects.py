@@ -42,7 +42,7 @@ REQUESTS = (SandboxCreateRequested, SandboxPauseRequested, SandboxResumeRequeste
 class SandboxEffects:
     def __init__(self, store: EventStore, subjects: Subjects, providers: dict[str, SandboxProvider], send: Send) -> None:
         self.store = store
-        self.models = LedgerModels(subjects)  # private: sandbox state as of each request
+        self.models = LedgerModels(subjects, cache_size=1000)  # private: sandbox state as of each request
         self.providers = providers
         self.send = send
 

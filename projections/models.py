@@ -1,20 +1,32 @@
-"""The read models every engine keeps in memory, fed from the log.
+"""The boundary models an engine keeps: a bounded cache of the ones in use, loaded from the log on demand.
 
-A boundary model here is both what queries read and what decisions are checked against.
-Three feeds apply events to it: the live follower, the engine's own successful appends, and
+A boundary model here is both what queries read and what decisions are checked against. The
+cache holds at most `cache_size` models (least recently used out first); any other boundary is
+loaded when asked for, from its snapshot (if any) plus the log's tail after it, by batched
+direct get. Three feeds then keep a loaded model current: the live follower (which starts at
+the stream's head, so a start never replays the log), the engine's own successful appends, and
 refresh reads after a conflict. `BoundaryModel.apply` ignores what it has already applied, so
-the feeds never double-count.
+the feeds never double-count; what the follower delivers while a model loads is buffered on
+the model and applied after the load.
+
+What decisions need beyond one boundary is found in the log by subject, not held whole here:
+a session's thread is the last token of its claim (`Subjects.session_claim_filter`), a
+project's threads the `thread.created` subjects carrying its id. Both facts never change, so a
+bounded cache of session -> thread answers repeats; an absent answer is always read fresh.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import OrderedDict
 from typing import TypeVar
 
-from engine import admission
+from engine import admission, snapshots
 from engine.boundary_model import BoundaryModel
 from engine.project_model import ProjectState
 from engine.sandbox_model import SandboxState
+from engine.snapshots import SnapshotStore
 from engine.store import EventStore, RawEvent
 from engine.subjects import Subjects
 from engine.thread_model import ThreadState
@@ -24,31 +36,69 @@ from schemas.events import (
     HandoffTransferred,
     SessionCreated,
     SessionSpawned,
-    ThreadCreated,
 )
 
 M = TypeVar("M", ThreadState, ProjectState, SandboxState)
+log = logging.getLogger("agentledger.models")
+
+
+def introduced_sessions(data: object) -> list[str]:
+    """The session ids an event brings into being (each must be unique in its tenant)."""
+    if isinstance(data, (SessionCreated, SessionSpawned)):
+        return [data.session_id]
+    if isinstance(data, HandoffTransferred):
+        return [data.recipient.session_id]
+    if isinstance(data, HandoffBroadcasted):
+        return [r.session_id for r in data.recipients]
+    return []
 
 
 class LedgerModels:
-    def __init__(self, subjects: Subjects) -> None:
+    def __init__(self, subjects: Subjects, cache_size: int | None = None, snapshots: SnapshotStore | None = None,
+                 snapshot_every: int = 500) -> None:
+        """`cache_size=None` keeps every model (a replay of the whole log); an engine passes a bound."""
         self.subjects = subjects
-        self._models: dict[str, BoundaryModel] = {}
-        self._session_thread: dict[tuple[str, str], str] = {}
-        self._project_threads: dict[tuple[str, str], list[str]] = {}
+        self.cache_size = cache_size
+        self.snapshots = snapshots
+        self.snapshot_every = snapshot_every
+        self._models: OrderedDict[str, BoundaryModel] = OrderedDict()
+        self._session_thread: OrderedDict[tuple[str, str], str] = OrderedDict()
         self.position = 0  # last stream position the live follower applied (or quarantined)
         self.quarantine = admission.Quarantine()
         self._moved = asyncio.Event()
+        self._writes: set[asyncio.Task[None]] = set()
+        self.loads = 0  # boundaries read from the log (cache misses)
+        self.evictions = 0
 
-    # -- models -------------------------------------------------------------------------------
+    # -- the cache ----------------------------------------------------------------------------
     def _get(self, kind: type[M], tenant: str, boundary: str, entity_id: str) -> M:
         model = self._models.get(boundary)
         if model is None:
             model = self._models[boundary] = kind(tenant, boundary, entity_id)
+            self._evict()
+        else:
+            self._models.move_to_end(boundary)
         assert isinstance(model, kind)
         return model
 
+    def _evict(self) -> None:
+        if self.cache_size is None:
+            return
+        for _ in range(len(self._models)):
+            if len(self._models) <= self.cache_size:
+                return
+            boundary, model = next(iter(self._models.items()))
+            if model.loading is not None:  # a load in flight keeps its buffer reachable
+                self._models.move_to_end(boundary)
+                continue
+            del self._models[boundary]
+            self.evictions += 1
+
+    def __len__(self) -> int:
+        return len(self._models)
+
     def thread(self, tenant: str, thread_id: str) -> ThreadState:
+        """The cached model, or a new one not yet loaded: `await loaded(...)` before deciding on it."""
         return self._get(ThreadState, tenant, self.subjects.thread_filter(tenant, thread_id), thread_id)
 
     def project(self, tenant: str, project_id: str) -> ProjectState:
@@ -71,36 +121,53 @@ class LedgerModels:
             return self.sandbox(envelope.tenant_id, entity)
         return None
 
-    # -- indexes ------------------------------------------------------------------------------
+    # -- what lies beyond one boundary -----------------------------------------------------
     def locate_session(self, tenant: str, session_id: str) -> str | None:
-        """The thread a session belongs to; immutable once known, so never stale."""
-        return self._session_thread.get((tenant, session_id))
+        """The thread a session belongs to if this replica has seen it; immutable, so never stale."""
+        found = self._session_thread.get((tenant, session_id))
+        if found is not None:
+            self._session_thread.move_to_end((tenant, session_id))
+        return found
 
-    def project_threads(self, tenant: str, project_id: str) -> list[str]:
-        return self._project_threads.get((tenant, project_id), [])
+    def _note_session(self, tenant: str, session_id: str, thread_id: str) -> None:
+        self._session_thread[(tenant, session_id)] = thread_id
+        if self.cache_size is not None and len(self._session_thread) > 16 * self.cache_size:
+            self._session_thread.popitem(last=False)
+
+    async def resolve_session(self, store: EventStore, tenant: str, session_id: str,
+                              timeout: float | None = None) -> str | None:
+        """Find a session's thread: from the cache, else from its claim in the log (read from the
+        stream leader on a replicated stream, so an acknowledged session is never reported absent)."""
+        found = self.locate_session(tenant, session_id)
+        if found is None:
+            subject = await store.last_subject(self.subjects.session_claim_filter(tenant, session_id))
+            if subject is not None:
+                found = self.subjects.entity_of(subject)
+                self._note_session(tenant, session_id, found)
+        return found
+
+    async def project_threads(self, store: EventStore, tenant: str, project_id: str) -> list[str]:
+        subjects = await store.last_subjects(self.subjects.project_threads_filter(tenant, project_id))
+        return [self.subjects.entity_of(s) for s in subjects]
 
     def _index(self, envelope: Envelope, model: BoundaryModel) -> None:
-        data, tenant = envelope.data, envelope.tenant_id
         if isinstance(model, ThreadState):
-            new_sessions: list[str] = []
-            if isinstance(data, (SessionCreated, SessionSpawned)):
-                new_sessions = [data.session_id]
-            elif isinstance(data, HandoffTransferred):
-                new_sessions = [data.recipient.session_id]
-            elif isinstance(data, HandoffBroadcasted):
-                new_sessions = [r.session_id for r in data.recipients]
-            elif isinstance(data, ThreadCreated):
-                self._project_threads.setdefault((tenant, data.project_id), []).append(data.thread_id)
-            for sid in new_sessions:
-                self._session_thread.setdefault((tenant, sid), model.thread_id)
+            for sid in introduced_sessions(envelope.data):
+                self._note_session(envelope.tenant_id, sid, model.thread_id)
 
     # -- feeds --------------------------------------------------------------------------------
     def apply(self, envelope: Envelope, position: int, model: BoundaryModel | None = None) -> bool:
+        """Fold one event in, whatever the model's load state (a replay of the log from the start)."""
         model = model or self._model_for(envelope)
         if model is None or not admission.enter(model, envelope, position, self.quarantine, envelope.boundary):
             return False
         self._index(envelope, model)
         return True
+
+    def applied(self, model: BoundaryModel, envelope: Envelope, position: int) -> None:
+        """The engine's own append landed: apply it, and snapshot the model if it has grown enough."""
+        self.apply(envelope, position, model)
+        self._maybe_snapshot(model)
 
     def _admit(self, raw: RawEvent, model: BoundaryModel | None = None) -> None:
         """Apply what the log holds at `raw.position` if `admission` lets it in; skip it otherwise."""
@@ -113,36 +180,75 @@ class LedgerModels:
             self.apply(admitted, raw.position, model)
 
     def follow(self, raw: RawEvent) -> None:
-        """The live follower's feed: every event of the stream, in order. Events this engine
-        appended itself are already applied; they are not decoded a second time. A quarantined
-        message counts as followed, so catching up never waits for it."""
+        """The live follower's feed: every event from the stream's head at start, in order. Only
+        models in the cache take it (a quarantined message counts as followed, so catching up never
+        waits for it); events this engine appended itself are not decoded again."""
         model = self._models.get(self.subjects.boundary_of(raw.subject))
-        if model is None or model.position < raw.position:
-            self._admit(raw, model)
+        if model is not None and model.position < raw.position:
+            if model.ready:
+                self._admit(raw, model)
+            elif model.live_buffer is not None:
+                model.live_buffer.append(raw)
         self.position = raw.position
         self._moved.set()
         self._moved = asyncio.Event()
 
-    async def refresh(self, store: EventStore, model: BoundaryModel) -> None:
-        """Bring one model up to the log's head for its boundary."""
-        for raw in await store.read_latest(model.boundary, after=model.position):
+    async def _read_tail(self, store: EventStore, model: BoundaryModel, latest: bool) -> None:
+        read = store.read_latest if latest else store.read
+        for raw in await read(model.boundary, after=model.position):
             self._admit(raw, model)
 
+    async def refresh(self, store: EventStore, model: BoundaryModel) -> None:
+        """Bring one model up to the log's head for its boundary (read from the leader when replicated)."""
+        if not model.ready:
+            await self.loaded(store, model)
+            if not await store.replicated():
+                return  # the load just read the leader's own log
+        await self._read_tail(store, model, latest=True)
+
     async def loaded(self, store: EventStore, model: M) -> M:
-        """A boundary the follower has not shown yet is read from the log before anyone calls it absent."""
-        if not model.exists:
-            await self.refresh(store, model)
+        """The model, read from the log first if this replica has not loaded it: its snapshot, then
+        the tail after it, then whatever the live follower delivered meanwhile."""
+        while not model.ready:
+            if model.loading is not None:
+                await asyncio.shield(model.loading)
+                continue
+            model.loading = asyncio.get_running_loop().create_future()
+            model.live_buffer = []
+            try:
+                if self.snapshots is not None and model.position == 0:
+                    data = await self.snapshots.get(model.boundary)
+                    if data is not None and snapshots.restore(model, data):
+                        model.since_snapshot = 0
+                await self._read_tail(store, model, latest=False)
+                for raw in model.live_buffer:
+                    if raw.position > model.position:
+                        self._admit(raw, model)
+                model.ready = True
+                self.loads += 1
+                model.loading.set_result(None)
+            except BaseException as e:
+                model.loading.set_exception(e)
+                model.loading.exception()  # retrieved: waiters re-raise it through the shield
+                raise
+            finally:
+                model.loading = None
+                model.live_buffer = None
+            self._maybe_snapshot(model)
         return model
 
-    async def resolve_session(self, store: EventStore, tenant: str, session_id: str, timeout: float) -> str | None:
-        """Find a session's thread; on a miss, first let the follower reach the tenant's head, so a
-        session another replica just created is found and an absent one is reported absent."""
-        found = self.locate_session(tenant, session_id)
-        if found is None:
-            head = await store.last_position(self.subjects.tenant_filter(tenant))
-            await self.wait_for(head, timeout)
-            found = self.locate_session(tenant, session_id)
-        return found
+    def _maybe_snapshot(self, model: BoundaryModel) -> None:
+        if self.snapshots is None or model.since_snapshot < self.snapshot_every or not model.ready:
+            return
+        model.since_snapshot = 0
+        task = asyncio.get_running_loop().create_task(self.snapshots.put(model))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def flush(self) -> None:
+        """Wait for snapshot writes in flight (before the connection closes)."""
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
 
     async def wait_for(self, position: int, timeout: float) -> bool:
         """Wait until the follower has applied `position` (read-your-writes across replicas)."""

@@ -73,15 +73,17 @@ class QueryService:
         thread_id = await self.models.resolve_session(self.store, tenant, session_id, self.wait_timeout)
         if thread_id is None:
             raise not_found("session", session_id)
-        return self.models.thread(tenant, thread_id)
+        return await self.models.loaded(self.store, self.models.thread(tenant, thread_id))
 
     async def _answer(self, tenant: str, query: Query) -> Any:
         match query:
             case ThreadGet():
                 return ThreadResult(thread_view(await self._thread(tenant, query.thread_id)))
             case ThreadList():
-                states = [self.models.thread(tenant, t) for t in self.models.project_threads(tenant, query.project_id)]
-                rows = [thread_row(s) for s in states if query.status in (None, s.status)]
+                ids = await self.models.project_threads(self.store, tenant, query.project_id)
+                states = [await self.models.loaded(self.store, self.models.thread(tenant, t)) for t in ids]
+                states.sort(key=lambda s: s.created_position)
+                rows = [thread_row(s) for s in states if s.exists and query.status in (None, s.status)]
                 return ThreadListResult(rows)
             case SessionGet():
                 state = await self._session_thread(tenant, query.session_id)

@@ -92,6 +92,12 @@ class UnsupportedDetails(ErrorDetails, kw_only=True):
     operation: str
 
 
+class ForbiddenDetails(ErrorDetails, kw_only=True):
+    principal: str
+    role: str
+    tenant: str
+
+
 class Error(msgspec.Struct, tag_field="code", frozen=True, kw_only=True):
     RETRYABLE: ClassVar[bool] = False
     message: str
@@ -150,6 +156,10 @@ class Unsupported(Error, tag="unsupported", kw_only=True):
     details: UnsupportedDetails
 
 
+class Forbidden(Error, tag="forbidden", kw_only=True):
+    details: ForbiddenDetails
+
+
 class Conflict(Error, tag="conflict", kw_only=True):
     retryable: bool = True
     details: ConflictDetails
@@ -167,7 +177,7 @@ class Internal(Error, tag="internal", kw_only=True):
 AnyError = (
     InvalidCommand | UnknownCommand | NotFound | AlreadyExists | ThreadClosed | ThreadNotEmpty
     | IllegalTransition | CapacityExceeded | CrossThread | CrossProject | VersionConflict
-    | HandoffRejected | Unsupported | Conflict | Unavailable | Internal
+    | HandoffRejected | Unsupported | Forbidden | Conflict | Unavailable | Internal
 )
 
 

@@ -6,7 +6,7 @@ One event per accepted command: the fact may touch several entities of its bound
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from eventsourcing.dcb.msgpack import Decision
@@ -224,6 +224,19 @@ AnyEvent = (
 )
 
 
+Role = Literal["member", "auditor", "admin", "engine"]
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """Who sent a command, as the broker authenticated it (never a field of the command): the
+    user named in its credentials, its role, and its public nkey when it is a tenant's user.
+    Commands from inside the engine's own account are the deployment's (`admin`) or the engine's."""
+
+    id: str
+    role: Role
+    key: str | None = None
+
+
 class Envelope(msgspec.Struct, kw_only=True, frozen=True):
     """What is stored as one JetStream message. The stream sequence is the position."""
 
@@ -237,6 +250,7 @@ class Envelope(msgspec.Struct, kw_only=True, frozen=True):
     correlation_id: str
     causation_id: str | None = None
     actor: Actor
+    principal: Principal | None = None  # absent on events written before principals were recorded
     at: str
     data: AnyEvent
 

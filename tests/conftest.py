@@ -1,5 +1,10 @@
-"""Fixtures: one real nats-server for the whole run (embedded, as the engine uses it), a fresh
-stream name per test so tests never see each other's events, and engines on top."""
+"""Fixtures: one real nats-server for the whole run (embedded, as the engine uses it, with
+authentication on: operator mode, one account per tenant), a fresh stream name per test so tests
+never see each other's events, and engines on top.
+
+`deployment` holds the keys; its exports are written for any subject prefix (`*`), so every
+test's private prefix works with the same tenant accounts. `nc` is the engine's identity;
+`client` sends as a member of its tenant (`client.as_(tenant=..., role=...)` as anyone else)."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import itertools
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import nats
@@ -17,25 +22,79 @@ from nats.aio.client import Client
 
 from engine.nats_server import EmbeddedNats, free_port
 from handlers.app import Engine, EngineConfig
+from handlers.auth.keys import Deployment
+from handlers.auth.tenants import add_tenant
 
 _counter = itertools.count()
 MONITOR_PORT: list[int] = []  # the session server's monitoring port, for failure reports
 
 
 @pytest.fixture(scope="session")
-async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path_factory.mktemp("nats"), port=free_port(), http_port=free_port())
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    """Operator, system, engine and tenant account keys for every server of the run."""
+    return Deployment.open(tmp_path_factory.mktemp("auth"), prefix="*", stream="*")
+
+
+@pytest.fixture(scope="session")
+async def nats_server(tmp_path_factory: pytest.TempPathFactory, deployment: Deployment) -> AsyncIterator[EmbeddedNats]:
+    server = deployment.embedded(tmp_path_factory.mktemp("nats"), port=free_port(), http_port=free_port())
     await server.start()
     MONITOR_PORT.append(server.http_port or 0)
     yield server
     await server.stop()
 
 
+def config_for(deployment: Deployment, url: str, **fields: Any) -> EngineConfig:
+    """An EngineConfig with the engine's credentials (for tests that run their own servers)."""
+    return EngineConfig(nats_url=url, creds=deployment.creds_path("engine"), **fields)
+
+
+async def connect(deployment: Deployment, url: str | list[str], role: Literal["engine", "effects", "admin"] = "admin",
+                  **options: Any) -> Client:
+    """A connection as one of the deployment's own identities (admin: reads everything, appends nothing)."""
+    return await nats.connect(servers=[url] if isinstance(url, str) else url,
+                              user_credentials=str(deployment.creds_path(role)), **options)
+
+
+class Tenants:
+    """Member/auditor connections to the session server, one per (tenant, role), made on first
+    use; a tenant's account is added (at run time, as `agentledger tenant add` does) first."""
+
+    def __init__(self, deployment: Deployment, url: str) -> None:
+        self.deployment, self.url = deployment, url
+        self._conns: dict[tuple[str, str], Client] = {}
+        self._added: set[str] = set()
+
+    async def add(self, tenant: str) -> None:
+        if tenant not in self._added:
+            await add_tenant(self.url, self.deployment, tenant)
+            self._added.add(tenant)
+
+    async def conn(self, tenant: str, role: str = "member", user: str = "usr_tester") -> Client:
+        key = (tenant, role)
+        if key not in self._conns:
+            await self.add(tenant)
+            creds = self.deployment.tenant_creds(tenant, user, role)  # type: ignore[arg-type]
+            self._conns[key] = await nats.connect(servers=[self.url], user_credentials=creds.raw())
+        return self._conns[key]
+
+    async def close(self) -> None:
+        for conn in self._conns.values():
+            await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def tenants(nats_server: EmbeddedNats, deployment: Deployment) -> AsyncIterator[Tenants]:
+    pool = Tenants(deployment, nats_server.url)
+    yield pool
+    await pool.close()
+
+
 @pytest.fixture
-def engine_config(nats_server: EmbeddedNats) -> EngineConfig:
-    """A private stream and subject prefix per test."""
+def engine_config(nats_server: EmbeddedNats, deployment: Deployment) -> EngineConfig:
+    """A private stream and subject prefix per test, and the engine's credentials."""
     n = next(_counter)
-    return EngineConfig(nats_url=nats_server.url, prefix=f"t{n}x{uuid.uuid4().hex[:6]}", stream=f"LEDGER_T{n}")
+    return config_for(deployment, nats_server.url, prefix=f"t{n}x{uuid.uuid4().hex[:6]}", stream=f"LEDGER_T{n}")
 
 
 @pytest.fixture
@@ -47,8 +106,10 @@ async def engine(engine_config: EngineConfig) -> AsyncIterator[Engine]:
 
 
 @pytest.fixture
-async def nc(nats_server: EmbeddedNats) -> AsyncIterator[Client]:
-    conn = await nats.connect(servers=[nats_server.url])
+async def nc(nats_server: EmbeddedNats, deployment: Deployment) -> AsyncIterator[Client]:
+    """The engine's own identity: reads every test's stream, and can write to it (to play a
+    compromised internal writer)."""
+    conn = await connect(deployment, nats_server.url, role="engine")
     yield conn
     await conn.close()
 
@@ -58,14 +119,28 @@ AGENT = {"kind": "agent", "id": "agt_worker"}
 
 
 class Client_:
-    """A protocol client as a user would write one: JSON over NATS request/reply."""
+    """A protocol client as a user would write one: JSON over NATS request/reply. With `tenants`,
+    it sends as a `role` user of the tenant it names (as a tenant's own client would); without,
+    through `nc` (the deployment's connection)."""
 
-    def __init__(self, nc: Client, config: EngineConfig, tenant: str = "tnt_acme") -> None:
-        self.nc, self.config, self.tenant = nc, config, tenant
+    def __init__(self, nc: Client | None, config: EngineConfig, tenant: str = "tnt_acme",
+                 tenants: Tenants | None = None, role: str = "member") -> None:
+        self.nc, self.config, self.tenant, self.tenants, self.role = nc, config, tenant, tenants, role
 
-    async def raw(self, subject: str, body: bytes, timeout: float = 5.0) -> dict[str, Any]:
+    def as_(self, tenant: str | None = None, role: str | None = None) -> Client_:
+        """The same client acting as another tenant's user, or in another role."""
+        return Client_(self.nc, self.config, tenant or self.tenant, self.tenants, role or self.role)
+
+    async def conn(self, tenant: str | None = None) -> Client:
+        if self.tenants is None:
+            assert self.nc is not None
+            return self.nc
+        return await self.tenants.conn(tenant or self.tenant, self.role)
+
+    async def raw(self, subject: str, body: bytes, timeout: float = 5.0, tenant: str | None = None) -> dict[str, Any]:
+        conn = await self.conn(tenant)
         try:
-            msg = await self.nc.request(subject, body, timeout=timeout)
+            msg = await conn.request(subject, body, timeout=timeout)
         except nats.errors.NoRespondersError:
             # Should never happen once an engine said it is ready; keep the server's view for the report.
             with urllib.request.urlopen(f"http://127.0.0.1:{MONITOR_PORT[0]}/connz?subs=1") as page:
@@ -74,10 +149,12 @@ class Client_:
 
     async def cmd(self, command: str, /, tenant: str | None = None, **fields: Any) -> dict[str, Any]:
         body = {"actor": USER, **fields}
-        return await self.raw(f"{self.config.prefix}.cmd.{tenant or self.tenant}.{command}", msgspec.json.encode(body))
+        tenant = tenant or self.tenant
+        return await self.raw(f"{self.config.prefix}.cmd.{tenant}.{command}", msgspec.json.encode(body), tenant=tenant)
 
     async def qry(self, query: str, /, tenant: str | None = None, **fields: Any) -> dict[str, Any]:
-        return await self.raw(f"{self.config.prefix}.qry.{tenant or self.tenant}.{query}", msgspec.json.encode(fields))
+        tenant = tenant or self.tenant
+        return await self.raw(f"{self.config.prefix}.qry.{tenant}.{query}", msgspec.json.encode(fields), tenant=tenant)
 
     async def ok(self, command: str, /, **fields: Any) -> dict[str, Any]:
         reply = await self.cmd(command, **fields)
@@ -91,8 +168,8 @@ class Client_:
 
 
 @pytest.fixture
-async def client(nc: Client, engine: Engine, engine_config: EngineConfig) -> Client_:
-    return Client_(nc, engine_config)
+async def client(nc: Client, engine: Engine, engine_config: EngineConfig, tenants: Tenants) -> Client_:
+    return Client_(nc, engine_config, tenants=tenants)
 
 
 async def stream_messages(nc: Client, stream: str) -> int:

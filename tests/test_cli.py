@@ -44,6 +44,7 @@ def cli_env(engine_config: EngineConfig) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
     return env | {"NATS_URL": engine_config.nats_url, "AGENTLEDGER_PREFIX": engine_config.prefix,
                   "AGENTLEDGER_STREAM": engine_config.stream, "AGENTLEDGER_TENANT": "tnt_acme",
+                  "NATS_CREDS": str(engine_config.creds),
                   "COLUMNS": "200", "NO_COLOR": "1"}
 
 
@@ -123,7 +124,7 @@ async def test_json_replies_nested_fields_and_views(cli: Cli, client: Client_) -
 async def test_events_tail(cli: Cli, client: Client_, cli_env: dict[str, str]) -> None:
     await client.setup_thread()
     await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT)
-    await client.ok("session.start", session_id="ses_a")
+    started = (await client.ok("session.start", session_id="ses_a"))["position"]  # after session ses_a's claim
 
     r = await cli("events", "tail", "--limit", "3")
     lines = r.out.splitlines()
@@ -136,11 +137,11 @@ async def test_events_tail(cli: Cli, client: Client_, cli_env: dict[str, str]) -
     assert [(e.position, e.type) for e in events] == [(2, "thread.created"), (3, "session.created")]
 
     # live: the tail waits for an event that does not exist yet
-    tail = asyncio.ensure_future(cli("events", "tail", "--thread-id", "thd_t1", "--from", "5", "--limit", "1"))
+    tail = asyncio.ensure_future(cli("events", "tail", "--thread-id", "thd_t1", "--from", str(started + 1), "--limit", "1"))
     await asyncio.sleep(0.3)
     await client.ok("session.request_input", session_id="ses_a", prompt="?")
     r = await tail
-    assert r.code == 0 and re.match(r"\s*5\s.*session\.input_requested\s+session=ses_a", r.out), r
+    assert r.code == 0 and re.match(rf"\s*{started + 1}\s.*session\.input_requested\s+session=ses_a", r.out), r
 
 
 async def test_replay_at_an_earlier_position(cli: Cli, client: Client_) -> None:

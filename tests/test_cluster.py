@@ -9,12 +9,13 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 import pytest
 from nats.js.api import StreamConfig
 
 from engine.nats_server import ClusterNode, EmbeddedNats, free_port
-from handlers.app import Engine, EngineConfig
+from handlers.app import Engine
+from handlers.auth.keys import Deployment
+from tests.conftest import config_for, connect
 from tests.replicas import Replicas
 from tests.test_delegation_race import run_width_race
 from tests.test_race import run_gate_race
@@ -23,14 +24,14 @@ TRIALS = 200
 
 
 @pytest.fixture(scope="module")
-async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[list[EmbeddedNats]]:
+async def cluster(tmp_path_factory: pytest.TempPathFactory, deployment: Deployment) -> AsyncIterator[list[EmbeddedNats]]:
     ports, routes = [free_port() for _ in range(3)], [free_port() for _ in range(3)]
-    nodes = [EmbeddedNats(Path(tmp_path_factory.mktemp(f"n{i}")), port=ports[i],
+    nodes = [deployment.embedded(Path(tmp_path_factory.mktemp(f"n{i}")), port=ports[i],
                           cluster=ClusterNode("ledger", f"n{i}", routes[i],
                                               tuple(p for j, p in enumerate(routes) if j != i)))
              for i in range(3)]
     await asyncio.gather(*(n.start() for n in nodes))
-    nc = await nats.connect(servers=[n.url for n in nodes])
+    nc = await connect(deployment, [n.url for n in nodes], role="engine")
     js = nc.jetstream()
     for _ in range(100):  # until the cluster has a JetStream meta leader
         try:
@@ -46,9 +47,9 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[lis
 
 
 @pytest.fixture
-async def r3_engines(cluster: list[EmbeddedNats]) -> AsyncIterator[tuple[Engine, Engine]]:
+async def r3_engines(cluster: list[EmbeddedNats], deployment: Deployment) -> AsyncIterator[tuple[Engine, Engine]]:
     name = uuid.uuid4().hex[:8]
-    configs = [EngineConfig(nats_url=node.url, prefix=f"c{name}", stream=f"R3_{name}", replicas=3,
+    configs = [config_for(deployment, node.url, prefix=f"c{name}", stream=f"R3_{name}", replicas=3,
                             process_manager=False) for node in cluster[:2]]
     a, b = Engine(configs[0]), Engine(configs[1])
     await a.start(serve=False)

@@ -23,7 +23,8 @@ DONE = {"outcome": "succeeded", "text": "ok"}
 
 async def start_effects(config: EngineConfig, sandbox_dir: Path, crash: bool) -> asyncio.subprocess.Process:
     env = {**os.environ, "NATS_URL": config.nats_url, "AGENTLEDGER_PREFIX": config.prefix,
-           "AGENTLEDGER_STREAM": config.stream, "AGENTLEDGER_SANDBOX_DIR": str(sandbox_dir)}
+           "AGENTLEDGER_STREAM": config.stream, "AGENTLEDGER_SANDBOX_DIR": str(sandbox_dir),
+           "NATS_CREDS": str(config.creds)}
     env.pop(CRASH_ENV, None)
     if crash:
         env[CRASH_ENV] = "1"

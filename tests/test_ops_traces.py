@@ -33,13 +33,15 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter.shutdown()  # stops keeping spans; the processor stays but stores nothing more
 
 
-async def events_with_trace(nc: Client, stream: str) -> list[tuple[str, str | None]]:
+async def events_with_trace(nc: Client, config: EngineConfig) -> list[tuple[str, str | None]]:
     """(event type, trace id of its `traceparent` header) for every event in the log."""
     js = nc.jetstream()
-    last = (await js.stream_info(stream)).state.last_seq
+    last = (await js.stream_info(config.stream)).state.last_seq
     out = []
     for seq in range(1, last + 1):
-        msg = await js.get_msg(stream, seq)
+        msg = await js.get_msg(config.stream, seq)
+        if not msg.subject.startswith(f"{config.prefix}.evt."):
+            continue  # a session claim, not an event
         parent = (msg.headers or {}).get("traceparent")
         out.append((codec.decode(msg.data).type, parent.split("-")[1] if parent else None))
     return out
@@ -93,7 +95,7 @@ async def test_spawn_to_provider_call_is_one_trace(traced_engine: Engine, nc: Cl
     client = await setup(nc, traced_engine.config)
     await spawn_with_sandbox(nc, client, {"traceparent": f"00-{TRACE}-{CLIENT_SPAN}-01"})
 
-    logged = await events_with_trace(nc, traced_engine.config.stream)
+    logged = await events_with_trace(nc, traced_engine.config)
     caused = [t for t, trace_id in logged if trace_id == TRACE]
     assert caused == ["session.spawned", "sandbox.create_requested", "sandbox.created"], logged
     # every other event carries a trace of its own, started by the engine
@@ -114,7 +116,7 @@ async def test_trace_crosses_to_an_effect_handler_running_on_its_own(engine: Eng
                                                                     tmp_path: Path) -> None:
     config = engine.config
     effects = EffectsProcess(EngineConfig(nats_url=config.nats_url, prefix=config.prefix, stream=config.stream,
-                                          sandbox_dir=tmp_path / "fx"))
+                                          sandbox_dir=tmp_path / "fx", creds=config.creds))
     await effects.start()
     try:
         client = await setup(nc, config)
@@ -123,7 +125,7 @@ async def test_trace_crosses_to_an_effect_handler_running_on_its_own(engine: Eng
         outcome = next(s for s in ours if s.name == "command sandbox.report_outcome")  # the request reached the engine
         assert chain_to_root(ours, outcome)[-3:] == [
             "handle sandbox.create_requested", "send sandbox.report_outcome", "command sandbox.report_outcome"]
-        assert (await events_with_trace(nc, config.stream))[-1] == ("sandbox.created", TRACE)
+        assert (await events_with_trace(nc, config))[-1] == ("sandbox.created", TRACE)
     finally:
         await effects.stop()
         await destroy_all(tmp_path / "fx")

@@ -113,8 +113,9 @@ async def test_bad_input_is_answered_at_once_and_appends_nothing(
     assert await stream_messages(nc, engine.config.stream) == before
 
 
-async def test_bad_tenant_token_and_bad_query_get_error_replies(client: Client_, engine: Engine) -> None:
-    reply = await client.raw(f"{engine.config.prefix}.cmd.acme.thread.create", b"{}")
+async def test_bad_tenant_token_and_bad_query_get_error_replies(client: Client_, engine: Engine, nc: Client) -> None:
+    # a tenant's credentials cannot even reach a malformed tenant token; the deployment's can
+    reply = await Client_(nc, engine.config).raw(f"{engine.config.prefix}.cmd.acme.thread.create", b"{}")
     assert reply["error"]["code"] == "invalid_command"
     reply = await client.raw(f"{engine.config.prefix}.qry.tnt_acme.thread.get", b'{"thread_id": 1}')
     assert reply["error"]["code"] == "invalid_command"

@@ -114,7 +114,7 @@ async def test_replicas_behind_one_queue_group_share_commands(engine_config: Eng
     a, b = Engine(engine_config), Engine(engine_config)
     await a.start()
     await b.start()
-    nc = await nats.connect(servers=[engine_config.nats_url])
+    nc = await nats.connect(servers=[engine_config.nats_url], user_credentials=str(engine_config.creds))
     try:
         prefix = engine_config.prefix
 

@@ -10,7 +10,8 @@ import pytest
 
 from engine.nats_server import EmbeddedNats, free_port
 from handlers.app import Engine, EngineConfig
-from tests.conftest import AGENT, Client_, stream_messages
+from handlers.auth.keys import Deployment
+from tests.conftest import AGENT, Client_, config_for, connect, stream_messages
 
 SUMMARY = {"outcome": "partial", "text": "half"}
 
@@ -29,7 +30,7 @@ async def _drive(client: Client_) -> dict[str, dict]:
 
 
 async def test_engine_restart_keeps_state_and_idempotency(engine_config: EngineConfig, nats_server: EmbeddedNats) -> None:
-    nc = await nats.connect(servers=[nats_server.url])
+    nc = await nats.connect(servers=[nats_server.url], user_credentials=str(engine_config.creds))
     first = Engine(engine_config)
     await first.start()
     client = Client_(nc, engine_config)
@@ -59,13 +60,13 @@ async def test_engine_restart_keeps_state_and_idempotency(engine_config: EngineC
 
 
 @pytest.mark.parametrize("kill", [True, False], ids=["server-killed", "server-stopped"])
-async def test_acknowledged_events_survive_a_server_restart(tmp_path: Path, kill: bool) -> None:
-    server = EmbeddedNats(tmp_path / "data", port=free_port())
+async def test_acknowledged_events_survive_a_server_restart(tmp_path: Path, kill: bool, deployment: Deployment) -> None:
+    server = deployment.embedded(tmp_path / "data", port=free_port())
     await server.start()
-    config = EngineConfig(nats_url=server.url, prefix="rs", stream="RS")
+    config = config_for(deployment, server.url, prefix="rs", stream="RS")
     engine = Engine(config)
     await engine.start()
-    nc = await nats.connect(servers=[server.url], max_reconnect_attempts=0)
+    nc = await connect(deployment, server.url, max_reconnect_attempts=0)
     client = Client_(nc, config)
     replies = await _drive(client)
     await nc.close()
@@ -75,11 +76,11 @@ async def test_acknowledged_events_survive_a_server_restart(tmp_path: Path, kill
     else:
         await server.stop()
 
-    server = EmbeddedNats(tmp_path / "data", port=server.port)
+    server = deployment.embedded(tmp_path / "data", port=server.port)
     await server.start()
     engine = Engine(config)
     await engine.start()
-    nc = await nats.connect(servers=[server.url])
+    nc = await connect(deployment, server.url)
     try:
         client = Client_(nc, config)
         assert engine.models.position == replies["complete"]["position"]

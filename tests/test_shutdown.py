@@ -22,7 +22,7 @@ AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 
 async def test_sigterm_finishes_in_flight_commands_and_applies_no_others(engine_config: EngineConfig,
                                                                          nc: Client, tmp_path: Path) -> None:
-    env = {**os.environ, "NATS_URL": engine_config.nats_url}
+    env = {**os.environ, "NATS_URL": engine_config.nats_url, "NATS_CREDS": str(engine_config.creds)}
     errors = open(tmp_path / "stderr", "wb")  # noqa: SIM115
     proc = await asyncio.create_subprocess_exec(
         AGENTLEDGER, "serve", "--prefix", engine_config.prefix, "--stream", engine_config.stream, "--no-effects",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 disable_created_metrics()  # the *_created series double the scrape and say nothing an operator uses
 
-Execute = Callable[[str, str, bytes], Awaitable[CommandReply]]
+Execute = Callable[..., Awaitable[CommandReply]]  # (tenant, name, body[, principal])
 Query = Callable[[str, str, bytes], Awaitable[QueryReply]]
 
 # Latency buckets around what a command costs here: a fraction of a millisecond to seconds.
@@ -80,11 +80,11 @@ class EngineMetrics:
     def commands_observed(self, execute: Execute) -> Execute:
         known = frozenset(COMMANDS)
 
-        async def observed(tenant: str, name: str, body: bytes) -> CommandReply:
+        async def observed(tenant: str, name: str, body: bytes, *principal: Any) -> CommandReply:
             started = time.perf_counter()
             label = name if name in known else "unknown"  # a client-chosen name must not mint series
             with bind(tenant=tenant, command=label):
-                reply = await execute(tenant, name, body)
+                reply = await execute(tenant, name, body, *principal)
             self.command_seconds.labels(label).observe(time.perf_counter() - started)
             self.commands.labels(label, _outcome(reply)).inc()
             return reply

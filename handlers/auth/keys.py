@@ -1,0 +1,227 @@
+"""The deployment's NATS keys on disk (operator mode): an operator, the system account, the
+engine's account and one account per tenant, each an nkey seed from which its JWT is signed
+again whenever it is needed. Users are issued as standard `.creds` files.
+
+Seeds are secrets: the directory is 0700 and every file 0600. Whoever holds this directory is
+the deployment (it can mint any credential); tenants only ever get a user's `.creds` file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nkeys
+from nats.aio.client import RawCredentials
+from nats_jwt.nkeys_ext import create_account_pair, create_operator_pair, create_user_pair
+from nats_jwt.v2.account_claims import AccountClaims, Export, Import
+from nats_jwt.v2.operator_claims import OperatorClaims
+from nats_jwt.v2.types import Permission
+from nats_jwt.v2.user_claims import UserClaims
+
+from engine.nats_server import EmbeddedNats
+from handlers.auth.permissions import (
+    ENGINE_ROLES,
+    ROLE_TAG,
+    TENANT_ROLES,
+    EngineRole,
+    Grant,
+    TenantRole,
+    engine_grant,
+    tenant_grant,
+)
+from schemas.ids import TENANT_RE
+
+ENGINE_ACCOUNT = "AGENTLEDGER"
+USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TENANT = re.compile(TENANT_RE)
+_CREDS = """-----BEGIN NATS USER JWT-----
+{jwt}
+------END NATS USER JWT------
+
+************************* IMPORTANT *************************
+NKEY Seed printed below can be used to sign and prove identity.
+NKEYs are sensitive and should be treated as secrets.
+
+-----BEGIN USER NKEY SEED-----
+{seed}
+------END USER NKEY SEED------
+
+*************************************************************
+"""
+
+
+def _secret(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _pub(kp: nkeys.KeyPair) -> str:
+    return kp.public_key.decode()
+
+
+def _permission(allow: tuple[str, ...], deny: tuple[str, ...]) -> Permission:
+    return Permission(allow=list(allow), deny=list(deny))
+
+
+@dataclass(frozen=True)
+class Creds:
+    """One user's credentials: what nats-py, nats.js and the nats CLI read as a `.creds` file."""
+
+    text: str
+    public_key: str
+
+    def raw(self) -> RawCredentials:
+        return RawCredentials(self.text)
+
+
+class Deployment:
+    """Keys of one deployment. `prefix` is the subject prefix the exports and permissions are
+    written for (a single `*` token serves any prefix: the test suite's private prefixes)."""
+
+    def __init__(self, root: Path, prefix: str, stream: str, operator: nkeys.KeyPair,
+                 system: nkeys.KeyPair, engine: nkeys.KeyPair) -> None:
+        self.root, self.prefix, self.stream = root, prefix, stream
+        self._operator, self._system, self._engine = operator, system, engine
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | Path, prefix: str = "ledger", stream: str = "LEDGER") -> Deployment:
+        """The deployment in `root`, created (with fresh keys) if there is none yet. Prefix and
+        stream are fixed when it is created."""
+        root = Path(root)
+        index = root / "deployment.json"
+        if not index.exists():
+            seeds = {k: p().seed.decode() for k, p in
+                     (("operator", create_operator_pair), ("system", create_account_pair),
+                      ("engine", create_account_pair))}
+            _secret(index, json.dumps({"prefix": prefix, "stream": stream, **seeds}, indent=1))
+        data = json.loads(index.read_text())
+        return cls(root, data["prefix"], data["stream"], nkeys.from_seed(data["operator"].encode()),
+                   nkeys.from_seed(data["system"].encode()), nkeys.from_seed(data["engine"].encode()))
+
+    @staticmethod
+    def exists(root: str | Path) -> bool:
+        return (Path(root) / "deployment.json").exists()
+
+    # -- accounts --------------------------------------------------------------------------
+    @property
+    def system_account(self) -> str:
+        return _pub(self._system)
+
+    @property
+    def engine_account(self) -> str:
+        return _pub(self._engine)
+
+    def operator_jwt(self) -> str:
+        claims = OperatorClaims(_pub(self._operator), "agentledger")
+        claims.nats.system_account = self.system_account
+        return claims.encode(self._operator)
+
+    def system_jwt(self) -> str:
+        return AccountClaims(self.system_account, "SYS").encode(self._operator)
+
+    def engine_jwt(self) -> str:
+        """The engine's account: JetStream on, and the command and query services exported
+        (singleton replies), each tenant importing only its own slice."""
+        claims = AccountClaims(self.engine_account, ENGINE_ACCOUNT)
+        limits = claims.nats.limits
+        # nats-jwt 0.2 names memory storage differently from the server; file storage is what we use.
+        limits.disk_storage, limits.streams, limits.consumer = -1, -1, -1
+        p = self.prefix
+        claims.nats.exports += [
+            Export(name="commands", subject=f"{p}.cmd.*.>", type="service", response_type="Singleton"),
+            Export(name="queries", subject=f"{p}.qry.*.>", type="service", response_type="Singleton"),
+        ]
+        return claims.encode(self._operator)
+
+    def _tenant_key(self, tenant: str, create: bool) -> nkeys.KeyPair | None:
+        if not _TENANT.match(tenant):
+            raise ValueError(f"tenant {tenant!r} must match {TENANT_RE}")
+        path = self.root / "tenants" / f"{tenant}.seed"
+        if not path.exists():
+            if not create:
+                return None
+            _secret(path, create_account_pair().seed.decode())
+        return nkeys.from_seed(path.read_text().strip().encode())
+
+    def tenants(self) -> list[str]:
+        return sorted(p.stem for p in (self.root / "tenants").glob("*.seed"))
+
+    def tenant_account(self, tenant: str, create: bool = True) -> str | None:
+        kp = self._tenant_key(tenant, create)
+        return None if kp is None else _pub(kp)
+
+    def tenant_jwt(self, tenant: str) -> str:
+        """A tenant's account: it imports its own command and query slices (with `share`, so the
+        engine is told which account and user sent each request) and nothing else."""
+        kp = self._tenant_key(tenant, True)
+        assert kp is not None
+        claims = AccountClaims(_pub(kp), tenant)
+        p, engine = self.prefix, self.engine_account
+        claims.nats.imports += [
+            Import(name="commands", subject=f"{p}.cmd.{tenant}.>", account=engine, type="service", share=True),
+            Import(name="queries", subject=f"{p}.qry.{tenant}.>", account=engine, type="service", share=True),
+        ]
+        return claims.encode(self._operator)
+
+    # -- users -----------------------------------------------------------------------------
+    def _user(self, account: nkeys.KeyPair, name: str, tags: list[str], grant: Grant) -> Creds:
+        if not USER_RE.match(name):
+            raise ValueError(f"user {name!r} must match {USER_RE.pattern}")
+        user = create_user_pair()
+        claims = UserClaims(_pub(user), name)
+        claims.nats.tags = tags
+        claims.nats.pub = _permission(grant.pub_allow, grant.pub_deny)
+        claims.nats.sub = _permission(grant.sub_allow, grant.sub_deny)
+        return Creds(_CREDS.format(jwt=claims.encode(account), seed=user.seed.decode()), _pub(user))
+
+    def engine_creds(self, role: EngineRole = "engine", name: str | None = None) -> Creds:
+        assert role in ENGINE_ROLES
+        return self._user(self._engine, name or role, [ROLE_TAG + role], engine_grant(self.prefix, role))
+
+    def system_creds(self) -> Creds:
+        return self._user(self._system, "sys", [], Grant())
+
+    def tenant_creds(self, tenant: str, user: str, role: TenantRole = "member") -> Creds:
+        if role not in TENANT_ROLES:
+            raise ValueError(f"role must be one of {', '.join(TENANT_ROLES)}")
+        kp = self._tenant_key(tenant, False)
+        if kp is None:
+            raise KeyError(f"no tenant {tenant}: add it first (agentledger tenant add {tenant})")
+        return self._user(kp, user, [ROLE_TAG + role], tenant_grant(self.prefix, tenant, role, self.stream))
+
+    # -- files -----------------------------------------------------------------------------
+    def creds_path(self, role: EngineRole) -> Path:
+        """Where this deployment keeps its own identities' creds (written on first use)."""
+        path = self.root / f"{role}.creds"
+        if not path.exists():
+            _secret(path, self.engine_creds(role).text)
+        return path
+
+    @staticmethod
+    def write(creds: Creds, path: str | Path) -> None:
+        _secret(Path(path), creds.text)
+
+    def server_config(self, resolver_dir: str | Path) -> str:
+        """The operator-mode part of a nats-server config: trust this operator, keep account JWTs
+        in a `full` resolver (updated at run time through the system account, no reload), and
+        preload the accounts known here so a fresh server knows them from the start."""
+        preload = {self.system_account: self.system_jwt(), self.engine_account: self.engine_jwt()}
+        for tenant in self.tenants():
+            preload[self.tenant_account(tenant) or ""] = self.tenant_jwt(tenant)
+        lines = "\n".join(f"  {k}: {v}" for k, v in preload.items())
+        return (f"operator: {self.operator_jwt()}\n"
+                f"system_account: {self.system_account}\n"
+                f'resolver: {{\n  type: full\n  dir: "{Path(resolver_dir).resolve()}"\n'
+                f"  allow_delete: false\n  interval: \"2m\"\n}}\n"
+                f"resolver_preload: {{\n{lines}\n}}\n")
+
+    def embedded(self, data_dir: str | Path, **options: object) -> EmbeddedNats:
+        """An embedded nats-server that trusts this deployment (account JWTs kept in `data_dir/jwt`)."""
+        return EmbeddedNats(data_dir, auth=self.server_config(Path(data_dir) / "jwt"), **options)  # type: ignore[arg-type]

@@ -1,0 +1,68 @@
+"""What each identity may do, as NATS subject permissions and as engine rules: the permission
+matrix in one place, pure (no keys, no I/O).
+
+Tenants are separated by accounts (a tenant account imports only its own slice of the command
+and query services); the subject permissions here narrow what a user can do inside its own
+account. Roles that the broker cannot tell apart by subject (a member and an auditor both reach
+the command service, so that the auditor gets a `forbidden` reply rather than a timeout) are
+told apart by the engine, from the role tag in the user JWT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+TenantRole = Literal["member", "auditor"]
+EngineRole = Literal["engine", "effects", "admin"]
+TENANT_ROLES: tuple[TenantRole, ...] = ("member", "auditor")
+ENGINE_ROLES: tuple[EngineRole, ...] = ("engine", "effects", "admin")
+ROLE_TAG = "role:"
+
+# JetStream API calls that change or remove a stream or its messages: no one but the engine makes them.
+STREAM_WRITES = ("$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>",
+                 "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.RESTORE.>")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Subject permissions of one user (empty allow = everything not denied)."""
+
+    pub_allow: tuple[str, ...] = ()
+    pub_deny: tuple[str, ...] = ()
+    sub_allow: tuple[str, ...] = ()
+    sub_deny: tuple[str, ...] = ()
+
+
+def audit_stream(stream: str) -> str:
+    """The tenant's own copy of its events, in its account (same name as the engine's stream)."""
+    return stream
+
+
+def tenant_grant(prefix: str, tenant: str, role: TenantRole, stream: str) -> Grant:
+    requests = (f"{prefix}.cmd.{tenant}.>", f"{prefix}.qry.{tenant}.>")
+    if role == "member":
+        return Grant(pub_allow=requests, sub_allow=("_INBOX.>",))
+    own = audit_stream(stream)
+    reads = ("$JS.API.INFO", f"$JS.API.STREAM.INFO.{own}", f"$JS.API.CONSUMER.CREATE.{own}.>",
+             f"$JS.API.CONSUMER.DURABLE.CREATE.{own}.>", f"$JS.API.CONSUMER.INFO.{own}.>",
+             f"$JS.API.CONSUMER.MSG.NEXT.{own}.>", f"$JS.API.CONSUMER.DELETE.{own}.>",
+             f"$JS.API.CONSUMER.NAMES.{own}", f"$JS.API.CONSUMER.LIST.{own}", f"$JS.ACK.{own}.>",
+             f"$JS.API.STREAM.MSG.GET.{own}", f"$JS.API.DIRECT.GET.{own}.>", f"$JS.API.DIRECT.GET.{own}")
+    return Grant(pub_allow=(*requests, *reads), sub_allow=("_INBOX.>",))
+
+
+def engine_grant(prefix: str, role: EngineRole) -> Grant:
+    """The engine appends; the effect handler and the admin read the log and send commands."""
+    if role == "engine":
+        return Grant()
+    serving = (f"{prefix}.cmd.>", f"{prefix}.qry.>")
+    return Grant(pub_deny=(f"{prefix}.evt.>", *STREAM_WRITES), sub_deny=serving)
+
+
+def may_command(role: str) -> bool:
+    return role in ("member", "admin", "engine", "effects")
+
+
+def may_query(role: str) -> bool:
+    return role in ("member", "auditor", "admin", "engine", "effects")

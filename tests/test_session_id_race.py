@@ -1,0 +1,69 @@
+"""One client-chosen session id, first used at once in different threads from two replicas: exactly
+one use is accepted, and the log holds it once (its event and its claim), in every trial."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import pytest
+
+from handlers.app import Engine, EngineConfig
+from projections.models import LedgerModels, introduced_sessions
+from schemas.events import Envelope
+from tests.replicas import Replicas, code, replay
+
+TRIALS = 150
+TENANT = "tnt_sid"
+AGENT = {"kind": "agent", "id": "agt_s"}
+
+
+@pytest.fixture
+async def replicas(engine_config: EngineConfig) -> Any:
+    a, b = Engine(engine_config), Engine(engine_config)
+    await a.start(serve=False)
+    await b.start(serve=False)
+    yield Replicas(a, b, TENANT, seed=11)
+    await a.stop()
+    await b.stop()
+
+
+async def test_one_session_id_first_used_in_three_threads_at_once(replicas: Replicas) -> None:
+    r = replicas
+    await r.ok("project.create", project_id="prj_s", name="s")
+    winners: dict[str, str] = {}
+    for trial in range(TRIALS):
+        threads = [f"thd_s{trial}{x}" for x in "abc"]
+        for thread in threads:
+            await r.ok("thread.create", project_id="prj_s", thread_id=thread)
+        root = f"ses_root{trial}"
+        await r.ok("session.create", thread_id=threads[2], session_id=root, owner=AGENT)
+        await r.ok("session.start", session_id=root)
+        sid = f"ses_x{trial}"
+        replies = await r.race(
+            ("session.create", {"thread_id": threads[0], "session_id": sid, "owner": AGENT}),
+            ("session.create", {"thread_id": threads[1], "session_id": sid, "owner": AGENT}),
+            ("session.spawn", {"parent_session_id": root, "session_id": sid, "agent": AGENT}),
+        )
+        codes = Counter(code(x) for x in replies)
+        assert codes == {"ok": 1, "already_exists": 2}, (trial, codes, replies)
+        winners[sid] = threads[[x.ok for x in replies].index(True)]
+        # whichever replica is asked, the session is where the accepted command put it
+        for engine in r.engines:
+            assert engine.store
+            assert await engine.models.resolve_session(engine.store, TENANT, sid) == winners[sid]
+
+    a = r.engines[0]
+    assert a.store
+    introduced: dict[str, list[str]] = defaultdict(list)
+
+    def record(models: LedgerModels, envelope: Envelope) -> None:
+        for sid in introduced_sessions(envelope.data):
+            introduced[sid].append(envelope.boundary.split(".")[-2])
+
+    await replay(a.store, a.config, record)
+    for sid, thread in winners.items():
+        assert introduced[sid] == [thread], (sid, introduced[sid], thread)
+        claims = await a.store.read(a.config.subjects.session_claim_filter(TENANT, sid))
+        assert [a.config.subjects.entity_of(c.subject) for c in claims] == [thread]
+    assert all(len(threads) == 1 for threads in introduced.values())
