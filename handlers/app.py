@@ -72,6 +72,11 @@ class EngineConfig:
     def __post_init__(self) -> None:
         self.subjects = Subjects(self.prefix)
 
+    @property
+    def servers(self) -> list[str]:
+        """`nats_url` may list a cluster's servers, comma-separated (nats-py wants a list)."""
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+
 
 def _too_large(size: int) -> InvalidCommand:
     message = f"the reply would be {size} bytes, above the limit of {codec.MAX_REPLY_BYTES}; page or narrow the request"
@@ -96,7 +101,7 @@ def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_
     # injection costs about 0.45 ms of CPU (a context manager run in a worker thread); measured in
     # BENCHMARKS.md. The decoder hands the handler the message itself.
     security = None if config.creds is None else NatsCredentials(str(config.creds))
-    broker = NatsBroker(config.nats_url, logger=None, apply_types=False, security=security, **nats_options)
+    broker = NatsBroker(config.servers, logger=None, apply_types=False, security=security, **nats_options)
     subjects = config.subjects
 
     async def as_message(msg: NatsMessage, original: object = None) -> NatsMessage:
@@ -181,7 +186,7 @@ class Engine:
 
     async def start(self, serve: bool = True) -> None:
         cfg = self.config
-        self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-engine", **connect_options(cfg),
+        self.nc = await nats.connect(servers=cfg.servers, name="agentledger-engine", **connect_options(cfg),
                                      **self._watch("engine", self._refollow))
         self.store = EventStore(self.nc, cfg.stream)
         self.store.header_source = tracing.current_headers  # an appended event carries its command's trace
@@ -359,7 +364,7 @@ class EffectsProcess:
 
     async def start(self) -> None:
         cfg = self.config
-        self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-effects", **connect_options(cfg),
+        self.nc = await nats.connect(servers=cfg.servers, name="agentledger-effects", **connect_options(cfg),
                                      **self._watch.options(cfg.reconnect))
         self.store = EventStore(self.nc, cfg.stream)
         self.workers = [effects_worker(cfg, self.store, nats_sender(self.nc, cfg.subjects), self.metrics)]
