@@ -53,6 +53,12 @@ ReconnectBudget = Annotated[float, typer.Option(
     help="seconds to keep reconnecting to a lost NATS before exiting with 1 (negative: forever)")]
 ReconnectWait = Annotated[float, typer.Option(envvar="AGENTLEDGER_RECONNECT_WAIT",
                                               help="seconds between reconnect attempts")]
+AllowCommand = Annotated[list[str] | None, typer.Option(
+    "--allow-command", envvar="AGENTLEDGER_SANDBOX_COMMANDS",
+    help="a program sandboxes may run (options.command[0], exactly); repeat it; none by default")]
+AllowRepo = Annotated[list[Path] | None, typer.Option(
+    "--allow-repo", envvar="AGENTLEDGER_SANDBOX_REPOS",
+    help="a directory whose git repositories sandboxes may check out; repeat it; none by default")]
 Creds = Annotated[Path | None, typer.Option("--creds", envvar="NATS_CREDS",
                                             help="this process's NATS credentials (.creds); the embedded server makes its own")]
 AuthDir = Annotated[Path, typer.Option("--auth-dir", envvar="AGENTLEDGER_AUTH_DIR",
@@ -73,6 +79,10 @@ def serve(
     http_host: HttpHost = "127.0.0.1",
     reconnect_budget: ReconnectBudget = 120.0,
     reconnect_wait: ReconnectWait = 2.0,
+    cache_size: Annotated[int, typer.Option(envvar="AGENTLEDGER_CACHE_SIZE", min=1,
+                                            help="boundary models kept in memory (others load from the log)")] = 4_000,
+    allow_command: AllowCommand = None,
+    allow_repo: AllowRepo = None,
     creds: Creds = None,
     auth_dir: AuthDir = Path(".agentledger/auth"),
 ) -> None:
@@ -83,7 +93,8 @@ def serve(
     from handlers.observability.connection import Reconnect
 
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
-                          creds=creds, reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
+                          sandbox_commands=tuple(allow_command or ()), sandbox_repos=tuple(map(str, allow_repo or ())),
+                          creds=creds, cache_size=cache_size, reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
     raise typer.Exit(asyncio.run(run(config, nats_url, data_dir, port, auth_dir, HttpOptions(http_port, http_host))))
 
 
@@ -98,6 +109,8 @@ def effects(
     http_host: HttpHost = "127.0.0.1",
     reconnect_budget: ReconnectBudget = 120.0,
     reconnect_wait: ReconnectWait = 2.0,
+    allow_command: AllowCommand = None,
+    allow_repo: AllowRepo = None,
     creds: Creds = None,
 ) -> None:
     """Run only the sandbox effect handler (where the sandboxes live), next to engines elsewhere."""
@@ -107,7 +120,8 @@ def effects(
     from handlers.observability.connection import Reconnect
 
     config = EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, sandbox_dir=sandbox_dir,
-                          worker_ack_wait=ack_wait, creds=creds,
+                          worker_ack_wait=ack_wait, sandbox_commands=tuple(allow_command or ()),
+                          sandbox_repos=tuple(map(str, allow_repo or ())), creds=creds,
                           reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
     raise typer.Exit(asyncio.run(run(config, HttpOptions(http_port, http_host))))
 
@@ -120,6 +134,16 @@ def schema() -> None:
     from schemas.contract import json_schema
 
     print(json.dumps(json_schema(), indent=1, sort_keys=True))
+
+
+@app.command()
+def asyncapi(prefix: Prefix = "ledger") -> None:
+    """Print the AsyncAPI 3.0 document: every channel, operation and payload (docs/asyncapi.json)."""
+    import json
+
+    from cli.asyncapi import asyncapi as document
+
+    print(json.dumps(document(prefix), indent=1))
 
 
 def main() -> None:

@@ -26,18 +26,22 @@ from faststream.nats.security import NatsCredentials
 from nats.aio.client import Client
 
 from engine import codec
+from engine.admission import Quarantine
 from engine.service import CommandService
 from engine.snapshots import SnapshotStore
 from engine.store import EventStore
 from engine.subjects import Subjects
 from handlers.auth.identity import TENANTS_BUCKET, TenantDirectory, authorize, identify
 from handlers.durable import DurableWorker, Handler
+from handlers.effects import ACTS_ON as FX_ACTS_ON
 from handlers.effects import SandboxEffects
 from handlers.observability import tracing
 from handlers.observability.connection import ConnectionWatch, Reconnect
 from handlers.observability.logs import bind
 from handlers.observability.metrics import EngineMetrics, ObservedProvider
+from handlers.process_manager import ACTS_ON as PM_ACTS_ON
 from handlers.process_manager import SandboxProcessManager, Send
+from handlers.providers.base import SandboxProvider
 from handlers.providers.local import LocalProvider
 from projections.models import LedgerModels
 from projections.queries import QueryService
@@ -59,12 +63,17 @@ class EngineConfig:
     queue_group: str = "agentledger"
     max_workers: int = 64
     catch_up_timeout: float = 60.0
-    cache_size: int = 10_000  # boundary models kept in memory; others are loaded from the log on demand
+    cache_size: int = 4_000  # boundary models kept in memory; others are loaded from the log on demand
     snapshot_every: int = 500  # events on a boundary between its snapshots (a load reads at most about this tail)
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
+    sandbox_commands: tuple[str, ...] = ()  # programs a sandbox may run (argv[0]); none by default
+    sandbox_repos: tuple[str, ...] = ()  # directories whose git repositories a sandbox may check out
     process_manager: bool = True
     worker_ack_wait: float = 30.0
     reconnect: Reconnect = field(default_factory=Reconnect)  # past its budget a lost NATS ends the process
+    worker_retry_delay: float = 0.05  # first backoff of a failing worker event (doubling, at most 5 s)
+    worker_max_attempts: int = 8  # a worker event failing this often is parked (`agentledger workers parked`)
+    effects_concurrency: int = 16  # sandboxes the effect handler works on at once (each one's requests in order)
     creds: str | Path | None = None  # this replica's NATS credentials (.creds); None: the server needs none
     tenants_bucket: str = TENANTS_BUCKET  # where `tenant add` records which account is which tenant
     subjects: Subjects = field(init=False)
@@ -166,10 +175,12 @@ class Engine:
         self.metrics.read_counter("agentledger_append_conflicts", "Appends the log refused because another writer "
                                   "moved the boundary first (each is re-decided)",
                                   lambda: self.commands.conflicts if self.commands is not None else 0)
-        self.metrics.read_counters("agentledger_quarantined_events", "Log messages a reader skipped because they "
-                                   "failed admission (see `agentledger quarantine list`), by reader", ("reader",),
-                                   lambda: {("follower",): self.models.quarantine.count,
+        self.metrics.read_counters("agentledger_quarantined_events", "Log messages skipped because they failed "
+                                   "admission (`agentledger quarantine list`): engine = any reader here, each once; "
+                                   "or one worker's", ("reader",),
+                                   lambda: {("engine",): self.models.quarantine.count,
                                             **{(w.durable,): w.quarantine.count for w in self.workers}})
+        worker_counters(self.metrics, lambda: self.workers)
         self.failure: str | None = None  # set when a NATS connection is lost for good: the process must exit
         self.failed = asyncio.Event()
         self._watches: list[ConnectionWatch] = []
@@ -200,9 +211,10 @@ class Engine:
         self.queries = QueryService(self.store, self.models)
         execute = self.metrics.commands_observed(self.commands.execute)
         if cfg.process_manager:
-            self.workers.append(process_manager_worker(cfg, self.store, traced_send(execute)))
+            self.workers.append(process_manager_worker(cfg, self.store, traced_send(execute), self.models.quarantine))
         if cfg.sandbox_dir is not None:
-            self.workers.append(effects_worker(cfg, self.store, traced_send(execute), self.metrics))
+            self.workers.append(effects_worker(cfg, self.store, traced_send(execute), self.models.quarantine,
+                                               metrics=self.metrics))
         for worker in self.workers:
             await worker.start()
         if serve:
@@ -286,6 +298,16 @@ def provider_catalog() -> dict[str, ProviderCapabilities]:
     return {LocalProvider.name: LocalProvider.capabilities}
 
 
+def worker_counters(metrics: EngineMetrics, workers: Callable[[], list[DurableWorker]]) -> None:
+    """Each worker's parked messages and retries, as counters (the workers keep the numbers)."""
+    metrics.read_counters("agentledger_parked_events", "Events a worker gave up on after its retries "
+                          "(`agentledger workers parked`)", ("consumer",),
+                          lambda: {(w.durable,): w.parked for w in workers()})
+    metrics.read_counters("agentledger_worker_retries", "Times a worker tried an event again after a failure "
+                          "or a retryable refusal", ("consumer",),
+                          lambda: {(w.durable,): w.retries for w in workers()})
+
+
 def _durable_name(prefix: str, role: str) -> str:
     return f"{prefix}-{role}".replace(".", "_")
 
@@ -312,21 +334,31 @@ def traced_send(send: Send) -> Send:
     return traced
 
 
-def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send) -> DurableWorker:
+def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send,
+                           quarantine: Quarantine | None = None) -> DurableWorker:
     pm = SandboxProcessManager(send)
     durable = _durable_name(cfg.prefix, "pm")
-    return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_all, durable,
-                         _with_log_ids(durable, pm.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait)
+    return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_of(PM_ACTS_ON), durable,
+                         _with_log_ids(durable, pm.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
+                         quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts)
 
 
-def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, metrics: EngineMetrics | None = None) -> DurableWorker:
-    assert cfg.sandbox_dir is not None
-    provider = LocalProvider(cfg.sandbox_dir)
-    providers = {provider.name: provider if metrics is None else ObservedProvider(provider, metrics)}
-    effects = SandboxEffects(store, cfg.subjects, providers, send)  # type: ignore[arg-type]
+def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, quarantine: Quarantine | None = None,
+                   providers: dict[str, SandboxProvider] | None = None,
+                   metrics: EngineMetrics | None = None) -> DurableWorker:
+    assert cfg.sandbox_dir is not None or providers is not None
+    if providers is None:
+        assert cfg.sandbox_dir is not None
+        providers = {LocalProvider.name: LocalProvider(cfg.sandbox_dir, cfg.sandbox_commands, cfg.sandbox_repos)}
+    if metrics is not None:  # counted and traced, and otherwise the same provider
+        providers = {name: ObservedProvider(p, metrics) for name, p in providers.items()}  # type: ignore[misc]
+    effects = SandboxEffects(store, cfg.subjects, providers, send)
+    effects.models.quarantine = Quarantine(forward=quarantine)
     durable = _durable_name(cfg.prefix, "fx")
-    return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, durable,
-                         _with_log_ids(durable, effects.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait)
+    return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_of(FX_ACTS_ON), durable,
+                         _with_log_ids(durable, effects.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
+                         quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts,
+                         key=cfg.subjects.boundary_of, concurrency=cfg.effects_concurrency, on_park=effects.give_up)
 
 
 def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
@@ -351,9 +383,10 @@ class EffectsProcess:
         self.nc: Client | None = None
         self.store: EventStore | None = None
         self.workers: list[DurableWorker] = []
-        self.metrics.read_counters("agentledger_quarantined_events", "Log messages a reader skipped because they "
-                                   "failed admission, by reader", ("reader",),
+        self.metrics.read_counters("agentledger_quarantined_events", "Log messages a worker skipped because they "
+                                   "failed admission", ("reader",),
                                    lambda: {(w.durable,): w.quarantine.count for w in self.workers})
+        worker_counters(self.metrics, lambda: self.workers)
         self.failure: str | None = None
         self.failed = asyncio.Event()
         self._watch = ConnectionWatch("effects", self._lost, self.metrics)
@@ -367,7 +400,7 @@ class EffectsProcess:
         self.nc = await nats.connect(servers=cfg.servers, name="agentledger-effects", **connect_options(cfg),
                                      **self._watch.options(cfg.reconnect))
         self.store = EventStore(self.nc, cfg.stream)
-        self.workers = [effects_worker(cfg, self.store, nats_sender(self.nc, cfg.subjects), self.metrics)]
+        self.workers = [effects_worker(cfg, self.store, nats_sender(self.nc, cfg.subjects), metrics=self.metrics)]
         for worker in self.workers:
             await worker.start()
 

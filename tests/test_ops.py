@@ -20,7 +20,7 @@ from handlers.app import Engine, EngineConfig
 from handlers.observability.health import EngineProbe
 from handlers.observability.http import OpsServer
 from handlers.observability.logs import JsonFormatter, bind
-from tests.conftest import Client_
+from tests.conftest import AGENT, Client_
 from tests.sandbox_support import destroy_all, eventually, settled
 
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
@@ -29,6 +29,7 @@ AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 @pytest.fixture
 async def ops_engine(engine_config: EngineConfig, tmp_path: Path) -> AsyncIterator[tuple[Engine, str]]:
     engine_config.sandbox_dir = tmp_path / "sandboxes"
+    engine_config.sandbox_commands = ("sleep", "/nonexistent/tool")
     engine = Engine(engine_config)
     ops = OpsServer(EngineProbe(engine), engine.metrics, "127.0.0.1", free_port())
     await ops.start()
@@ -83,8 +84,8 @@ async def test_metrics_count_commands_by_outcome_latency_lag_and_provider_calls(
     # a worker's lag is what its consumer has not handled: stop the process manager and write
     pm = engine.workers[0]
     await pm.stop()
-    await client.ok("thread.create", project_id="prj_p1", thread_id="thd_t2")
-    await client.ok("thread.create", project_id="prj_p1", thread_id="thd_t3")
+    for session in ("ses_a", "ses_b"):  # events the process manager acts on
+        await client.ok("session.create", thread_id="thd_t1", session_id=session, owner=AGENT)
     m = await samples(base)
     assert value(m, "agentledger_consumer_lag_events", consumer=pm.durable) == 2
     assert value(m, "agentledger_consumer_ack_pending", consumer=pm.durable) == 0
@@ -93,6 +94,8 @@ async def test_metrics_count_commands_by_outcome_latency_lag_and_provider_calls(
         return value(await samples(base), "agentledger_consumer_lag_events", consumer="follower") == 0
 
     await eventually(follower_caught_up, "the follower's lag is 0 once it applied the head")
+    # ready although the stream's last message is a session claim, which no follower reads
+    await eventually(lambda: _ready(base), "ready once the follower has the last event")
 
     # a message that fails admission is counted per reader that skipped it
     await nc.jetstream().publish(f"{engine.config.prefix}.evt.tnt_acme.thr.thd_t1.junk", b"not an event",
@@ -100,11 +103,13 @@ async def test_metrics_count_commands_by_outcome_latency_lag_and_provider_calls(
 
     async def quarantined() -> bool:
         m = await samples(base)
-        return value(m, "agentledger_quarantined_events_total", reader="follower") == 1
+        return value(m, "agentledger_quarantined_events_total", reader="engine") == 1
 
     await eventually(quarantined, "the follower's quarantine is counted")
     fx = engine.workers[1]
-    assert value(await samples(base), "agentledger_quarantined_events_total", reader=fx.durable) == 0
+    m = await samples(base)
+    assert value(m, "agentledger_quarantined_events_total", reader=fx.durable) == 0
+    assert value(m, "agentledger_parked_events_total", consumer=fx.durable) == 0
 
 
 async def test_readyz_is_503_with_a_reason_until_the_follower_has_the_head(ops_engine: tuple[Engine, str],

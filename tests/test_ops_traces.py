@@ -75,6 +75,7 @@ def chain_to_root(spans: list[ReadableSpan], leaf: ReadableSpan) -> list[str]:
 @pytest.fixture
 async def traced_engine(engine_config: EngineConfig, tmp_path: Path) -> AsyncIterator[Engine]:
     engine_config.sandbox_dir = tmp_path / "sandboxes"
+    engine_config.sandbox_commands = ("sleep",)
     engine = Engine(engine_config)
     await engine.start()
     yield engine
@@ -116,7 +117,8 @@ async def test_trace_crosses_to_an_effect_handler_running_on_its_own(engine: Eng
                                                                     tmp_path: Path) -> None:
     config = engine.config
     effects = EffectsProcess(EngineConfig(nats_url=config.nats_url, prefix=config.prefix, stream=config.stream,
-                                          sandbox_dir=tmp_path / "fx", creds=config.creds))
+                                          sandbox_dir=tmp_path / "fx", creds=config.creds,
+                                          sandbox_commands=("sleep",)))
     await effects.start()
     try:
         client = await setup(nc, config)

@@ -14,6 +14,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from engine.store import LogUnavailable
 from handlers.durable import DurableWorker
 from handlers.observability.metrics import EngineMetrics
 
@@ -76,16 +77,17 @@ class EngineProbe(WorkerProbe):
         self.engine, self.catch_up_wait = engine, catch_up_wait
 
     async def _head(self) -> int:
-        assert self.engine.store is not None
-        info = await asyncio.wait_for(self.engine.store.js.stream_info(self.engine.config.stream), ASK_TIMEOUT)
-        return int(info.state.last_seq)
+        """The last event's position (the stream also holds session claims, which no follower reads)."""
+        engine = self.engine
+        assert engine.store is not None
+        return await asyncio.wait_for(engine.store.last_position(engine.config.subjects.events_all), ASK_TIMEOUT)
 
     async def not_ready(self) -> str | None:
         if (reason := self._not_connected()) is not None:
             return reason
         try:
             head = await self._head()
-        except (TimeoutError, nats.errors.Error) as e:
+        except (TimeoutError, nats.errors.Error, LogUnavailable) as e:
             return f"log unavailable: {type(e).__name__}"
         models = self.engine.models
         if not await models.wait_for(head, self.catch_up_wait):
@@ -100,7 +102,7 @@ class EngineProbe(WorkerProbe):
             return
         try:
             head = await self._head()
-        except (TimeoutError, nats.errors.Error):
+        except (TimeoutError, nats.errors.Error, LogUnavailable):
             return
         self.metrics.log_head.set(head)
         self.metrics.consumer_pending.labels("follower").set(max(0, head - position))

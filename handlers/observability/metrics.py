@@ -60,7 +60,7 @@ class EngineMetrics:
                                           "delivering again after a failure or a timeout", ["consumer"], registry=r)
         self.log_position = Gauge("agentledger_log_position", "Last log position this engine's read models applied",
                                   registry=r)
-        self.log_head = Gauge("agentledger_log_head", "Last position in the log (stream last sequence)", registry=r)
+        self.log_head = Gauge("agentledger_log_head", "Position of the last event in the log", registry=r)
         self.ready = Gauge("agentledger_ready", "1 when the engine is connected and caught up (as /readyz)",
                            registry=r)
         self.nats_reconnects = Counter("agentledger_nats_reconnects", "Times a NATS connection came back after a "
