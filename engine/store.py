@@ -26,6 +26,9 @@ H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 H_BATCH_ID, H_BATCH_SEQ, H_BATCH_COMMIT = "Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit"
 CONFLICT_CODES = frozenset({10071, 10164})  # 10164: R3 leader already has a check in flight for this filter
 READ_PAGE = 1000
+# an append that may or may not have landed, or found no stream leader (an R3 node died): retryable
+_UNREACHABLE = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
+                NoStreamResponseError)
 
 
 class ConcurrencyConflict(Exception):
@@ -115,8 +118,7 @@ class EventStore:
             if e.code == 503:  # no stream leader for a moment (a node died, an election runs): retry
                 raise LogUnavailable(str(e)) from e
             raise
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
-                NoStreamResponseError) as e:  # NoStreamResponse: the stream's leader is gone (R3 node killed)
+        except _UNREACHABLE as e:
             raise LogUnavailable(str(e) or type(e).__name__) from e
         return int(ack.seq)
 
@@ -137,8 +139,10 @@ class EventStore:
         except APIError as e:
             if e.err_code in CONFLICT_CODES:
                 raise _conflict(boundary, e) from e
+            if e.code == 503:
+                raise LogUnavailable(str(e)) from e
             raise
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
+        except _UNREACHABLE as e:
             raise LogUnavailable(str(e) or type(e).__name__) from e
         return int(ack.seq) - int(ack.batch_size or len(messages)) + 1
 
