@@ -19,13 +19,16 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
 H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 H_BATCH_ID, H_BATCH_SEQ, H_BATCH_COMMIT = "Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit"
 CONFLICT_CODES = frozenset({10071, 10164})  # 10164: R3 leader already has a check in flight for this filter
 READ_PAGE = 1000
+# an append that may or may not have landed, or found no stream leader (an R3 node died): retryable
+_UNREACHABLE = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
+                NoStreamResponseError)
 
 
 class ConcurrencyConflict(Exception):
@@ -73,6 +76,8 @@ def _parse_header_lines(raw: bytes) -> dict[str, str]:
 
 
 class EventStore:
+    header_source: Callable[[], dict[str, str]] | None = None  # e.g. the active trace's `traceparent`
+
     def __init__(self, nc: Client, stream: str = "LEDGER", timeout: float = 5.0) -> None:
         if hasattr(nc, "_parse_header_lines"):
             nc._parse_header_lines = _parse_header_lines  # type: ignore[method-assign]
@@ -97,15 +102,23 @@ class EventStore:
         else:
             await self.js.update_stream(config)
 
-    async def append(self, subject: str, boundary: str, data: bytes, expected: int) -> int:
+    def _event_headers(self, expected: int, boundary: str) -> dict[str, str]:
         headers = {H_EXPECTED_SEQ: str(expected), H_EXPECTED_SUBJECT: boundary}
+        if self.header_source is not None:
+            headers.update(self.header_source())
+        return headers
+
+    async def append(self, subject: str, boundary: str, data: bytes, expected: int) -> int:
+        headers = self._event_headers(expected, boundary)
         try:
             ack = await self.js.publish(subject, data, headers=headers)
         except APIError as e:
             if e.err_code in CONFLICT_CODES:
                 raise _conflict(boundary, e) from e
+            if e.code == 503:  # no stream leader for a moment (a node died, an election runs): retry
+                raise LogUnavailable(str(e)) from e
             raise
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
+        except _UNREACHABLE as e:
             raise LogUnavailable(str(e) or type(e).__name__) from e
         return int(ack.seq)
 
@@ -115,7 +128,7 @@ class EventStore:
         all in one atomic batch: the event and its claims land together or not at all. The event is
         the batch's first message, so its position is the first of the batch's range."""
         batch_id = uuid.uuid4().hex
-        messages = [(subject, data, {H_EXPECTED_SEQ: str(expected), H_EXPECTED_SUBJECT: boundary})]
+        messages = [(subject, data, self._event_headers(expected, boundary))]
         messages += [(claim, b"", {H_EXPECTED_SEQ: "0", H_EXPECTED_SUBJECT: claim_filter}) for claim, claim_filter in claims]
         try:
             for n, (subj, body, headers) in enumerate(messages[:-1], start=1):
@@ -126,8 +139,10 @@ class EventStore:
         except APIError as e:
             if e.err_code in CONFLICT_CODES:
                 raise _conflict(boundary, e) from e
+            if e.code == 503:
+                raise LogUnavailable(str(e)) from e
             raise
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
+        except _UNREACHABLE as e:
             raise LogUnavailable(str(e) or type(e).__name__) from e
         return int(ack.seq) - int(ack.batch_size or len(messages)) + 1
 
