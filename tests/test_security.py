@@ -280,7 +280,9 @@ async def test_an_auditor_reads_its_own_events_with_a_durable_consumer_from_any_
     try:
         js = auditor.jetstream(timeout=60)
         whole = await js.pull_subscribe(engine_config.subjects.tenant_filter("tnt_acme"), durable="all", stream=name)
-        msgs = await whole.fetch(3, timeout=60)
+        msgs: list[Any] = []
+        while len(msgs) < 3:  # the audit stream fills while we read: each fetch waits for at least one
+            msgs += await whole.fetch(3 - len(msgs), timeout=60)
         types = [msgspec.json.decode(m.data)["type"] for m in msgs]
         assert types == ["project.created", "thread.created", "session.created"]
         assert all(msgspec.json.decode(m.data)["tenant_id"] == "tnt_acme" for m in msgs)
