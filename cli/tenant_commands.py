@@ -48,6 +48,7 @@ def init(
     from handlers.auth.keys import Deployment
 
     deployment = Deployment.open(auth_dir, prefix, stream, replicas)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(deployment.server_config(resolver_dir))
     for role in ("engine", "effects", "admin"):
         deployment.creds_path(role)  # type: ignore[arg-type]

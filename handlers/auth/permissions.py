@@ -58,7 +58,8 @@ def engine_grant(prefix: str, role: EngineRole) -> Grant:
     if role == "engine":
         return Grant()
     serving = (f"{prefix}.cmd.>", f"{prefix}.qry.>")
-    return Grant(pub_deny=(f"{prefix}.evt.>", *STREAM_WRITES), sub_deny=serving)
+    stream_subjects = (f"{prefix}.evt.>", f"{prefix}.ses.>")  # events, and the session claims appended with them
+    return Grant(pub_deny=(*stream_subjects, *STREAM_WRITES), sub_deny=serving)
 
 
 def may_command(role: str) -> bool:
