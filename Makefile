@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+NODE_TOOLS := tests/js/node_modules/.package-lock.json
+
 .PHONY: install run test bench clean
 
 $(STAMP): pyproject.toml
@@ -14,14 +16,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# npm tools the contract tests use (TypeScript generation, Ajv, the AsyncAPI parser); gitignored
+$(NODE_TOOLS): tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+
 run: $(STAMP)
 	$(BIN)/agentledger serve
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_TOOLS)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .agentledger
+	rm -rf $(VENV) .agentledger tests/js/node_modules

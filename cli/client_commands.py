@@ -16,9 +16,10 @@ from typing import Any
 import msgspec
 import typer
 
-from cli import log_commands, output, transport
+from cli import log_commands, output, transport, worker_commands
 from cli.main import app
 from cli.options import FieldOption, Spec, build_body, field_options
+from cli.ui import command as ui_command
 from engine.decoding import decode_request, decoders
 from schemas.commands import COMMANDS, Command
 from schemas.errors import DomainError
@@ -33,6 +34,7 @@ GROUP_HELP = {
     "events": "Read or follow the event log.",
     "sandbox": "Sandboxes: the working environments sessions run in.",
     "quarantine": "Messages of the log the engine refused to apply.",
+    "workers": "The process manager and effect handlers: what they gave up on.",
 }
 HELP = {
     "project.create": "Create a project.",
@@ -148,7 +150,10 @@ def register() -> None:
         head, _, tail = name.partition(".")
         group(head).command(tail.replace("_", "-"))(_make(kind, name, struct, spec))
     group("events").command("tail")(log_commands.tail)
+    group("events").command("export")(log_commands.export)
+    group("workers").command("parked")(worker_commands.parked)
     app.command("replay")(log_commands.replay)
+    app.command("ui")(ui_command.ui)
 
 
 register()

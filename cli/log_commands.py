@@ -1,38 +1,35 @@
-"""`events tail` and `replay`: read the event stream directly rather than ask an engine, so they
-work with no engine running and show exactly what the log holds."""
+"""`events tail`, `events export` and `replay`. `events tail` reads the event stream directly, so it
+works with no engine running; `replay` and `export` read a thread's history (or the tenant's
+events) through the engine's `events.read`, so they see exactly what the caller's credentials
+may see, and a fork's history includes its source's."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Coroutine
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import msgspec
 import nats.errors
 import typer
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError, ServiceUnavailableError
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from cli import output, transport
+from cli.query_client import QueryClient
 from cli.transport import Creds, Json, NatsUrl, Prefix, Stream, Target, Tenant, Timeout
 from engine import codec
 from engine.store import EventStore, LogUnavailable, RawEvent
-from engine.thread_model import ThreadState
-from projections.views import session_view, thread_view, tree
+from projections.history import diff, replay_at
 from schemas.errors import DomainError, EntityDetails, NotFound, Unavailable
-from schemas.queries import SessionView, ThreadView, TreeNode
 
 ThreadOpt = Annotated[str, typer.Option("--thread-id", callback=transport.check_thread, help="thread id (thd_…)")]
-
-
-class Replay(msgspec.Struct, frozen=True, kw_only=True):
-    """`replay --json`: the thread, every session and the delegation trees, as of `at`."""
-
-    at: int | None
-    thread: ThreadView
-    sessions: list[SessionView]
-    trees: list[TreeNode]
+EXPORT_PAGE = 1000
 
 
 async def _open_store(target: Target, stream: str, nc: Client) -> EventStore:
@@ -123,40 +120,111 @@ def tail(
     _run(_tail(Target(nats_url, prefix, tenant, timeout, creds), stream, thread, start, json_, limit))
 
 
-async def _replay(target: Target, stream: str, thread: str, at: int | None, as_json: bool) -> None:
-    nc = await transport.connect(target)
-    try:
-        store = await _open_store(target, stream, nc)
-        boundary = target.subjects.thread_filter(target.tenant, thread)
-        raws = await store.read(boundary, up_to=at)
-    finally:
-        await nc.close()
-    if not raws:
-        where = f"at or before position {at}" if at is not None else "in the log"
-        raise DomainError(NotFound(message=f"thread {thread} has no events {where} (tenant {target.tenant})",
-                                   details=EntityDetails(kind="thread", id=thread)))
-    state = ThreadState(target.tenant, boundary, thread)
-    for raw in raws:
-        state.apply(codec.decode(raw.data), raw.position)
-    sessions = list(state.sessions.values())
-    view = Replay(at=at, thread=thread_view(state), sessions=[session_view(state, s) for s in sessions],
-                  trees=[tree(state, s) for s in sessions if s.parent_session_id is None])
-    if as_json:
-        output.raw(msgspec.json.encode(view))
-    else:
-        output.out.print(output.replay(view.thread, view.sessions, view.trees, at))
+def _beyond(at: int | None, log_end: int) -> None:
+    if at is not None and log_end and at > log_end:
+        output.err.print(Text(f"note: the log ends at position {log_end}, before {at}: "
+                              f"showing the thread as of position {log_end}", style="yellow"))
+
+
+async def _replay(target: Target, thread: str, at: int | None, against: int | None, as_json: bool) -> None:
+    stops: list[int | None] = [at] if against is None else sorted([at, against], key=lambda p: p or 1 << 62)
+    async with QueryClient(target) as client:
+        views = await replay_at(client.history(thread), thread, stops)
+    for stop, view in zip(stops, views, strict=True):
+        if view is None:
+            raise DomainError(NotFound(message=f"thread {thread} has no events at or before position {stop} "
+                                               f"(tenant {target.tenant})",
+                                       details=EntityDetails(kind="thread", id=thread)))
+    for stop in stops:
+        _beyond(stop, client.log_end)
+    shown = [msgspec.structs.replace(v, log_end=client.log_end) for v in views if v is not None]
+    if against is None:
+        view = shown[0]
+        shown_at = at if at is None or not client.log_end else min(at, client.log_end)
+        output.raw(msgspec.json.encode(view)) if as_json else output.out.print(
+            output.replay(view.thread, view.sessions, view.trees, shown_at))
+        return
+    change = diff(shown[0], shown[1])
+    output.raw(msgspec.json.encode(change)) if as_json else output.out.print(output.replay_diff(change))
 
 
 def replay(
     thread: ThreadOpt,
     at: Annotated[int | None, typer.Option("--at", min=1, help="log position to rebuild it as of (default: latest)")] = None,
+    against: Annotated[int | None, typer.Option("--diff", min=1, help="also rebuild it at this position and show "
+                                                                        "what changed between the two")] = None,
     tenant: Tenant = transport.DEFAULT_TENANT,
-    stream: Stream = transport.DEFAULT_STREAM,
     nats_url: NatsUrl = transport.DEFAULT_URL,
     prefix: Prefix = transport.DEFAULT_PREFIX,
     timeout: Timeout = transport.DEFAULT_TIMEOUT,
     creds: Creds = None,
     json_: Json = False,
 ) -> None:
-    """Rebuild a thread from the log alone, as it was at a position, and show it."""
-    _run(_replay(Target(nats_url, prefix, tenant, timeout, creds), stream, thread, at, json_))
+    """Rebuild a thread from its history in the log, as it was at a position, and show it.
+
+    The history is read through the engine's `events.read` (a fork's includes its source's events
+    up to the fork point) and applied to the same thread model the engine decides on. With
+    --diff, shows what changed between the two positions instead.
+    """
+    _run(_replay(Target(nats_url, prefix, tenant, timeout, creds), thread, at, against, json_))
+
+
+async def _export(target: Target, thread: str | None, since: int, out: Path | None,
+                  progress: bool) -> int:
+    written = 0
+    async with QueryClient(target) as client:
+        read = client.history(thread)
+        page = await read(since, EXPORT_PAGE)
+        end = client.log_end  # export up to the log's end when it started, so a live log cannot keep it going
+        sink = sys.stdout.buffer if out is None else out.open("wb")
+        bar = Progress(TextColumn("exporting"), BarColumn(), TextColumn("position {task.completed:.0f}/{task.total:.0f}"),
+                       TextColumn("{task.fields[events]} events"), TimeRemainingColumn(), console=output.err,
+                       transient=True, disable=not progress)
+        try:
+            with bar:
+                task = bar.add_task("export", total=max(end, since, 1), completed=since, events=0)
+                after = since
+                while page.next_after > after:  # a page can be short (byte limit) or empty (quarantined events)
+                    lines = [msgspec.json.encode(e) + b"\n" for e in page.events if e.position <= end]
+                    sink.writelines(lines)
+                    written += len(lines)
+                    bar.update(task, completed=min(page.next_after, end), events=written)
+                    if page.next_after >= end:
+                        break
+                    after = page.next_after
+                    page = await read(after, EXPORT_PAGE)
+        finally:
+            sink.flush()
+            if out is not None:
+                sink.close()
+    return written
+
+
+def export(
+    thread: Annotated[str | None, typer.Option("--thread-id", callback=transport.check_thread,
+                                               help="only this thread's history (thd_…); default: the whole tenant")] = None,
+    since: Annotated[int, typer.Option("--since", min=0, help="only events after this position (the last one "
+                                                               "you exported, to resume)")] = 0,
+    format_: Annotated[Literal["jsonl"], typer.Option("--format", help="one stored event as JSON per line")] = "jsonl",
+    out: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: standard output)")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar on standard error "
+                                                                             "(shown only on a terminal)")] = True,
+    tenant: Tenant = transport.DEFAULT_TENANT,
+    nats_url: NatsUrl = transport.DEFAULT_URL,
+    prefix: Prefix = transport.DEFAULT_PREFIX,
+    creds: Creds = None,
+    timeout: Timeout = transport.DEFAULT_TIMEOUT,
+) -> None:
+    """Export events up to the log's current end, oldest first, through the engine's `events.read`.
+
+    A thread's export is its history (a fork's starts with its source's events up to the fork
+    point); without --thread-id, every event of the tenant.
+    """
+    count: list[int] = []
+
+    async def run() -> None:
+        count.append(await _export(Target(nats_url, prefix, tenant, timeout, creds), thread, since, out, progress))
+
+    _run(run())
+    if out is not None:
+        output.err.print(Text(f"{count[0]} events written to {out}", style="dim"))

@@ -29,6 +29,7 @@ from schemas.queries import (
     TreeNode,
     TreeResult,
 )
+from schemas.replay import ReplayDiff
 from schemas.replies import CommandReply, QueryReply
 
 out = Console(highlight=False, soft_wrap=True)
@@ -297,3 +298,28 @@ def entity_ids(data: Any) -> str:
 def event_line(ev: StoredEvent) -> Text:
     return Text.assemble((f"{ev.position:>6}", "bold"), f"  {_when(ev.at)}  ", (f"{ev.type:<24}", "cyan"),
                          f" {entity_ids(ev.data)}", (f"  by {actor(ev.actor)}", "dim"))
+
+
+def replay_diff(d: ReplayDiff) -> Group:
+    """What changed in a thread between two positions: fields, sessions and sandboxes."""
+    parts: list[Any] = [Text.assemble(("thread ", "bold"), (d.thread_id, "bold"),
+                                      f" from position {d.from_position} to {d.to_position}: "
+                                      f"{d.events_between} event(s) of its history")]
+    for c in d.thread_changes:
+        parts.append(Text(f"  thread {c.field}: {c.before} -> {c.after}"))
+    for s in d.sessions_added:
+        parts.append(Text.assemble(("  + ", "green"), f"{s.session_id} ", status(s.status),
+                                   f"  {actor(s.owner)}  depth {s.depth}"
+                                   + (f"  parent {s.parent_session_id}" if s.parent_session_id else "")))
+    for sid in d.sessions_removed:
+        parts.append(Text.assemble(("  - ", "red"), sid))
+    for sc in d.session_changes:
+        for c in sc.changes:
+            parts.append(Text(f"  ~ {sc.session_id} {c.field}: {c.before} -> {c.after}"))
+    for h in d.sandboxes_acquired:
+        parts.append(Text(f"  + sandbox {h.sandbox_id} held by {h.session_id}"))
+    for h in d.sandboxes_released:
+        parts.append(Text(f"  - sandbox {h.sandbox_id} released by {h.session_id}"))
+    if len(parts) == 1:
+        parts.append(Text("  no change", style="dim"))
+    return Group(*parts)

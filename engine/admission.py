@@ -231,10 +231,14 @@ def _fits_sandbox(state: SandboxState, data: ev.Event) -> str | None:
 
 # -- the record -------------------------------------------------------------------------------
 class Quarantine:
-    """What one reader skipped: a total count and the most recent entries, each logged once."""
+    """What one reader skipped: a total count and the most recent entries, each logged once.
 
-    def __init__(self, keep: int = 1000) -> None:
+    A worker's record forwards to its engine's, so `quarantine.list` shows what any reader in the
+    process skipped, each message once; only the record at the root logs."""
+
+    def __init__(self, keep: int = 1000, forward: Quarantine | None = None) -> None:
         self.keep = keep
+        self.forward = forward
         self.count = 0
         self._entries: OrderedDict[int, Quarantined] = OrderedDict()
 
@@ -245,6 +249,9 @@ class Quarantine:
         self._entries[entry.position] = entry
         if len(self._entries) > self.keep:
             self._entries.popitem(last=False)
+        if self.forward is not None:
+            self.forward.add(entry)
+            return
         log.warning("quarantined event at %s on %s: %s", entry.position, entry.subject[:200], entry.reason)
 
     def entries(self, after: int = 0, limit: int = 100) -> list[Quarantined]:

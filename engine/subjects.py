@@ -40,6 +40,13 @@ class Subjects:
     def thread_events_all(self) -> str:
         return f"{self.prefix}.evt.*.thr.>"
 
+    def thread_events_of(self, types: tuple[str, ...]) -> list[str]:
+        """Consumer filters for these thread event types, in every tenant and thread."""
+        return [f"{self.prefix}.evt.*.thr.*.{t}" for t in types]
+
+    def sandbox_events_of(self, types: tuple[str, ...]) -> list[str]:
+        return [f"{self.prefix}.evt.*.sbx.*.{t}" for t in types]
+
     def project_filter(self, tenant: str, project_id: str) -> str:
         return f"{self.prefix}.evt.{tenant}.prj.{project_id}.>"
 
@@ -65,8 +72,9 @@ class Subjects:
         `multi_last` read (`project_threads_filter`), not an index rebuilt from the log."""
         return self.event_subject(boundary_filter, "thread.created") + f".{project_id}"
 
-    def project_threads_filter(self, tenant: str, project_id: str) -> str:
-        return f"{self.prefix}.evt.{tenant}.thr.*.thread.created.{project_id}"
+    def project_threads_filter(self, tenant: str, project_id: str | None) -> str:
+        """The `thread.created` subjects of a project's threads (of all the tenant's, for None)."""
+        return f"{self.prefix}.evt.{tenant}.thr.*.thread.created.{project_id or '*'}"
 
     def session_claim_filter(self, tenant: str, session_id: str) -> str:
         """A session id's claim: at most one message ever (appended with expected sequence 0 on this

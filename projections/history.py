@@ -3,9 +3,18 @@ point (recursively), then the fork's own events. Nothing is copied; positions st
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+
 from engine.store import EventStore, RawEvent
 from engine.thread_model import ThreadState
 from projections.models import LedgerModels
+from projections.views import replay_view
+from schemas.events import Envelope, ThreadCreated
+from schemas.queries import EventsPage
+from schemas.replay import FieldChange, Replay, ReplayDiff, Scalar, SessionChange
 
 
 async def read_history(store: EventStore, models: LedgerModels, thread: ThreadState, after: int = 0,
@@ -27,3 +36,99 @@ async def read_history(store: EventStore, models: LedgerModels, thread: ThreadSt
     own = await store.read(thread.boundary, after=max(after, out[-1].position if out else after), limit=remaining,
                            up_to=up_to)
     return out + own
+
+
+# -- replay: a thread as it was at a position ----------------------------------------------------
+# The one way a past state is computed, used by `agentledger replay` and the web timeline alike:
+# the thread's history in position order (as `events.read` pages it), applied to the same
+# ThreadState the engine decides on.
+
+PageReader = Callable[[int, int], Awaitable[EventsPage]]
+"""`(after, limit)` -> the next page of the thread's history (an `events.read` with `thread_id`)."""
+
+REPLAY_PAGE = 1000
+
+
+class Replayer:
+    """Folds a thread's history into its ThreadState. A fork's history starts with its source's
+    events up to the fork point; those are counted but not applied (a fork starts with no
+    sessions of its own), and the fork's own boundary is the one its `thread.created` names."""
+
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+        self.state: ThreadState | None = None
+        self.events = 0  # history events consumed, lineage included
+        self.position = 0  # position of the last one
+
+    def feed(self, envelope: Envelope, position: int) -> None:
+        data = envelope.data
+        if self.state is None and isinstance(data, ThreadCreated) and data.thread_id == self.thread_id:
+            self.state = ThreadState(envelope.tenant_id, envelope.boundary, self.thread_id)
+        if self.state is not None and envelope.boundary == self.state.boundary:
+            self.state.apply(envelope, position)
+            self.state.commands.pop(envelope.command_id, None)  # idempotency records: nothing decides on a replay
+        self.events += 1
+        self.position = position
+
+    def view(self, at: int | None) -> Replay | None:
+        return None if self.state is None else replay_view(self.state, at, self.events)
+
+
+async def replay_at(read_page: PageReader, thread_id: str, stops: Sequence[int | None],
+                    replayer: Replayer | None = None) -> list[Replay | None]:
+    """The thread as of each position in `stops` (ascending; None means the latest), from one pass
+    over its history, read a page at a time and never further than the last stop. None where the
+    thread did not exist yet. `replayer` resumes from a state already folded (not past any stop)."""
+    r = replayer or Replayer(thread_id)
+    out: list[Replay | None] = []
+    pending = list(stops)
+    after = r.position
+    while pending:
+        page = await read_page(after, REPLAY_PAGE)
+        for event in page.events:
+            while pending and pending[0] is not None and event.position > pending[0]:
+                out.append(r.view(pending.pop(0)))
+            if not pending:
+                return out
+            r.feed(event, event.position)
+        if page.next_after <= after:  # the end of the history (a page can be empty yet move on: quarantine)
+            out.extend(r.view(stop) for stop in pending)
+            return out
+        after = page.next_after
+    return out
+
+
+def _scalar(value: Any) -> Scalar:
+    value = msgspec.to_builtins(value)
+    return value if value is None or isinstance(value, str | int | bool) else msgspec.json.encode(value).decode()
+
+
+def _changes(before: msgspec.Struct, after: msgspec.Struct, skip: tuple[str, ...]) -> list[FieldChange]:
+    out = []
+    for name in before.__struct_fields__:
+        if name in skip:
+            continue
+        a, b = _scalar(getattr(before, name)), _scalar(getattr(after, name))
+        if a != b:
+            out.append(FieldChange(field=name, before=a, after=b))
+    return out
+
+
+def diff(before: Replay, after: Replay) -> ReplayDiff:
+    """What changed between two replays of one thread, `before` taken at the earlier position."""
+    old = {s.session_id: s for s in before.sessions}
+    new = {s.session_id: s for s in after.sessions}
+    changed = [SessionChange(session_id=sid, changes=c) for sid, s in new.items() if sid in old
+               for c in [_changes(old[sid], s, ("position",))] if c]
+    held_before, held_after = set(before.thread.held_sandboxes), set(after.thread.held_sandboxes)
+    return ReplayDiff(
+        thread_id=after.thread.thread_id,
+        from_position=before.thread.position if before.at is None else before.at,
+        to_position=after.thread.position if after.at is None else after.at,
+        events_between=after.history_events - before.history_events,
+        thread_changes=_changes(before.thread, after.thread, ("sessions", "held_sandboxes")),
+        sessions_added=[s for sid, s in new.items() if sid not in old],
+        sessions_removed=[sid for sid in old if sid not in new],
+        session_changes=changed,
+        sandboxes_acquired=[h for h in after.thread.held_sandboxes if h not in held_before],
+        sandboxes_released=[h for h in before.thread.held_sandboxes if h not in held_after])

@@ -146,7 +146,8 @@ class LedgerModels:
                 self._note_session(tenant, session_id, found)
         return found
 
-    async def project_threads(self, store: EventStore, tenant: str, project_id: str) -> list[str]:
+    async def project_threads(self, store: EventStore, tenant: str, project_id: str | None) -> list[str]:
+        """A project's threads, or (project_id None) every thread of the tenant."""
         subjects = await store.last_subjects(self.subjects.project_threads_filter(tenant, project_id))
         return [self.subjects.entity_of(s) for s in subjects]
 

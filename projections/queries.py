@@ -4,12 +4,13 @@ the log itself (the audit trail must not depend on a projection)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine import codec
 from engine.decoding import decode_request, decoders
 from engine.outcomes import log_unavailable, not_found, unexpected
-from engine.store import EventStore, LogUnavailable
+from engine.store import EventStore, LogUnavailable, RawEvent
 from engine.thread_model import ThreadState
 from projections.history import read_history
 from projections.models import LedgerModels
@@ -39,6 +40,7 @@ from schemas.queries import (
 from schemas.replies import QueryReply
 
 log = logging.getLogger("agentledger.queries")
+Reader = Callable[[int, int | None, int | None], Awaitable[list[RawEvent]]]
 _DECODERS = decoders(QUERIES)
 
 
@@ -75,6 +77,15 @@ class QueryService:
             raise not_found("session", session_id)
         return await self.models.loaded(self.store, self.models.thread(tenant, thread_id))
 
+    async def _reader(self, tenant: str, thread_id: str | None) -> Reader:
+        """`(after, up_to, limit)` -> events of the tenant, or of a thread's history, in that range."""
+        if thread_id is None:
+            boundary = self.models.subjects.tenant_filter(tenant)
+            return lambda after, up_to, limit: self.store.read(boundary, after=after, limit=limit, up_to=up_to)
+        thread = await self._thread(tenant, thread_id)
+        return lambda after, up_to, limit: read_history(self.store, self.models, thread, after=after, limit=limit,
+                                                        up_to=up_to)
+
     async def _answer(self, tenant: str, query: Query) -> Any:
         match query:
             case ThreadGet():
@@ -97,12 +108,11 @@ class QueryService:
                     raise not_found("sandbox", query.sandbox_id)
                 return SandboxResult(sandbox_view(sandbox))
             case EventsRead():
-                if query.thread_id is None:
-                    boundary = self.models.subjects.tenant_filter(tenant)
-                    raws = await self.store.read(boundary, after=query.after, limit=query.limit)
+                read = await self._reader(tenant, query.thread_id)
+                if query.before is None:
+                    raws = await read(query.after, None, query.limit)
                 else:
-                    raws = await read_history(self.store, self.models, await self._thread(tenant, query.thread_id),
-                                              after=query.after, limit=query.limit)
+                    raws = await _last_before(read, query.after, query.before, query.limit)
                 events, last = codec.stored_page(raws, self.models.subjects)
                 more = last is not None and last != raws[-1].position  # stopped at the byte limit
                 return EventsPage(events=events, next_after=query.after if last is None else last, more=more)
@@ -110,3 +120,16 @@ class QueryService:
                 quarantine = self.models.quarantine
                 return QuarantineResult(count=quarantine.count, entries=quarantine.entries(query.after, query.limit))
         raise AssertionError(f"unhandled query {query!r}")
+
+
+async def _last_before(read: Reader, after: int, before: int, limit: int) -> list[RawEvent]:
+    """The last `limit` events in (after, before). The log only reads forwards, so this reads
+    windows reaching back from `before`, each four times wider than the last, until it has enough:
+    a dense history costs about one page, a sparse one a few more windows."""
+    out: list[RawEvent] = []
+    hi, width = before - 1, limit
+    while hi > after and len(out) < limit:
+        lo = max(after, hi - width)
+        out = await read(lo, hi, None) + out
+        hi, width = lo, width * 4
+    return out[-limit:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from engine.sandbox_model import SandboxState
 from engine.thread_model import Session, ThreadState
 from schemas.queries import BudgetView, SandboxHold, SandboxView, SessionRef, SessionView, ThreadRow, ThreadView, TreeNode
+from schemas.replay import Replay
 
 
 def thread_view(state: ThreadState) -> ThreadView:
@@ -19,7 +20,7 @@ def thread_view(state: ThreadState) -> ThreadView:
 
 def thread_row(state: ThreadState) -> ThreadRow:
     return ThreadRow(thread_id=state.thread_id, title=state.title, status=state.status, position=state.position,
-                     session_count=len(state.sessions))
+                     session_count=len(state.sessions), project_id=state.project_id, forked_from=state.forked_from)
 
 
 def budget_view(session: Session) -> BudgetView:
@@ -57,3 +58,11 @@ def sandbox_view(state: SandboxState) -> SandboxView:
                        forked_from=state.forked_from, location=state.location,
                        pending=[state.pending[p] for p in sorted(state.pending)], last_error=state.last_error,
                        position=state.position)
+
+
+def replay_view(state: ThreadState, at: int | None, history_events: int) -> Replay:
+    """What `replay` shows: the thread, each session, and one delegation tree per root session."""
+    sessions = list(state.sessions.values())
+    return Replay(at=at, thread=thread_view(state), sessions=[session_view(state, s) for s in sessions],
+                  trees=[tree(state, s) for s in sessions if s.parent_session_id is None],
+                  history_events=history_events)

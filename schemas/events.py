@@ -13,6 +13,7 @@ from eventsourcing.dcb.msgpack import Decision
 from msgspec import Meta
 
 from schemas.common import Actor, FailureMode, ProjectConfig, Summary
+from schemas.ids import EdgeId, HandoffId, ProjectId, SandboxId, SessionId, SummaryId, TenantId, ThreadId
 from schemas.sandboxes import SandboxAction, SandboxBinding, SandboxOp, SandboxOptions
 
 SCHEMA_VERSION = 1
@@ -23,13 +24,13 @@ class Event(Decision, tag_field="type", kw_only=True, frozen=True):
 
 
 class ProjectCreated(Event, kw_only=True, tag="project.created"):
-    project_id: str
+    project_id: ProjectId
     name: str
     config: ProjectConfig
 
 
 class ForkPoint(msgspec.Struct, frozen=True, kw_only=True):
-    thread_id: str
+    thread_id: ThreadId
     position: int
 
 
@@ -38,8 +39,8 @@ class ThreadCreated(Event, kw_only=True, tag="thread.created"):
     enforce them without reading another boundary. A fork names its source and the position
     it sees the source's history up to; no event is copied."""
 
-    thread_id: str
-    project_id: str
+    thread_id: ThreadId
+    project_id: ProjectId
     title: str
     max_delegation_depth: int
     max_delegation_width: int
@@ -47,44 +48,44 @@ class ThreadCreated(Event, kw_only=True, tag="thread.created"):
 
 
 class ThreadArchived(Event, kw_only=True, tag="thread.archived"):
-    thread_id: str
+    thread_id: ThreadId
     sandbox_actions: list[SandboxAction] = []
 
 
 class ThreadUnarchived(Event, kw_only=True, tag="thread.unarchived"):
-    thread_id: str
+    thread_id: ThreadId
 
 
 class ThreadDeleted(Event, kw_only=True, tag="thread.deleted"):
     """Tombstone: the thread id stays taken, its history stays readable for audit."""
 
-    thread_id: str
+    thread_id: ThreadId
 
 
 class SessionCreated(Event, kw_only=True, tag="session.created"):
-    session_id: str
+    session_id: SessionId
     owner: Actor
     budget: int | None = None
     sandbox: SandboxBinding | None = None
 
 
 class SessionStarted(Event, kw_only=True, tag="session.started"):
-    session_id: str
+    session_id: SessionId
     sandbox_actions: list[SandboxAction] = []
 
 
 class SessionInputRequested(Event, kw_only=True, tag="session.input_requested"):
-    session_id: str
+    session_id: SessionId
     prompt: str = ""
 
 
 class SessionInputProvided(Event, kw_only=True, tag="session.input_provided"):
-    session_id: str
+    session_id: SessionId
 
 
 class SessionCompleted(Event, kw_only=True, tag="session.completed"):
-    session_id: str
-    summary_id: str
+    session_id: SessionId
+    summary_id: SummaryId
     summary: Summary
     usage: int = 0
     sandbox_actions: list[SandboxAction] = []
@@ -93,35 +94,35 @@ class SessionCompleted(Event, kw_only=True, tag="session.completed"):
 class SessionCancelled(Event, kw_only=True, tag="session.cancelled"):
     """Interrupted marker: the session returns to idle without a summary."""
 
-    session_id: str
+    session_id: SessionId
     reason: str = ""
     usage: int = 0
     sandbox_actions: list[SandboxAction] = []
 
 
 class SessionFailed(Event, kw_only=True, tag="session.failed"):
-    session_id: str
+    session_id: SessionId
     reason: str = ""
     usage: int = 0
     sandbox_actions: list[SandboxAction] = []
 
 
 class SessionArchived(Event, kw_only=True, tag="session.archived"):
-    session_id: str
+    session_id: SessionId
 
 
 class SessionRestored(Event, kw_only=True, tag="session.restored"):
-    session_id: str
+    session_id: SessionId
 
 
 class SessionSpawned(Event, kw_only=True, tag="session.spawned"):
     """Child session + delegation edge + lineage, as one fact."""
 
-    session_id: str
-    parent_session_id: str
-    root_session_id: str
+    session_id: SessionId
+    parent_session_id: SessionId
+    root_session_id: SessionId
     depth: int
-    edge_id: str
+    edge_id: EdgeId
     agent: Actor
     failure_mode: FailureMode
     budget: int | None = None
@@ -130,15 +131,15 @@ class SessionSpawned(Event, kw_only=True, tag="session.spawned"):
 
 class HandoffRecipient(msgspec.Struct, frozen=True, kw_only=True):
     actor: Actor
-    session_id: str
-    edge_id: str
+    session_id: SessionId
+    edge_id: EdgeId
 
 
 class HandoffTransferred(Event, kw_only=True, tag="handoff.transferred"):
     """Single handoff: ownership moves to the recipient, who gets an active child session."""
 
-    handoff_id: str
-    source_session_id: str
+    handoff_id: HandoffId
+    source_session_id: SessionId
     previous_owner: Actor
     owner_version: int
     depth: int
@@ -148,8 +149,8 @@ class HandoffTransferred(Event, kw_only=True, tag="handoff.transferred"):
 class HandoffBroadcasted(Event, kw_only=True, tag="handoff.broadcast"):
     """Broadcast: the source waits in awaiting_merge until every recipient has ended."""
 
-    handoff_id: str
-    source_session_id: str
+    handoff_id: HandoffId
+    source_session_id: SessionId
     owner_version: int
     depth: int
     recipients: Annotated[list[HandoffRecipient], Meta(min_length=2)]
@@ -159,48 +160,48 @@ class HandoffBroadcasted(Event, kw_only=True, tag="handoff.broadcast"):
 class SandboxCreateRequested(Event, kw_only=True, tag="sandbox.create_requested"):
     """Create (or, with `forked_from`, copy) a sandbox."""
 
-    sandbox_id: str
+    sandbox_id: SandboxId
     provider: str
     options: SandboxOptions = SandboxOptions()
-    owner_session_id: str | None = None
-    thread_id: str | None = None
-    forked_from: str | None = None
+    owner_session_id: SessionId | None = None
+    thread_id: ThreadId | None = None
+    forked_from: SandboxId | None = None
 
 
 class SandboxPauseRequested(Event, kw_only=True, tag="sandbox.pause_requested"):
-    sandbox_id: str
+    sandbox_id: SandboxId
     reason: str = ""
 
 
 class SandboxResumeRequested(Event, kw_only=True, tag="sandbox.resume_requested"):
-    sandbox_id: str
-    owner_session_id: str | None = None
-    thread_id: str | None = None
+    sandbox_id: SandboxId
+    owner_session_id: SessionId | None = None
+    thread_id: ThreadId | None = None
 
 
 class SandboxDestroyRequested(Event, kw_only=True, tag="sandbox.destroy_requested"):
-    sandbox_id: str
+    sandbox_id: SandboxId
     reason: str = ""
 
 
 class SandboxCreated(Event, kw_only=True, tag="sandbox.created"):
-    sandbox_id: str
+    sandbox_id: SandboxId
     location: str
     request_position: int
 
 
 class SandboxPaused(Event, kw_only=True, tag="sandbox.paused"):
-    sandbox_id: str
+    sandbox_id: SandboxId
     request_position: int
 
 
 class SandboxResumed(Event, kw_only=True, tag="sandbox.resumed"):
-    sandbox_id: str
+    sandbox_id: SandboxId
     request_position: int
 
 
 class SandboxDestroyed(Event, kw_only=True, tag="sandbox.destroyed"):
-    sandbox_id: str
+    sandbox_id: SandboxId
     request_position: int
 
 
@@ -208,7 +209,7 @@ class SandboxFailed(Event, kw_only=True, tag="sandbox.failed"):
     """The provider could not carry out a request; recorded, never hidden, and never changes
     the outcome of the session that caused the request."""
 
-    sandbox_id: str
+    sandbox_id: SandboxId
     request_position: int
     op: SandboxOp
     error: str
@@ -243,7 +244,7 @@ class Envelope(msgspec.Struct, kw_only=True, frozen=True):
     event_id: str
     type: str
     schema_version: int = SCHEMA_VERSION
-    tenant_id: str
+    tenant_id: TenantId
     boundary: str
     command: str
     command_id: str

@@ -7,9 +7,18 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-from schemas.common import Actor, NonNegInt, Summary
+from schemas.common import (
+    Actor,
+    EdgeKind,
+    EdgeStatus,
+    FailureMode,
+    NonNegInt,
+    SessionStatus,
+    Summary,
+    ThreadStatus,
+)
 from schemas.events import ForkPoint, StoredEvent
-from schemas.ids import ProjectId, SandboxId, SessionId, ThreadId
+from schemas.ids import EdgeId, ProjectId, SandboxId, SessionId, SummaryId, TenantId, ThreadId
 from schemas.sandboxes import SandboxBinding
 
 
@@ -24,8 +33,10 @@ class ThreadGet(Query, kw_only=True):
 
 
 class ThreadList(Query, kw_only=True):
+    """A project's threads; without `project_id`, every thread of the tenant."""
+
     NAME: ClassVar[str] = "thread.list"
-    project_id: ProjectId
+    project_id: ProjectId | None = None
     status: Literal["open", "archived", "deleted"] | None = None
 
 
@@ -40,9 +51,13 @@ class SessionTree(Query, kw_only=True):
 
 
 class EventsRead(Query, kw_only=True):
+    """Events after `after`, oldest first, at most `limit`. With `before`, the page ends there
+    instead: the last `limit` events with after < position < before (paging backwards)."""
+
     NAME: ClassVar[str] = "events.read"
     thread_id: ThreadId | None = None
     after: NonNegInt = 0
+    before: Annotated[int, Meta(ge=1)] | None = None
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
@@ -64,22 +79,22 @@ QUERIES: dict[str, type[Query]] = {q.NAME: q for q in (ThreadGet, ThreadList, Se
 
 
 class SessionRef(msgspec.Struct, frozen=True):
-    session_id: str
-    status: str
+    session_id: SessionId
+    status: SessionStatus
 
 
 class SandboxHold(msgspec.Struct, frozen=True):
     """An owned sandbox not yet released (destroyed) by its session's policy or an archive."""
 
-    sandbox_id: str
-    session_id: str
+    sandbox_id: SandboxId
+    session_id: SessionId
 
 
 class ThreadView(msgspec.Struct, frozen=True, kw_only=True):
-    thread_id: str
-    project_id: str
+    thread_id: ThreadId
+    project_id: ProjectId
     title: str
-    status: str
+    status: ThreadStatus
     max_delegation_depth: int
     max_delegation_width: int
     created_position: int
@@ -91,11 +106,13 @@ class ThreadView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ThreadRow(msgspec.Struct, frozen=True, kw_only=True):
-    thread_id: str
+    thread_id: ThreadId
     title: str
-    status: str
+    status: ThreadStatus
     position: int
     session_count: int
+    project_id: str = ""
+    forked_from: ForkPoint | None = None
 
 
 class BudgetView(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,46 +124,46 @@ class BudgetView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SessionView(msgspec.Struct, frozen=True, kw_only=True):
-    session_id: str
-    thread_id: str
-    project_id: str
-    status: str
+    session_id: SessionId
+    thread_id: ThreadId
+    project_id: ProjectId
+    status: SessionStatus
     owner: Actor
     owner_version: int
     previous_actors: list[Actor]
     depth: int
-    parent_session_id: str | None
-    root_session_id: str
-    edge_id: str | None
-    edge_kind: str | None
-    edge_status: str | None
-    failure_mode: str | None
+    parent_session_id: SessionId | None
+    root_session_id: SessionId
+    edge_id: EdgeId | None
+    edge_kind: EdgeKind | None
+    edge_status: EdgeStatus | None
+    failure_mode: FailureMode | None
     open_children: int
-    summary_id: str | None
+    summary_id: SummaryId | None
     summary: Summary | None
     budget: BudgetView
     merge_result: list[MergeEntry] | None
     sandbox: SandboxBinding | None
-    held_sandboxes: list[str]
+    held_sandboxes: list[SandboxId]
     created_position: int
     position: int
 
 
 class MergeEntry(msgspec.Struct, frozen=True, kw_only=True):
-    session_id: str
+    session_id: SessionId
     actor: Actor
     outcome: str
-    summary_id: str | None
+    summary_id: SummaryId | None
 
 
 class TreeNode(msgspec.Struct, frozen=True, kw_only=True):
-    session_id: str
-    status: str
+    session_id: SessionId
+    status: SessionStatus
     depth: int
     owner: Actor
-    edge_kind: str | None
-    edge_status: str | None
-    summary_id: str | None
+    edge_kind: EdgeKind | None
+    edge_status: EdgeStatus | None
+    summary_id: SummaryId | None
     summary: Summary | None
     budget: BudgetView
     open_children: int
@@ -176,13 +193,13 @@ class EventsPage(msgspec.Struct, frozen=True):
 
 
 class SandboxView(msgspec.Struct, frozen=True, kw_only=True):
-    sandbox_id: str
+    sandbox_id: SandboxId
     status: str
     intent: str
     provider: str
-    owner_session_id: str | None
-    thread_id: str | None
-    forked_from: str | None
+    owner_session_id: SessionId | None
+    thread_id: ThreadId | None
+    forked_from: SandboxId | None
     location: str | None
     pending: list[str]
     last_error: str | None
@@ -199,9 +216,22 @@ class Quarantined(msgspec.Struct, frozen=True, kw_only=True):
     position: int
     subject: str
     reason: str
-    tenant_id: str | None = None  # the subject's tenant token, when it is a well-formed one
+    tenant_id: TenantId | None = None  # the subject's tenant token, when it is a well-formed one
 
 
 class QuarantineResult(msgspec.Struct, frozen=True, kw_only=True):
     count: int  # quarantined since this engine started (entries keeps the most recent)
     entries: list[Quarantined]
+
+
+# What each query answers with; the published reply schemas (and the typed clients generated
+# from them) come from this table, and a test keeps it complete.
+QUERY_RESULTS: dict[str, type[msgspec.Struct]] = {
+    ThreadGet.NAME: ThreadResult,
+    ThreadList.NAME: ThreadListResult,
+    SessionGet.NAME: SessionResult,
+    SessionTree.NAME: TreeResult,
+    EventsRead.NAME: EventsPage,
+    SandboxGet.NAME: SandboxResult,
+    QuarantineList.NAME: QuarantineResult,
+}

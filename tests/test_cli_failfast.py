@@ -100,15 +100,18 @@ async def test_timeout_bounds_connecting_to_a_server_that_never_answers(silent_p
 
 
 async def test_a_server_without_jetstream_gets_one_line(plain_nats: str) -> None:
-    log_commands = (("events", "tail"), ("replay", "--thread-id", "thd_x"))
-    runs = await asyncio.gather(*(agentledger(*args, "--nats-url", plain_nats) for args in log_commands))
-    for args, (code, out, err) in zip(log_commands, runs, strict=True):
-        assert (code, out) == (EXIT_REFUSED, ""), (args, code, err)
-        assert err.splitlines() == [f"error unavailable: NATS at {plain_nats} has no JetStream: this command reads "
-                                    "the event stream directly, so it needs the server the engine logs to"], err
-    # no engine there either: a request meets no responders, which is worth retrying
-    code, _, err = await agentledger("thread", "get", "--thread-id", "thd_x", "--nats-url", plain_nats)
-    assert code == EXIT_RETRYABLE and "no engine answers on ledger.qry.tnt_default.thread.get" in err, err
+    code, out, err = await agentledger("events", "tail", "--nats-url", plain_nats)
+    assert (code, out) == (EXIT_REFUSED, ""), (code, err)
+    assert err.splitlines() == [f"error unavailable: NATS at {plain_nats} has no JetStream: this command reads "
+                                "the event stream directly, so it needs the server the engine logs to"], err
+    # no engine there either: a request (replay and export read through events.read) meets no
+    # responders, which is worth retrying
+    for args, query in [(("thread", "get", "--thread-id", "thd_x"), "thread.get"),
+                        (("replay", "--thread-id", "thd_x"), "events.read"), (("events", "export"), "events.read")]:
+        code, out, err = await agentledger(*args, "--nats-url", plain_nats)
+        assert (code, out) == (EXIT_RETRYABLE, ""), (args, code, err)
+        assert err.splitlines() == [f"error unavailable: no engine answers on ledger.qry.tnt_default.{query} "
+                                    "(check --nats-url and --prefix) (retryable)"], err
 
 
 async def test_version_and_shell_completion() -> None:

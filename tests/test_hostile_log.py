@@ -131,7 +131,7 @@ async def test_envelope_naming_another_tenants_boundary_changes_nothing(
     await attacker.ok("thread.archive", thread_id="thd_e")
 
 
-PM_SEES = 3  # of the targets below, those on thread subjects
+PM_SEES = 2  # of the targets below, those on the thread event types the process manager acts on
 GARBAGE = [b"", b"\xff\xfe not json", b"{}", b'{"type": "thread.archived"}', b"[" * 5000]
 
 
@@ -150,7 +150,7 @@ async def test_undecodable_messages_wedge_neither_workers_nor_cold_start(
         for data in GARBAGE:
             last = await publish(nc, engine_config, target, data)
     # the engine checks the boundaries it holds (the thread) as they arrive, the others when it loads them
-    assert (await quarantined(client, last))["count"] == len(GARBAGE)
+    assert (await quarantined(client, last))["count"] >= len(GARBAGE)  # the follower's, on the loaded thread
 
     # both workers flow on: the process manager turns the binding into a create, the effect
     # handler creates the sandbox on the very boundary the garbage was published on
@@ -162,7 +162,9 @@ async def test_undecodable_messages_wedge_neither_workers_nor_cold_start(
     await client.ok("thread.create", project_id="prj_p1", thread_id="thd_t2")
     skipped = {w.durable.rsplit("-", 1)[1]: w.quarantine.count for w in workers_engine.workers}
     assert skipped == {"pm": PM_SEES * len(GARBAGE), "fx": len(GARBAGE)}
-    assert workers_engine.models.quarantine.count == 3 * len(GARBAGE)  # thd_t1, then sbx_s1 and thd_t2 loaded
+    # the engine's list holds what any of its readers skipped, once: all but the subject no reader matches
+    assert workers_engine.models.quarantine.count == (len(targets) - 1) * len(GARBAGE)
+    assert (await quarantined(client, last))["count"] == (len(targets) - 1) * len(GARBAGE)
 
     await workers_engine.stop()
     again = Engine(engine_config)

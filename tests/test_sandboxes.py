@@ -27,6 +27,7 @@ TENANT = "tnt_acme"
 async def sbx_engine(engine_config: EngineConfig, tmp_path: Path) -> AsyncIterator[Engine]:
     engine_config.sandbox_dir = tmp_path / "sandboxes"
     engine_config.worker_ack_wait = 2.0
+    engine_config.sandbox_commands = ("sleep", "/nonexistent/agent-tool")
     eng = Engine(engine_config)
     await eng.start()
     yield eng
@@ -237,7 +238,7 @@ async def test_local_provider_git_worktree_and_fork(tmp_path: Path) -> None:
     for args in (["init", "-q"], ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty", "-m", "x"]):
         subprocess.run(["git", "-C", str(repo), *args], check=True)
     (repo / "README").write_text("hello")
-    provider = LocalProvider(tmp_path / "root")
+    provider = LocalProvider(tmp_path / "root", repos=[repo])
     a, b = SandboxRef("tnt_x", "sbx_a"), SandboxRef("tnt_x", "sbx_b")
     from schemas.sandboxes import SandboxOptions
     location = await provider.create(a, SandboxOptions(repo=str(repo)))

@@ -6,6 +6,11 @@ undoes both; fork copies the directory (a worktree gets its own worktree at the 
 with the source's working files copied over); destroy kills the process group and removes the
 directory. Bookkeeping lives beside the sandboxes (`<root>/.meta`), not inside them, so a fork
 never copies it and the agent never sees it.
+
+Nothing here trusts the request: ids are checked again, every path is resolved and must lie under
+the root, a process is started only when its program is on the deployment's allowlist
+(`--allow-command` / `AGENTLEDGER_SANDBOX_COMMANDS`, empty by default) and a worktree is made only
+from a repository under an allowed directory (`--allow-repo` / `AGENTLEDGER_SANDBOX_REPOS`).
 """
 
 from __future__ import annotations
@@ -13,16 +18,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import stat
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
 
 from handlers.providers.base import ProviderError, SandboxRef
+from schemas.ids import TENANT_RE, id_pattern
 from schemas.sandboxes import ProviderCapabilities, SandboxOptions
+
+_TENANT = re.compile(TENANT_RE)
+_SANDBOX = re.compile(id_pattern("sbx_"))
+COMMANDS_SETTING = "--allow-command / AGENTLEDGER_SANDBOX_COMMANDS"
+REPOS_SETTING = "--allow-repo / AGENTLEDGER_SANDBOX_REPOS"
 
 
 class LocalMeta(msgspec.Struct, kw_only=True):
@@ -80,21 +93,52 @@ class LocalProvider:
     name = "local"
     capabilities = ProviderCapabilities(fork=True, pause=True)
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, commands: Iterable[str] = (), repos: Iterable[str | Path] = ()) -> None:
         self.root = Path(root).resolve()
+        self.commands = frozenset(commands)  # programs (argv[0], exactly as requested) allowed to run
+        self.repos = tuple(Path(r).resolve() for r in repos)  # directories whose repositories may be checked out
 
     # -- bookkeeping ------------------------------------------------------------------------
+    def _inside(self, path: Path) -> Path:
+        """`path` resolved, or ProviderError when that leaves the root (a `..`, an absolute id, a symlink)."""
+        resolved = path.resolve()
+        if resolved == self.root or not resolved.is_relative_to(self.root):
+            raise ProviderError(f"refusing path {str(path)[:200]!r}: it resolves outside the sandbox root")
+        return resolved
+
+    @staticmethod
+    def _check(ref: SandboxRef) -> None:
+        if not _TENANT.fullmatch(ref.tenant_id) or not _SANDBOX.fullmatch(ref.sandbox_id):
+            raise ProviderError(f"refusing sandbox {ref.tenant_id[:80]!r}/{ref.sandbox_id[:80]!r}: not a tenant and sandbox id")
+
     def path(self, ref: SandboxRef) -> Path:
-        return self.root / ref.tenant_id / ref.sandbox_id
+        self._check(ref)
+        return self._inside(self.root / ref.tenant_id / ref.sandbox_id)
 
     def _meta_path(self, ref: SandboxRef) -> Path:
-        return self.root / ".meta" / ref.tenant_id / f"{ref.sandbox_id}.json"
+        self._check(ref)
+        return self._inside(self.root / ".meta" / ref.tenant_id / f"{ref.sandbox_id}.json")
 
     def meta(self, ref: SandboxRef) -> LocalMeta | None:
         try:
-            return msgspec.json.decode(self._meta_path(ref).read_bytes(), type=LocalMeta)
+            meta = msgspec.json.decode(self._meta_path(ref).read_bytes(), type=LocalMeta)
         except FileNotFoundError:
             return None
+        if Path(meta.location).resolve() != self.path(ref):
+            raise ProviderError(f"bookkeeping of {ref.sandbox_id} names a location that is not its own")
+        return meta
+
+    def _allowed(self, options: SandboxOptions) -> None:
+        """Refuse before anything is created: an unlisted program or repository is the deployment's call."""
+        if options.command and options.command[0] not in self.commands:
+            allowed = ", ".join(sorted(self.commands)) or "none"
+            raise ProviderError(f"command {options.command[0][:200]!r} is not allowed in sandboxes here "
+                                f"(allowed: {allowed}); the deployment allows programs with {COMMANDS_SETTING}")
+        if options.repo:
+            repo = Path(options.repo).resolve()
+            if not any(repo == r or repo.is_relative_to(r) for r in self.repos):
+                raise ProviderError(f"repository {options.repo[:200]!r} is not under an allowed directory; "
+                                    f"the deployment allows repositories with {REPOS_SETTING}")
 
     def _save(self, ref: SandboxRef, meta: LocalMeta) -> None:
         path = self._meta_path(ref)
@@ -125,7 +169,9 @@ class LocalProvider:
     def _start(self, target: Path, command: list[str] | None) -> int | None:
         if not command:
             return None
-        log = open(self.root / ".meta" / f"{target.parent.name}.{target.name}.log", "ab")  # noqa: SIM115
+        if command[0] not in self.commands:
+            raise ProviderError(f"command {command[0][:200]!r} is not allowed; see {COMMANDS_SETTING}")
+        log = open(self._inside(self.root / ".meta" / f"{target.parent.name}.{target.name}.log"), "ab")  # noqa: SIM115
         try:
             proc = subprocess.Popen(command, cwd=target, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True)
@@ -140,6 +186,7 @@ class LocalProvider:
         existing = self.meta(ref)
         if existing is not None:
             return existing.location
+        self._allowed(options)
         await self._clear_partial(ref, options.repo)
         target = self.path(ref)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +203,7 @@ class LocalProvider:
         existing = self.meta(target)
         if existing is not None:
             return existing.location
+        self._allowed(SandboxOptions(command=options.command))
         src = self.meta(source)
         if src is None or not Path(src.location).exists():
             raise ProviderError(f"source sandbox {source.sandbox_id} has no directory to copy")

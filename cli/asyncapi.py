@@ -1,0 +1,192 @@
+"""The AsyncAPI 3.0 document of the engine (docs/asyncapi.json), generated from the code: the
+subjects from `engine.subjects`, every payload from the same JSON Schema as docs/schema.json.
+
+FastStream's generator cannot do this here: the handlers take raw messages (so the engine decodes
+each body once, with its own error replies), which leaves FastStream nothing to describe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.subjects import Subjects
+from handlers.auth.permissions import TENANT_ROLES, may_command, may_query
+from schemas.commands import COMMANDS
+from schemas.contract import event_types, json_schema, version
+from schemas.queries import QUERIES
+
+PREFIX = "ledger"  # the default; `--prefix` changes the first token of every address
+TENANT = "{tenant}"
+_BOUNDARY = {"project": ("project_id", "project"), "sandbox": ("sandbox_id", "sandbox")}
+_THREAD = ("thread_id", "thread")
+
+
+SECURITY = {
+    "type": "asymmetricEncryption",
+    "description": (
+        "NATS decentralized (operator-mode) JWT authentication: connect with a `.creds` file, which holds a "
+        "user JWT and its nkey seed; the client signs the server's nonce with the seed. Each tenant is a NATS "
+        "account that imports only its own `cmd`/`qry` subjects, so the tenant token of a subject is the "
+        "caller's account, never a claim. A user's role is a tag in its JWT: `member` sends commands and "
+        "queries; `auditor` sends queries and reads its tenant's own copy of the event stream (a command gets "
+        "`forbidden`); `admin` (the deployment's, `.agentledger/auth/admin.creds` of an embedded server) may "
+        "act on any tenant. Every event records "
+        "the authenticated `principal` (id, role, public key)."),
+}
+
+
+def _components_ref(node: Any) -> Any:
+    """docs/schema.json's `$defs` as AsyncAPI components: refs moved, and `discriminator` written
+    the AsyncAPI way (the property name; the `mapping` is implied by each member's `type`)."""
+    if isinstance(node, dict):
+        out = {k: _components_ref(v) for k, v in node.items()}
+        if isinstance(out.get("$ref"), str):
+            out["$ref"] = out["$ref"].replace("#/$defs/", "#/components/schemas/")
+        if isinstance(out.get("discriminator"), dict):
+            out["discriminator"] = out["discriminator"]["propertyName"]
+        return out
+    if isinstance(node, list):
+        return [_components_ref(v) for v in node]
+    return node
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _channel_ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/channels/{name}"}
+
+
+def _reply_name(query: str) -> str:
+    return "".join(p.capitalize() for p in query.replace("_", ".").split(".")) + "Reply"
+
+
+def boundary_of(event_type: str) -> tuple[str, str]:
+    """(id field, word) of the boundary an event type is written to."""
+    return _BOUNDARY.get(event_type.split(".", 1)[0], _THREAD)
+
+
+def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
+    contract = json_schema()
+    subjects = Subjects(prefix)
+    schemas = _components_ref(contract["$defs"])
+    tenant = {"description": "tenant id: `tnt_` + 1-64 of [A-Za-z0-9_-]; the caller's credentials "
+                             "must allow it", "examples": ["tnt_default"]}
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+
+    def message(name: str, schema: str, summary: str) -> dict[str, str]:
+        messages[name] = {"name": name, "title": name, "summary": summary, "contentType": "application/json",
+                          "payload": _ref("schemas", schema)}
+        return _ref("messages", name)
+
+    replies = {"command": message("reply.command", "CommandReply", "The one reply to every command.")}
+    for name in sorted(QUERIES):
+        replies[name] = message(f"reply.{name}", _reply_name(name), f"The one reply to `{name}`.")
+    channels["replies"] = {
+        "address": None,
+        "description": "The requester's reply subject (its NATS inbox); exactly one reply per request.",
+        "messages": replies,
+    }
+
+    for kind, table, subject in (("command", COMMANDS, subjects.command), ("query", QUERIES, subjects.query)):
+        for name in sorted(table):
+            struct = table[name]
+            doc = (struct.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+            channel = f"{kind}.{name}"
+            channels[channel] = {
+                "address": subject(TENANT, name),
+                "title": f"{kind} {name}",
+                "parameters": {"tenant": tenant},
+                "messages": {"request": message(f"{kind}.{name}", struct.__name__, doc or f"The `{name}` {kind}.")},
+            }
+            reply = "command" if kind == "command" else name
+            allowed = may_command if kind == "command" else may_query
+            roles = [r for r in (*TENANT_ROLES, "admin") if allowed(r)]
+            operations[name] = {
+                "security": [_ref("securitySchemes", "natsCredentials")],
+                "x-roles": roles,
+                "action": "receive",
+                "title": name,
+                "summary": doc or f"The `{name}` {kind}.",
+                "description": f"Allowed to: {', '.join(roles)}; any other role gets a `forbidden` reply.",
+                "channel": _channel_ref(channel),
+                "messages": [{"$ref": f"#/channels/{channel}/messages/request"}],
+                "reply": {"channel": _channel_ref("replies"),
+                          "messages": [{"$ref": f"#/channels/replies/messages/{reply}"}]},
+            }
+
+    def event_channel(key: str, title: str, address: str, parameters: dict[str, Any], msgs: dict[str, Any],
+                      description: str) -> None:
+        channels[key] = {"address": address, "title": title, "description": description,
+                         "parameters": {"tenant": tenant, **parameters}, "messages": msgs}
+        operations[f"append.{key.removeprefix('events.')}"] = {
+            "action": "send",
+            "title": f"append {title}",
+            "summary": "The engine appends one event per accepted command, conditional on its boundary's last "
+                       "sequence (a session claim lands in the same atomic batch as its event).",
+            "channel": _channel_ref(key),
+            "messages": [{"$ref": f"#/channels/{key}/messages/{m}"} for m in sorted(msgs)],
+        }
+
+    by_boundary: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in event_types():
+        tag = str(event.__struct_config__.tag)
+        by_boundary.setdefault(boundary_of(tag), {})[tag] = message(
+            f"event.{tag}", f"{event.__name__}Envelope", (event.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+            or f"The `{tag}` event.")
+    for (field, word), msgs in sorted(by_boundary.items()):
+        boundary = getattr(subjects, f"{word}_filter")(TENANT, "{" + field + "}")
+        about = (f"Events of one {word} in the JetStream stream (default `LEDGER`); an event's position is its "
+                 f"stream sequence. Read a {word}'s history with a consumer filtered on `{boundary}`, or through "
+                 "the `events.read` query.")
+        ids = {field: {"description": f"the {word} the events belong to"}}
+        if "thread.created" in msgs:  # it carries its project as a last token, so a project's threads are one read
+            event_channel("events.thread.created", "thread.created", subjects.thread_created_subject(
+                boundary, "{project_id}"), {**ids, "project_id": {"description": "the thread's project"}},
+                {"thread.created": msgs.pop("thread.created")}, about)
+        event_channel(f"events.{word}", f"{word} events", Subjects.event_subject(boundary, "{type}"),
+                      {**ids, "type": {"description": "the event type", "enum": sorted(msgs)}}, msgs, about)
+
+    claim = subjects.session_claim_subject(TENANT, "{session_id}", "{thread_id}")
+    channels["claims.session"] = {
+        "address": claim,
+        "title": "session claims",
+        "description": "In the same stream, not events: at most one message per session id, with an empty body, "
+                       "appended (expected sequence 0) in the same atomic batch as the event that introduces the "
+                       "session, so one session id can never land in two threads. Positions skip them.",
+        "parameters": {"tenant": tenant, "session_id": {"description": "the claimed session id"},
+                       "thread_id": {"description": "the thread that holds it"}},
+        "messages": {"claim": {"name": "session.claim", "title": "session.claim", "summary": "A session id's claim "
+                               "(empty body)."}},
+    }
+    operations["claim.session"] = {
+        "action": "send", "title": "claim a session id", "channel": _channel_ref("claims.session"),
+        "summary": "Appended with the event that introduces the session.",
+        "messages": [{"$ref": "#/channels/claims.session/messages/claim"}],
+    }
+
+    return {
+        "asyncapi": "3.0.0",
+        "id": "urn:agentledger",
+        "info": {
+            "title": "Agent Ledger",
+            "version": version(),
+            "description": "An event-sourced control plane for multi-agent systems: JSON commands and queries "
+                           "over NATS request/reply, and JSON events in one JetStream stream. Subjects use the "
+                           f"default prefix `{prefix}`. See docs/protocol.md.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "local": {"host": "127.0.0.1:4222", "protocol": "nats",
+                      "description": "The embedded server `agentledger serve` (or `make run`) starts; its admin "
+                                     "credentials are written to `.agentledger/auth/admin.creds`.",
+                      "security": [_ref("securitySchemes", "natsCredentials")]},
+        },
+        "channels": dict(sorted(channels.items())),
+        "operations": dict(sorted(operations.items())),
+        "components": {"messages": dict(sorted(messages.items())), "schemas": schemas,
+                       "securitySchemes": {"natsCredentials": SECURITY}},
+    }

@@ -1,0 +1,44 @@
+"""The `agentledger ui` command; the web stack is imported only when it runs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from cli import transport
+from cli.transport import Creds, NatsUrl, Prefix, Target, Tenant, Timeout
+
+
+def ui(
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="HTTP port (0: any free port)")] = 8480,
+    host: Annotated[str, typer.Option("--host", help="address to listen on; anyone who reaches it reads what "
+                                                      "--creds may read")] = "127.0.0.1",
+    tenant: Tenant = transport.DEFAULT_TENANT,
+    nats_url: NatsUrl = transport.DEFAULT_URL,
+    prefix: Prefix = transport.DEFAULT_PREFIX,
+    creds: Creds = None,
+    timeout: Timeout = transport.DEFAULT_TIMEOUT,
+) -> None:
+    """Serve the web timeline of a tenant's threads: sessions, delegation, sandboxes, and any
+    past position replayed from the log. It reads only through the engine's queries."""
+    from cli import output
+    from cli.query_client import QueryClient
+    from cli.ui.server import serve
+    from schemas.errors import DomainError
+
+    def ready(bound: int) -> None:
+        output.err.print(f"timeline of {tenant} at http://{host}:{bound}/ (Ctrl-C stops it)", markup=False)
+
+    async def run() -> None:
+        async with QueryClient(Target(nats_url, prefix, tenant, timeout, creds)) as client:
+            await serve(client, host, port, ready)
+
+    try:
+        asyncio.run(run())
+    except DomainError as e:
+        output.error(e.error)
+        raise typer.Exit(output.exit_code(e.error)) from None
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,170 @@
+"""The timeline's HTTP side: a JSON API over the engine's queries, the page, and a live feed.
+
+Every answer comes from a query sent with the credentials `agentledger ui` was started with, so
+the page shows exactly what those credentials may read (one tenant). Nothing here computes
+state: replays come from `projections.history` (see `replays.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from cli.query_client import QueryClient
+from cli.ui.replays import Replays
+from schemas.errors import DomainError
+from schemas.queries import (
+    EventsPage,
+    EventsRead,
+    SandboxGet,
+    SandboxResult,
+    ThreadGet,
+    ThreadList,
+    ThreadListResult,
+    ThreadResult,
+)
+
+PAGE = 100
+_STATUS = {"not_found": 404, "forbidden": 403, "unavailable": 503, "invalid_command": 400}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STATIC = resources.files("cli.ui") / "static"
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(value), status=status, content_type="application/json")
+
+
+def _int(request: web.Request, name: str, default: int | None = None, low: int = 0) -> int | None:
+    text = request.query.get(name)
+    if text in (None, ""):
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name} must be an integer") from None
+    if value < low:
+        raise web.HTTPBadRequest(text=f"{name} must be at least {low}")
+    return value
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An engine error reply becomes the same JSON error body with a fitting HTTP status."""
+    try:
+        return await handler(request)
+    except DomainError as e:
+        code = type(e.error).__struct_config__.tag
+        return _json({"error": e.error}, _STATUS.get(str(code), 502))
+
+
+class Timeline:
+    def __init__(self, client: QueryClient, poll_seconds: float = 0.5) -> None:
+        self.client = client
+        self.replays = Replays(client)
+        self.poll_seconds = poll_seconds
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[_errors])
+        app.router.add_get("/", self.index)
+        app.router.add_get("/static/{name}", self.static)
+        app.router.add_get("/api/threads", self.threads)
+        app.router.add_get("/api/threads/{thread_id}", self.thread)
+        app.router.add_get("/api/threads/{thread_id}/events", self.events)
+        app.router.add_get("/api/threads/{thread_id}/state", self.state)
+        app.router.add_get("/api/threads/{thread_id}/diff", self.diff)
+        app.router.add_get("/api/threads/{thread_id}/live", self.live)
+        app.router.add_get("/api/sandboxes/{sandbox_id}", self.sandbox)
+        return app
+
+    # -- the page ---------------------------------------------------------------------------------
+    async def index(self, _: web.Request) -> web.Response:
+        return web.Response(body=(STATIC / "index.html").read_bytes(), content_type="text/html")
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        kinds = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+        kind = next((k for ext, k in kinds.items() if name.endswith(ext)), None)
+        item = STATIC / name
+        if kind is None or "/" in name or not item.is_file():
+            raise web.HTTPNotFound()
+        return web.Response(body=item.read_bytes(), content_type=kind)
+
+    # -- the API ----------------------------------------------------------------------------------
+    async def threads(self, _: web.Request) -> web.Response:
+        result = await self.client.ask(ThreadList(), ThreadListResult)
+        return _json({"threads": result.threads, "log_end": self.client.log_end, "tenant": self.client.target.tenant})
+
+    async def thread(self, request: web.Request) -> web.Response:
+        result = await self.client.ask(ThreadGet(thread_id=request.match_info["thread_id"]), ThreadResult)
+        return _json({"thread": result.thread, "log_end": self.client.log_end})
+
+    async def events(self, request: web.Request) -> web.Response:
+        """One page of the thread's history: after `after`, or the last ones before `before`."""
+        before = _int(request, "before", low=1)
+        query = EventsRead(thread_id=request.match_info["thread_id"], after=_int(request, "after", 0) or 0,
+                           before=before, limit=min(_int(request, "limit", PAGE, low=1) or PAGE, 1000))
+        page = await self.client.ask(query, EventsPage)
+        return _json({"events": page.events, "next_after": page.next_after, "log_end": self.client.log_end})
+
+    async def state(self, request: web.Request) -> web.Response:
+        at = _int(request, "at", low=1)
+        if at is None:
+            await self.client.ask(ThreadGet(thread_id=request.match_info["thread_id"]), ThreadResult)
+            at = self.client.log_end
+        return _json(await self.replays.at(request.match_info["thread_id"], at))
+
+    async def diff(self, request: web.Request) -> web.Response:
+        a, b = _int(request, "from", low=1), _int(request, "to", low=1)
+        if a is None or b is None:
+            raise web.HTTPBadRequest(text="from and to are required")
+        return _json(await self.replays.diff(request.match_info["thread_id"], a, b))
+
+    async def sandbox(self, request: web.Request) -> web.Response:
+        result = await self.client.ask(SandboxGet(sandbox_id=request.match_info["sandbox_id"]), SandboxResult)
+        return _json({"sandbox": result.sandbox})
+
+    async def live(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: each batch of the thread's new events as it lands (polled with
+        events.read, so it needs nothing beyond the query rights)."""
+        thread_id = request.match_info["thread_id"]
+        after = _int(request, "after", 0) or 0
+        read = self.client.history(thread_id)
+        await read(after, 1)  # an unknown thread or a refused read is an error reply, not an empty stream
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        try:
+            while True:
+                page = await read(after, PAGE)
+                moved, after = page.next_after > after, max(after, page.next_after)
+                if page.events:
+                    body = msgspec.json.encode({"events": page.events, "log_end": self.client.log_end})
+                    await response.write(b"event: events\ndata: " + body + b"\n\n")
+                if moved:
+                    continue
+                await response.write(b": idle\n\n")
+                await asyncio.sleep(self.poll_seconds)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        except DomainError as e:
+            await response.write(b"event: failure\ndata: " + msgspec.json.encode({"error": e.error}) + b"\n\n")
+        return response
+
+
+async def serve(client: QueryClient, host: str, port: int, ready: Callable[[int], None] | None = None) -> None:
+    """Serve until cancelled; `ready` gets the bound port (useful with port 0)."""
+    runner = web.AppRunner(Timeline(client).app(), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port  # type: ignore[union-attr]
+    if ready is not None:
+        ready(bound)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,113 @@
+"""The README's walkthrough and Python snippet run exactly as written, in order, on a fresh
+engine started the way `make run` starts it (only the port differs: NATS_URL points at it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from engine.nats_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+HANG = 60  # a step still running after this long is stuck
+
+
+def blocks(lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", README, re.M | re.S)
+
+
+def walkthrough() -> tuple[str, list[str]]:
+    """The shell block that drives the engine: its `A=…` preamble and one command per line."""
+    block = next(b for b in blocks("sh") if b.startswith("A="))
+    preamble, *lines = block.replace("\\\n", "").splitlines()
+    return preamble, [line for line in lines if line.strip()]
+
+
+def snippet() -> tuple[str, str]:
+    """The Python block, and the command the README gives to run it."""
+    code = blocks("python")[0]
+    after = README[README.index(code) + len(code):]
+    run = re.search(r"`(\.venv/bin/python \S+\.py)`", after)
+    assert run, "the README says how to run the snippet"
+    return code, run.group(1)
+
+
+@pytest.fixture
+async def fresh(tmp_path: Path) -> AsyncIterator[tuple[Path, dict[str, str]]]:
+    """A directory like a fresh checkout (the venv linked in) with `agentledger serve` running in it."""
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTLEDGER_", "NATS_"))}
+    env |= {"COLUMNS": "200", "NO_COLOR": "1"}
+    server = await asyncio.create_subprocess_exec(".venv/bin/agentledger", "serve", "--port", str(port), cwd=tmp_path,
+                                                  env=env, stdout=asyncio.subprocess.PIPE,
+                                                  stderr=(tmp_path / "serve.log").open("wb"))
+    try:
+        assert server.stdout is not None
+        line = await asyncio.wait_for(server.stdout.readline(), HANG)
+        assert line.startswith(b"agentledger ready"), line
+        yield tmp_path, env | {"NATS_URL": f"nats://127.0.0.1:{port}"}  # the second terminal
+    finally:
+        server.send_signal(signal.SIGINT)
+        await asyncio.wait_for(server.wait(), HANG)
+
+
+async def sh(cwd: Path, env: dict[str, str], script: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec("bash", "-c", script, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), HANG)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def follow_until(cwd: Path, env: dict[str, str], preamble: str, line: str, last: str) -> str:
+    """Run a command that follows the log until the line with `last` shows, then press Ctrl-C."""
+    proc = await asyncio.create_subprocess_exec("bash", "-c", f"{preamble}\nexec {line}", cwd=cwd, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    seen = []
+    while not seen or last not in seen[-1]:
+        line = (await asyncio.wait_for(proc.stdout.readline(), HANG)).decode()
+        assert line, f"ended before {last}: {''.join(seen)}"
+        seen.append(line)
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), HANG)
+    assert proc.returncode == 0, err
+    return "".join(seen)
+
+
+async def test_the_readme_walkthrough_and_snippet_run_as_written(fresh: tuple[Path, dict[str, str]]) -> None:
+    cwd, env = fresh
+    preamble, lines = walkthrough()
+    outputs = []
+    for line in lines:
+        script = f"{preamble}\n{line}"
+        if "events tail" in line:  # follows live until Ctrl-C
+            out = await follow_until(cwd, env, preamble, line, "session.spawned")
+            outputs.append(out)
+            continue
+        code, out, err = await sh(cwd, env, script)
+        claim = re.search(r"# error (\w+)", line)
+        if claim:  # the comment says which error the line shows
+            assert code == 1 and f"error {claim.group(1)}:" in err, (line, code, out, err)
+        else:
+            assert code == 0, (line, code, out, err)
+        outputs.append(out)
+    transcript = "\n".join(outputs)
+    for expected in ("project prj_demo", "thread thd_demo", "session ses_lead", "-> active", "agent_spawn",
+                     "replayed from the log up to position 5"):
+        assert expected in transcript, transcript
+
+    code, run = snippet()
+    (cwd / run.split()[-1]).write_text(code)
+    status, out, err = await sh(cwd, env, run)
+    assert status == 0, (out, err)
+    assert '"ok":true' in out.replace(" ", ""), out
