@@ -301,3 +301,34 @@ async def test_an_auditor_reads_its_own_events_with_a_durable_consumer_from_any_
         assert (await js.stream_info(name)).state.messages == 4  # nothing of tnt_evil's
     finally:
         await auditor.close()
+
+
+async def test_the_cli_adds_a_tenant_and_writes_creds_that_nats_clients_read(
+        engine: Engine, engine_config: EngineConfig, deployment: Deployment, nats_server: EmbeddedNats,
+        tmp_path: Path) -> None:
+    import sys
+
+    agentledger = str(Path(sys.executable).parent / "agentledger")
+    tenant, out = f"tnt_cli{uuid.uuid4().hex[:6]}", tmp_path / "alice.creds"
+
+    async def run(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(agentledger, *args, "--auth-dir", str(deployment.root),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdout, _ = await proc.communicate()
+        assert proc.returncode is not None
+        return proc.returncode, stdout.decode()
+
+    assert (await run("tenant", "creds", tenant, "--user", "usr_alice", "--out", str(out)))[0] == 1  # not added yet
+    code, text = await run("tenant", "add", tenant, "--nats-url", nats_server.url)
+    assert code == 0, text
+    code, text = await run("tenant", "creds", tenant, "--user", "usr_alice", "--role", "member", "--out", str(out))
+    assert code == 0, text
+    assert out.read_text().startswith("-----BEGIN NATS USER JWT-----") and out.stat().st_mode & 0o077 == 0
+    conn = await nats.connect(servers=[nats_server.url], user_credentials=str(out))
+    try:
+        msg = await conn.request(engine_config.subjects.command(tenant, "project.create"),
+                                 _body(project_id="prj_cli", name="c"), timeout=60)
+    finally:
+        await conn.close()
+    reply = msgspec.json.decode(msg.data)
+    assert reply["ok"] and reply["events"][0]["principal"]["id"] == "usr_alice", reply
