@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import typer
 
-from cli import log_commands, output, transport
+from cli import log_commands, output, transport, worker_commands
 from cli.main import app
 from cli.options import FieldOption, Spec, build_body, field_options
 from cli.ui import command as ui_command
@@ -34,6 +34,7 @@ GROUP_HELP = {
     "events": "Read or follow the event log.",
     "sandbox": "Sandboxes: the working environments sessions run in.",
     "quarantine": "Messages of the log the engine refused to apply.",
+    "workers": "The process manager and effect handlers: what they gave up on.",
 }
 HELP = {
     "project.create": "Create a project.",
@@ -150,6 +151,7 @@ def register() -> None:
         group(head).command(tail.replace("_", "-"))(_make(kind, name, struct, spec))
     group("events").command("tail")(log_commands.tail)
     group("events").command("export")(log_commands.export)
+    group("workers").command("parked")(worker_commands.parked)
     app.command("replay")(log_commands.replay)
     app.command("ui")(ui_command.ui)
 

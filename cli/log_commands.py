@@ -140,8 +140,9 @@ async def _replay(target: Target, thread: str, at: int | None, against: int | No
     shown = [msgspec.structs.replace(v, log_end=client.log_end) for v in views if v is not None]
     if against is None:
         view = shown[0]
+        shown_at = at if at is None or not client.log_end else min(at, client.log_end)
         output.raw(msgspec.json.encode(view)) if as_json else output.out.print(
-            output.replay(view.thread, view.sessions, view.trees, at))
+            output.replay(view.thread, view.sessions, view.trees, shown_at))
         return
     change = diff(shown[0], shown[1])
     output.raw(msgspec.json.encode(change)) if as_json else output.out.print(output.replay_diff(change))

@@ -199,10 +199,13 @@ class CommandService:
                     return CommandReply(ok=True, command_id=command_id, position=model.position, events=[],
                                         result=outcome.result)
                 envelope = self._envelope(tenant, model.boundary, cmd, command_id, outcome.event, principal)
+                expected = model.position
                 try:
                     position = await self._append(tenant, model, envelope)
                 except (ConcurrencyConflict, LogUnavailable) as e:
                     self.conflicts += isinstance(e, ConcurrencyConflict)
+                    if await self._followed_past(model, expected, e, envelope):
+                        continue
                     # Either another writer moved the boundary, or our append's ack was lost and it
                     # may have landed: re-reading the boundary answers both (a landed append shows
                     # up with our command_id and is answered as a repeat). On a clustered stream a
@@ -233,6 +236,17 @@ class CommandService:
         claims = [(self.subjects.session_claim_subject(tenant, sid, model.thread_id),
                    self.subjects.session_claim_filter(tenant, sid)) for sid in sessions]
         return await self.store.append_claiming(subject, model.boundary, data, model.position, claims)
+
+    async def _followed_past(self, model: BoundaryModel, expected: int, e: Exception, envelope: Envelope) -> bool:
+        """A plain append refused because the boundary is at `e.last`: usually another replica's write
+        that our live follower is about to apply. Waiting briefly for it saves the re-read (and a
+        decision made then is still checked by the next append)."""
+        if not isinstance(e, ConcurrencyConflict) or e.last is None or e.last <= expected:
+            return False
+        if introduced_sessions(envelope.data):
+            return False  # the refused check may have been a claim's, not the boundary's
+        await self.models.wait_for(e.last, 0.05)
+        return model.position >= e.last
 
     async def _claimed_elsewhere(self, tenant: str, model: BoundaryModel, envelope: Envelope) -> None:
         """A conflict that the boundary's own history does not explain: a session id it introduces

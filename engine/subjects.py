@@ -40,6 +40,13 @@ class Subjects:
     def thread_events_all(self) -> str:
         return f"{self.prefix}.evt.*.thr.>"
 
+    def thread_events_of(self, types: tuple[str, ...]) -> list[str]:
+        """Consumer filters for these thread event types, in every tenant and thread."""
+        return [f"{self.prefix}.evt.*.thr.*.{t}" for t in types]
+
+    def sandbox_events_of(self, types: tuple[str, ...]) -> list[str]:
+        return [f"{self.prefix}.evt.*.sbx.*.{t}" for t in types]
+
     def project_filter(self, tenant: str, project_id: str) -> str:
         return f"{self.prefix}.evt.{tenant}.prj.{project_id}.>"
 

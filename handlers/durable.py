@@ -1,10 +1,19 @@
-"""A durable, strictly ordered worker over part of the log, shared by every replica.
+"""A durable worker over part of the log, shared by every replica.
 
 Process managers and effect handlers use it: the consumer is durable (a restart resumes after
-the last acknowledged event) and allows one unacknowledged event at a time, so events are
-handled in log order, once per group, whichever replica fetches them. An event is acknowledged
-only after its handler finished; a crash before that redelivers it, which the handlers make
-harmless with command ids derived from the event.
+the last acknowledged event) and filtered to the subjects the worker acts on. Without a `key`
+it allows one unacknowledged event at a time, so events are handled in log order, once per
+group, whichever replica fetches them. With a `key` (say, the sandbox an event belongs to) up to
+`concurrency` events are in hand at once; events with the same key are handled one after
+another in log order, events with different keys in parallel.
+
+An event is acknowledged only after its handler finished; a crash before that redelivers it,
+which the handlers make harmless with command ids derived from the event. A handler returns True
+(done) or False (not now: the world is not ready, e.g. the engine is unreachable; retried with
+backoff for as long as it takes). A handler that raises is retried with backoff and, after
+`max_attempts`, parked: acknowledged, recorded in the parking lot, counted and logged, so the
+rest flows on. Retries happen in hand (the message's ack timer is reset meanwhile), never by a
+redelivery, so a retry never lets a later event of the same key overtake it.
 """
 
 from __future__ import annotations
@@ -12,72 +21,182 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from engine import admission
 from engine.store import RawEvent
 from engine.subjects import Subjects
+from handlers.observability import tracing
+from handlers.parking import ParkingLot
+from schemas.common import ParkedMessage
 from schemas.events import Envelope
 
 log = logging.getLogger("agentledger.workers")
 
 Handler = Callable[[Envelope, int], Awaitable[bool]]
-"""Returns True when the event is done (ack), False to have it redelivered later."""
+"""True when the event is done (ack); False to try again later; raising counts towards parking."""
+OnPark = Callable[[Envelope, int, str], Awaitable[None]]
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Delay before retry number `attempt` (1, 2, ...): doubling from `base`, at most `cap` (pure)."""
+    return min(base * 2 ** (attempt - 1), cap)
 
 
 class DurableWorker:
-    def __init__(self, js: JetStreamContext, stream: str, subject_filter: str, durable: str, handler: Handler,
-                 subjects: Subjects, ack_wait: float = 30.0, retry_delay: float = 1.0,
-                 quarantine: admission.Quarantine | None = None) -> None:
-        self.js, self.stream, self.filter, self.durable = js, stream, subject_filter, durable
+    def __init__(self, js: JetStreamContext, stream: str, subject_filter: str | list[str], durable: str,
+                 handler: Handler, subjects: Subjects, ack_wait: float = 30.0, retry_delay: float = 0.05,
+                 max_retry_delay: float = 5.0, max_attempts: int = 8, quarantine: admission.Quarantine | None = None,
+                 key: Callable[[str], str] | None = None, concurrency: int = 1, on_park: OnPark | None = None) -> None:
+        self.js, self.stream, self.durable = js, stream, durable
+        self.filters = [subject_filter] if isinstance(subject_filter, str) else list(subject_filter)
         self.subjects = subjects
         self.quarantine = admission.Quarantine(forward=quarantine)  # messages skipped because they failed admission
-        self.handler = handler
-        self.ack_wait, self.retry_delay = ack_wait, retry_delay
+        self.handler, self.on_park = handler, on_park
+        self.ack_wait, self.retry_delay, self.max_retry_delay = ack_wait, retry_delay, max_retry_delay
+        self.max_attempts = max_attempts
+        self.key = key or (lambda subject: "")
+        self.concurrency = concurrency if key is not None else 1
         self._task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._stopping = False
+        self._queues: dict[str, deque[Msg]] = {}
+        self._lanes: set[asyncio.Task[None]] = set()
+        self._in_hand = 0
+        self._room = asyncio.Event()
+        self._lot: ParkingLot | None = None
         self.handled = 0
+        self.parked = 0  # messages given up on (also in the parking lot)
+        self.retries = 0
+
+    def config(self) -> ConsumerConfig:
+        one = len(self.filters) == 1
+        return ConsumerConfig(durable_name=self.durable, name=self.durable, ack_policy=AckPolicy.EXPLICIT,
+                              max_ack_pending=self.concurrency, deliver_policy=DeliverPolicy.ALL,
+                              filter_subject=self.filters[0] if one else None,
+                              filter_subjects=None if one else self.filters, ack_wait=self.ack_wait)
 
     async def start(self) -> None:
-        config = ConsumerConfig(durable_name=self.durable, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=1,
-                                deliver_policy=DeliverPolicy.ALL, filter_subject=self.filter, ack_wait=self.ack_wait)
-        self._sub = await self.js.pull_subscribe(self.filter, durable=self.durable, stream=self.stream, config=config)
+        self._lot = await ParkingLot.open(self.js, self.stream)
+        try:  # create, or bring an existing consumer to this build's filters and concurrency
+            await self.js.add_consumer(self.stream, self.config())
+        except nats.js.errors.APIError as e:
+            log.warning("%s: consumer not updated (%s); using it as it is", self.durable, e.description)
+        self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
         self._task = asyncio.create_task(self._run(self._sub), name=f"worker-{self.durable}")
 
+    # -- fetching ---------------------------------------------------------------------------
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
         while not self._stopping:
+            while self._in_hand >= self.concurrency:
+                self._room.clear()
+                await self._room.wait()
             try:
-                msgs = await sub.fetch(1, timeout=1.0)
+                msgs = await sub.fetch(self.concurrency - self._in_hand, timeout=1.0)
             except nats.errors.TimeoutError:
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                 return
             except Exception:
                 log.exception("%s: fetch failed", self.durable)
-                await asyncio.sleep(self.retry_delay)
+                await asyncio.sleep(self.max_retry_delay)
                 continue
             for msg in msgs:
-                position = int(msg.metadata.sequence.stream)
-                admitted = admission.admit(RawEvent(position, msg.subject, msg.data), self.subjects)
-                if isinstance(admitted, admission.Quarantined):
-                    self.quarantine.add(admitted)
-                    await msg.ack()
-                    continue
-                try:
+                self._take(msg)
+
+    def _take(self, msg: Msg) -> None:
+        key = self.key(msg.subject)
+        queue = self._queues.get(key)
+        self._in_hand += 1
+        if queue is not None:  # a lane for this key is running: it takes the message in turn
+            queue.append(msg)
+            return
+        self._queues[key] = deque([msg])
+        lane = asyncio.create_task(self._lane(key), name=f"{self.durable}-{key}")
+        self._lanes.add(lane)
+        lane.add_done_callback(self._lanes.discard)
+
+    async def _lane(self, key: str) -> None:
+        queue = self._queues[key]
+        try:
+            while queue:
+                await self._handle(queue[0])
+                queue.popleft()
+                self._in_hand -= 1
+                self._room.set()
+        finally:
+            del self._queues[key]
+
+    # -- handling -----------------------------------------------------------------------------
+    async def _handle(self, msg: Msg) -> None:
+        position = int(msg.metadata.sequence.stream)
+        admitted = admission.admit(RawEvent(position, msg.subject, msg.data), self.subjects)
+        if isinstance(admitted, admission.Quarantined):
+            self.quarantine.add(admitted)
+            await self._settle(msg.ack)
+            return
+        failures = max(int(msg.metadata.num_delivered or 1) - 1, 0)  # earlier deliveries that did not finish
+        waits = 0
+        while not self._stopping:
+            error = None
+            try:
+                with tracing.delivering(msg.headers):  # the handler continues the event's trace
                     done = await self.handler(admitted, position)
-                except Exception:
-                    log.exception("%s: handler failed at %s", self.durable, msg.metadata.sequence.stream)
-                    done = False
                 if done:
-                    await msg.ack()
+                    await self._settle(msg.ack)
                     self.handled += 1
-                else:
-                    await msg.nak(delay=self.retry_delay)
+                    return
+                waits += 1
+            except Exception as e:
+                failures += 1
+                error = f"{type(e).__name__}: {e}"
+                log.warning("%s: event at %s failed (attempt %d of %d): %s", self.durable, position, failures,
+                            self.max_attempts, error, exc_info=failures == 1)
+            if error is not None and failures >= self.max_attempts:
+                await self._park(msg, admitted, position, error, failures)
+                return
+            self.retries += 1
+            with contextlib.suppress(Exception):
+                await msg.in_progress()  # keep it in hand while we wait
+            await asyncio.sleep(backoff(max(failures, waits), self.retry_delay, self.max_retry_delay))
+
+    async def _park(self, msg: Msg, envelope: Envelope, position: int, error: str, attempts: int) -> None:
+        record = ParkedMessage(worker=self.durable, position=position, subject=msg.subject, error=error[:2000],
+                               attempts=attempts, at=datetime.now(UTC).isoformat())
+        log.error("%s: parked the event at %s (%s) after %d attempts: %s", self.durable, position, msg.subject,
+                  attempts, error)
+        if self.on_park is not None:
+            try:
+                await self.on_park(envelope, position, error)
+            except Exception as e:
+                log.warning("%s: on_park for %s failed: %s", self.durable, position, e)
+        assert self._lot is not None
+        while not self._stopping:
+            try:
+                await self._lot.park(record)
+                break
+            except Exception as e:  # the record must land before the message is let go
+                log.warning("%s: cannot record parked event %s yet: %s", self.durable, position, e)
+                await asyncio.sleep(self.max_retry_delay)
+        else:
+            return
+        self.parked += 1
+        await self._settle(msg.term)
+
+    async def _settle(self, settle: Callable[[], Awaitable[None]]) -> None:
+        """Ack (or term); a connection lost meanwhile means a redelivery, which handlers tolerate."""
+        try:
+            await settle()
+        except nats.errors.Error as e:
+            log.warning("%s: could not acknowledge: %s", self.durable, e)
 
     async def stop(self) -> None:
         """Stop between events: an event being handled is left unacknowledged and comes back.
@@ -85,11 +204,16 @@ class DurableWorker:
         The flag matters: a pull fetch can turn a cancellation into its own timeout error, which
         the loop treats as "nothing yet", so cancelling alone may not end it."""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [t for t in (self._task, *self._lanes) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._task = None
+        self._lanes.clear()
+        self._queues.clear()
+        self._in_hand = 0
         if self._sub is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._sub.unsubscribe()

@@ -37,6 +37,8 @@ CRASH_ENV = "AGENTLEDGER_FX_CRASH_AFTER_PROVIDER"  # fault injection for tests: 
 
 Send = Callable[[str, str, bytes], Awaitable[CommandReply]]
 REQUESTS = (SandboxCreateRequested, SandboxPauseRequested, SandboxResumeRequested, SandboxDestroyRequested)
+ACTS_ON = tuple(r.__struct_config__.tag for r in REQUESTS)  # type: ignore[misc]
+"""The sandbox event types the effect handler fetches: requests, not outcomes."""
 
 
 class SandboxEffects:
@@ -62,6 +64,14 @@ class SandboxEffects:
             # Its outcome is already recorded, or the boundary never took the request (quarantined:
             # say, a forged second create): either way there is nothing to carry out.
             return True
+        if min(state.pending) < position:
+            # Requests of one sandbox are carried out in log order, whichever replica holds them:
+            # an earlier one still without an outcome goes first (we are asked again later).
+            await self.models.refresh(self.store, state)
+            if position not in state.pending:
+                return True
+            if min(state.pending) < position:
+                return False
         provider = self.providers.get(state.provider)
         ref = SandboxRef(tenant, data.sandbox_id)
         op, location, error = "create", None, None
@@ -94,9 +104,41 @@ class SandboxEffects:
             command_id=f"fx-{envelope.event_id}", actor=FX_ACTOR, correlation_id=envelope.correlation_id,
             causation_id=envelope.event_id, sandbox_id=data.sandbox_id, request_position=position, op=op,  # type: ignore[arg-type]
             ok=error is None, location=location, error=error)
-        reply = await self.send(tenant, report.NAME, msgspec.json.encode(report))
+        return await self._report(envelope, position, report)
+
+    async def _report(self, envelope: Envelope, position: int, report: SandboxReportOutcome) -> bool:
+        reply = await self.send(envelope.tenant_id, report.NAME, msgspec.json.encode(report))
         if not reply.ok:
             log.warning("outcome of %s at %s not recorded: %s", envelope.type, position, reply.error)
             assert reply.error is not None
-            return not reply.error.retryable
+            if reply.error.retryable:
+                return False
+            if type(reply.error).__struct_config__.tag == "internal":
+                raise RuntimeError(f"recording the outcome failed: {reply.error.message}")
         return True
+
+    async def give_up(self, envelope: Envelope, position: int, error: str) -> None:
+        """A request parked after its retries is recorded as failed, so the sandbox's later
+        requests (which wait for it) go on."""
+        data = envelope.data
+        if not isinstance(data, REQUESTS):
+            return
+        op = _op(data)
+        report = SandboxReportOutcome(
+            command_id=f"fx-{envelope.event_id}", actor=FX_ACTOR, correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id, sandbox_id=data.sandbox_id, request_position=position, op=op,  # type: ignore[arg-type]
+            ok=False, error=f"gave up: {error}"[:4000])
+        await self._report(envelope, position, report)
+
+
+def _op(data: object) -> str:
+    match data:
+        case SandboxCreateRequested(forked_from=None):
+            return "create"
+        case SandboxCreateRequested():
+            return "fork"
+        case SandboxPauseRequested():
+            return "pause"
+        case SandboxResumeRequested():
+            return "resume"
+    return "destroy"

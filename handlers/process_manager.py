@@ -25,7 +25,10 @@ from schemas.replies import CommandReply
 
 log = logging.getLogger("agentledger.process_manager")
 PM_ACTOR = Actor(kind="system", id="sys_process_manager")
-RETRYABLE = frozenset({"conflict", "unavailable", "internal"})
+RETRYABLE = frozenset({"conflict", "unavailable"})
+ACTS_ON = ("session.created", "session.spawned", "session.started", "session.completed", "session.cancelled",
+           "session.failed", "thread.archived")
+"""The thread event types `commands_for` can turn into commands: the only ones the worker fetches."""
 
 Send = Callable[[str, str, bytes], Awaitable[CommandReply]]
 
@@ -68,6 +71,8 @@ class SandboxProcessManager:
                 code = type(reply.error).__struct_config__.tag
                 if code in RETRYABLE:
                     return False
+                if code == "internal":  # the engine failed on it: retried with backoff, then parked
+                    raise RuntimeError(f"{command.NAME} for event at {position}: {reply.error.message}")
                 # A definitive refusal (say, a sandbox destroyed by hand meanwhile) is logged, not retried.
                 log.warning("event %s at %s: %s refused: %s", envelope.type, position, command.NAME, reply.error.message)
         return True

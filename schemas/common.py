@@ -60,3 +60,14 @@ ThreadStatus = Literal["open", "archived", "deleted"]
 FailureMode = Literal["delegate", "fail_fast"]
 EdgeKind = Literal["agent_spawn", "handoff", "broadcast"]
 EdgeStatus = Literal["open", "completed", "failed", "cancelled"]
+
+
+class ParkedMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A log message a worker gave up on after its retries, kept for an operator (`workers parked`)."""
+
+    worker: str  # the durable consumer's name
+    position: int
+    subject: str
+    error: str
+    attempts: int
+    at: str

@@ -2,9 +2,9 @@
 
 Every state comes from `projections.history.replay_at`. Two things keep a slider fast on a
 100,000-event thread: a replay of a position the log had already reached is final and kept
-(LRU); and while folding, a copy of the fold is kept every `CHECKPOINT_EVENTS` events, so the
-next replay of that thread resumes from the nearest copy at or before its position instead of
-reading the history from the start.
+(LRU); and while folding, a copy of the fold is kept every `CHECKPOINT_EVENTS` events (and the
+last fold of each thread), so the next replay of that thread resumes from the nearest copy at or
+before its position instead of reading the history from the start.
 """
 
 from __future__ import annotations
@@ -30,17 +30,18 @@ class Replays:
         self.client = client
         self._done: OrderedDict[tuple[str, int], Replay] = OrderedDict()
         self._checkpoints: dict[str, list[Replayer]] = {}
+        self._tips: dict[str, Replayer] = {}  # each thread's most recent fold: following the live end resumes there
 
     def _resume_from(self, thread_id: str, at: int) -> Replayer | None:
         best = None
-        for r in self._checkpoints.get(thread_id, []):
+        candidates = [*self._checkpoints.get(thread_id, []), *([self._tips[thread_id]] if thread_id in self._tips else [])]
+        for r in candidates:
             if r.position <= at and (best is None or r.position > best.position):
                 best = r
         return copy.deepcopy(best) if best is not None else None
 
     async def at(self, thread_id: str, at: int) -> Replay:
         """The thread as of position `at` (clamped to the log's end)."""
-        final = self.client.log_end
         key = (thread_id, at)
         if key in self._done:
             self._done.move_to_end(key)
@@ -51,8 +52,10 @@ class Replays:
         last_kept = max((r.events for r in kept), default=0)
 
         async def pages(after: int, limit: int) -> EventsPage:
+            # between pages the fold holds every event of the history up to its position (the log
+            # is read in order and never gains an event below one it has), so a copy is a valid start
             nonlocal last_kept
-            if replayer.events - last_kept >= CHECKPOINT_EVENTS and replayer.position <= final:
+            if replayer.events - last_kept >= CHECKPOINT_EVENTS:
                 kept.append(copy.deepcopy(replayer))
                 del kept[:-KEEP_CHECKPOINTS]
                 last_kept = replayer.events
@@ -62,8 +65,9 @@ class Replays:
         if view is None:
             raise DomainError(NotFound(message=f"thread {thread_id} has no events at or before position {at}",
                                        details=EntityDetails(kind="thread", id=thread_id)))
+        self._tips[thread_id] = replayer
         view = msgspec.structs.replace(view, log_end=self.client.log_end)
-        if final and at <= final:
+        if at <= self.client.log_end:  # the log is past `at`: no event can still land at or below it
             self._done[key] = view
             while len(self._done) > KEEP_REPLAYS:
                 self._done.popitem(last=False)
