@@ -73,12 +73,12 @@ def test_three_nats_nodes_two_engines_and_the_effect_handler(compose: dict[str, 
 def test_nats_config_is_valid_for_nats_server_with_sync_always_monitoring_and_auth(compose: dict[str, Any],
                                                                                    tmp_path: Path) -> None:
     content = compose["configs"]["nats_conf"]["content"].replace("$$", "$")  # compose's escape
-    for needed in ("sync_interval: always", "http: 0.0.0.0:8222", "include auth/auth.conf", "routes:"):
+    for needed in ("sync_interval: always", "http: 0.0.0.0:8222", "include auth/nats/auth.conf", "routes:"):
         assert needed in content
     # the include is what `agentledger auth init` writes into the auth volume mounted beside it
     deployment = Deployment.open(tmp_path / "auth", "ledger", "LEDGER")
-    (tmp_path / "etc" / "auth").mkdir(parents=True)
-    (tmp_path / "etc" / "auth" / "auth.conf").write_text(deployment.server_config(tmp_path / "jwt"))
+    (tmp_path / "etc" / "auth" / "nats").mkdir(parents=True)
+    (tmp_path / "etc" / "auth" / "nats" / "auth.conf").write_text(deployment.server_config(tmp_path / "jwt"))
     conf = tmp_path / "etc" / "nats.conf"
     conf.write_text(content.replace("store_dir: /data", f"store_dir: {tmp_path / 'data'}"))
     result = subprocess.run([nats_server_binary(), "-t", "-c", str(conf)], capture_output=True, text=True,
