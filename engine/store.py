@@ -19,13 +19,16 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
 H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
 H_BATCH_ID, H_BATCH_SEQ, H_BATCH_COMMIT = "Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit"
 CONFLICT_CODES = frozenset({10071, 10164})  # 10164: R3 leader already has a check in flight for this filter
 READ_PAGE = 1000
+# an append that may or may not have landed, or found no stream leader (an R3 node died): retryable
+_UNREACHABLE = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError,
+                NoStreamResponseError)
 
 
 class ConcurrencyConflict(Exception):
@@ -112,8 +115,10 @@ class EventStore:
         except APIError as e:
             if e.err_code in CONFLICT_CODES:
                 raise _conflict(boundary, e) from e
+            if e.code == 503:  # no stream leader for a moment (a node died, an election runs): retry
+                raise LogUnavailable(str(e)) from e
             raise
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
+        except _UNREACHABLE as e:
             raise LogUnavailable(str(e) or type(e).__name__) from e
         return int(ack.seq)
 
@@ -134,8 +139,10 @@ class EventStore:
         except APIError as e:
             if e.err_code in CONFLICT_CODES:
                 raise _conflict(boundary, e) from e
+            if e.code == 503:
+                raise LogUnavailable(str(e)) from e
             raise
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionClosedError) as e:
+        except _UNREACHABLE as e:
             raise LogUnavailable(str(e) or type(e).__name__) from e
         return int(ack.seq) - int(ack.batch_size or len(messages)) + 1
 
