@@ -148,6 +148,9 @@ def asyncapi(prefix: Prefix = "ledger") -> None:
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    from cli import client_commands  # noqa: F401  (registers the command/query subcommands)
+    from cli import (
+        client_commands,  # noqa: F401  (registers the command/query subcommands)
+        tenant_commands,  # noqa: F401  (auth and tenant subcommands)
+    )
 
     app()
