@@ -156,12 +156,15 @@ class EventStore:
             return None
         return RawEvent(int(headers["Nats-Sequence"]), headers["Nats-Subject"], msg.data)
 
-    async def last_subject(self, subject_filter: str) -> str | None:
-        """The subject of the last message on `subject_filter`, never behind an acknowledged write."""
+    async def first_subject(self, subject_filter: str) -> str | None:
+        """The subject of the first message on `subject_filter`, never behind an acknowledged write.
+        (First, not last: a claim is only ever appended as the first message of its filter, so a
+        message someone published after it cannot redirect the lookup.)"""
+        request = {"seq": 1, "next_by_subj": subject_filter}
         if await self.replicated():
-            last = await self._from_leader({"last_by_subj": subject_filter})
-            return None if last is None else last.subject
-        headers = (await self._request(self._direct, {"last_by_subj": subject_filter})).headers or {}
+            first = await self._from_leader(request)
+            return None if first is None else first.subject
+        headers = (await self._request(self._direct, request)).headers or {}
         if headers.get("Status") is not None:
             return None
         return headers["Nats-Subject"]

@@ -64,7 +64,7 @@ class EngineConfig:
     max_workers: int = 64
     catch_up_timeout: float = 60.0
     cache_size: int = 4_000  # boundary models kept in memory; others are loaded from the log on demand
-    snapshot_every: int = 500  # events on a boundary between its snapshots (a load reads at most about this tail)
+    snapshot_every: int = 100  # events on a boundary between its snapshots (a load reads at most about this tail)
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     sandbox_commands: tuple[str, ...] = ()  # programs a sandbox may run (argv[0]); none by default
     sandbox_repos: tuple[str, ...] = ()  # directories whose git repositories a sandbox may check out
