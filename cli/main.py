@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -16,13 +15,10 @@ app = typer.Typer(no_args_is_help=True, help="Agent Ledger: threads, sessions an
                   epilog=EXIT_CODES)
 
 
-def version() -> str:
-    """The installed distribution's version; pyproject.toml is the one place it is written."""
-    return metadata.version("agentledger")
-
-
 def _print_version(asked: bool) -> None:
     if asked:
+        from schemas.contract import version
+
         print(f"agentledger {version()}")
         raise typer.Exit()
 
@@ -148,6 +144,9 @@ def asyncapi(prefix: Prefix = "ledger") -> None:
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    from cli import client_commands  # noqa: F401  (registers the command/query subcommands)
+    from cli import (
+        client_commands,  # noqa: F401  (registers the command/query subcommands)
+        tenant_commands,  # noqa: F401  (auth and tenant subcommands)
+    )
 
     app()
