@@ -255,6 +255,7 @@ def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, quarantine:
         assert cfg.sandbox_dir is not None
         providers = {LocalProvider.name: LocalProvider(cfg.sandbox_dir, cfg.sandbox_commands, cfg.sandbox_repos)}
     effects = SandboxEffects(store, cfg.subjects, providers, send)
+    quarantine = quarantine or Quarantine()  # on its own: one record for the worker and its models, logged once
     effects.models.quarantine = Quarantine(forward=quarantine)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_of(FX_ACTS_ON), _durable_name(cfg.prefix, "fx"),
                          effects.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait, quarantine=quarantine,
