@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -16,13 +15,10 @@ app = typer.Typer(no_args_is_help=True, help="Agent Ledger: threads, sessions an
                   epilog=EXIT_CODES)
 
 
-def version() -> str:
-    """The installed distribution's version; pyproject.toml is the one place it is written."""
-    return metadata.version("agentledger")
-
-
 def _print_version(asked: bool) -> None:
     if asked:
+        from schemas.contract import version
+
         print(f"agentledger {version()}")
         raise typer.Exit()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -23,7 +22,6 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
 H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
-H_BATCH_ID, H_BATCH_SEQ, H_BATCH_COMMIT = "Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit"
 CONFLICT_CODES = frozenset({10071, 10164})  # 10164: R3 leader already has a check in flight for this filter
 READ_PAGE = 1000
 # an append that may or may not have landed, or found no stream leader (an R3 node died): retryable
@@ -121,30 +119,6 @@ class EventStore:
         except _UNREACHABLE as e:
             raise LogUnavailable(str(e) or type(e).__name__) from e
         return int(ack.seq)
-
-    async def append_claiming(self, subject: str, boundary: str, data: bytes, expected: int,
-                              claims: list[tuple[str, str]]) -> int:
-        """`append`, plus one claim per (subject, filter) that must be the first message on its filter,
-        all in one atomic batch: the event and its claims land together or not at all. The event is
-        the batch's first message, so its position is the first of the batch's range."""
-        batch_id = uuid.uuid4().hex
-        messages = [(subject, data, self._event_headers(expected, boundary))]
-        messages += [(claim, b"", {H_EXPECTED_SEQ: "0", H_EXPECTED_SUBJECT: claim_filter}) for claim, claim_filter in claims]
-        try:
-            for n, (subj, body, headers) in enumerate(messages[:-1], start=1):
-                await self.nc.publish(subj, body, headers=headers | {H_BATCH_ID: batch_id, H_BATCH_SEQ: str(n)})
-            subj, body, headers = messages[-1]
-            ack = await self.js.publish(subj, body, headers=headers | {
-                H_BATCH_ID: batch_id, H_BATCH_SEQ: str(len(messages)), H_BATCH_COMMIT: "1"})
-        except APIError as e:
-            if e.err_code in CONFLICT_CODES:
-                raise _conflict(boundary, e) from e
-            if e.code == 503:
-                raise LogUnavailable(str(e)) from e
-            raise
-        except _UNREACHABLE as e:
-            raise LogUnavailable(str(e) or type(e).__name__) from e
-        return int(ack.seq) - int(ack.batch_size or len(messages)) + 1
 
     async def get(self, position: int) -> RawEvent | None:
         """One message by position (from the leader on a replicated stream)."""

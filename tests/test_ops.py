@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine.nats_server import EmbeddedNats, free_port
 from handlers.app import Engine, EngineConfig
+from handlers.auth.keys import Deployment
 from handlers.observability.health import EngineProbe
 from handlers.observability.http import OpsServer
 from handlers.observability.logs import JsonFormatter, bind
@@ -159,3 +161,25 @@ def test_json_log_line_carries_level_logger_bound_ids_and_the_error_on_one_line(
         "level": "error", "logger": "agentledger.workers", "message": "handler failed at 7",
         "command": "session.spawn", "command_id": "cmd_1", "error": "ValueError: bad event"}
     assert "time" in line and "Traceback" in line["traceback"]
+
+
+async def test_effect_handler_on_its_own_serves_health_and_metrics_and_stops_with_0(
+        engine: Engine, deployment: Deployment, tmp_path: Path) -> None:
+    cfg, port = engine.config, free_port()
+    proc = await asyncio.create_subprocess_exec(
+        AGENTLEDGER, "--log-format", "json", "effects", "--nats-url", cfg.nats_url, "--prefix", cfg.prefix,
+        "--stream", cfg.stream, "--creds", str(deployment.creds_path("effects")), "--sandbox-dir",
+        str(tmp_path / "fx"), "--http-port", str(port), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert b"ready" in await asyncio.wait_for(proc.stdout.readline(), 30)
+        base = f"http://127.0.0.1:{port}"
+        assert await get(f"{base}/readyz") == (200, '{"status": "ready"}')
+        m = await samples(base)
+        assert value(m, "agentledger_consumer_lag_events", consumer=f"{cfg.prefix}-fx") == 0
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

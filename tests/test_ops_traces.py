@@ -28,7 +28,7 @@ CLIENT_SPAN = "00f067aa0ba902b7"
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    tracing.provider().add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.add_processor(SimpleSpanProcessor(exporter))
     yield exporter
     exporter.shutdown()  # stops keeping spans; the processor stays but stores nothing more
 

@@ -147,3 +147,22 @@ async def test_stop_exits_0_when_nats_went_first(server: EmbeddedNats, tmp_path:
         assert "Traceback" not in serving.log()
     finally:
         await serving.stop()
+
+
+async def test_serve_exits_1_when_its_embedded_server_dies(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        AGENTLEDGER, "--log-format", "json", "serve", "--port", str(free_port()), "--data-dir", str(tmp_path / "nats"),
+        "--auth-dir", str(tmp_path / "auth"), "--no-effects", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert b"ready" in await asyncio.wait_for(proc.stdout.readline(), 60)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1  # its nats-server
+        os.kill(int(children[0]), signal.SIGKILL)
+        assert await asyncio.wait_for(proc.wait(), 60) == 1
+        assert b"embedded nats-server exited" in await proc.stderr.read()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -4,9 +4,10 @@ the process manager and the effect handler from there, so spawn -> sandbox creat
 call is one trace. A request without one starts a trace.
 
 Spans always get real ids (the SDK's tracer provider), so the ids reach the log and the log
-lines even when nothing is exported. Export is OTLP over HTTP when the standard variables say
-so (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, and
-`OTEL_TRACES_EXPORTER` not `none`); otherwise nothing leaves the process."""
+lines even when nothing is exported; they are recorded only when something receives them.
+Export is OTLP over HTTP when the standard variables say so (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, and `OTEL_TRACES_EXPORTER` not `none`); otherwise nothing
+leaves the process."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import contextlib
 import contextvars
 import os
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -38,17 +41,43 @@ def exporting() -> bool:
     return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
+class _WhenExported(Sampler):
+    """Record spans only when something receives them. Unrecorded spans still get ids, so the
+    trace context still reaches the log and the log lines, at about half the CPU of a recorded one."""
+
+    listening = False
+
+    def should_sample(self, parent_context: otel_context.Context | None, trace_id: int, name: str,
+                      kind: SpanKind | None = None, attributes: Any = None, links: Any = None,
+                      trace_state: Any = None) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        return SamplingResult(Decision.RECORD_AND_SAMPLE if self.listening else Decision.DROP,
+                              trace_state=parent.trace_state if parent.is_valid else None)
+
+    def get_description(self) -> str:
+        return "AgentLedgerWhenExported"
+
+
+_sampler = _WhenExported()
+
+
 def provider() -> TracerProvider:
     """This process's tracer provider, made on first use from the OTEL_* environment."""
     global _provider
     if _provider is None:
         name = os.environ.get("OTEL_SERVICE_NAME") or "agentledger"
-        _provider = TracerProvider(resource=Resource.create({"service.name": name}))
+        _provider = TracerProvider(resource=Resource.create({"service.name": name}), sampler=_sampler)
         if exporting():
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            add_processor(BatchSpanProcessor(OTLPSpanExporter()))
     return _provider
+
+
+def add_processor(processor: SpanProcessor) -> None:
+    """Send finished spans somewhere (an exporter, or a test's in-memory list); spans are recorded from now on."""
+    provider().add_span_processor(processor)
+    _sampler.listening = True
 
 
 def shutdown() -> None:
