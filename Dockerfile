@@ -9,5 +9,7 @@ COPY projections projections
 COPY handlers handlers
 COPY cli cli
 RUN pip install --no-cache-dir .
+# /metrics, /healthz and /readyz when started with --http-port 9090 (compose.yaml does)
+EXPOSE 9090
 ENTRYPOINT ["agentledger"]
 CMD ["serve"]

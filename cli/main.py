@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -16,29 +15,40 @@ app = typer.Typer(no_args_is_help=True, help="Agent Ledger: threads, sessions an
                   epilog=EXIT_CODES)
 
 
-def version() -> str:
-    """The installed distribution's version; pyproject.toml is the one place it is written."""
-    return metadata.version("agentledger")
-
-
 def _print_version(asked: bool) -> None:
     if asked:
+        from schemas.contract import version
+
         print(f"agentledger {version()}")
         raise typer.Exit()
 
 
 @app.callback()
 def root(
+    log_format: Annotated[str, typer.Option(envvar="AGENTLEDGER_LOG_FORMAT",
+                                            help="auto (human on a terminal, else JSON lines), json or human")] = "auto",
+    log_level: Annotated[str, typer.Option(envvar="AGENTLEDGER_LOG_LEVEL", help="debug, info, warning, error")] = "info",
     _version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                            help="print the version and exit")] = False,
 ) -> None:
     """Agent Ledger: threads, sessions and delegation on an event log."""
+    from handlers.observability import logs
+
+    logs.configure(log_format, log_level)
 
 
 NatsUrl = Annotated[str | None, typer.Option("--nats-url", envvar="NATS_URL",
                                              help="NATS server; without it, serve starts an embedded one")]
 Prefix = Annotated[str, typer.Option("--prefix", envvar="AGENTLEDGER_PREFIX", help="subject prefix")]
 SandboxDir = Annotated[Path, typer.Option(envvar="AGENTLEDGER_SANDBOX_DIR", help="where local sandboxes live")]
+HttpPort = Annotated[int | None, typer.Option(envvar="AGENTLEDGER_HTTP_PORT",
+                                              help="serve /metrics, /healthz and /readyz on this port")]
+HttpHost = Annotated[str, typer.Option(envvar="AGENTLEDGER_HTTP_HOST", help="address for --http-port")]
+ReconnectBudget = Annotated[float, typer.Option(
+    envvar="AGENTLEDGER_RECONNECT_BUDGET",
+    help="seconds to keep reconnecting to a lost NATS before exiting with 1 (negative: forever)")]
+ReconnectWait = Annotated[float, typer.Option(envvar="AGENTLEDGER_RECONNECT_WAIT",
+                                              help="seconds between reconnect attempts")]
 AllowCommand = Annotated[list[str] | None, typer.Option(
     "--allow-command", envvar="AGENTLEDGER_SANDBOX_COMMANDS",
     help="a program sandboxes may run (options.command[0], exactly); repeat it; none by default")]
@@ -61,19 +71,27 @@ def serve(
     replicas: Annotated[int, typer.Option(help="stream replicas (1, or 3 on a cluster)")] = 1,
     sandbox_dir: SandboxDir = Path(".agentledger/sandboxes"),
     effects: Annotated[bool, typer.Option(help="run the local sandbox effect handler in this process")] = True,
+    http_port: HttpPort = None,
+    http_host: HttpHost = "127.0.0.1",
+    reconnect_budget: ReconnectBudget = 120.0,
+    reconnect_wait: ReconnectWait = 2.0,
+    cache_size: Annotated[int, typer.Option(envvar="AGENTLEDGER_CACHE_SIZE", min=1,
+                                            help="boundary models kept in memory (others load from the log)")] = 4_000,
     allow_command: AllowCommand = None,
     allow_repo: AllowRepo = None,
     creds: Creds = None,
     auth_dir: AuthDir = Path(".agentledger/auth"),
 ) -> None:
-    """Start an engine replica; Ctrl-C stops it cleanly."""
+    """Start an engine replica; Ctrl-C stops it cleanly (exit 0). Exits 1 when it cannot serve."""
+    from cli.serve import HttpOptions
     from cli.serve import serve as run
     from handlers.app import EngineConfig
+    from handlers.observability.connection import Reconnect
 
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
                           sandbox_commands=tuple(allow_command or ()), sandbox_repos=tuple(map(str, allow_repo or ())),
-                          creds=creds)
-    asyncio.run(run(config, nats_url, data_dir, port, auth_dir))
+                          creds=creds, cache_size=cache_size, reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
+    raise typer.Exit(asyncio.run(run(config, nats_url, data_dir, port, auth_dir, HttpOptions(http_port, http_host))))
 
 
 @app.command()
@@ -83,17 +101,25 @@ def effects(
     stream: Annotated[str, typer.Option(envvar="AGENTLEDGER_STREAM", help="event stream name")] = "LEDGER",
     sandbox_dir: SandboxDir = Path(".agentledger/sandboxes"),
     ack_wait: Annotated[float, typer.Option(help="seconds before an unfinished request is handed out again")] = 30.0,
+    http_port: HttpPort = None,
+    http_host: HttpHost = "127.0.0.1",
+    reconnect_budget: ReconnectBudget = 120.0,
+    reconnect_wait: ReconnectWait = 2.0,
     allow_command: AllowCommand = None,
     allow_repo: AllowRepo = None,
     creds: Creds = None,
 ) -> None:
     """Run only the sandbox effect handler (where the sandboxes live), next to engines elsewhere."""
+    from cli.serve import HttpOptions
     from cli.serve import effects as run
     from handlers.app import EngineConfig
+    from handlers.observability.connection import Reconnect
 
-    asyncio.run(run(EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, sandbox_dir=sandbox_dir,
-                                 worker_ack_wait=ack_wait, sandbox_commands=tuple(allow_command or ()),
-                                 sandbox_repos=tuple(map(str, allow_repo or ())), creds=creds)))
+    config = EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, sandbox_dir=sandbox_dir,
+                          worker_ack_wait=ack_wait, sandbox_commands=tuple(allow_command or ()),
+                          sandbox_repos=tuple(map(str, allow_repo or ())), creds=creds,
+                          reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
+    raise typer.Exit(asyncio.run(run(config, HttpOptions(http_port, http_host))))
 
 
 @app.command()
@@ -118,6 +144,9 @@ def asyncapi(prefix: Prefix = "ledger") -> None:
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    from cli import client_commands  # noqa: F401  (registers the command/query subcommands)
+    from cli import (
+        client_commands,  # noqa: F401  (registers the command/query subcommands)
+        tenant_commands,  # noqa: F401  (auth and tenant subcommands)
+    )
 
     app()

@@ -1,18 +1,35 @@
-"""`agentledger serve`: one engine replica, on a given NATS or an embedded one."""
+"""`agentledger serve` and `agentledger effects`: one process each, until a signal stops it
+(exit 0) or it can no longer do its job (exit 1, so a supervisor restarts it).
+
+A process that cannot reach NATS within its reconnect budget, or whose embedded nats-server
+died, exits rather than stay alive and deaf. Being told to stop exits 0 whatever went first."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-
 from engine.nats_server import EmbeddedNats
-from handlers.app import Engine, EngineConfig, run_effects
+from handlers.app import EffectsProcess, Engine, EngineConfig
 from handlers.auth.keys import Deployment
+from handlers.observability import tracing
+from handlers.observability.health import EngineProbe, WorkerProbe
+from handlers.observability.http import OpsServer
 
-console = Console(stderr=True)
+log = logging.getLogger("agentledger.serve")
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """Where `/metrics`, `/healthz` and `/readyz` are served (port None: not at all)."""
+
+    port: int | None = None
+    host: str = "127.0.0.1"
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -23,40 +40,100 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-async def serve(config: EngineConfig, nats_url: str | None, data_dir: Path, port: int, auth_dir: Path) -> None:
-    embedded: EmbeddedNats | None = None
-    if nats_url is None:
-        # Authentication on: the deployment's keys live in auth_dir (made on first run), the engine
-        # connects as itself, and admin.creds there is what the CLI picks up by default.
-        deployment = Deployment.open(auth_dir, config.prefix, config.stream)
-        if (deployment.prefix, deployment.stream) != (config.prefix, config.stream):
-            raise SystemExit(f"{auth_dir} was set up for prefix {deployment.prefix!r} and stream "
-                             f"{deployment.stream!r}; use those or another --auth-dir")
-        config.creds = config.creds or deployment.creds_path("engine")
-        deployment.creds_path("admin")
-        embedded = deployment.embedded(data_dir, port=port)
-        await embedded.start()
-        nats_url = embedded.url
-    config.nats_url = nats_url
-    prefix = config.prefix
-    engine = Engine(config)
-    stop = _stop_on_signals()
+async def _until_stopped(stop: asyncio.Event, failed: asyncio.Event, failure: Callable[[], str | None],
+                         poll: float = 0.5) -> str | None:
+    """Wait for a stop signal (None) or a failure (its reason), whichever comes first."""
+    while not stop.is_set():
+        if (reason := failure()) is not None:
+            return reason
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(failed.wait()), poll)
+    return None
+
+
+async def _quietly(what: str, step: Awaitable[None]) -> None:
+    """Stopping goes on whatever failed before: a stop must exit cleanly even after NATS went."""
     try:
+        await step
+    except Exception as e:
+        log.warning("%s: %s: %s", what, type(e).__name__, e)
+
+
+async def serve(config: EngineConfig, nats_url: str | None, data_dir: Path, port: int, auth_dir: Path,
+                http: HttpOptions = HttpOptions()) -> int:
+    stop = _stop_on_signals()
+    embedded: EmbeddedNats | None = None
+    engine = Engine(config)
+    ops: OpsServer | None = None
+    try:
+        if nats_url is None:
+            # Authentication on: the deployment's keys live in auth_dir (made on first run), the engine
+            # connects as itself, and admin.creds there is what the CLI picks up by default.
+            deployment = Deployment.open(auth_dir, config.prefix, config.stream)
+            if (deployment.prefix, deployment.stream) != (config.prefix, config.stream):
+                raise SystemExit(f"{auth_dir} was set up for prefix {deployment.prefix!r} and stream "
+                                 f"{deployment.stream!r}; use those or another --auth-dir")
+            config.creds = config.creds or deployment.creds_path("engine")
+            deployment.creds_path("admin")
+            embedded = deployment.embedded(data_dir, port=port)
+            await embedded.start()  # refuses a port another server holds: we never serve on someone else's
+            nats_url = embedded.url
+        config.nats_url = nats_url
+
+        def failure() -> str | None:
+            return (embedded.failure() if embedded is not None else None) or engine.failure
+
+        if http.port is not None:  # up before the engine, so /healthz answers and /readyz says why not yet
+            ops = OpsServer(EngineProbe(engine, failure), engine.metrics, http.host, http.port)
+            await ops.start()
         await engine.start()
         where = f"embedded NATS, data in {data_dir}" if embedded else "external NATS"
+        metrics = f"; metrics and health on http://{http.host}:{http.port}" if http.port is not None else ""
+        prefix = config.prefix
         print(f"agentledger ready: send commands to {prefix}.cmd.<tenant>.<command> and queries to "
-              f"{prefix}.qry.<tenant>.<query> at {nats_url} ({where}; log position {engine.models.position})",
+              f"{prefix}.qry.<tenant>.<query> at {nats_url} ({where}; log position {engine.models.position}{metrics})",
               flush=True)
-        await stop.wait()
-        console.print("agentledger: stopping (in-flight commands finish first)")
+        reason = await _until_stopped(stop, engine.failed, failure)
+    except Exception as e:  # one line, not a traceback: the reason is what an operator needs
+        reason = None if stop.is_set() else f"{type(e).__name__}: {e}"
     finally:
-        await engine.stop()
+        if stop.is_set():
+            log.info("stopping: in-flight commands finish first")
+        await _quietly("engine stop", engine.stop())
+        if ops is not None:
+            await _quietly("http stop", ops.stop())
         if embedded is not None:
-            await embedded.stop()
+            await _quietly("nats-server stop", embedded.stop())
+        tracing.shutdown()  # spans still queued for export go out before the process ends
+    if reason is not None:
+        log.error("engine exits: %s", reason)
+        return 1
+    return 0
 
 
-async def effects(config: EngineConfig) -> None:
+async def effects(config: EngineConfig, http: HttpOptions = HttpOptions()) -> int:
     stop = _stop_on_signals()
-    print(f"agentledger effects ready: sandboxes in {config.sandbox_dir}, log {config.stream} at {config.nats_url}",
-          flush=True)
-    await run_effects(config, stop)
+    process = EffectsProcess(config)
+    ops: OpsServer | None = None
+    reason: str | None
+    try:
+        if http.port is not None:
+            probe = WorkerProbe(process.metrics, config.stream, lambda: process.failure, lambda: [process.nc],
+                                lambda: process.workers, lambda: process.store.js if process.store else None)
+            ops = OpsServer(probe, process.metrics, http.host, http.port)
+            await ops.start()
+        await process.start()
+        print(f"agentledger effects ready: sandboxes in {config.sandbox_dir}, log {config.stream} at {config.nats_url}",
+              flush=True)
+        reason = await _until_stopped(stop, process.failed, lambda: process.failure)
+    except Exception as e:
+        reason = None if stop.is_set() else f"{type(e).__name__}: {e}"
+    finally:
+        await _quietly("effect handler stop", process.stop())
+        if ops is not None:
+            await _quietly("http stop", ops.stop())
+        tracing.shutdown()
+    if reason is not None:
+        log.error("effect handler exits: %s", reason)
+        return 1
+    return 0

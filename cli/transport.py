@@ -19,7 +19,7 @@ import typer
 from nats.aio.client import Client
 
 from engine.subjects import Subjects
-from schemas.errors import DomainError, Unavailable
+from schemas.errors import DomainError, Forbidden, ForbiddenDetails, Unavailable
 from schemas.ids import TENANT_RE, id_pattern
 
 PANEL = "Common options"
@@ -80,13 +80,20 @@ class Target:
         return Subjects(self.prefix)
 
 
-async def connect(target: Target, on_closed: Callable[[], None] | None = None) -> Client:
+def _refused(target: Target, why: str) -> DomainError:
+    """The broker said no (bad credentials, or a subject these credentials may not use): not retryable."""
+    return DomainError(Forbidden(message=f"NATS at {target.nats_url} refused: {why}",
+                                 details=ForbiddenDetails(principal="?", role="?", tenant=target.tenant)))
+
+
+async def connect(target: Target, on_closed: Callable[[], None] | None = None,
+                  errors: list[BaseException] | None = None) -> Client:
     """A connection for one request; with `on_closed`, a long-lived one that rides out reconnects.
 
     `target.timeout` bounds the whole attempt: nats-py on its own retries a refused server for
     about two minutes before giving up, whatever its connect timeout says.
     """
-    last: list[BaseException] = []
+    last: list[BaseException] = [] if errors is None else errors
 
     async def remember(e: Exception) -> None:  # nats-py reports each failed attempt here as well
         last.append(e)
@@ -104,6 +111,8 @@ async def connect(target: Target, on_closed: Callable[[], None] | None = None) -
             target.timeout)
     except Exception as e:  # nats-py raises several unrelated types for "could not connect"
         cause = last[-1] if last else e
+        if isinstance(cause, nats.errors.AuthorizationError):
+            raise _refused(target, f"{cause} (check --creds / NATS_CREDS)") from None
         raise DomainError(Unavailable(message=f"cannot reach NATS at {target.nats_url} within {target.timeout:g}s: "
                                               f"{str(cause) or type(cause).__name__}")) from None
 
@@ -113,12 +122,16 @@ async def request(target: Target, subject: str, body: bytes) -> bytes:
     the reply together."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + target.timeout
-    nc = await connect(target)
+    errors: list[BaseException] = []
+    nc = await connect(target, errors=errors)
     try:
         msg = await nc.request(subject, body, timeout=max(deadline - loop.time(), 0.01))
     except nats.errors.NoRespondersError:
         raise DomainError(Unavailable(message=f"no engine answers on {subject} (check --nats-url and --prefix)")) from None
     except nats.errors.TimeoutError:
+        denied = [e for e in errors if "permissions violation" in str(e).lower()]
+        if denied:
+            raise _refused(target, f"{denied[-1]} (these credentials are not for tenant {target.tenant}?)") from None
         raise DomainError(Unavailable(message=f"no reply on {subject} within {target.timeout:g}s")) from None
     finally:
         await nc.close()

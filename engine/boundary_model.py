@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+import sys
 from typing import Any
 
 import msgspec
@@ -36,7 +36,7 @@ class BoundaryModel(Slice[Any]):
         self.boundary = boundary
         self.position = 0
         self.exists = False  # set by the boundary's creating event
-        self.commands: OrderedDict[str, CommandRecord] = OrderedDict()
+        self.commands: dict[str, CommandRecord] = {}  # in log order
         self._applying_position = 0
         # Cache bookkeeping (projections/models.py), not state: `ready` once loaded from the log;
         # `loading` while a load runs, `live_buffer` holding what the live follower saw meanwhile.
@@ -53,9 +53,9 @@ class BoundaryModel(Slice[Any]):
             return False
         self._applying_position = position
         envelope.data.mutate(self)
-        self.commands[envelope.command_id] = CommandRecord(envelope.command, position)
+        self.commands[envelope.command_id] = CommandRecord(sys.intern(envelope.command), position)
         if len(self.commands) > COMMAND_WINDOW:
-            self.commands.popitem(last=False)
+            del self.commands[next(iter(self.commands))]
         self.position = position
         self.since_snapshot += 1
         return True

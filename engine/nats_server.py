@@ -8,11 +8,13 @@ not lose acknowledged events on a power cut. `auth` is the operator-mode part of
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,8 @@ class EmbeddedNats:
         self.auth = auth
         self._proc: subprocess.Popen[bytes] | None = None
         self._conf_dir: tempfile.TemporaryDirectory[str] | None = None
+        # Who answers on our port must be this process's server, not another one that held the port.
+        self.server_name = cluster.server_name if cluster is not None else f"agentledger-{uuid.uuid4().hex[:12]}"
 
     @property
     def url(self) -> str:
@@ -64,11 +68,11 @@ class EmbeddedNats:
                 f'jetstream {{\n  store_dir: "{self.data_dir.resolve()}"{sync}\n}}\n')
         if self.http_port is not None:
             conf += f'http: "{self.host}:{self.http_port}"\n'
+        conf += f'server_name: "{self.server_name}"\n'
         if self.cluster is not None:
             c = self.cluster
             routes = ", ".join(f'"nats-route://{self.host}:{p}"' for p in c.route_ports)
-            conf += (f'server_name: "{c.server_name}"\n'
-                     f'cluster {{\n  name: "{c.name}"\n  listen: "{self.host}:{c.port}"\n  routes: [{routes}]\n}}\n')
+            conf += (f'cluster {{\n  name: "{c.name}"\n  listen: "{self.host}:{c.port}"\n  routes: [{routes}]\n}}\n')
         return conf + self.auth
 
     @property
@@ -87,16 +91,39 @@ class EmbeddedNats:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             if self._proc.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"nats-server exited with {self._proc.returncode}: {tail.strip()}")
+                lines = self.log_path.read_text(errors="replace").strip().splitlines()[-40:]
+                fatal = [line for line in lines if "[FTL]" in line or "[ERR]" in line] or lines[-1:]
+                raise RuntimeError(f"nats-server exited with {self._proc.returncode}: {' | '.join(fatal)}")
             try:
-                _, writer = await asyncio.open_connection(self.host, self.port)
-                writer.close()
-                return
+                answering = await self._answering_server()
             except OSError:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise RuntimeError(f"nats-server did not listen on {self.host}:{self.port}") from None
-                await asyncio.sleep(0.05)
+                answering = None
+            if answering == self.server_name:
+                return
+            # Nobody yet, or another server holding our port: ours then exits ("address already in
+            # use"), which the check above reports. Never take another server for ours.
+            if asyncio.get_running_loop().time() > deadline:
+                self.kill()
+                who = f"; {answering} answers there instead" if answering else ""
+                raise RuntimeError(f"nats-server did not listen on {self.host}:{self.port}{who}")
+            await asyncio.sleep(0.05)
+
+    async def _answering_server(self) -> str | None:
+        """The name of the server listening on our port (from its INFO greeting), None if nobody is."""
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            line = await asyncio.wait_for(reader.readline(), 2.0)
+        finally:
+            writer.close()
+        if not line.startswith(b"INFO "):
+            return "?"
+        return str(json.loads(line[5:]).get("server_name", "?"))
+
+    def failure(self) -> str | None:
+        """Why the server we started is not running any more (None while it runs)."""
+        if self._proc is None or self._proc.poll() is None:
+            return None
+        return f"embedded nats-server exited with {self._proc.returncode}"
 
     def kill(self) -> None:
         """Stop at once, as a crash would (SIGKILL)."""

@@ -199,17 +199,19 @@ class CommandService:
                     return CommandReply(ok=True, command_id=command_id, position=model.position, events=[],
                                         result=outcome.result)
                 envelope = self._envelope(tenant, model.boundary, cmd, command_id, outcome.event, principal)
+                expected = model.position  # the decision's position: the follower may move the model meanwhile
                 try:
-                    position = await self._append(tenant, model, envelope)
+                    position = await self._append(tenant, model, envelope, expected)
                 except (ConcurrencyConflict, LogUnavailable) as e:
                     self.conflicts += isinstance(e, ConcurrencyConflict)
+                    if await self._followed_past(model, expected, e):
+                        continue
                     # Either another writer moved the boundary, or our append's ack was lost and it
                     # may have landed: re-reading the boundary answers both (a landed append shows
                     # up with our command_id and is answered as a repeat). On a clustered stream a
                     # check can also fail while a racing write is still being replicated (10164):
                     # then nothing new is visible yet, and retrying at once would fail the same way.
                     if not await self._moved_since(model, model.position):
-                        await self._claimed_elsewhere(tenant, model, envelope)
                         await asyncio.sleep(random.uniform(0.5, 1.0) * min(0.002 * 2**attempt, 0.1))
                     continue
                 self.models.applied(model, envelope, position)
@@ -218,28 +220,48 @@ class CommandService:
         raise DomainError(Conflict(message=f"gave up after {self.max_attempts} conflicting attempts; retry",
                                    details=ConflictDetails(boundary=model.boundary)))
 
-    async def _append(self, tenant: str, model: BoundaryModel, envelope: Envelope) -> int:
-        """One event, conditional on the boundary's position. An event that introduces sessions
-        also claims each session id (expected sequence 0 on the id's claim filter) in the same
-        atomic batch, so one id can never land in two threads."""
+    async def _append(self, tenant: str, model: BoundaryModel, envelope: Envelope, expected: int) -> int:
+        """One event, conditional on the boundary's position. An event that introduces sessions is
+        preceded by a claim of each new session id for this thread (`_claim`), so one id can never
+        land in two threads."""
         data = codec.encode(envelope)
         if isinstance(envelope.data, ThreadCreated):
             subject = self.subjects.thread_created_subject(model.boundary, envelope.data.project_id)
         else:
             subject = self.subjects.event_subject(model.boundary, envelope.type)
-        sessions = introduced_sessions(envelope.data) if isinstance(model, ThreadState) else []
-        if not sessions:
-            return await self.store.append(subject, model.boundary, data, expected=model.position)
-        claims = [(self.subjects.session_claim_subject(tenant, sid, model.thread_id),
-                   self.subjects.session_claim_filter(tenant, sid)) for sid in sessions]
-        return await self.store.append_claiming(subject, model.boundary, data, model.position, claims)
-
-    async def _claimed_elsewhere(self, tenant: str, model: BoundaryModel, envelope: Envelope) -> None:
-        """A conflict that the boundary's own history does not explain: a session id it introduces
-        may have been claimed by another thread in the meantime."""
         if isinstance(model, ThreadState):
             for sid in introduced_sessions(envelope.data):
-                await self._not_elsewhere(tenant, sid, model.thread_id)
+                await self._claim(tenant, sid, model.thread_id)
+        return await self.store.append(subject, model.boundary, data, expected=expected)
+
+    async def _claim(self, tenant: str, session_id: str, thread_id: str) -> None:
+        """Claim `session_id` for `thread_id`: the first message on the id's claim filter, appended
+        with expected sequence 0 on that filter (on a clustered stream too: the filter string is
+        the same for every writer). A claim for this thread (an earlier attempt) is kept; a claim
+        for another thread is `already_exists`. A claim whose event never lands (the decision
+        changed after a conflict, or the engine died between the two) keeps the id reserved for
+        its thread, where a retry uses it."""
+        if self.models.locate_session(tenant, session_id) == thread_id:
+            return
+        claim_filter = self.subjects.session_claim_filter(tenant, session_id)
+        try:
+            await self.store.append(self.subjects.session_claim_subject(tenant, session_id, thread_id), claim_filter,
+                                    b"", expected=0)
+        except ConcurrencyConflict:
+            found = await self.models.resolve_session(self.store, tenant, session_id)
+            if found is None:
+                raise  # a racing claim not yet visible (clustered stream): back off and decide again
+            if found != thread_id:
+                raise already_exists("session", session_id) from None
+
+    async def _followed_past(self, model: BoundaryModel, expected: int, e: Exception) -> bool:
+        """A plain append refused because the boundary is at `e.last`: usually another replica's write
+        that our live follower is about to apply. Waiting briefly for it saves the re-read (and a
+        decision made then is still checked by the next append)."""
+        if not isinstance(e, ConcurrencyConflict) or e.last is None or e.last <= expected:
+            return False
+        await self.models.wait_for(e.last, 0.05)
+        return model.position >= e.last
 
     async def _repeat(self, record: CommandRecord, cmd: Command, command_id: str) -> CommandReply:
         """A command id this boundary already applied answers its first outcome, read back from the log."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -86,7 +85,6 @@ def restore(model: BoundaryModel, data: bytes) -> bool:
         return False
     for name in FIELDS[kind]:
         setattr(model, name, getattr(snap, name))
-    model.commands = OrderedDict(model.commands)
     return True
 
 

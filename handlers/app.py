@@ -9,6 +9,7 @@ raises, so nothing here may raise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,9 +32,13 @@ from engine.snapshots import SnapshotStore
 from engine.store import EventStore
 from engine.subjects import Subjects
 from handlers.auth.identity import TENANTS_BUCKET, TenantDirectory, authorize, identify
-from handlers.durable import DurableWorker
+from handlers.durable import DurableWorker, Handler
 from handlers.effects import ACTS_ON as FX_ACTS_ON
 from handlers.effects import SandboxEffects
+from handlers.observability import tracing
+from handlers.observability.connection import ConnectionWatch, Reconnect
+from handlers.observability.logs import bind
+from handlers.observability.metrics import EngineMetrics, ObservedProvider
 from handlers.process_manager import ACTS_ON as PM_ACTS_ON
 from handlers.process_manager import SandboxProcessManager, Send
 from handlers.providers.base import SandboxProvider
@@ -41,7 +46,7 @@ from handlers.providers.local import LocalProvider
 from projections.models import LedgerModels
 from projections.queries import QueryService
 from schemas.errors import InvalidCommand, InvalidCommandDetails, PathError, Unavailable
-from schemas.events import Principal
+from schemas.events import Envelope, Principal
 from schemas.replies import CommandReply, QueryReply
 from schemas.sandboxes import ProviderCapabilities
 
@@ -58,13 +63,14 @@ class EngineConfig:
     queue_group: str = "agentledger"
     max_workers: int = 64
     catch_up_timeout: float = 60.0
-    cache_size: int = 10_000  # boundary models kept in memory; others are loaded from the log on demand
-    snapshot_every: int = 500  # events on a boundary between its snapshots (a load reads at most about this tail)
+    cache_size: int = 4_000  # boundary models kept in memory; others are loaded from the log on demand
+    snapshot_every: int = 100  # events on a boundary between its snapshots (a load reads at most about this tail)
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     sandbox_commands: tuple[str, ...] = ()  # programs a sandbox may run (argv[0]); none by default
     sandbox_repos: tuple[str, ...] = ()  # directories whose git repositories a sandbox may check out
     process_manager: bool = True
     worker_ack_wait: float = 30.0
+    reconnect: Reconnect = field(default_factory=Reconnect)  # past its budget a lost NATS ends the process
     worker_retry_delay: float = 0.05  # first backoff of a failing worker event (doubling, at most 5 s)
     worker_max_attempts: int = 8  # a worker event failing this often is parked (`agentledger workers parked`)
     effects_concurrency: int = 16  # sandboxes the effect handler works on at once (each one's requests in order)
@@ -74,6 +80,11 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         self.subjects = Subjects(self.prefix)
+
+    @property
+    def servers(self) -> list[str]:
+        """`nats_url` may list a cluster's servers, comma-separated (nats-py wants a list)."""
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
 
 def _too_large(size: int) -> InvalidCommand:
@@ -94,12 +105,12 @@ def connect_options(config: EngineConfig) -> dict[str, Any]:
 
 
 def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_query: QueryHandler,
-                 directory: TenantDirectory | None = None) -> NatsBroker:
+                 directory: TenantDirectory | None = None, **nats_options: Any) -> NatsBroker:
     # No dependency injection: the handlers need the raw message only, and FastStream's per-message
     # injection costs about 0.45 ms of CPU (a context manager run in a worker thread); measured in
     # BENCHMARKS.md. The decoder hands the handler the message itself.
     security = None if config.creds is None else NatsCredentials(str(config.creds))
-    broker = NatsBroker(config.nats_url, logger=None, apply_types=False, security=security)
+    broker = NatsBroker(config.servers, logger=None, apply_types=False, security=security, **nats_options)
     subjects = config.subjects
 
     async def as_message(msg: NatsMessage, original: object = None) -> NatsMessage:
@@ -117,17 +128,21 @@ def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_
 
     def reply_to(kind: Literal["command", "query"], failed: Callable[[Any], object]) -> Any:
         async def handle(msg: NatsMessage) -> bytes:
+            raw = msg.raw_message
             try:
-                tenant, name = subjects.parse_request(msg.raw_message.subject)
+                tenant, name = subjects.parse_request(raw.subject)
             except ValueError as e:
                 return _encode(failed(_bad_tenant(e)))
-            who = await caller(msg, tenant, kind)
-            if not isinstance(who, Principal):
-                return _encode(failed(who))
-            if kind == "command":
-                data = _encode(await execute_command(tenant, name, msg.body, who))
-            else:
-                data = _encode(await execute_query(tenant, name, msg.body))
+            with tracing.request_span(kind, name, tenant, raw.headers, raw.subject) as span:
+                who = await caller(msg, tenant, kind)
+                if not isinstance(who, Principal):
+                    return _encode(failed(who))
+                if kind == "command":
+                    reply: CommandReply | QueryReply = await execute_command(tenant, name, msg.body, who)
+                else:
+                    reply = await execute_query(tenant, name, msg.body)
+                tracing.outcome(span, "ok" if reply.error is None else type(reply.error).__struct_config__.tag)
+                data = _encode(reply)
             if len(data) > codec.MAX_REPLY_BYTES:  # never hand NATS a message it refuses
                 return _encode(failed(_too_large(len(data))))
             return data
@@ -156,12 +171,36 @@ class Engine:
         self.broker: NatsBroker | None = None
         self._follower = None
         self.workers: list[DurableWorker] = []
+        self.metrics = EngineMetrics()
+        self.metrics.read_counter("agentledger_append_conflicts", "Appends the log refused because another writer "
+                                  "moved the boundary first (each is re-decided)",
+                                  lambda: self.commands.conflicts if self.commands is not None else 0)
+        self.metrics.read_counters("agentledger_quarantined_events", "Log messages skipped because they failed "
+                                   "admission (`agentledger quarantine list`): engine = any reader here, each once; "
+                                   "or one worker's", ("reader",),
+                                   lambda: {("engine",): self.models.quarantine.count,
+                                            **{(w.durable,): w.quarantine.count for w in self.workers}})
+        worker_counters(self.metrics, lambda: self.workers)
+        self.failure: str | None = None  # set when a NATS connection is lost for good: the process must exit
+        self.failed = asyncio.Event()
+        self._watches: list[ConnectionWatch] = []
+        self._refollowing: asyncio.Task[None] | None = None
+
+    def _lost(self, reason: str) -> None:
+        self.failure = self.failure or reason
+        self.failed.set()
+
+    def _watch(self, name: str, on_back: Callable[[], None] | None = None) -> dict[str, Any]:
+        watch = ConnectionWatch(name, self._lost, self.metrics, on_back)
+        self._watches.append(watch)
+        return watch.options(self.config.reconnect)
 
     async def start(self, serve: bool = True) -> None:
         cfg = self.config
-        self.nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-engine", max_reconnect_attempts=-1,
-                                     **connect_options(cfg))
+        self.nc = await nats.connect(servers=cfg.servers, name="agentledger-engine", **connect_options(cfg),
+                                     **self._watch("engine", self._refollow))
         self.store = EventStore(self.nc, cfg.stream)
+        self.store.header_source = tracing.current_headers  # an appended event carries its command's trace
         await self.store.ensure_stream(cfg.subjects.stream_subjects, replicas=cfg.replicas)
         self.models.snapshots = await SnapshotStore.open(self.store.js, cfg.stream, cfg.replicas)
         # Nothing is replayed: models load on demand, and the follower starts at the stream's head.
@@ -170,19 +209,40 @@ class Engine:
         self._follower = await self.store.follow(cfg.subjects.events_all, head, self.models.follow)
         self.commands = CommandService(self.store, self.models, cfg.subjects, catalog=provider_catalog())
         self.queries = QueryService(self.store, self.models)
+        execute = self.metrics.commands_observed(self.commands.execute)
         if cfg.process_manager:
-            self.workers.append(process_manager_worker(cfg, self.store, self.commands.execute, self.models.quarantine))
+            self.workers.append(process_manager_worker(cfg, self.store, traced_send(execute), self.models.quarantine))
         if cfg.sandbox_dir is not None:
-            self.workers.append(effects_worker(cfg, self.store, self.commands.execute, self.models.quarantine))
+            self.workers.append(effects_worker(cfg, self.store, traced_send(execute), self.models.quarantine,
+                                               metrics=self.metrics))
         for worker in self.workers:
             await worker.start()
         if serve:
             directory = TenantDirectory(self.store.js, cfg.tenants_bucket)
-            self.broker = build_broker(cfg, self.commands.execute, self.queries.execute, directory)
+            self.broker = build_broker(cfg, execute, self.metrics.queries_observed(self.queries.execute), directory,
+                                       **self._watch("broker"))
             await self.broker.start()
             # the server must hold our subscriptions before anyone is told we are ready
             await self.broker.connection.flush()
             await self._answering()
+
+    def _refollow(self) -> None:
+        """After a reconnect, follow again from the applied position at once. The ordered consumer
+        would notice a lost server-side consumer only after missed heartbeats (~10 s), and until
+        then this replica would not see other replicas' writes."""
+        self._refollowing = asyncio.create_task(self._follow_again())
+
+    async def _follow_again(self) -> None:
+        old, store = self._follower, self.store
+        if old is None or store is None:
+            return
+        try:
+            with contextlib.suppress(nats.errors.Error):
+                await old.unsubscribe()
+            self._follower = await store.follow(self.config.subjects.events_all, self.models.position,
+                                                self.models.follow)
+        except nats.errors.Error as e:  # lost again meanwhile: the next reconnect tries again
+            log.warning("follow again after reconnect: %s: %s", type(e).__name__, e)
 
     async def _answering(self, attempts: int = 200) -> None:
         """Ask our own query subject until the server routes it to a responder (any replica's):
@@ -201,6 +261,8 @@ class Engine:
 
     async def stop(self) -> None:
         """Stop taking requests, let in-flight ones finish, then close the log connection."""
+        for watch in self._watches:
+            watch.closing = True
         broker, follower, nc = self.broker, self._follower, self.nc
         self.broker = self._follower = self.nc = None
         for worker in self.workers:
@@ -236,30 +298,67 @@ def provider_catalog() -> dict[str, ProviderCapabilities]:
     return {LocalProvider.name: LocalProvider.capabilities}
 
 
+def worker_counters(metrics: EngineMetrics, workers: Callable[[], list[DurableWorker]]) -> None:
+    """Each worker's parked messages and retries, as counters (the workers keep the numbers)."""
+    metrics.read_counters("agentledger_parked_events", "Events a worker gave up on after its retries "
+                          "(`agentledger workers parked`)", ("consumer",),
+                          lambda: {(w.durable,): w.parked for w in workers()})
+    metrics.read_counters("agentledger_worker_retries", "Times a worker tried an event again after a failure "
+                          "or a retryable refusal", ("consumer",),
+                          lambda: {(w.durable,): w.retries for w in workers()})
+
+
 def _durable_name(prefix: str, role: str) -> str:
     return f"{prefix}-{role}".replace(".", "_")
+
+
+def _with_log_ids(durable: str, handle: Handler) -> Handler:
+    """Every log line written while an event is handled names the event and the consumer, and
+    the work continues the trace of the command that appended the event."""
+
+    async def handler(envelope: Envelope, position: int) -> bool:
+        with bind(consumer=durable, event_id=envelope.event_id, event_type=envelope.type, position=position), \
+                tracing.event_span(durable, envelope.type, position):
+            return await handle(envelope, position)
+
+    return handler
+
+
+def traced_send(send: Send) -> Send:
+    """A worker's command, sent in process: a span of the worker's trace."""
+
+    async def traced(tenant: str, name: str, body: bytes) -> CommandReply:
+        with tracing.send_span(name):
+            return await send(tenant, name, body)
+
+    return traced
 
 
 def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send,
                            quarantine: Quarantine | None = None) -> DurableWorker:
     pm = SandboxProcessManager(send)
-    return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_of(PM_ACTS_ON), _durable_name(cfg.prefix, "pm"),
-                         pm.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait, quarantine=quarantine,
-                         retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts)
+    durable = _durable_name(cfg.prefix, "pm")
+    return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_of(PM_ACTS_ON), durable,
+                         _with_log_ids(durable, pm.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
+                         quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts)
 
 
 def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, quarantine: Quarantine | None = None,
-                   providers: dict[str, SandboxProvider] | None = None) -> DurableWorker:
+                   providers: dict[str, SandboxProvider] | None = None,
+                   metrics: EngineMetrics | None = None) -> DurableWorker:
     assert cfg.sandbox_dir is not None or providers is not None
     if providers is None:
         assert cfg.sandbox_dir is not None
         providers = {LocalProvider.name: LocalProvider(cfg.sandbox_dir, cfg.sandbox_commands, cfg.sandbox_repos)}
+    if metrics is not None:  # counted and traced, and otherwise the same provider
+        providers = {name: ObservedProvider(p, metrics) for name, p in providers.items()}  # type: ignore[misc]
     effects = SandboxEffects(store, cfg.subjects, providers, send)
     quarantine = quarantine or Quarantine()  # on its own: one record for the worker and its models, logged once
     effects.models.quarantine = Quarantine(forward=quarantine)
-    return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_of(FX_ACTS_ON), _durable_name(cfg.prefix, "fx"),
-                         effects.handle, cfg.subjects, ack_wait=cfg.worker_ack_wait, quarantine=quarantine,
-                         retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts,
+    durable = _durable_name(cfg.prefix, "fx")
+    return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_of(FX_ACTS_ON), durable,
+                         _with_log_ids(durable, effects.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
+                         quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts,
                          key=cfg.subjects.boundary_of, concurrency=cfg.effects_concurrency, on_park=effects.give_up)
 
 
@@ -268,21 +367,60 @@ def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
     decoder = msgspec.json.Decoder(CommandReply)
 
     async def send(tenant: str, name: str, body: bytes) -> CommandReply:
-        msg = await nc.request(subjects.command(tenant, name), body, timeout=timeout)
+        with tracing.send_span(name):
+            msg = await nc.request(subjects.command(tenant, name), body, timeout=timeout,
+                                   headers=tracing.current_headers())
         return decoder.decode(msg.data)
 
     return send
 
 
-async def run_effects(cfg: EngineConfig, stop: asyncio.Event) -> None:
+class EffectsProcess:
     """An effect handler on its own: sandboxes live where this runs; the engine may be elsewhere."""
-    nc = await nats.connect(servers=[cfg.nats_url], name="agentledger-effects", max_reconnect_attempts=-1,
-                            **connect_options(cfg))
-    store = EventStore(nc, cfg.stream)
-    worker = effects_worker(cfg, store, nats_sender(nc, cfg.subjects))
-    await worker.start()
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.metrics = EngineMetrics()
+        self.nc: Client | None = None
+        self.store: EventStore | None = None
+        self.workers: list[DurableWorker] = []
+        self.metrics.read_counters("agentledger_quarantined_events", "Log messages a worker skipped because they "
+                                   "failed admission", ("reader",),
+                                   lambda: {(w.durable,): w.quarantine.count for w in self.workers})
+        worker_counters(self.metrics, lambda: self.workers)
+        self.failure: str | None = None
+        self.failed = asyncio.Event()
+        self._watch = ConnectionWatch("effects", self._lost, self.metrics)
+
+    def _lost(self, reason: str) -> None:
+        self.failure = self.failure or reason
+        self.failed.set()
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.nc = await nats.connect(servers=cfg.servers, name="agentledger-effects", **connect_options(cfg),
+                                     **self._watch.options(cfg.reconnect))
+        self.store = EventStore(self.nc, cfg.stream)
+        self.workers = [effects_worker(cfg, self.store, nats_sender(self.nc, cfg.subjects), metrics=self.metrics)]
+        for worker in self.workers:
+            await worker.start()
+
+    async def stop(self) -> None:
+        self._watch.closing = True
+        for worker in self.workers:
+            await worker.stop()
+        if self.nc is not None and not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except nats.errors.Error:
+                await self.nc.close()
+
+
+async def run_effects(cfg: EngineConfig, stop: asyncio.Event) -> None:
+    """Run an effect handler until `stop` is set."""
+    process = EffectsProcess(cfg)
+    await process.start()
     try:
         await stop.wait()
     finally:
-        await worker.stop()
-        await nc.drain()
+        await process.stop()

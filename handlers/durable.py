@@ -34,6 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from engine import admission
 from engine.store import RawEvent
 from engine.subjects import Subjects
+from handlers.observability import tracing
 from handlers.parking import ParkingLot
 from schemas.common import ParkedMessage
 from schemas.events import Envelope
@@ -147,7 +148,9 @@ class DurableWorker:
         while not self._stopping:
             error = None
             try:
-                if await self.handler(admitted, position):
+                with tracing.delivering(msg.headers):  # the handler continues the event's trace
+                    done = await self.handler(admitted, position)
+                if done:
                     await self._settle(msg.ack)
                     self.handled += 1
                     return

@@ -55,7 +55,7 @@ def introduced_sessions(data: object) -> list[str]:
 
 class LedgerModels:
     def __init__(self, subjects: Subjects, cache_size: int | None = None, snapshots: SnapshotStore | None = None,
-                 snapshot_every: int = 500) -> None:
+                 snapshot_every: int = 100) -> None:
         """`cache_size=None` keeps every model (a replay of the whole log); an engine passes a bound."""
         self.subjects = subjects
         self.cache_size = cache_size
@@ -140,7 +140,7 @@ class LedgerModels:
         stream leader on a replicated stream, so an acknowledged session is never reported absent)."""
         found = self.locate_session(tenant, session_id)
         if found is None:
-            subject = await store.last_subject(self.subjects.session_claim_filter(tenant, session_id))
+            subject = await store.first_subject(self.subjects.session_claim_filter(tenant, session_id))
             if subject is not None:
                 found = self.subjects.entity_of(subject)
                 self._note_session(tenant, session_id, found)

@@ -12,6 +12,7 @@ import itertools
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -45,8 +46,16 @@ async def nats_server(tmp_path_factory: pytest.TempPathFactory, deployment: Depl
 
 
 def config_for(deployment: Deployment, url: str, **fields: Any) -> EngineConfig:
-    """An EngineConfig with the engine's credentials (for tests that run their own servers)."""
+    """An EngineConfig with the engine's credentials (for tests that run their own servers);
+    `effects_creds(config)` is the effect handler's, beside them."""
+    deployment.creds_path("effects")
     return EngineConfig(nats_url=url, creds=deployment.creds_path("engine"), **fields)
+
+
+def effects_creds(config: EngineConfig) -> str:
+    """The effect handler's own credentials (it may not append, nor serve requests)."""
+    assert config.creds is not None
+    return str(Path(config.creds).with_name("effects.creds"))
 
 
 async def connect(deployment: Deployment, url: str | list[str], role: Literal["engine", "effects", "admin"] = "admin",

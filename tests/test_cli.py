@@ -123,8 +123,8 @@ async def test_json_replies_nested_fields_and_views(cli: Cli, client: Client_) -
 
 async def test_events_tail(cli: Cli, client: Client_, cli_env: dict[str, str]) -> None:
     await client.setup_thread()
-    await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT)
-    started = (await client.ok("session.start", session_id="ses_a"))["position"]  # after session ses_a's claim
+    created = (await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT))["position"]
+    started = (await client.ok("session.start", session_id="ses_a"))["position"]
 
     r = await cli("events", "tail", "--limit", "3")
     lines = r.out.splitlines()
@@ -134,7 +134,8 @@ async def test_events_tail(cli: Cli, client: Client_, cli_env: dict[str, str]) -
 
     r = await cli("events", "tail", "--thread-id", "thd_t1", "--json", "--limit", "2")
     events = [msgspec.json.decode(line, type=StoredEvent) for line in r.out.splitlines()]
-    assert [(e.position, e.type) for e in events] == [(2, "thread.created"), (3, "session.created")]
+    assert [(e.position, e.type) for e in events] == [(2, "thread.created"), (created, "session.created")]
+    assert created == 4  # position 3 is session ses_a's claim (not an event)
 
     # live: the tail waits for an event that does not exist yet
     tail = asyncio.ensure_future(cli("events", "tail", "--thread-id", "thd_t1", "--from", str(started + 1), "--limit", "1"))

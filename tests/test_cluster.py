@@ -19,6 +19,7 @@ from tests.conftest import config_for, connect
 from tests.replicas import Replicas
 from tests.test_delegation_race import run_width_race
 from tests.test_race import run_gate_race
+from tests.test_session_id_race import run_session_id_race
 
 TRIALS = 200
 
@@ -68,3 +69,7 @@ async def test_archive_gate_holds_on_a_replicated_stream(r3_engines: tuple[Engin
 
 async def test_width_cap_holds_on_a_replicated_stream(r3_engines: tuple[Engine, Engine]) -> None:
     await run_width_race(Replicas(*r3_engines, tenant="tnt_r3"), TRIALS)
+
+
+async def test_session_ids_stay_unique_on_a_replicated_stream(r3_engines: tuple[Engine, Engine]) -> None:
+    await run_session_id_race(Replicas(*r3_engines, "tnt_sid"), 60)

@@ -14,7 +14,7 @@ from nats.aio.client import Client
 
 from handlers.app import Engine, EngineConfig
 from handlers.effects import CRASH_ENV
-from tests.conftest import AGENT, Client_
+from tests.conftest import AGENT, Client_, effects_creds
 from tests.sandbox_support import eventually, sandbox_dirs, settled
 
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
@@ -24,7 +24,7 @@ DONE = {"outcome": "succeeded", "text": "ok"}
 async def start_effects(config: EngineConfig, sandbox_dir: Path, crash: bool) -> asyncio.subprocess.Process:
     env = {**os.environ, "NATS_URL": config.nats_url, "AGENTLEDGER_PREFIX": config.prefix,
            "AGENTLEDGER_STREAM": config.stream, "AGENTLEDGER_SANDBOX_DIR": str(sandbox_dir),
-           "NATS_CREDS": str(config.creds)}
+           "NATS_CREDS": effects_creds(config)}
     env.pop(CRASH_ENV, None)
     if crash:
         env[CRASH_ENV] = "1"

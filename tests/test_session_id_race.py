@@ -29,10 +29,14 @@ async def replicas(engine_config: EngineConfig) -> Any:
 
 
 async def test_one_session_id_first_used_in_three_threads_at_once(replicas: Replicas) -> None:
-    r = replicas
+    await run_session_id_race(replicas, TRIALS)
+
+
+async def run_session_id_race(r: Replicas, trials: int) -> None:
+    """Shared with the 3-node cluster test."""
     await r.ok("project.create", project_id="prj_s", name="s")
     winners: dict[str, str] = {}
-    for trial in range(TRIALS):
+    for trial in range(trials):
         threads = [f"thd_s{trial}{x}" for x in "abc"]
         for thread in threads:
             await r.ok("thread.create", project_id="prj_s", thread_id=thread)
@@ -51,7 +55,7 @@ async def test_one_session_id_first_used_in_three_threads_at_once(replicas: Repl
         # whichever replica is asked, the session is where the accepted command put it
         for engine in r.engines:
             assert engine.store
-            assert await engine.models.resolve_session(engine.store, TENANT, sid) == winners[sid]
+            assert await engine.models.resolve_session(engine.store, r.tenant, sid) == winners[sid]
 
     a = r.engines[0]
     assert a.store
@@ -64,6 +68,6 @@ async def test_one_session_id_first_used_in_three_threads_at_once(replicas: Repl
     await replay(a.store, a.config, record)
     for sid, thread in winners.items():
         assert introduced[sid] == [thread], (sid, introduced[sid], thread)
-        claims = await a.store.read(a.config.subjects.session_claim_filter(TENANT, sid))
+        claims = await a.store.read(a.config.subjects.session_claim_filter(r.tenant, sid))
         assert [a.config.subjects.entity_of(c.subject) for c in claims] == [thread]
     assert all(len(threads) == 1 for threads in introduced.values())

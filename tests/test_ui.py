@@ -196,6 +196,17 @@ async def test_timeline_in_a_browser(nc: Client, ui_engine: Engine, deployment: 
             await expect(tree.locator("li.node")).to_have_count(1)
             await expect(tree.locator('li[data-session-id="ses_alt"]')).to_have_count(1)
             await shot(page, "timeline-fork")
+
+            # before its own creation the fork did not exist; a source event opens the source there
+            await page.fill("#position-input", str(story.root_created))
+            await page.press("#position-input", "Enter")
+            await expect(page.locator("#position-label")).to_contain_text("thd_fork did not exist yet")
+            await expect(tree.locator("li.node")).to_have_count(0)
+            await page.click(f'#timeline tr.lineage[data-position="{story.root_created}"]')
+            await expect(page.locator("#thread-id")).to_have_text("thd_main")
+            await expect(page.locator("#position-label")).to_contain_text(f"as of position {story.root_created}")
+            await expect(tree.locator("li.node")).to_have_count(1)
+            await expect(page.locator("#error")).to_be_hidden()
             await browser.close()
     finally:
         await stop_ui(server, qc)

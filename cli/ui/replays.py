@@ -23,13 +23,14 @@ from schemas.replay import Replay, ReplayDiff
 CHECKPOINT_EVENTS = 5_000
 KEEP_REPLAYS = 256
 KEEP_CHECKPOINTS = 64  # per thread
+KEEP_THREADS = 16  # threads whose folds are kept, the most recently replayed
 
 
 class Replays:
     def __init__(self, client: QueryClient) -> None:
         self.client = client
         self._done: OrderedDict[tuple[str, int], Replay] = OrderedDict()
-        self._checkpoints: dict[str, list[Replayer]] = {}
+        self._checkpoints: OrderedDict[str, list[Replayer]] = OrderedDict()
         self._tips: dict[str, Replayer] = {}  # each thread's most recent fold: following the live end resumes there
 
     def _resume_from(self, thread_id: str, at: int) -> Replayer | None:
@@ -48,6 +49,10 @@ class Replays:
             return self._done[key]
         replayer = self._resume_from(thread_id, at) or Replayer(thread_id)
         kept = self._checkpoints.setdefault(thread_id, [])
+        self._checkpoints.move_to_end(thread_id)
+        while len(self._checkpoints) > KEEP_THREADS:
+            gone, _ = self._checkpoints.popitem(last=False)
+            self._tips.pop(gone, None)
         read = self.client.history(thread_id)
         last_kept = max((r.events for r in kept), default=0)
 

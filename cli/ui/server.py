@@ -67,9 +67,11 @@ class Timeline:
         self.client = client
         self.replays = Replays(client)
         self.poll_seconds = poll_seconds
+        self._feeds: set[asyncio.Task[Any]] = set()  # open live feeds, ended when the server stops
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[_errors])
+        app.on_shutdown.append(self._end_feeds)
         app.router.add_get("/", self.index)
         app.router.add_get("/static/{name}", self.static)
         app.router.add_get("/api/threads", self.threads)
@@ -128,6 +130,10 @@ class Timeline:
         result = await self.client.ask(SandboxGet(sandbox_id=request.match_info["sandbox_id"]), SandboxResult)
         return _json({"sandbox": result.sandbox})
 
+    async def _end_feeds(self, _: web.Application) -> None:
+        for task in list(self._feeds):
+            task.cancel()
+
     async def live(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: each batch of the thread's new events as it lands (polled with
         events.read, so it needs nothing beyond the query rights)."""
@@ -137,6 +143,9 @@ class Timeline:
         await read(after, 1)  # an unknown thread or a refused read is an error reply, not an empty stream
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
+        task = asyncio.current_task()
+        assert task is not None
+        self._feeds.add(task)
         try:
             while True:
                 page = await read(after, PAGE)
@@ -148,16 +157,18 @@ class Timeline:
                     continue
                 await response.write(b": idle\n\n")
                 await asyncio.sleep(self.poll_seconds)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the page went away
         except DomainError as e:
             await response.write(b"event: failure\ndata: " + msgspec.json.encode({"error": e.error}) + b"\n\n")
+        finally:
+            self._feeds.discard(task)
         return response
 
 
 async def serve(client: QueryClient, host: str, port: int, ready: Callable[[int], None] | None = None) -> None:
     """Serve until cancelled; `ready` gets the bound port (useful with port 0)."""
-    runner = web.AppRunner(Timeline(client).app(), handle_signals=False)
+    runner = web.AppRunner(Timeline(client).app(), handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -36,6 +36,8 @@ from handlers.auth.permissions import (
 from schemas.ids import TENANT_RE
 
 ENGINE_ACCOUNT = "AGENTLEDGER"
+AUDIT_API = "$JS.ledger.API"  # where a tenant account sees the engine account's (narrowed) JetStream API
+AUDIT_DELIVERY = "agentledger.audit"  # + .<tenant>.>: where the engine account delivers a tenant's events
 USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _TENANT = re.compile(TENANT_RE)
 _CREDS = """-----BEGIN NATS USER JWT-----
@@ -85,25 +87,26 @@ class Deployment:
     written for (a single `*` token serves any prefix: the test suite's private prefixes)."""
 
     def __init__(self, root: Path, prefix: str, stream: str, operator: nkeys.KeyPair,
-                 system: nkeys.KeyPair, engine: nkeys.KeyPair) -> None:
-        self.root, self.prefix, self.stream = root, prefix, stream
+                 system: nkeys.KeyPair, engine: nkeys.KeyPair, replicas: int = 1) -> None:
+        self.root, self.prefix, self.stream, self.replicas = root, prefix, stream, replicas
         self._operator, self._system, self._engine = operator, system, engine
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, root: str | Path, prefix: str = "ledger", stream: str = "LEDGER") -> Deployment:
-        """The deployment in `root`, created (with fresh keys) if there is none yet. Prefix and
-        stream are fixed when it is created."""
+    def open(cls, root: str | Path, prefix: str = "ledger", stream: str = "LEDGER", replicas: int = 1) -> Deployment:
+        """The deployment in `root`, created (with fresh keys) if there is none yet. Prefix, stream
+        and replicas (of the tenants' audit streams) are fixed when it is created."""
         root = Path(root)
         index = root / "deployment.json"
         if not index.exists():
             seeds = {k: p().seed.decode() for k, p in
                      (("operator", create_operator_pair), ("system", create_account_pair),
                       ("engine", create_account_pair))}
-            _secret(index, json.dumps({"prefix": prefix, "stream": stream, **seeds}, indent=1))
+            _secret(index, json.dumps({"prefix": prefix, "stream": stream, "replicas": replicas, **seeds}, indent=1))
         data = json.loads(index.read_text())
         return cls(root, data["prefix"], data["stream"], nkeys.from_seed(data["operator"].encode()),
-                   nkeys.from_seed(data["system"].encode()), nkeys.from_seed(data["engine"].encode()))
+                   nkeys.from_seed(data["system"].encode()), nkeys.from_seed(data["engine"].encode()),
+                   data.get("replicas", 1))
 
     @staticmethod
     def exists(root: str | Path) -> bool:
@@ -137,6 +140,11 @@ class Deployment:
         claims.nats.exports += [
             Export(name="commands", subject=f"{p}.cmd.*.>", type="service", response_type="Singleton"),
             Export(name="queries", subject=f"{p}.qry.*.>", type="service", response_type="Singleton"),
+            # a tenant's audit stream sources its own events: a consumer whose filter is in the subject
+            Export(name="audit-consumers", subject=f"$JS.API.CONSUMER.CREATE.{self.stream}.*.{p}.evt.*.>",
+                   type="service", response_type="Singleton"),
+            Export(name="audit-delivery", subject=f"{AUDIT_DELIVERY}.*.>", type="stream"),
+            Export(name="audit-flow", subject="$JS.FC.>", type="service", response_type="Singleton"),
         ]
         return claims.encode(self._operator)
 
@@ -167,7 +175,15 @@ class Deployment:
         claims.nats.imports += [
             Import(name="commands", subject=f"{p}.cmd.{tenant}.>", account=engine, type="service", share=True),
             Import(name="queries", subject=f"{p}.qry.{tenant}.>", account=engine, type="service", share=True),
+            Import(name="audit-consumers", account=engine, type="service",
+                   # for a service import, `subject` is the importer's and `to` the exporter's
+                   subject=f"{AUDIT_API}.CONSUMER.CREATE.{self.stream}.*.{p}.evt.{tenant}.>",
+                   to=f"$JS.API.CONSUMER.CREATE.{self.stream}.*.{p}.evt.{tenant}.>"),
+            Import(name="audit-delivery", subject=f"{AUDIT_DELIVERY}.{tenant}.>", account=engine, type="stream"),
+            Import(name="audit-flow", subject="$JS.FC.>", account=engine, type="service"),
         ]
+        limits = claims.nats.limits
+        limits.disk_storage, limits.streams, limits.consumer = -1, -1, -1
         return claims.encode(self._operator)
 
     # -- users -----------------------------------------------------------------------------
@@ -188,13 +204,20 @@ class Deployment:
     def system_creds(self) -> Creds:
         return self._user(self._system, "sys", [], Grant())
 
+    def provisioner_creds(self, tenant: str) -> Creds:
+        """Everything inside one tenant's account (to create its audit stream); never handed out."""
+        kp = self._tenant_key(tenant, False)
+        if kp is None:
+            raise KeyError(f"no tenant {tenant}")
+        return self._user(kp, "provisioner", [], Grant())
+
     def tenant_creds(self, tenant: str, user: str, role: TenantRole = "member") -> Creds:
         if role not in TENANT_ROLES:
             raise ValueError(f"role must be one of {', '.join(TENANT_ROLES)}")
         kp = self._tenant_key(tenant, False)
         if kp is None:
             raise KeyError(f"no tenant {tenant}: add it first (agentledger tenant add {tenant})")
-        return self._user(kp, user, [ROLE_TAG + role], tenant_grant(self.prefix, tenant, role, self.stream))
+        return self._user(kp, user, [ROLE_TAG + role], tenant_grant(self.prefix, tenant, role))
 
     # -- files -----------------------------------------------------------------------------
     def creds_path(self, role: EngineRole) -> Path:

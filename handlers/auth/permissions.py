@@ -35,20 +35,21 @@ class Grant:
 
 
 def audit_stream(stream: str) -> str:
-    """The tenant's own copy of its events, in its account (same name as the engine's stream)."""
-    return stream
+    """The tenant's own copy of its events, in its own account, sourced from the engine's `stream`
+    (a source may not carry the name of the stream it reads, hence the prefix)."""
+    return f"AUDIT_{stream}"
 
 
-def tenant_grant(prefix: str, tenant: str, role: TenantRole, stream: str) -> Grant:
+def tenant_grant(prefix: str, tenant: str, role: TenantRole) -> Grant:
+    """A tenant account holds nothing but its audit streams (no tenant user may create one), so an
+    auditor may read any stream of its own account; it cannot reach the engine's at all."""
     requests = (f"{prefix}.cmd.{tenant}.>", f"{prefix}.qry.{tenant}.>")
     if role == "member":
         return Grant(pub_allow=requests, sub_allow=("_INBOX.>",))
-    own = audit_stream(stream)
-    reads = ("$JS.API.INFO", f"$JS.API.STREAM.INFO.{own}", f"$JS.API.CONSUMER.CREATE.{own}.>",
-             f"$JS.API.CONSUMER.DURABLE.CREATE.{own}.>", f"$JS.API.CONSUMER.INFO.{own}.>",
-             f"$JS.API.CONSUMER.MSG.NEXT.{own}.>", f"$JS.API.CONSUMER.DELETE.{own}.>",
-             f"$JS.API.CONSUMER.NAMES.{own}", f"$JS.API.CONSUMER.LIST.{own}", f"$JS.ACK.{own}.>",
-             f"$JS.API.STREAM.MSG.GET.{own}", f"$JS.API.DIRECT.GET.{own}.>", f"$JS.API.DIRECT.GET.{own}")
+    reads = ("$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.API.STREAM.INFO.*",
+             "$JS.API.CONSUMER.CREATE.*.>", "$JS.API.CONSUMER.DURABLE.CREATE.*.>", "$JS.API.CONSUMER.INFO.*.*",
+             "$JS.API.CONSUMER.MSG.NEXT.*.*", "$JS.API.CONSUMER.DELETE.*.*", "$JS.API.CONSUMER.NAMES.*",
+             "$JS.API.CONSUMER.LIST.*", "$JS.ACK.>", "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>")
     return Grant(pub_allow=(*requests, *reads), sub_allow=("_INBOX.>",))
 
 
@@ -57,7 +58,8 @@ def engine_grant(prefix: str, role: EngineRole) -> Grant:
     if role == "engine":
         return Grant()
     serving = (f"{prefix}.cmd.>", f"{prefix}.qry.>")
-    return Grant(pub_deny=(f"{prefix}.evt.>", *STREAM_WRITES), sub_deny=serving)
+    stream_subjects = (f"{prefix}.evt.>", f"{prefix}.ses.>")  # events, and the session claims appended with them
+    return Grant(pub_deny=(*stream_subjects, *STREAM_WRITES), sub_deny=serving)
 
 
 def may_command(role: str) -> bool:

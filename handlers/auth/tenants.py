@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import msgspec
 import nats
+import nats.js.errors
+from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
 
 from handlers.auth.identity import TENANTS_BUCKET, TenantDirectory
-from handlers.auth.keys import Deployment
+from handlers.auth.keys import AUDIT_API, AUDIT_DELIVERY, Deployment
+from handlers.auth.permissions import audit_stream
 
 
 class ClaimsUpdateFailed(RuntimeError):
@@ -33,8 +36,30 @@ async def push_account(url: str, deployment: Deployment, jwt: str, timeout: floa
         raise ClaimsUpdateFailed(f"nats-server refused the account: {reply.error or reply.data}")
 
 
+async def add_audit_stream(url: str, deployment: Deployment, tenant: str, prefix: str, stream: str) -> str:
+    """The tenant's audit stream: in its own account, sourcing only its own events from the engine's
+    `stream` (history first, then live); its auditors read it with any standard consumer. Idempotent."""
+    name = audit_stream(stream)
+    source = StreamSource(name=stream, filter_subject=f"{prefix}.evt.{tenant}.>",
+                          external=ExternalStream(api=AUDIT_API, deliver=f"{AUDIT_DELIVERY}.{tenant}"))
+    config = StreamConfig(name=name, subjects=[], sources=[source], storage=StorageType.FILE,
+                          num_replicas=deployment.replicas, description=f"{tenant}'s events from {stream}")
+    nc = await nats.connect(servers=[url], user_credentials=deployment.provisioner_creds(tenant).raw(),
+                            allow_reconnect=False)
+    try:
+        js = nc.jetstream()
+        try:
+            await js.stream_info(name)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(config)
+    finally:
+        await nc.close()
+    return name
+
+
 async def add_tenant(url: str, deployment: Deployment, tenant: str, bucket: str = TENANTS_BUCKET) -> str:
-    """Create (or refresh) `tenant`'s account and make it known; returns its public key. Idempotent."""
+    """Create (or refresh) `tenant`'s account and make it known; returns its public key. Idempotent.
+    With a concrete prefix and stream (not the test suite's `*`), its audit stream is made too."""
     account = deployment.tenant_account(tenant)
     assert account is not None
     nc = await nats.connect(servers=[url], user_credentials=deployment.engine_creds("admin").raw(),
@@ -44,4 +69,6 @@ async def add_tenant(url: str, deployment: Deployment, tenant: str, bucket: str 
     finally:
         await nc.close()
     await push_account(url, deployment, deployment.tenant_jwt(tenant))
+    if "*" not in (deployment.prefix, deployment.stream):
+        await add_audit_stream(url, deployment, tenant, deployment.prefix, deployment.stream)
     return account

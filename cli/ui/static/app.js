@@ -32,11 +32,12 @@ function showError(message) {
   box.hidden = !message;
 }
 
-async function api(path) {
+async function api(path, { absentOk = false } = {}) {
   const response = await fetch(path, { headers: { Accept: "application/json" } });
   const text = await response.text();
   let body = null;
   try { body = JSON.parse(text); } catch (_) { /* not JSON: an HTTP-level error text */ }
+  if (absentOk && response.status === 404) return null;
   if (!response.ok) {
     const message = body && body.error ? `${body.error.code}: ${body.error.message}` : `${response.status} ${text}`;
     showError(message);
@@ -117,12 +118,22 @@ async function setPosition(p, { page = true } = {}) {
   $("position-input").value = p;
   location.hash = `${S.threadId}@${p}`;
   const req = ++S.stateReq;
-  const loads = [api(`/api/threads/${encodeURIComponent(S.threadId)}/state?at=${p}`)];
+  // a fork's history starts with its source's events: before its own creation it did not exist yet
+  const loads = [api(`/api/threads/${encodeURIComponent(S.threadId)}/state?at=${p}`, { absentOk: true })];
   if (page) loads.push(loadPageAround(p));
   const [replay] = await Promise.all(loads);
   if (req !== S.stateReq) return;  // a later position was asked for meanwhile
-  renderState(replay, p);
+  if (replay) renderState(replay, p); else renderAbsent(p);
   markPage();
+}
+
+function renderAbsent(p) {
+  $("position-label").textContent = `as of position ${p} · ${S.threadId} did not exist yet` +
+    (S.thread.forked_from ? ` (it is forked from ${S.thread.forked_from.thread_id} at position ${S.thread.forked_from.position})` : "");
+  $("beyond-note").hidden = true;
+  renderTree([]);
+  renderSessions([]);
+  renderSandboxes([], []);
 }
 
 function renderState(r, asked) {
@@ -249,8 +260,11 @@ function when(at) {
 function eventRow(ev) {
   const own = ownEvent(ev);
   const source = own ? null : ev.boundary.split(".thr.")[1]?.split(".")[0];
+  // a source's event opens the source thread at that position; one of this thread travels to it
+  const travel = own ? () => { S.follow = false; $("follow").checked = false; setPosition(ev.position, { page: false }); }
+                     : () => openThread(source, ev.position).catch(() => {});
   return el("tr", { class: own ? "event" : "event lineage", "data-position": ev.position, "data-type": ev.type,
-                    onclick: () => { S.follow = false; $("follow").checked = false; setPosition(ev.position, { page: false }); } },
+                    title: own ? "show the thread as of this event" : `open ${source} at this event`, onclick: travel },
     el("td", { class: "pos", text: ev.position }), el("td", { title: ev.at, text: when(ev.at) }),
     el("td", { class: "type", "data-source": source, text: ev.type }), el("td", { class: "mono", text: ev.actor.id }),
     el("td", { class: "mono principal", text: principal(ev.principal) }), el("td", { class: "mono", text: ev.command }),
@@ -384,4 +398,5 @@ $("fork-source").addEventListener("click", (e) => {
   const chosen = threads.find((t) => t.thread_id === hashThread) || threads[0];
   if (chosen) await openThread(chosen.thread_id, chosen.thread_id === hashThread && hashAt ? Number(hashAt) : undefined);
   document.body.dataset.ready = "true";
+  setInterval(() => loadThreads().catch(() => {}), 10_000);  // threads created elsewhere appear too
 })().catch(() => { document.body.dataset.ready = "error"; });

@@ -1,0 +1,103 @@
+"""`agentledger auth init`, `tenant add`, `tenant creds`, `tenant list`: operating the trust
+boundary. They work from the deployment's key directory (`--auth-dir`, the one `serve` makes for
+its embedded server); `tenant add` also tells the running NATS, which takes it at once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.main import app
+from cli.output import EXIT_REFUSED, EXIT_RETRYABLE
+from cli.transport import DEFAULT_URL
+
+auth = typer.Typer(no_args_is_help=True, help="The deployment's NATS keys (operator mode).")
+tenant = typer.Typer(no_args_is_help=True, help="Tenants: one NATS account each, and their users' credentials.")
+app.add_typer(auth, name="auth")
+app.add_typer(tenant, name="tenant")
+
+AuthDir = Annotated[Path, typer.Option("--auth-dir", envvar="AGENTLEDGER_AUTH_DIR",
+                                       help="the deployment's keys (keep it secret)")]
+DEFAULT_AUTH_DIR = Path(".agentledger/auth")
+
+
+def _deployment(auth_dir: Path):  # type: ignore[no-untyped-def]
+    from handlers.auth.keys import Deployment
+
+    if not Deployment.exists(auth_dir):
+        typer.echo(f"error: no deployment keys in {auth_dir} (run `agentledger serve` or `agentledger auth init`)",
+                   err=True)
+        raise typer.Exit(EXIT_REFUSED)
+    return Deployment.open(auth_dir)
+
+
+@auth.command("init")
+def init(
+    auth_dir: AuthDir = DEFAULT_AUTH_DIR,
+    prefix: Annotated[str, typer.Option(envvar="AGENTLEDGER_PREFIX", help="subject prefix the engines serve")] = "ledger",
+    stream: Annotated[str, typer.Option(envvar="AGENTLEDGER_STREAM", help="the engines' event stream")] = "LEDGER",
+    replicas: Annotated[int, typer.Option(help="replicas of each tenant's audit stream (3 on a cluster)")] = 1,
+    resolver_dir: Annotated[Path, typer.Option(help="where nats-server keeps account JWTs")] = Path("/data/jwt"),
+    out: Annotated[Path, typer.Option(help="the server config include to write")] = Path("auth.conf"),
+) -> None:
+    """Make the deployment's keys (once) and write a nats-server config include for operator mode,
+    plus engine.creds, effects.creds and admin.creds beside the keys."""
+    from handlers.auth.keys import Deployment
+
+    deployment = Deployment.open(auth_dir, prefix, stream, replicas)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(deployment.server_config(resolver_dir))
+    for role in ("engine", "effects", "admin"):
+        deployment.creds_path(role)  # type: ignore[arg-type]
+    typer.echo(f"{out}: include it in each nats-server's config; creds for engine, effects and admin in {auth_dir}")
+
+
+@tenant.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="tenant id (tnt_…)")],
+    auth_dir: AuthDir = DEFAULT_AUTH_DIR,
+    nats_url: Annotated[str, typer.Option("--nats-url", envvar="NATS_URL", help="a server of the deployment")] = DEFAULT_URL,
+) -> None:
+    """Register a tenant: its account goes to the running NATS (no restart) and engines know it at once."""
+    from handlers.auth.tenants import add_tenant
+
+    deployment = _deployment(auth_dir)
+    try:
+        account = asyncio.run(add_tenant(nats_url, deployment, name))
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from None
+    except Exception as e:  # nats-py raises several unrelated types for "could not connect"
+        typer.echo(f"error unavailable: cannot add {name} at {nats_url}: {str(e) or type(e).__name__}", err=True)
+        raise typer.Exit(EXIT_RETRYABLE) from None
+    typer.echo(f"tenant {name}: account {account}")
+
+
+@tenant.command("creds")
+def creds(
+    name: Annotated[str, typer.Argument(help="tenant id (tnt_…)")],
+    user: Annotated[str, typer.Option("--user", help="who these credentials are for; recorded as the principal")],
+    out: Annotated[Path, typer.Option("--out", help="the .creds file to write")],
+    role: Annotated[str, typer.Option("--role", help="member: commands and queries; auditor: queries and the "
+                                                     "tenant's events, read-only")] = "member",
+    auth_dir: AuthDir = DEFAULT_AUTH_DIR,
+) -> None:
+    """Write a standard NATS .creds file for one user of a tenant (valid at once, no restart)."""
+    deployment = _deployment(auth_dir)
+    try:
+        issued = deployment.tenant_creds(name, user, role)  # type: ignore[arg-type]
+    except (KeyError, ValueError) as e:
+        typer.echo(f"error: {e.args[0]}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from None
+    deployment.write(issued, out)
+    typer.echo(f"{out}: {role} {user} of {name} (user key {issued.public_key})")
+
+
+@tenant.command("list")
+def list_(auth_dir: AuthDir = DEFAULT_AUTH_DIR) -> None:
+    """The tenants this deployment has keys for."""
+    for name in _deployment(auth_dir).tenants():
+        typer.echo(name)

@@ -1,0 +1,232 @@
+"""The permission matrix, cell by cell, against the real server with authentication on: each role
+(a tenant's member and auditor, the deployment's admin and effect handler) tries each subject or
+JetStream API, and gets exactly what docs/security.md says: `ok`, the engine's `forbidden`
+reply, or the broker's permissions violation (`denied`). Nothing a refused cell tried is in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import msgspec
+import nats
+import nats.errors
+import pytest
+from nats.aio.client import Client
+
+from engine.nats_server import EmbeddedNats
+from handlers.app import Engine, EngineConfig
+from handlers.auth.keys import Deployment
+from handlers.auth.permissions import audit_stream
+from handlers.auth.tenants import add_audit_stream, add_tenant
+from tests.conftest import USER, config_for, stream_messages
+
+TENANT, OTHER = "tnt_matrix", "tnt_matrix_other"
+ROLES = ("member", "auditor", "admin", "effects")
+
+
+@dataclass
+class Rig:
+    deployment: Deployment
+    server: EmbeddedNats
+    config: EngineConfig
+    engine: Engine
+    log: Client  # the engine's identity, to count what is in the log
+
+
+@pytest.fixture(scope="module")
+async def rig(nats_server: EmbeddedNats, deployment: Deployment) -> AsyncIterator[Rig]:
+    """One engine for the whole matrix, with its own prefix and stream, and both tenants added."""
+    name = uuid.uuid4().hex[:6]
+    config = config_for(deployment, nats_server.url, prefix=f"mx{name}", stream=f"MATRIX_{name}", process_manager=False)
+    engine = Engine(config)
+    await engine.start()
+    for tenant in (TENANT, OTHER):
+        await add_tenant(nats_server.url, deployment, tenant)
+    log = await nats.connect(servers=[nats_server.url], user_credentials=str(deployment.creds_path("engine")))
+    body = msgspec.json.encode({"actor": USER, "project_id": "prj_seed", "name": "seed"})
+    await log.request(config.subjects.command(TENANT, "project.create"), body, timeout=5)
+    await add_audit_stream(nats_server.url, deployment, TENANT, config.prefix, config.stream)
+    yield Rig(deployment, nats_server, config, engine, log)
+    await log.close()
+    await engine.stop()
+
+
+@dataclass
+class As:
+    """A connection as one role. The broker reports a refused publish or subscribe asynchronously
+    (a permissions violation on the connection): `race` runs an attempt until it either finishes or
+    the broker refuses it, whichever comes first."""
+
+    nc: Client
+    role: str
+    errors: list[str] = field(default_factory=list)
+    refused: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def race(self, attempt: Awaitable[str], patience: float = 30.0) -> str:
+        task, refusal = asyncio.ensure_future(attempt), asyncio.ensure_future(self.refused.wait())
+        done, _ = await asyncio.wait({task, refusal}, timeout=patience, return_when=asyncio.FIRST_COMPLETED)
+        for pending in (task, refusal):
+            if pending not in done:
+                pending.cancel()
+        if refusal in done:
+            return "denied"
+        return task.result() if task in done else "neither answered nor refused"
+
+
+async def connect_as(rig: Rig, role: str) -> As:
+    who = As(nc=None, role=role)  # type: ignore[arg-type]
+
+    async def on_error(e: Exception) -> None:
+        who.errors.append(str(e))
+        if "permissions violation" in str(e).lower():
+            who.refused.set()
+
+    if role in ("member", "auditor"):
+        creds = rig.deployment.tenant_creds(TENANT, f"usr_{role}", role)  # type: ignore[arg-type]
+    else:
+        creds = rig.deployment.engine_creds(role)  # type: ignore[arg-type]
+    who.nc = await nats.connect(servers=[rig.server.url], user_credentials=creds.raw(), error_cb=on_error)
+    return who
+
+
+def _body(**fields: object) -> bytes:
+    return msgspec.json.encode({"actor": USER, **fields})
+
+
+async def _request(who: As, subject: str, body: bytes) -> str:
+    async def attempt() -> str:
+        try:
+            reply = msgspec.json.decode((await who.nc.request(subject, body, timeout=60)).data)
+        except nats.errors.NoRespondersError:
+            return "no responders"
+        return "ok" if reply["ok"] else str(reply["error"]["code"])
+
+    return await who.race(attempt())
+
+
+async def _never(who: As) -> str:
+    """Allowed publishes and subscribes have no answer: only a refusal ends the race."""
+    await asyncio.Event().wait()
+    return "ok"
+
+
+async def _publish(who: As, subject: str, body: bytes = b"{}") -> str:
+    await who.nc.publish(subject, body)
+    return await who.race(_never(who), patience=10.0)
+
+
+async def _subscribe(who: As, subject: str, queue: str = "") -> str:
+    await who.nc.subscribe(subject, queue=queue)
+    return await who.race(_never(who), patience=10.0)
+
+
+async def cmd_own(rig: Rig, who: As) -> str:
+    return await _request(who, rig.config.subjects.command(TENANT, "project.create"),
+                          _body(project_id=f"prj_{uuid.uuid4().hex[:8]}", name="m"))
+
+
+async def qry_own(rig: Rig, who: As) -> str:
+    return await _request(who, rig.config.subjects.query(TENANT, "thread.list"), b'{"project_id": "prj_seed"}')
+
+
+async def cmd_other(rig: Rig, who: As) -> str:
+    return await _request(who, rig.config.subjects.command(OTHER, "project.create"),
+                          _body(project_id=f"prj_{uuid.uuid4().hex[:8]}", name="m"))
+
+
+async def qry_other(rig: Rig, who: As) -> str:
+    return await _request(who, rig.config.subjects.query(OTHER, "thread.list"), b'{"project_id": "prj_seed"}')
+
+
+async def evt_publish(rig: Rig, who: As) -> str:
+    boundary = rig.config.subjects.project_filter(TENANT, "prj_seed")
+    return await _publish(who, rig.config.subjects.event_subject(boundary, "project.created"))
+
+
+async def serve_commands(rig: Rig, who: As) -> str:
+    return await _subscribe(who, rig.config.subjects.commands_all, queue=rig.config.queue_group)
+
+
+async def serve_queries(rig: Rig, who: As) -> str:
+    return await _subscribe(who, rig.config.subjects.queries_all, queue=rig.config.queue_group)
+
+
+async def stream_delete(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.DELETE.{rig.config.stream}")
+
+
+async def stream_purge(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.PURGE.{rig.config.stream}")
+
+
+async def stream_update(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.UPDATE.{rig.config.stream}")
+
+
+async def msg_delete(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.MSG.DELETE.{rig.config.stream}", b'{"seq": 1}')
+
+
+async def audit_delete(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.DELETE.{audit_stream(rig.config.stream)}")
+
+
+async def audit_update(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.UPDATE.{audit_stream(rig.config.stream)}")
+
+
+async def read_events(rig: Rig, who: As) -> str:
+    """A durable consumer over the tenant's events from the first position: the audit stream in a
+    tenant's account, the engine's stream in the engine's."""
+    stream = audit_stream(rig.config.stream) if who.role in ("member", "auditor") else rig.config.stream
+
+    async def attempt() -> str:
+        js = who.nc.jetstream(timeout=60)
+        sub = await js.pull_subscribe(rig.config.subjects.tenant_filter(TENANT), durable=f"d{uuid.uuid4().hex[:8]}",
+                                      stream=stream)
+        msgs = await sub.fetch(1, timeout=60)
+        return "ok" if msgs[0].subject.startswith(f"{rig.config.prefix}.evt.{TENANT}.") else "failed"
+
+    return await who.race(attempt())
+
+
+Op = Callable[[Rig, As], Awaitable[str]]
+# role -> expected outcome, per operation; docs/security.md prints the same table.
+MATRIX: dict[str, tuple[Op, dict[str, str]]] = {
+    "command, own tenant": (cmd_own, {"member": "ok", "auditor": "forbidden", "admin": "ok", "effects": "ok"}),
+    "query, own tenant": (qry_own, {"member": "ok", "auditor": "ok", "admin": "ok", "effects": "ok"}),
+    "command, other tenant": (cmd_other, {"member": "denied", "auditor": "denied", "admin": "ok", "effects": "ok"}),
+    "query, other tenant": (qry_other, {"member": "denied", "auditor": "denied", "admin": "ok", "effects": "ok"}),
+    "publish an event": (evt_publish, dict.fromkeys(ROLES, "denied")),
+    "serve commands (queue group)": (serve_commands, dict.fromkeys(ROLES, "denied")),
+    "serve queries (queue group)": (serve_queries, dict.fromkeys(ROLES, "denied")),
+    "JS stream delete": (stream_delete, dict.fromkeys(ROLES, "denied")),
+    "JS stream purge": (stream_purge, dict.fromkeys(ROLES, "denied")),
+    "JS stream update": (stream_update, dict.fromkeys(ROLES, "denied")),
+    "JS message delete": (msg_delete, dict.fromkeys(ROLES, "denied")),
+    "JS delete the tenant's audit stream": (audit_delete, dict.fromkeys(ROLES, "denied")),
+    "JS update the tenant's audit stream": (audit_update, dict.fromkeys(ROLES, "denied")),
+    "durable consumer on the tenant's events": (read_events, {"member": "denied", "auditor": "ok", "admin": "ok",
+                                                              "effects": "ok"}),
+}
+CELLS = [(op, role) for op in MATRIX for role in ROLES]
+
+
+@pytest.mark.parametrize(("op", "role"), CELLS, ids=[f"{role}: {op}" for op, role in CELLS])
+async def test_permission_matrix_cell(rig: Rig, op: str, role: str) -> None:
+    run, expected = MATRIX[op]
+    before = await stream_messages(rig.log, rig.config.stream)
+    who = await connect_as(rig, role)
+    try:
+        outcome = await run(rig, who)
+    finally:
+        await who.nc.close()
+    assert outcome == expected[role], (op, role, outcome, who.errors)
+    after = await stream_messages(rig.log, rig.config.stream)
+    appended = op.startswith("command") and outcome == "ok"
+    assert after == before + (1 if appended else 0), (op, role, before, after)
+    assert await stream_messages(rig.log, rig.config.stream) >= 1  # the stream is still there, nothing purged
