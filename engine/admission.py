@@ -236,9 +236,10 @@ class Quarantine:
     A worker's record forwards to its engine's, so `quarantine.list` shows what any reader in the
     process skipped, each message once; only the record at the root logs."""
 
-    def __init__(self, keep: int = 1000, forward: Quarantine | None = None) -> None:
+    def __init__(self, keep: int = 1000, forward: Quarantine | None = None, quiet: bool = False) -> None:
         self.keep = keep
         self.forward = forward
+        self.quiet = quiet  # count, but do not log (a replay that meets what the engine already logged)
         self.count = 0
         self._entries: OrderedDict[int, Quarantined] = OrderedDict()
 
@@ -251,6 +252,8 @@ class Quarantine:
             self._entries.popitem(last=False)
         if self.forward is not None:
             self.forward.add(entry)
+            return
+        if self.quiet:
             return
         log.warning("quarantined event at %s on %s: %s", entry.position, entry.subject[:200], entry.reason)
 

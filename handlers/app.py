@@ -353,6 +353,7 @@ def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, quarantine:
     if metrics is not None:  # counted and traced, and otherwise the same provider
         providers = {name: ObservedProvider(p, metrics) for name, p in providers.items()}  # type: ignore[misc]
     effects = SandboxEffects(store, cfg.subjects, providers, send)
+    quarantine = quarantine or Quarantine()  # on its own: one record for the worker and its models, logged once
     effects.models.quarantine = Quarantine(forward=quarantine)
     durable = _durable_name(cfg.prefix, "fx")
     return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_of(FX_ACTS_ON), durable,

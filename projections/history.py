@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from engine import admission
 from engine.store import EventStore, RawEvent
 from engine.thread_model import ThreadState
 from projections.models import LedgerModels
@@ -59,13 +60,14 @@ class Replayer:
         self.state: ThreadState | None = None
         self.events = 0  # history events consumed, lineage included
         self.position = 0  # position of the last one
+        self.skipped = admission.Quarantine(quiet=True)  # events the engine would not apply either
 
     def feed(self, envelope: Envelope, position: int) -> None:
         data = envelope.data
         if self.state is None and isinstance(data, ThreadCreated) and data.thread_id == self.thread_id:
             self.state = ThreadState(envelope.tenant_id, envelope.boundary, self.thread_id)
         if self.state is not None and envelope.boundary == self.state.boundary:
-            self.state.apply(envelope, position)
+            admission.enter(self.state, envelope, position, self.skipped, envelope.boundary)  # as the engine does
             self.state.commands.pop(envelope.command_id, None)  # idempotency records: nothing decides on a replay
         self.events += 1
         self.position = position

@@ -170,15 +170,22 @@ class LedgerModels:
         self.apply(envelope, position, model)
         self._maybe_snapshot(model)
 
-    def _admit(self, raw: RawEvent, model: BoundaryModel | None = None) -> None:
-        """Apply what the log holds at `raw.position` if `admission` lets it in; skip it otherwise."""
+    def _admit(self, raw: RawEvent, model: BoundaryModel | None = None, live: bool = False) -> bool:
+        """Apply what the log holds at `raw.position` if `admission` lets it in; skip it otherwise.
+
+        A `live` event (from the follower, not from a read of the boundary) that does not fit is
+        neither applied nor skipped: the model may have missed events before it (a load served by
+        a lagging replica), so False tells the caller to re-read the boundary in order instead."""
         admitted = admission.admit(raw, self.subjects)
         if isinstance(admitted, admission.Quarantined):
             self.quarantine.add(admitted)
             if model is not None:
                 admission.skip(model, raw.position)
-        else:
-            self.apply(admitted, raw.position, model)
+            return True
+        if live and model is not None and raw.position > model.position and admission.fits(model, admitted):
+            return False
+        self.apply(admitted, raw.position, model)
+        return True
 
     def follow(self, raw: RawEvent) -> None:
         """The live follower's feed: every event from the stream's head at start, in order. Only
@@ -187,7 +194,8 @@ class LedgerModels:
         model = self._models.get(self.subjects.boundary_of(raw.subject))
         if model is not None and model.position < raw.position:
             if model.ready:
-                self._admit(raw, model)
+                if not self._admit(raw, model, live=True):
+                    model.ready = False  # re-read in order (from its position) when next used
             elif model.live_buffer is not None:
                 model.live_buffer.append(raw)
         self.position = raw.position
@@ -222,9 +230,13 @@ class LedgerModels:
                     if data is not None and snapshots.restore(model, data):
                         model.since_snapshot = 0
                 await self._read_tail(store, model, latest=False)
+                behind = True  # the load may come from a lagging replica: buffered events may not follow it
                 for raw in model.live_buffer:
-                    if raw.position > model.position:
-                        self._admit(raw, model)
+                    if raw.position > model.position and not self._admit(raw, model, live=behind):
+                        await self._read_tail(store, model, latest=True)
+                        behind = False
+                        if raw.position > model.position:
+                            self._admit(raw, model)
                 model.ready = True
                 self.loads += 1
                 model.loading.set_result(None)

@@ -171,6 +171,14 @@ async def msg_delete(rig: Rig, who: As) -> str:
     return await _publish(who, f"$JS.API.STREAM.MSG.DELETE.{rig.config.stream}", b'{"seq": 1}')
 
 
+async def audit_delete(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.DELETE.{audit_stream(rig.config.stream)}")
+
+
+async def audit_update(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.UPDATE.{audit_stream(rig.config.stream)}")
+
+
 async def read_events(rig: Rig, who: As) -> str:
     """A durable consumer over the tenant's events from the first position: the audit stream in a
     tenant's account, the engine's stream in the engine's."""
@@ -200,6 +208,8 @@ MATRIX: dict[str, tuple[Op, dict[str, str]]] = {
     "JS stream purge": (stream_purge, dict.fromkeys(ROLES, "denied")),
     "JS stream update": (stream_update, dict.fromkeys(ROLES, "denied")),
     "JS message delete": (msg_delete, dict.fromkeys(ROLES, "denied")),
+    "JS delete the tenant's audit stream": (audit_delete, dict.fromkeys(ROLES, "denied")),
+    "JS update the tenant's audit stream": (audit_update, dict.fromkeys(ROLES, "denied")),
     "durable consumer on the tenant's events": (read_events, {"member": "denied", "auditor": "ok", "admin": "ok",
                                                               "effects": "ok"}),
 }
