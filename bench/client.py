@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 
-from engine.subjects import Subjects
+from agentledger.engine.subjects import Subjects
 
 USER = {"kind": "user", "id": "usr_bench"}
 AGENT = {"kind": "agent", "id": "agt_bench"}

@@ -22,12 +22,12 @@ import msgspec
 import nats
 from nats.aio.msg import Msg
 
+from agentledger.engine.store import H_EXPECTED_SEQ, H_EXPECTED_SUBJECT, EventStore
+from agentledger.engine.subjects import Subjects
+from agentledger.handlers.app import EngineConfig, build_broker
+from agentledger.schemas.replies import CommandReply
 from bench.client import TENANT
 from bench.scenarios import raw_payload
-from engine.store import H_EXPECTED_SEQ, H_EXPECTED_SUBJECT, EventStore
-from engine.subjects import Subjects
-from handlers.app import EngineConfig, build_broker
-from schemas.replies import CommandReply
 
 EMPTY_REPLY = CommandReply(ok=True, position=0)
 REPLY = msgspec.json.encode(EMPTY_REPLY)

@@ -12,7 +12,7 @@ import dataclasses
 import signal
 import sys
 
-from handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine, EngineConfig
 
 
 async def main(url: str, prefix: str, stream: str) -> None:

@@ -9,8 +9,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from agentledger.engine.nats_server import nats_server_binary
 from bench.harness import Stats
-from engine.nats_server import nats_server_binary
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 import nats
 from nats.aio.client import Client
 
+from agentledger.engine.nats_server import EmbeddedNats, free_port
 from bench import report as fmt
 from bench.client import TENANT, LedgerClient
 from bench.echo import fs_pub_subjects, fs_subjects, raw_pub_subjects, raw_subjects
@@ -59,7 +60,6 @@ from bench.scenarios import (
     stored_event_size,
     thread_events,
 )
-from engine.nats_server import EmbeddedNats, free_port
 
 PREFIX, STREAM, RAW_STREAM = "bench", "BENCH", "RAW"
 BARE_PREFIX, BARE_STREAM = "benchbare", "BENCHBARE"  # the engine without its background workers

@@ -23,14 +23,12 @@ from pathlib import Path
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 
-from bench.client import TENANT, LedgerClient
-from bench.harness import Stats, run_lanes
-from engine import codec
-from engine.store import EventStore
-from engine.subjects import Subjects
-from handlers.app import EngineConfig, process_manager_worker
-from schemas.common import Actor, ProjectConfig
-from schemas.events import (
+from agentledger.engine import codec
+from agentledger.engine.store import EventStore
+from agentledger.engine.subjects import Subjects
+from agentledger.handlers.app import EngineConfig, process_manager_worker
+from agentledger.schemas.common import Actor, ProjectConfig
+from agentledger.schemas.events import (
     Envelope,
     Event,
     ProjectCreated,
@@ -40,6 +38,8 @@ from schemas.events import (
     SessionStarted,
     ThreadCreated,
 )
+from bench.client import TENANT, LedgerClient
+from bench.harness import Stats, run_lanes
 
 ACTOR = Actor(kind="user", id="usr_bench")
 PROJECT = "prj_seed"

@@ -15,10 +15,10 @@ from typing import TypeVar
 import msgspec
 from nats.aio.client import Client
 
+from agentledger.engine.store import H_EXPECTED_SEQ, H_EXPECTED_SUBJECT, EventStore
+from agentledger.engine.subjects import Subjects
 from bench.client import AGENT, TENANT, BenchError, LedgerClient
 from bench.harness import CpuMeter, Settle, Stats, run_lanes
-from engine.store import H_EXPECTED_SEQ, H_EXPECTED_SUBJECT, EventStore
-from engine.subjects import Subjects
 
 _ids = itertools.count()
 T = TypeVar("T")

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.subjects import Subjects
-from handlers.auth.permissions import TENANT_ROLES, may_command, may_query
-from schemas.commands import COMMANDS
-from schemas.contract import event_types, json_schema, version
-from schemas.queries import QUERIES
+from agentledger.engine.subjects import Subjects
+from agentledger.handlers.auth.permissions import TENANT_ROLES, may_command, may_query
+from agentledger.schemas.commands import COMMANDS
+from agentledger.schemas.contract import event_types, json_schema, version
+from agentledger.schemas.queries import QUERIES
 
 PREFIX = "ledger"  # the default; `--prefix` changes the first token of every address
 TENANT = "{tenant}"

@@ -16,15 +16,15 @@ from typing import Any
 import msgspec
 import typer
 
-from cli import log_commands, output, transport, worker_commands
-from cli.main import app
-from cli.options import FieldOption, Spec, build_body, field_options
-from cli.ui import command as ui_command
-from engine.decoding import decode_request, decoders
-from schemas.commands import COMMANDS, Command
-from schemas.errors import DomainError
-from schemas.queries import QUERIES, Query
-from schemas.replies import CommandReply, QueryReply
+from agentledger.cli import log_commands, output, transport, worker_commands
+from agentledger.cli.main import app
+from agentledger.cli.options import FieldOption, Spec, build_body, field_options
+from agentledger.cli.ui import command as ui_command
+from agentledger.engine.decoding import decode_request, decoders
+from agentledger.schemas.commands import COMMANDS, Command
+from agentledger.schemas.errors import DomainError
+from agentledger.schemas.queries import QUERIES, Query
+from agentledger.schemas.replies import CommandReply, QueryReply
 
 GROUP_HELP = {
     "project": "Projects: create them, with their delegation caps.",

@@ -20,13 +20,13 @@ from nats.js.errors import NotFoundError, ServiceUnavailableError
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from cli import output, transport
-from cli.query_client import QueryClient
-from cli.transport import Creds, Json, NatsUrl, Prefix, Stream, Target, Tenant, Timeout
-from engine import codec
-from engine.store import EventStore, LogUnavailable, RawEvent
-from projections.history import diff, replay_at
-from schemas.errors import DomainError, EntityDetails, NotFound, Unavailable
+from agentledger.cli import output, transport
+from agentledger.cli.query_client import QueryClient
+from agentledger.cli.transport import Creds, Json, NatsUrl, Prefix, Stream, Target, Tenant, Timeout
+from agentledger.engine import codec
+from agentledger.engine.store import EventStore, LogUnavailable, RawEvent
+from agentledger.projections.history import diff, replay_at
+from agentledger.schemas.errors import DomainError, EntityDetails, NotFound, Unavailable
 
 ThreadOpt = Annotated[str, typer.Option("--thread-id", callback=transport.check_thread, help="thread id (thd_…)")]
 EXPORT_PAGE = 1000

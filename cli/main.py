@@ -17,7 +17,7 @@ app = typer.Typer(no_args_is_help=True, help="Agent Ledger: threads, sessions an
 
 def _print_version(asked: bool) -> None:
     if asked:
-        from schemas.contract import version
+        from agentledger.schemas.contract import version
 
         print(f"agentledger {version()}")
         raise typer.Exit()
@@ -32,7 +32,7 @@ def root(
                                            help="print the version and exit")] = False,
 ) -> None:
     """Agent Ledger: threads, sessions and delegation on an event log."""
-    from handlers.observability import logs
+    from agentledger.handlers.observability import logs
 
     logs.configure(log_format, log_level)
 
@@ -83,10 +83,10 @@ def serve(
     auth_dir: AuthDir = Path(".agentledger/auth"),
 ) -> None:
     """Start an engine replica; Ctrl-C stops it cleanly (exit 0). Exits 1 when it cannot serve."""
-    from cli.serve import HttpOptions
-    from cli.serve import serve as run
-    from handlers.app import EngineConfig
-    from handlers.observability.connection import Reconnect
+    from agentledger.cli.serve import HttpOptions
+    from agentledger.cli.serve import serve as run
+    from agentledger.handlers.app import EngineConfig
+    from agentledger.handlers.observability.connection import Reconnect
 
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
                           sandbox_commands=tuple(allow_command or ()), sandbox_repos=tuple(map(str, allow_repo or ())),
@@ -110,10 +110,10 @@ def effects(
     creds: Creds = None,
 ) -> None:
     """Run only the sandbox effect handler (where the sandboxes live), next to engines elsewhere."""
-    from cli.serve import HttpOptions
-    from cli.serve import effects as run
-    from handlers.app import EngineConfig
-    from handlers.observability.connection import Reconnect
+    from agentledger.cli.serve import HttpOptions
+    from agentledger.cli.serve import effects as run
+    from agentledger.handlers.app import EngineConfig
+    from agentledger.handlers.observability.connection import Reconnect
 
     config = EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, sandbox_dir=sandbox_dir,
                           worker_ack_wait=ack_wait, sandbox_commands=tuple(allow_command or ()),
@@ -127,7 +127,7 @@ def schema() -> None:
     """Print the JSON Schema of every command, query, reply and event (docs/schema.json)."""
     import json
 
-    from schemas.contract import json_schema
+    from agentledger.schemas.contract import json_schema
 
     print(json.dumps(json_schema(), indent=1, sort_keys=True))
 
@@ -137,14 +137,14 @@ def asyncapi(prefix: Prefix = "ledger") -> None:
     """Print the AsyncAPI 3.0 document: every channel, operation and payload (docs/asyncapi.json)."""
     import json
 
-    from cli.asyncapi import asyncapi as document
+    from agentledger.cli.asyncapi import asyncapi as document
 
     print(json.dumps(document(prefix), indent=1))
 
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    from cli import (
+    from agentledger.cli import (
         client_commands,  # noqa: F401  (registers the command/query subcommands)
         tenant_commands,  # noqa: F401  (auth and tenant subcommands)
     )

@@ -21,8 +21,8 @@ import msgspec.inspect as mi
 import typer
 from rich.markup import escape
 
-from cli.transport import PANEL
-from schemas.common import Actor
+from agentledger.cli.transport import PANEL
+from agentledger.schemas.common import Actor
 
 ACTOR_KINDS = {"agt_": "agent", "usr_": "user", "sys_": "system"}
 ACTOR_HELP = "agt_…, usr_… or sys_… (the prefix gives the kind)"

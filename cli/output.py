@@ -16,10 +16,10 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from schemas.common import Actor
-from schemas.errors import Error
-from schemas.events import StoredEvent
-from schemas.queries import (
+from agentledger.schemas.common import Actor
+from agentledger.schemas.errors import Error
+from agentledger.schemas.events import StoredEvent
+from agentledger.schemas.queries import (
     EventsPage,
     SessionResult,
     SessionView,
@@ -29,8 +29,8 @@ from schemas.queries import (
     TreeNode,
     TreeResult,
 )
-from schemas.replay import ReplayDiff
-from schemas.replies import CommandReply, QueryReply
+from agentledger.schemas.replay import ReplayDiff
+from agentledger.schemas.replies import CommandReply, QueryReply
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(highlight=False, soft_wrap=True, stderr=True)

@@ -9,11 +9,11 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client
 
-from cli import transport
-from cli.transport import Target
-from projections.history import PageReader
-from schemas.errors import AnyError, DomainError, Unavailable
-from schemas.queries import EventsPage, EventsRead, Query
+from agentledger.cli import transport
+from agentledger.cli.transport import Target
+from agentledger.projections.history import PageReader
+from agentledger.schemas.errors import AnyError, DomainError, Unavailable
+from agentledger.schemas.queries import EventsPage, EventsRead, Query
 
 R = TypeVar("R")
 

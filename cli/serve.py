@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.nats_server import EmbeddedNats
-from handlers.app import EffectsProcess, Engine, EngineConfig
-from handlers.auth.keys import Deployment
-from handlers.observability import tracing
-from handlers.observability.health import EngineProbe, WorkerProbe
-from handlers.observability.http import OpsServer
+from agentledger.engine.nats_server import EmbeddedNats
+from agentledger.handlers.app import EffectsProcess, Engine, EngineConfig
+from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.observability import tracing
+from agentledger.handlers.observability.health import EngineProbe, WorkerProbe
+from agentledger.handlers.observability.http import OpsServer
 
 log = logging.getLogger("agentledger.serve")
 

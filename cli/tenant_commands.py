@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from cli.main import app
-from cli.output import EXIT_REFUSED, EXIT_RETRYABLE
-from cli.transport import DEFAULT_URL
+from agentledger.cli.main import app
+from agentledger.cli.output import EXIT_REFUSED, EXIT_RETRYABLE
+from agentledger.cli.transport import DEFAULT_URL
 
 auth = typer.Typer(no_args_is_help=True, help="The deployment's NATS keys (operator mode).")
 tenant = typer.Typer(no_args_is_help=True, help="Tenants: one NATS account each, and their users' credentials.")
@@ -25,7 +25,7 @@ DEFAULT_AUTH_DIR = Path(".agentledger/auth")
 
 
 def _deployment(auth_dir: Path):  # type: ignore[no-untyped-def]
-    from handlers.auth.keys import Deployment
+    from agentledger.handlers.auth.keys import Deployment
 
     if not Deployment.exists(auth_dir):
         typer.echo(f"error: no deployment keys in {auth_dir} (run `agentledger serve` or `agentledger auth init`)",
@@ -45,7 +45,7 @@ def init(
 ) -> None:
     """Make the deployment's keys (once) and write a nats-server config include for operator mode,
     plus engine.creds, effects.creds and admin.creds beside the keys."""
-    from handlers.auth.keys import Deployment
+    from agentledger.handlers.auth.keys import Deployment
 
     deployment = Deployment.open(auth_dir, prefix, stream, replicas)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def add(
     nats_url: Annotated[str, typer.Option("--nats-url", envvar="NATS_URL", help="a server of the deployment")] = DEFAULT_URL,
 ) -> None:
     """Register a tenant: its account goes to the running NATS (no restart) and engines know it at once."""
-    from handlers.auth.tenants import add_tenant
+    from agentledger.handlers.auth.tenants import add_tenant
 
     deployment = _deployment(auth_dir)
     try:

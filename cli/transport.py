@@ -18,9 +18,9 @@ import nats.errors
 import typer
 from nats.aio.client import Client
 
-from engine.subjects import Subjects
-from schemas.errors import DomainError, Forbidden, ForbiddenDetails, Unavailable
-from schemas.ids import TENANT_RE, id_pattern
+from agentledger.engine.subjects import Subjects
+from agentledger.schemas.errors import DomainError, Forbidden, ForbiddenDetails, Unavailable
+from agentledger.schemas.ids import TENANT_RE, id_pattern
 
 PANEL = "Common options"
 _TENANT = re.compile(TENANT_RE)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import msgspec
 from rich.table import Table
 
-from cli import output, transport
-from cli.log_commands import _run
-from cli.transport import Creds, Json, NatsUrl, Stream, Target, Timeout
-from handlers.parking import parked as read_parked
+from agentledger.cli import output, transport
+from agentledger.cli.log_commands import _run
+from agentledger.cli.transport import Creds, Json, NatsUrl, Stream, Target, Timeout
+from agentledger.handlers.parking import parked as read_parked
 
 
 def parked(

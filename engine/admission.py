@@ -22,16 +22,16 @@ from dataclasses import dataclass
 
 import msgspec
 
-from engine.boundary_model import BoundaryModel
-from engine.project_model import ProjectState
-from engine.sandbox_model import SandboxState
-from engine.store import RawEvent
-from engine.subjects import Subjects
-from engine.thread_model import ThreadState
-from schemas import events as ev
-from schemas.events import Envelope
-from schemas.ids import TENANT_RE, id_pattern
-from schemas.queries import Quarantined
+from agentledger.engine.boundary_model import BoundaryModel
+from agentledger.engine.project_model import ProjectState
+from agentledger.engine.sandbox_model import SandboxState
+from agentledger.engine.store import RawEvent
+from agentledger.engine.subjects import Subjects
+from agentledger.engine.thread_model import ThreadState
+from agentledger.schemas import events as ev
+from agentledger.schemas.events import Envelope
+from agentledger.schemas.ids import TENANT_RE, id_pattern
+from agentledger.schemas.queries import Quarantined
 
 log = logging.getLogger("agentledger.quarantine")
 

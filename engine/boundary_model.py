@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from eventsourcing.dcb.domain import Selector, Slice
 
-from schemas.events import Envelope
+from agentledger.schemas.events import Envelope
 
 COMMAND_WINDOW = 1000  # command ids remembered per boundary: those of its last 1,000 events
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import msgspec
 
-from engine import admission
-from engine.decoding import too_large
-from engine.store import RawEvent
-from engine.subjects import Subjects
-from schemas.events import Envelope, StoredEvent
+from agentledger.engine import admission
+from agentledger.engine.decoding import too_large
+from agentledger.engine.store import RawEvent
+from agentledger.engine.subjects import Subjects
+from agentledger.schemas.events import Envelope, StoredEvent
 
 MAX_EVENT_BYTES = 256 * 1024
 """No event is appended above this (an `invalid_command` reply instead), so every event, and the

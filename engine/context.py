@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.outcomes import Mint
-from engine.project_model import ProjectState
-from engine.sandbox_model import SandboxState
-from engine.thread_model import ThreadState
-from schemas.sandboxes import ProviderCapabilities
+from agentledger.engine.outcomes import Mint
+from agentledger.engine.project_model import ProjectState
+from agentledger.engine.sandbox_model import SandboxState
+from agentledger.engine.thread_model import ThreadState
+from agentledger.schemas.sandboxes import ProviderCapabilities
 
 
 @dataclass(frozen=True)

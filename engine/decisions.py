@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.context import Context
-from engine.outcomes import Accepted, Outcome, Unchanged, already_exists, illegal, not_found, thread_closed
-from engine.project_model import ProjectState
-from engine.sandbox_decisions import (
+from agentledger.engine.context import Context
+from agentledger.engine.outcomes import Accepted, Outcome, Unchanged, already_exists, illegal, not_found, thread_closed
+from agentledger.engine.project_model import ProjectState
+from agentledger.engine.sandbox_decisions import (
     bind_sandbox,
     decide_sandbox_create,
     decide_sandbox_destroy,
@@ -24,8 +24,8 @@ from engine.sandbox_decisions import (
     plan_session_start,
     plan_thread_archive,
 )
-from engine.thread_model import Session, ThreadState
-from schemas.commands import (
+from agentledger.engine.thread_model import Session, ThreadState
+from agentledger.schemas.commands import (
     Command,
     HandoffBroadcast,
     HandoffSingle,
@@ -51,7 +51,7 @@ from schemas.commands import (
     ThreadDelete,
     ThreadUnarchive,
 )
-from schemas.errors import (
+from agentledger.schemas.errors import (
     BlockingSession,
     CapacityDetails,
     CapacityExceeded,
@@ -69,7 +69,7 @@ from schemas.errors import (
     VersionConflict,
     VersionConflictDetails,
 )
-from schemas.events import (
+from agentledger.schemas.events import (
     ForkPoint,
     HandoffBroadcasted,
     HandoffRecipient,
@@ -90,7 +90,7 @@ from schemas.events import (
     ThreadDeleted,
     ThreadUnarchived,
 )
-from schemas.replies import CommandResult
+from agentledger.schemas.replies import CommandResult
 
 MAX_LISTED_BLOCKERS = 50
 

@@ -6,8 +6,15 @@ from typing import Any
 
 import msgspec
 
-from schemas.commands import MAX_REQUEST_BYTES
-from schemas.errors import DomainError, InvalidCommand, InvalidCommandDetails, PathError, UnknownCommand, UnknownCommandDetails
+from agentledger.schemas.commands import MAX_REQUEST_BYTES
+from agentledger.schemas.errors import (
+    DomainError,
+    InvalidCommand,
+    InvalidCommandDetails,
+    PathError,
+    UnknownCommand,
+    UnknownCommandDetails,
+)
 
 
 def decoders(types: dict[str, type[Any]]) -> dict[str, msgspec.json.Decoder[Any]]:

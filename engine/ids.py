@@ -9,7 +9,15 @@ import string
 
 import msgspec
 
-from schemas.commands import Command, ProjectCreate, SandboxCreate, SandboxFork, SessionCreate, SessionSpawn, ThreadCreate
+from agentledger.schemas.commands import (
+    Command,
+    ProjectCreate,
+    SandboxCreate,
+    SandboxFork,
+    SessionCreate,
+    SessionSpawn,
+    ThreadCreate,
+)
 
 _ALPHABET = string.digits + string.ascii_lowercase
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from schemas.errors import (
+from agentledger.schemas.errors import (
     AlreadyExists,
     DomainError,
     EntityDetails,
@@ -21,8 +21,8 @@ from schemas.errors import (
     TraceDetails,
     Unavailable,
 )
-from schemas.events import Event
-from schemas.replies import CommandResult
+from agentledger.schemas.events import Event
+from agentledger.schemas.replies import CommandResult
 
 Mint = Callable[[str], str]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from eventsourcing.domain import event
 
-from engine.boundary_model import BoundaryModel
-from schemas.common import ProjectConfig
-from schemas.events import ProjectCreated
+from agentledger.engine.boundary_model import BoundaryModel
+from agentledger.schemas.common import ProjectConfig
+from agentledger.schemas.events import ProjectCreated
 
 
 class ProjectState(BoundaryModel):

@@ -3,7 +3,7 @@ command_id (also after a restart) is answered exactly as the first time."""
 
 from __future__ import annotations
 
-from schemas.events import (
+from agentledger.schemas.events import (
     AnyEvent,
     HandoffBroadcasted,
     HandoffTransferred,
@@ -14,7 +14,7 @@ from schemas.events import (
     SessionSpawned,
     ThreadCreated,
 )
-from schemas.replies import CommandResult
+from agentledger.schemas.replies import CommandResult
 
 _STATUS_AFTER = {
     "thread.archived": "archived", "thread.unarchived": "open", "thread.deleted": "deleted",

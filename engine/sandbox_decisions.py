@@ -7,11 +7,18 @@ by the service and passed in.
 
 from __future__ import annotations
 
-from engine.outcomes import Accepted, Mint, Outcome, Unchanged, already_exists, illegal, not_found
-from engine.sandbox_model import SandboxState
-from engine.thread_model import ThreadState
-from schemas.commands import SandboxCreate, SandboxDestroy, SandboxFork, SandboxPause, SandboxReportOutcome, SandboxResume
-from schemas.errors import (
+from agentledger.engine.outcomes import Accepted, Mint, Outcome, Unchanged, already_exists, illegal, not_found
+from agentledger.engine.sandbox_model import SandboxState
+from agentledger.engine.thread_model import ThreadState
+from agentledger.schemas.commands import (
+    SandboxCreate,
+    SandboxDestroy,
+    SandboxFork,
+    SandboxPause,
+    SandboxReportOutcome,
+    SandboxResume,
+)
+from agentledger.schemas.errors import (
     DomainError,
     IllegalTransition,
     IllegalTransitionDetails,
@@ -21,7 +28,7 @@ from schemas.errors import (
     Unsupported,
     UnsupportedDetails,
 )
-from schemas.events import (
+from agentledger.schemas.events import (
     SandboxCreated,
     SandboxCreateRequested,
     SandboxDestroyed,
@@ -32,8 +39,8 @@ from schemas.events import (
     SandboxResumed,
     SandboxResumeRequested,
 )
-from schemas.replies import CommandResult
-from schemas.sandboxes import ProviderCapabilities, SandboxAction, SandboxBinding, SandboxOptions, SandboxSpec
+from agentledger.schemas.replies import CommandResult
+from agentledger.schemas.sandboxes import ProviderCapabilities, SandboxAction, SandboxBinding, SandboxOptions, SandboxSpec
 
 Catalog = dict[str, ProviderCapabilities]
 

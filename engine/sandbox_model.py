@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from eventsourcing.domain import event
 
-from engine.boundary_model import BoundaryModel
-from schemas.events import (
+from agentledger.engine.boundary_model import BoundaryModel
+from agentledger.schemas.events import (
     SandboxCreated,
     SandboxCreateRequested,
     SandboxDestroyed,
@@ -17,7 +17,7 @@ from schemas.events import (
     SandboxResumed,
     SandboxResumeRequested,
 )
-from schemas.sandboxes import SandboxOptions
+from agentledger.schemas.sandboxes import SandboxOptions
 
 
 class SandboxState(BoundaryModel):

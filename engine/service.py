@@ -17,20 +17,20 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from engine import codec
-from engine.boundary_model import BoundaryModel, CommandRecord
-from engine.context import Context
-from engine.decisions import DECISIONS
-from engine.decoding import decode_request, decoders
-from engine.ids import Minter, with_ids
-from engine.outcomes import Unchanged, already_exists, log_unavailable, not_found, unexpected
-from engine.results import result_of
-from engine.sandbox_model import SandboxState
-from engine.store import ConcurrencyConflict, EventStore, LogUnavailable
-from engine.subjects import Subjects
-from engine.thread_model import ThreadState
-from projections.models import LedgerModels, introduced_sessions
-from schemas.commands import (
+from agentledger.engine import codec
+from agentledger.engine.boundary_model import BoundaryModel, CommandRecord
+from agentledger.engine.context import Context
+from agentledger.engine.decisions import DECISIONS
+from agentledger.engine.decoding import decode_request, decoders
+from agentledger.engine.ids import Minter, with_ids
+from agentledger.engine.outcomes import Unchanged, already_exists, log_unavailable, not_found, unexpected
+from agentledger.engine.results import result_of
+from agentledger.engine.sandbox_model import SandboxState
+from agentledger.engine.store import ConcurrencyConflict, EventStore, LogUnavailable
+from agentledger.engine.subjects import Subjects
+from agentledger.engine.thread_model import ThreadState
+from agentledger.projections.models import LedgerModels, introduced_sessions
+from agentledger.schemas.commands import (
     COMMANDS,
     Command,
     HandoffBroadcast,
@@ -47,14 +47,14 @@ from schemas.commands import (
     SessionSpawn,
     ThreadCreate,
 )
-from schemas.errors import (
+from agentledger.schemas.errors import (
     Conflict,
     ConflictDetails,
     DomainError,
 )
-from schemas.events import Envelope, Principal, ThreadCreated
-from schemas.replies import CommandReply
-from schemas.sandboxes import ProviderCapabilities
+from agentledger.schemas.events import Envelope, Principal, ThreadCreated
+from agentledger.schemas.replies import CommandReply
+from agentledger.schemas.sandboxes import ProviderCapabilities
 
 log = logging.getLogger("agentledger.commands")
 

@@ -21,14 +21,14 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from engine.boundary_model import BoundaryModel, CommandRecord
-from engine.project_model import ProjectState
-from engine.sandbox_model import SandboxState
-from engine.subjects import Subjects
-from engine.thread_model import Edge, Handoff, Session, ThreadState
-from schemas.common import ProjectConfig
-from schemas.events import ForkPoint
-from schemas.sandboxes import SandboxOptions
+from agentledger.engine.boundary_model import BoundaryModel, CommandRecord
+from agentledger.engine.project_model import ProjectState
+from agentledger.engine.sandbox_model import SandboxState
+from agentledger.engine.subjects import Subjects
+from agentledger.engine.thread_model import Edge, Handoff, Session, ThreadState
+from agentledger.schemas.common import ProjectConfig
+from agentledger.schemas.events import ForkPoint
+from agentledger.schemas.sandboxes import SandboxOptions
 
 log = logging.getLogger("agentledger.snapshots")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from schemas.ids import TENANT_RE
+from agentledger.schemas.ids import TENANT_RE
 
 _TENANT = re.compile(TENANT_RE)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import msgspec
 from eventsourcing.domain import event
 
-from engine.boundary_model import BoundaryModel
-from schemas.common import BLOCKING_STATUSES, Actor, Summary
-from schemas.events import (
+from agentledger.engine.boundary_model import BoundaryModel
+from agentledger.schemas.common import BLOCKING_STATUSES, Actor, Summary
+from agentledger.schemas.events import (
     ForkPoint,
     HandoffBroadcasted,
     HandoffRecipient,
@@ -33,8 +33,8 @@ from schemas.events import (
     ThreadDeleted,
     ThreadUnarchived,
 )
-from schemas.queries import MergeEntry
-from schemas.sandboxes import SandboxAction, SandboxBinding
+from agentledger.schemas.queries import MergeEntry
+from agentledger.schemas.sandboxes import SandboxAction, SandboxBinding
 
 _RUNNING = ("active", "awaiting_hitl")
 

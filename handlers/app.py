@@ -25,30 +25,30 @@ from faststream.nats.annotations import NatsMessage
 from faststream.nats.security import NatsCredentials
 from nats.aio.client import Client
 
-from engine import codec
-from engine.admission import Quarantine
-from engine.service import CommandService
-from engine.snapshots import SnapshotStore
-from engine.store import EventStore
-from engine.subjects import Subjects
-from handlers.auth.identity import TENANTS_BUCKET, TenantDirectory, authorize, identify
-from handlers.durable import DurableWorker, Handler
-from handlers.effects import ACTS_ON as FX_ACTS_ON
-from handlers.effects import SandboxEffects
-from handlers.observability import tracing
-from handlers.observability.connection import ConnectionWatch, Reconnect
-from handlers.observability.logs import bind
-from handlers.observability.metrics import EngineMetrics, ObservedProvider
-from handlers.process_manager import ACTS_ON as PM_ACTS_ON
-from handlers.process_manager import SandboxProcessManager, Send
-from handlers.providers.base import SandboxProvider
-from handlers.providers.local import LocalProvider
-from projections.models import LedgerModels
-from projections.queries import QueryService
-from schemas.errors import InvalidCommand, InvalidCommandDetails, PathError, Unavailable
-from schemas.events import Envelope, Principal
-from schemas.replies import CommandReply, QueryReply
-from schemas.sandboxes import ProviderCapabilities
+from agentledger.engine import codec
+from agentledger.engine.admission import Quarantine
+from agentledger.engine.service import CommandService
+from agentledger.engine.snapshots import SnapshotStore
+from agentledger.engine.store import EventStore
+from agentledger.engine.subjects import Subjects
+from agentledger.handlers.auth.identity import TENANTS_BUCKET, TenantDirectory, authorize, identify
+from agentledger.handlers.durable import DurableWorker, Handler
+from agentledger.handlers.effects import ACTS_ON as FX_ACTS_ON
+from agentledger.handlers.effects import SandboxEffects
+from agentledger.handlers.observability import tracing
+from agentledger.handlers.observability.connection import ConnectionWatch, Reconnect
+from agentledger.handlers.observability.logs import bind
+from agentledger.handlers.observability.metrics import EngineMetrics, ObservedProvider
+from agentledger.handlers.process_manager import ACTS_ON as PM_ACTS_ON
+from agentledger.handlers.process_manager import SandboxProcessManager, Send
+from agentledger.handlers.providers.base import SandboxProvider
+from agentledger.handlers.providers.local import LocalProvider
+from agentledger.projections.models import LedgerModels
+from agentledger.projections.queries import QueryService
+from agentledger.schemas.errors import InvalidCommand, InvalidCommandDetails, PathError, Unavailable
+from agentledger.schemas.events import Envelope, Principal
+from agentledger.schemas.replies import CommandReply, QueryReply
+from agentledger.schemas.sandboxes import ProviderCapabilities
 
 log = logging.getLogger("agentledger")
 _encode = msgspec.json.Encoder().encode

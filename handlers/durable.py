@@ -31,13 +31,13 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from engine import admission
-from engine.store import RawEvent
-from engine.subjects import Subjects
-from handlers.observability import tracing
-from handlers.parking import ParkingLot
-from schemas.common import ParkedMessage
-from schemas.events import Envelope
+from agentledger.engine import admission
+from agentledger.engine.store import RawEvent
+from agentledger.engine.subjects import Subjects
+from agentledger.handlers.observability import tracing
+from agentledger.handlers.parking import ParkingLot
+from agentledger.schemas.common import ParkedMessage
+from agentledger.schemas.events import Envelope
 
 log = logging.getLogger("agentledger.workers")
 

@@ -15,21 +15,21 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from engine.sandbox_model import SandboxState
-from engine.store import EventStore
-from engine.subjects import Subjects
-from handlers.providers.base import ProviderError, SandboxProvider, SandboxRef
-from projections.models import LedgerModels
-from schemas.commands import SandboxReportOutcome
-from schemas.common import Actor
-from schemas.events import (
+from agentledger.engine.sandbox_model import SandboxState
+from agentledger.engine.store import EventStore
+from agentledger.engine.subjects import Subjects
+from agentledger.handlers.providers.base import ProviderError, SandboxProvider, SandboxRef
+from agentledger.projections.models import LedgerModels
+from agentledger.schemas.commands import SandboxReportOutcome
+from agentledger.schemas.common import Actor
+from agentledger.schemas.events import (
     Envelope,
     SandboxCreateRequested,
     SandboxDestroyRequested,
     SandboxPauseRequested,
     SandboxResumeRequested,
 )
-from schemas.replies import CommandReply
+from agentledger.schemas.replies import CommandReply
 
 log = logging.getLogger("agentledger.effects")
 FX_ACTOR = Actor(kind="system", id="sys_sandbox_effects")

@@ -9,7 +9,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-from schemas.common import ParkedMessage
+from agentledger.schemas.common import ParkedMessage
 
 _decode = msgspec.json.Decoder(ParkedMessage).decode
 

@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from schemas.commands import Command, SandboxCreate, SandboxDestroy, SandboxFork, SandboxPause, SandboxResume
-from schemas.common import Actor
-from schemas.events import (
+from agentledger.schemas.commands import Command, SandboxCreate, SandboxDestroy, SandboxFork, SandboxPause, SandboxResume
+from agentledger.schemas.common import Actor
+from agentledger.schemas.events import (
     Envelope,
     SessionCancelled,
     SessionCompleted,
@@ -21,7 +21,7 @@ from schemas.events import (
     SessionStarted,
     ThreadArchived,
 )
-from schemas.replies import CommandReply
+from agentledger.schemas.replies import CommandReply
 
 log = logging.getLogger("agentledger.process_manager")
 PM_ACTOR = Actor(kind="system", id="sys_process_manager")

@@ -8,14 +8,14 @@ from typing import Any
 
 import msgspec
 
-from engine import admission
-from engine.store import EventStore, RawEvent
-from engine.thread_model import ThreadState
-from projections.models import LedgerModels
-from projections.views import replay_view
-from schemas.events import Envelope, ThreadCreated
-from schemas.queries import EventsPage
-from schemas.replay import FieldChange, Replay, ReplayDiff, Scalar, SessionChange
+from agentledger.engine import admission
+from agentledger.engine.store import EventStore, RawEvent
+from agentledger.engine.thread_model import ThreadState
+from agentledger.projections.models import LedgerModels
+from agentledger.projections.views import replay_view
+from agentledger.schemas.events import Envelope, ThreadCreated
+from agentledger.schemas.queries import EventsPage
+from agentledger.schemas.replay import FieldChange, Replay, ReplayDiff, Scalar, SessionChange
 
 
 async def read_history(store: EventStore, models: LedgerModels, thread: ThreadState, after: int = 0,

@@ -22,15 +22,15 @@ import logging
 from collections import OrderedDict
 from typing import TypeVar
 
-from engine import admission, snapshots
-from engine.boundary_model import BoundaryModel
-from engine.project_model import ProjectState
-from engine.sandbox_model import SandboxState
-from engine.snapshots import SnapshotStore
-from engine.store import EventStore, RawEvent
-from engine.subjects import Subjects
-from engine.thread_model import ThreadState
-from schemas.events import (
+from agentledger.engine import admission, snapshots
+from agentledger.engine.boundary_model import BoundaryModel
+from agentledger.engine.project_model import ProjectState
+from agentledger.engine.sandbox_model import SandboxState
+from agentledger.engine.snapshots import SnapshotStore
+from agentledger.engine.store import EventStore, RawEvent
+from agentledger.engine.subjects import Subjects
+from agentledger.engine.thread_model import ThreadState
+from agentledger.schemas.events import (
     Envelope,
     HandoffBroadcasted,
     HandoffTransferred,

@@ -7,19 +7,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from engine import codec
-from engine.decoding import decode_request, decoders
-from engine.outcomes import log_unavailable, not_found, unexpected
-from engine.store import EventStore, LogUnavailable, RawEvent
-from engine.thread_model import ThreadState
-from projections.history import read_history
-from projections.models import LedgerModels
-from projections.views import sandbox_view, session_view, thread_row, thread_view, tree
-from schemas.errors import (
+from agentledger.engine import codec
+from agentledger.engine.decoding import decode_request, decoders
+from agentledger.engine.outcomes import log_unavailable, not_found, unexpected
+from agentledger.engine.store import EventStore, LogUnavailable, RawEvent
+from agentledger.engine.thread_model import ThreadState
+from agentledger.projections.history import read_history
+from agentledger.projections.models import LedgerModels
+from agentledger.projections.views import sandbox_view, session_view, thread_row, thread_view, tree
+from agentledger.schemas.errors import (
     DomainError,
     Unavailable,
 )
-from schemas.queries import (
+from agentledger.schemas.queries import (
     QUERIES,
     EventsPage,
     EventsRead,
@@ -37,7 +37,7 @@ from schemas.queries import (
     ThreadResult,
     TreeResult,
 )
-from schemas.replies import QueryReply
+from agentledger.schemas.replies import QueryReply
 
 log = logging.getLogger("agentledger.queries")
 Reader = Callable[[int, int | None, int | None], Awaitable[list[RawEvent]]]

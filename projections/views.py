@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from engine.sandbox_model import SandboxState
-from engine.thread_model import Session, ThreadState
-from schemas.queries import BudgetView, SandboxHold, SandboxView, SessionRef, SessionView, ThreadRow, ThreadView, TreeNode
-from schemas.replay import Replay
+from agentledger.engine.sandbox_model import SandboxState
+from agentledger.engine.thread_model import Session, ThreadState
+from agentledger.schemas.queries import (
+    BudgetView,
+    SandboxHold,
+    SandboxView,
+    SessionRef,
+    SessionView,
+    ThreadRow,
+    ThreadView,
+    TreeNode,
+)
+from agentledger.schemas.replay import Replay
 
 
 def thread_view(state: ThreadState) -> ThreadView:

@@ -10,9 +10,9 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-from schemas.common import Actor, FailureMode, NonNegInt, PosInt, ProjectConfig, Summary
-from schemas.ids import CommandId, ProjectId, SandboxId, SessionId, ThreadId
-from schemas.sandboxes import ProviderName, SandboxOp, SandboxOptions, SandboxSpec
+from agentledger.schemas.common import Actor, FailureMode, NonNegInt, PosInt, ProjectConfig, Summary
+from agentledger.schemas.ids import CommandId, ProjectId, SandboxId, SessionId, ThreadId
+from agentledger.schemas.sandboxes import ProviderName, SandboxOp, SandboxOptions, SandboxSpec
 
 MAX_REQUEST_BYTES = 64 * 1024
 """A command or query body above this is `invalid_command` before it is decoded. With the

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from schemas.ids import id_pattern
+from agentledger.schemas.ids import id_pattern
 
 ActorKind = Literal["user", "agent", "system"]
 _ACTOR_PREFIX = {"user": "usr_", "agent": "agt_", "system": "sys_"}

@@ -16,11 +16,11 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from schemas.commands import COMMANDS
-from schemas.common import MAX_SAFE_INT
-from schemas.events import AnyEvent, Envelope, StoredEvent
-from schemas.queries import QUERIES, QUERY_RESULTS
-from schemas.replies import CommandAccepted, CommandRefused, QueryRefused, query_answer
+from agentledger.schemas.commands import COMMANDS
+from agentledger.schemas.common import MAX_SAFE_INT
+from agentledger.schemas.events import AnyEvent, Envelope, StoredEvent
+from agentledger.schemas.queries import QUERIES, QUERY_RESULTS
+from agentledger.schemas.replies import CommandAccepted, CommandRefused, QueryRefused, query_answer
 
 MAX_SAFE_INTEGER = MAX_SAFE_INT  # what a JavaScript number holds exactly
 REF = "#/$defs/{name}"

@@ -12,9 +12,9 @@ import msgspec
 from eventsourcing.dcb.msgpack import Decision
 from msgspec import Meta
 
-from schemas.common import Actor, FailureMode, ProjectConfig, Summary
-from schemas.ids import EdgeId, HandoffId, ProjectId, SandboxId, SessionId, SummaryId, TenantId, ThreadId
-from schemas.sandboxes import SandboxAction, SandboxBinding, SandboxOp, SandboxOptions
+from agentledger.schemas.common import Actor, FailureMode, ProjectConfig, Summary
+from agentledger.schemas.ids import EdgeId, HandoffId, ProjectId, SandboxId, SessionId, SummaryId, TenantId, ThreadId
+from agentledger.schemas.sandboxes import SandboxAction, SandboxBinding, SandboxOp, SandboxOptions
 
 SCHEMA_VERSION = 1
 

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 from msgspec import Meta
 
-from schemas.common import (
+from agentledger.schemas.common import (
     Actor,
     EdgeKind,
     EdgeStatus,
@@ -17,9 +17,9 @@ from schemas.common import (
     Summary,
     ThreadStatus,
 )
-from schemas.events import ForkPoint, StoredEvent
-from schemas.ids import EdgeId, ProjectId, SandboxId, SessionId, SummaryId, TenantId, ThreadId
-from schemas.sandboxes import SandboxBinding
+from agentledger.schemas.events import ForkPoint, StoredEvent
+from agentledger.schemas.ids import EdgeId, ProjectId, SandboxId, SessionId, SummaryId, TenantId, ThreadId
+from agentledger.schemas.sandboxes import SandboxBinding
 
 
 class Query(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas.queries import SandboxHold, SessionView, ThreadView, TreeNode
+from agentledger.schemas.queries import SandboxHold, SessionView, ThreadView, TreeNode
 
 Scalar = str | int | bool | None
 

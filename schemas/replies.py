@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from schemas.errors import AnyError
-from schemas.events import StoredEvent
-from schemas.ids import EdgeId, HandoffId, ProjectId, SandboxId, SessionId, SummaryId, ThreadId
+from agentledger.schemas.errors import AnyError
+from agentledger.schemas.events import StoredEvent
+from agentledger.schemas.ids import EdgeId, HandoffId, ProjectId, SandboxId, SessionId, SummaryId, ThreadId
 
 
 class CommandResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

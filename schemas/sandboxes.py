@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from schemas.ids import END, SandboxId
+from agentledger.schemas.ids import END, SandboxId
 
 SandboxMode = Literal["new", "continue", "fork", "inherit"]
 ShutdownPolicy = Literal["destroy", "pause", "keep", "pause-until-parent-close"]

@@ -21,10 +21,10 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from engine.nats_server import EmbeddedNats, free_port
-from handlers.app import Engine, EngineConfig
-from handlers.auth.keys import Deployment
-from handlers.auth.tenants import add_tenant
+from agentledger.engine.nats_server import EmbeddedNats, free_port
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.auth.tenants import add_tenant
 
 _counter = itertools.count()
 MONITOR_PORT: list[int] = []  # the session server's monitoring port, for failure reports

@@ -7,17 +7,17 @@ from typing import Any
 
 import msgspec
 
-from engine.context import Context
-from engine.decisions import DECISIONS
-from engine.ids import Minter, with_ids
-from engine.outcomes import Accepted, Outcome
-from engine.project_model import ProjectState
-from engine.thread_model import ThreadState
-from schemas.commands import COMMANDS, Command
-from schemas.common import ProjectConfig
-from schemas.errors import DomainError
-from schemas.events import Envelope, ProjectCreated
-from schemas.sandboxes import ProviderCapabilities
+from agentledger.engine.context import Context
+from agentledger.engine.decisions import DECISIONS
+from agentledger.engine.ids import Minter, with_ids
+from agentledger.engine.outcomes import Accepted, Outcome
+from agentledger.engine.project_model import ProjectState
+from agentledger.engine.thread_model import ThreadState
+from agentledger.schemas.commands import COMMANDS, Command
+from agentledger.schemas.common import ProjectConfig
+from agentledger.schemas.errors import DomainError
+from agentledger.schemas.events import Envelope, ProjectCreated
+from agentledger.schemas.sandboxes import ProviderCapabilities
 
 ACTOR = {"kind": "user", "id": "usr_t"}
 

@@ -17,8 +17,8 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client
 
-from engine.store import EventStore
-from handlers.app import EngineConfig
+from agentledger.engine.store import EventStore
+from agentledger.handlers.app import EngineConfig
 from tests.conftest import AGENT, USER
 from tests.reference_rules import Rules, replay
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import msgspec
 
-from engine import codec
-from engine.store import EventStore
-from handlers.app import Engine, EngineConfig
-from projections.models import LedgerModels
-from schemas.events import Envelope
-from schemas.replies import CommandReply
+from agentledger.engine import codec
+from agentledger.engine.store import EventStore
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.projections.models import LedgerModels
+from agentledger.schemas.events import Envelope
+from agentledger.schemas.replies import CommandReply
 from tests.conftest import USER
 
 

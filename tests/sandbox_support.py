@@ -57,8 +57,8 @@ def sandbox_dirs(root: Path, tenant: str) -> list[str]:
 
 async def destroy_all(root: Path) -> None:
     """Tests leave no sandbox processes behind: destroy whatever the provider still has."""
-    from handlers.providers.base import SandboxRef
-    from handlers.providers.local import LocalProvider
+    from agentledger.handlers.providers.base import SandboxRef
+    from agentledger.handlers.providers.local import LocalProvider
 
     provider = LocalProvider(root)
     for meta in sorted((root / ".meta").glob("*/*.json")):

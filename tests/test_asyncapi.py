@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cli.asyncapi import asyncapi
-from schemas.commands import COMMANDS
-from schemas.contract import event_types
-from schemas.queries import QUERIES
+from agentledger.cli.asyncapi import asyncapi
+from agentledger.schemas.commands import COMMANDS
+from agentledger.schemas.contract import event_types
+from agentledger.schemas.queries import QUERIES
 from tests.node_tools import node
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from engine import snapshots
-from engine.project_model import ProjectState
-from engine.sandbox_model import SandboxState
-from engine.thread_model import ThreadState
-from handlers.app import Engine, EngineConfig
-from projections.views import thread_view
+from agentledger.engine import snapshots
+from agentledger.engine.project_model import ProjectState
+from agentledger.engine.sandbox_model import SandboxState
+from agentledger.engine.thread_model import ThreadState
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.projections.views import thread_view
 from tests.replicas import Replicas, code, replay
 
 TRIALS = 80

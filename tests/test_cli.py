@@ -18,12 +18,12 @@ import msgspec
 import pytest
 import typer.main
 
-from handlers.app import EngineConfig
-from schemas.commands import COMMANDS
-from schemas.errors import ThreadNotEmpty
-from schemas.events import StoredEvent
-from schemas.queries import QUERIES, SessionResult
-from schemas.replies import CommandReply, QueryReply
+from agentledger.handlers.app import EngineConfig
+from agentledger.schemas.commands import COMMANDS
+from agentledger.schemas.errors import ThreadNotEmpty
+from agentledger.schemas.events import StoredEvent
+from agentledger.schemas.queries import QUERIES, SessionResult
+from agentledger.schemas.replies import CommandReply, QueryReply
 from tests.conftest import AGENT, Client_
 
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
@@ -63,8 +63,8 @@ def cli(engine: object, cli_env: dict[str, str]) -> Cli:
 
 
 def test_every_command_and_query_has_a_subcommand() -> None:
-    from cli import client_commands  # noqa: F401  (registers the subcommands)
-    from cli.main import app
+    from agentledger.cli import client_commands  # noqa: F401  (registers the subcommands)
+    from agentledger.cli.main import app
 
     root = typer.main.get_command(app)
     names = {f"{g}.{c.replace('-', '_')}" for g, grp in root.commands.items()  # type: ignore[attr-defined]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from nats.js.api import StreamConfig
 
-from engine.nats_server import ClusterNode, EmbeddedNats, free_port
-from handlers.app import Engine
-from handlers.auth.keys import Deployment
+from agentledger.engine.nats_server import ClusterNode, EmbeddedNats, free_port
+from agentledger.handlers.app import Engine
+from agentledger.handlers.auth.keys import Deployment
 from tests.conftest import config_for, connect
 from tests.replicas import Replicas
 from tests.test_delegation_race import run_width_race

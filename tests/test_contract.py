@@ -9,12 +9,12 @@ from typing import Union
 import msgspec
 import pytest
 
-from handlers.app import asyncapi_app
-from schemas.commands import COMMANDS
-from schemas.common import Actor
-from schemas.contract import json_schema, typed_envelopes
-from schemas.events import StoredEvent, ThreadCreated
-from schemas.queries import QUERIES, QUERY_RESULTS
+from agentledger.handlers.app import asyncapi_app
+from agentledger.schemas.commands import COMMANDS
+from agentledger.schemas.common import Actor
+from agentledger.schemas.contract import json_schema, typed_envelopes
+from agentledger.schemas.events import StoredEvent, ThreadCreated
+from agentledger.schemas.queries import QUERIES, QUERY_RESULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 

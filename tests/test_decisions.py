@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from engine.outcomes import Accepted, Unchanged
-from schemas.errors import IllegalTransition, NotFound, ThreadClosed, ThreadNotEmpty
+from agentledger.engine.outcomes import Accepted, Unchanged
+from agentledger.schemas.errors import IllegalTransition, NotFound, ThreadClosed, ThreadNotEmpty
 from tests.domain_harness import Thread
 
 OWNER = {"kind": "agent", "id": "agt_a"}

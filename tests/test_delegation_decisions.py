@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from engine.outcomes import Accepted
-from schemas.errors import (
+from agentledger.engine.outcomes import Accepted
+from agentledger.schemas.errors import (
     CapacityExceeded,
     HandoffRejected,
     IllegalTransition,

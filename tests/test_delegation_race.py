@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from handlers.app import Engine, EngineConfig
-from projections.models import LedgerModels
-from schemas.common import BLOCKING_STATUSES
-from schemas.events import Envelope, SessionCompleted, SessionFailed, SessionSpawned
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.projections.models import LedgerModels
+from agentledger.schemas.common import BLOCKING_STATUSES
+from agentledger.schemas.events import Envelope, SessionCompleted, SessionFailed, SessionSpawned
 from tests.replicas import Replicas, code, replay
 
 TRIALS = 200

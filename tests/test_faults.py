@@ -21,9 +21,9 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
 
-from engine.nats_server import ClusterNode, EmbeddedNats, free_port
-from handlers.app import Engine, EngineConfig
-from handlers.auth.keys import Deployment
+from agentledger.engine.nats_server import ClusterNode, EmbeddedNats, free_port
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.auth.keys import Deployment
 from tests.conftest import Client_, Tenants, config_for, connect
 from tests.faults_support import Load, check_log
 

@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from engine.store import EventStore
-from handlers.app import Engine, EngineConfig
+from agentledger.engine.store import EventStore
+from agentledger.handlers.app import Engine, EngineConfig
 from tests.replicas import Replicas, code
 
 TRIALS = 200

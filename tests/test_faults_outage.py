@@ -13,9 +13,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from engine.nats_server import free_port
-from handlers.app import EngineConfig
-from handlers.auth.keys import Deployment
+from agentledger.engine.nats_server import free_port
+from agentledger.handlers.app import EngineConfig
+from agentledger.handlers.auth.keys import Deployment
 from tests.conftest import Client_, config_for, connect
 from tests.faults_support import Load, check_log
 

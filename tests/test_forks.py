@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from nats.aio.client import Client
 
-from handlers.app import Engine
+from agentledger.handlers.app import Engine
 from tests.conftest import AGENT, Client_, stream_messages
 
 

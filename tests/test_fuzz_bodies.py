@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from schemas.commands import COMMANDS
-from schemas.errors import AnyError
+from agentledger.schemas.commands import COMMANDS
+from agentledger.schemas.errors import AnyError
 from tests.conftest import USER, Client_, stream_messages
 
 HUGE = "x" * 200_000

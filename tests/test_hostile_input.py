@@ -8,9 +8,9 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from engine.codec import MAX_REPLY_BYTES
-from handlers.app import Engine
-from schemas.commands import MAX_REQUEST_BYTES
+from agentledger.engine.codec import MAX_REPLY_BYTES
+from agentledger.handlers.app import Engine
+from agentledger.schemas.commands import MAX_REQUEST_BYTES
 from tests.conftest import AGENT, USER, Client_, stream_messages
 
 

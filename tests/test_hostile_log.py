@@ -13,11 +13,11 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from engine import codec
-from handlers.app import Engine, EngineConfig
-from projections.history import Replayer
-from schemas.common import Actor
-from schemas.events import Envelope, Event, SessionStarted, StoredEvent, ThreadArchived, ThreadCreated
+from agentledger.engine import codec
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.projections.history import Replayer
+from agentledger.schemas.common import Actor
+from agentledger.schemas.events import Envelope, Event, SessionStarted, StoredEvent, ThreadArchived, ThreadCreated
 from tests.conftest import AGENT, Client_
 from tests.sandbox_support import destroy_all, settled
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from engine import codec
-from handlers.app import Engine, EngineConfig
-from handlers.providers.base import ProviderError, SandboxRef
-from handlers.providers.local import LocalProvider
-from schemas.common import Actor
-from schemas.events import Envelope, Event, SandboxCreateRequested, SandboxDestroyRequested
-from schemas.sandboxes import SandboxOptions
+from agentledger.engine import codec
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.providers.base import ProviderError, SandboxRef
+from agentledger.handlers.providers.local import LocalProvider
+from agentledger.schemas.common import Actor
+from agentledger.schemas.events import Envelope, Event, SandboxCreateRequested, SandboxDestroyRequested
+from agentledger.schemas.sandboxes import SandboxOptions
 from tests.conftest import Client_
 from tests.sandbox_support import destroy_all, eventually, sandbox, sandbox_dirs, settled
 

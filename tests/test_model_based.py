@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 from nats.aio.client import Client
 
-from engine.store import EventStore
-from handlers.app import Engine, EngineConfig
+from agentledger.engine.store import EventStore
+from agentledger.handlers.app import Engine, EngineConfig
 from tests.conftest import AGENT, Client_
 from tests.reference_rules import RUNNING, Rules, replay
 

@@ -16,12 +16,12 @@ import pytest
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.nats_server import EmbeddedNats, free_port
-from handlers.app import Engine, EngineConfig
-from handlers.auth.keys import Deployment
-from handlers.observability.health import EngineProbe
-from handlers.observability.http import OpsServer
-from handlers.observability.logs import JsonFormatter, bind
+from agentledger.engine.nats_server import EmbeddedNats, free_port
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.observability.health import EngineProbe
+from agentledger.handlers.observability.http import OpsServer
+from agentledger.handlers.observability.logs import JsonFormatter, bind
 from tests.conftest import AGENT, Client_
 from tests.sandbox_support import destroy_all, eventually, settled
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.nats_server import nats_server_binary
-from handlers.app import EngineConfig
-from handlers.auth.keys import Deployment
+from agentledger.engine.nats_server import nats_server_binary
+from agentledger.handlers.app import EngineConfig
+from agentledger.handlers.auth.keys import Deployment
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"

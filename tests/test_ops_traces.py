@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from engine import codec
-from handlers.app import EffectsProcess, Engine, EngineConfig
-from handlers.observability import tracing
+from agentledger.engine import codec
+from agentledger.handlers.app import EffectsProcess, Engine, EngineConfig
+from agentledger.handlers.observability import tracing
 from tests.conftest import AGENT, USER, Client_
 from tests.sandbox_support import destroy_all, settled
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from nats.aio.client import Client
 
-from handlers.app import Engine
+from agentledger.handlers.app import Engine
 from tests.conftest import AGENT, Client_, stream_messages
 
 SUMMARY = {"outcome": "succeeded", "text": "all done", "deliverables": ["s3://out/report.md"]}

@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from handlers.app import Engine, EngineConfig
-from schemas.common import BLOCKING_STATUSES
-from schemas.replies import CommandReply
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.schemas.common import BLOCKING_STATUSES
+from agentledger.schemas.replies import CommandReply
 from tests.conftest import AGENT
 from tests.replicas import body, replay
 

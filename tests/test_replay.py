@@ -9,13 +9,13 @@ from pathlib import Path
 
 import msgspec
 
-from cli import transport
-from cli.query_client import QueryClient
-from cli.ui import replays as replays_module
-from cli.ui.replays import Replays
-from handlers.app import Engine, EngineConfig
-from projections.history import replay_at
-from schemas.events import StoredEvent
+from agentledger.cli import transport
+from agentledger.cli.query_client import QueryClient
+from agentledger.cli.ui import replays as replays_module
+from agentledger.cli.ui.replays import Replays
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.projections.history import replay_at
+from agentledger.schemas.events import StoredEvent
 from tests.conftest import AGENT, Client_
 from tests.test_cli import (  # noqa: F401  (a fixture)
     Cli,
@@ -112,7 +112,7 @@ async def test_kept_replays_agree_with_a_replay_from_the_start(client: Client_, 
     """Checkpoints every few events and the LRU must give exactly what one pass from the start gives,
     at every position, in any order, on a fork too."""
     monkeypatch.setattr(replays_module, "CHECKPOINT_EVENTS", 3)
-    monkeypatch.setattr("projections.history.REPLAY_PAGE", 2)  # many pages, so checkpoints are taken
+    monkeypatch.setattr("agentledger.projections.history.REPLAY_PAGE", 2)  # many pages, so checkpoints are taken
     await client.setup_thread()
     await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT)
     await client.ok("session.start", session_id="ses_a")

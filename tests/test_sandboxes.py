@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from handlers.app import Engine, EngineConfig
-from handlers.providers.base import SandboxRef
-from handlers.providers.local import LocalProvider
-from schemas.sandboxes import ProviderCapabilities
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.providers.base import SandboxRef
+from agentledger.handlers.providers.local import LocalProvider
+from agentledger.schemas.sandboxes import ProviderCapabilities
 from tests.conftest import AGENT, Client_, stream_messages
 from tests.sandbox_support import destroy_all, process_state, sandbox, sandbox_dirs, settled, writable
 
@@ -240,7 +240,7 @@ async def test_local_provider_git_worktree_and_fork(tmp_path: Path) -> None:
     (repo / "README").write_text("hello")
     provider = LocalProvider(tmp_path / "root", repos=[repo])
     a, b = SandboxRef("tnt_x", "sbx_a"), SandboxRef("tnt_x", "sbx_b")
-    from schemas.sandboxes import SandboxOptions
+    from agentledger.schemas.sandboxes import SandboxOptions
     location = await provider.create(a, SandboxOptions(repo=str(repo)))
     assert await provider.create(a, SandboxOptions(repo=str(repo))) == location  # idempotent
     assert (Path(location) / ".git").is_file()

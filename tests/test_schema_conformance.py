@@ -16,11 +16,11 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from cli.asyncapi import asyncapi
-from handlers.app import EngineConfig
-from schemas.commands import COMMANDS
-from schemas.contract import event_types
-from schemas.queries import QUERIES
+from agentledger.cli.asyncapi import asyncapi
+from agentledger.handlers.app import EngineConfig
+from agentledger.schemas.commands import COMMANDS
+from agentledger.schemas.contract import event_types
+from agentledger.schemas.queries import QUERIES
 from tests.conftest import AGENT, USER, Client_, Tenants
 from tests.node_tools import node
 from tests.sandbox_support import destroy_all, settled

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from handlers.app import Engine, EngineConfig
-from projections.models import LedgerModels, introduced_sessions
-from schemas.events import Envelope
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.projections.models import LedgerModels, introduced_sessions
+from agentledger.schemas.events import Envelope
 from tests.replicas import Replicas, code, replay
 
 TRIALS = 150

@@ -12,9 +12,9 @@ from pathlib import Path
 import msgspec
 from nats.aio.client import Client
 
-from engine import codec
-from engine.store import EventStore
-from handlers.app import EngineConfig
+from agentledger.engine import codec
+from agentledger.engine.store import EventStore
+from agentledger.handlers.app import EngineConfig
 from tests.conftest import AGENT, USER
 
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")

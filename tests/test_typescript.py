@@ -10,8 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from schemas.commands import COMMANDS
-from schemas.contract import event_types
+from agentledger.schemas.commands import COMMANDS
+from agentledger.schemas.contract import event_types
 from tests.node_tools import JS, installed
 
 ROOT = Path(__file__).resolve().parent.parent

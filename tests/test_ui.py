@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from cli.query_client import QueryClient
-from cli.transport import Target
-from cli.ui.server import serve
-from handlers.app import Engine, EngineConfig
-from handlers.auth.keys import Deployment
+from agentledger.cli.query_client import QueryClient
+from agentledger.cli.transport import Target
+from agentledger.cli.ui.server import serve
+from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.auth.keys import Deployment
 from tests.conftest import AGENT, Client_, Tenants
 from tests.sandbox_support import destroy_all, settled
 

@@ -15,15 +15,15 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from handlers.app import Engine, EngineConfig, effects_worker, process_manager_worker
-from handlers.durable import DurableWorker, backoff
-from handlers.parking import parked
-from handlers.process_manager import SandboxProcessManager
-from handlers.providers.base import SandboxRef
-from handlers.providers.local import LocalProvider
-from schemas.common import ParkedMessage
-from schemas.events import Envelope, SessionStarted
-from schemas.sandboxes import SandboxOptions
+from agentledger.handlers.app import Engine, EngineConfig, effects_worker, process_manager_worker
+from agentledger.handlers.durable import DurableWorker, backoff
+from agentledger.handlers.parking import parked
+from agentledger.handlers.process_manager import SandboxProcessManager
+from agentledger.handlers.providers.base import SandboxRef
+from agentledger.handlers.providers.local import LocalProvider
+from agentledger.schemas.common import ParkedMessage
+from agentledger.schemas.events import Envelope, SessionStarted
+from agentledger.schemas.sandboxes import SandboxOptions
 from tests.conftest import AGENT, Client_
 from tests.sandbox_support import destroy_all, eventually, settled
 

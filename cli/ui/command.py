@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cli import transport
-from cli.transport import Creds, NatsUrl, Prefix, Target, Tenant, Timeout
+from agentledger.cli import transport
+from agentledger.cli.transport import Creds, NatsUrl, Prefix, Target, Tenant, Timeout
 
 
 def ui(
@@ -23,10 +23,10 @@ def ui(
 ) -> None:
     """Serve the web timeline of a tenant's threads: sessions, delegation, sandboxes, and any
     past position replayed from the log. It reads only through the engine's queries."""
-    from cli import output
-    from cli.query_client import QueryClient
-    from cli.ui.server import serve
-    from schemas.errors import DomainError
+    from agentledger.cli import output
+    from agentledger.cli.query_client import QueryClient
+    from agentledger.cli.ui.server import serve
+    from agentledger.schemas.errors import DomainError
 
     def ready(bound: int) -> None:
         output.err.print(f"timeline of {tenant} at http://{host}:{bound}/ (Ctrl-C stops it)", markup=False)

@@ -14,11 +14,11 @@ from collections import OrderedDict
 
 import msgspec
 
-from cli.query_client import QueryClient
-from projections.history import Replayer, diff, replay_at
-from schemas.errors import DomainError, EntityDetails, NotFound
-from schemas.queries import EventsPage
-from schemas.replay import Replay, ReplayDiff
+from agentledger.cli.query_client import QueryClient
+from agentledger.projections.history import Replayer, diff, replay_at
+from agentledger.schemas.errors import DomainError, EntityDetails, NotFound
+from agentledger.schemas.queries import EventsPage
+from agentledger.schemas.replay import Replay, ReplayDiff
 
 CHECKPOINT_EVENTS = 5_000
 KEEP_REPLAYS = 256

@@ -15,10 +15,10 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from cli.query_client import QueryClient
-from cli.ui.replays import Replays
-from schemas.errors import DomainError
-from schemas.queries import (
+from agentledger.cli.query_client import QueryClient
+from agentledger.cli.ui.replays import Replays
+from agentledger.schemas.errors import DomainError
+from agentledger.schemas.queries import (
     EventsPage,
     EventsRead,
     SandboxGet,
@@ -32,7 +32,7 @@ from schemas.queries import (
 PAGE = 100
 _STATUS = {"not_found": 404, "forbidden": 403, "unavailable": 503, "invalid_command": 400}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-STATIC = resources.files("cli.ui") / "static"
+STATIC = resources.files("agentledger.cli.ui") / "static"
 
 
 def _json(value: Any, status: int = 200) -> web.Response:

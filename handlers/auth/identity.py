@@ -17,9 +17,9 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from handlers.auth.permissions import ROLE_TAG, TENANT_ROLES, may_command, may_query
-from schemas.errors import Forbidden, ForbiddenDetails
-from schemas.events import Principal
+from agentledger.handlers.auth.permissions import ROLE_TAG, TENANT_ROLES, may_command, may_query
+from agentledger.schemas.errors import Forbidden, ForbiddenDetails
+from agentledger.schemas.events import Principal
 
 log = logging.getLogger("agentledger.auth")
 REQUEST_INFO = "Nats-Request-Info"

@@ -22,8 +22,8 @@ from nats_jwt.v2.operator_claims import OperatorClaims
 from nats_jwt.v2.types import Permission
 from nats_jwt.v2.user_claims import UserClaims
 
-from engine.nats_server import EmbeddedNats
-from handlers.auth.permissions import (
+from agentledger.engine.nats_server import EmbeddedNats
+from agentledger.handlers.auth.permissions import (
     ENGINE_ROLES,
     ROLE_TAG,
     TENANT_ROLES,
@@ -33,7 +33,7 @@ from handlers.auth.permissions import (
     engine_grant,
     tenant_grant,
 )
-from schemas.ids import TENANT_RE
+from agentledger.schemas.ids import TENANT_RE
 
 ENGINE_ACCOUNT = "AGENTLEDGER"
 AUDIT_API = "$JS.ledger.API"  # where a tenant account sees the engine account's (narrowed) JetStream API

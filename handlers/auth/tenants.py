@@ -9,9 +9,9 @@ import nats
 import nats.js.errors
 from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
 
-from handlers.auth.identity import TENANTS_BUCKET, TenantDirectory
-from handlers.auth.keys import AUDIT_API, AUDIT_DELIVERY, Deployment
-from handlers.auth.permissions import audit_stream
+from agentledger.handlers.auth.identity import TENANTS_BUCKET, TenantDirectory
+from agentledger.handlers.auth.keys import AUDIT_API, AUDIT_DELIVERY, Deployment
+from agentledger.handlers.auth.permissions import audit_stream
 
 
 class ClaimsUpdateFailed(RuntimeError):

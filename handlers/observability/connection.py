@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.observability.metrics import EngineMetrics
+from agentledger.handlers.observability.metrics import EngineMetrics
 
 log = logging.getLogger("agentledger.nats")
 

@@ -14,12 +14,12 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from engine.store import LogUnavailable
-from handlers.durable import DurableWorker
-from handlers.observability.metrics import EngineMetrics
+from agentledger.engine.store import LogUnavailable
+from agentledger.handlers.durable import DurableWorker
+from agentledger.handlers.observability.metrics import EngineMetrics
 
 if TYPE_CHECKING:
-    from handlers.app import Engine
+    from agentledger.handlers.app import Engine
 
 ASK_TIMEOUT = 2.0  # a probe must answer well within a healthcheck's own timeout
 

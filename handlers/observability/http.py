@@ -9,7 +9,7 @@ from typing import Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from handlers.observability.metrics import EngineMetrics
+from agentledger.handlers.observability.metrics import EngineMetrics
 
 
 class Probe(Protocol):

@@ -13,13 +13,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from handlers.observability import tracing
-from handlers.observability.logs import bind
-from handlers.providers.base import ProviderError, SandboxProvider, SandboxRef
-from schemas.commands import COMMANDS
-from schemas.queries import QUERIES
-from schemas.replies import CommandReply, QueryReply
-from schemas.sandboxes import SandboxOptions
+from agentledger.handlers.observability import tracing
+from agentledger.handlers.observability.logs import bind
+from agentledger.handlers.providers.base import ProviderError, SandboxProvider, SandboxRef
+from agentledger.schemas.commands import COMMANDS
+from agentledger.schemas.queries import QUERIES
+from agentledger.schemas.replies import CommandReply, QueryReply
+from agentledger.schemas.sandboxes import SandboxOptions
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from schemas.sandboxes import ProviderCapabilities, SandboxOptions
+from agentledger.schemas.sandboxes import ProviderCapabilities, SandboxOptions
 
 
 @dataclass(frozen=True)

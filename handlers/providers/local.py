@@ -28,9 +28,9 @@ from pathlib import Path
 
 import msgspec
 
-from handlers.providers.base import ProviderError, SandboxRef
-from schemas.ids import TENANT_RE, id_pattern
-from schemas.sandboxes import ProviderCapabilities, SandboxOptions
+from agentledger.handlers.providers.base import ProviderError, SandboxRef
+from agentledger.schemas.ids import TENANT_RE, id_pattern
+from agentledger.schemas.sandboxes import ProviderCapabilities, SandboxOptions
 
 _TENANT = re.compile(TENANT_RE)
 _SANDBOX = re.compile(id_pattern("sbx_"))

@@ -1,0 +1,30 @@
+"""The installed code is one namespace, `agentledger.*`, while the repository keeps one folder per
+layer: nothing generic (`engine`, `cli`, ...) lands at the top level of a user's environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = ("engine", "projections", "handlers", "schemas", "cli")
+
+
+def test_every_package_folder_is_installed_under_the_namespace() -> None:
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {".".join(("agentledger", *init.parent.relative_to(ROOT).parts))
+               for layer in LAYERS for init in (ROOT / layer).rglob("__init__.py")}
+    assert set(tool["packages"]) == on_disk  # a new sub-package must be listed, or it is not installed
+    assert tool["package-dir"] == {f"agentledger.{layer}": layer for layer in LAYERS}
+    for layer in LAYERS:  # PEP 561: a namespace package is typed through each of its portions
+        assert (ROOT / layer / "py.typed").exists(), layer
+
+
+def test_outside_the_repository_only_the_namespace_imports(tmp_path: Path) -> None:
+    probe = ("import importlib.util, agentledger.cli.main, agentledger.engine.store\n"
+             f"print([m for m in {LAYERS!r} if importlib.util.find_spec(m) is not None])\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
