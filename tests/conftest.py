@@ -8,6 +8,7 @@ test's private prefix works with the same tenant accounts. `nc` is the engine's 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import urllib.request
 import uuid
@@ -20,8 +21,9 @@ import nats
 import nats.errors
 import pytest
 from nats.aio.client import Client
+from nats.js.api import StreamConfig
 
-from agentledger.engine.nats_server import EmbeddedNats, free_port
+from agentledger.engine.nats_server import ClusterNode, EmbeddedNats, free_port
 from agentledger.handlers.app import Engine, EngineConfig
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.auth.tenants import add_tenant
@@ -63,6 +65,26 @@ async def connect(deployment: Deployment, url: str | list[str], role: Literal["e
     """A connection as one of the deployment's own identities (admin: reads everything, appends nothing)."""
     return await nats.connect(servers=[url] if isinstance(url, str) else url,
                               user_credentials=str(deployment.creds_path(role)), **options)
+
+
+async def start_cluster(deployment: Deployment, data_dirs: list[Path], name: str) -> list[EmbeddedNats]:
+    """A local 3-node cluster with authentication on, returned once it has a JetStream meta leader."""
+    ports, routes = [free_port() for _ in data_dirs], [free_port() for _ in data_dirs]
+    nodes = [deployment.embedded(data_dir, port=ports[i],
+                                 cluster=ClusterNode(name, f"n{i}", routes[i], tuple(p for j, p in enumerate(routes) if j != i)))
+             for i, data_dir in enumerate(data_dirs)]
+    await asyncio.gather(*(n.start() for n in nodes))
+    nc = await connect(deployment, [n.url for n in nodes], role="engine")
+    js = nc.jetstream()
+    for _ in range(100):  # until the cluster has a JetStream meta leader
+        try:
+            await js.add_stream(StreamConfig(name="PROBE", subjects=["probe.>"], num_replicas=3))
+            break
+        except Exception:
+            await asyncio.sleep(0.2)
+    await js.delete_stream("PROBE")
+    await nc.close()
+    return nodes
 
 
 class Tenants:

@@ -4,18 +4,16 @@ string, and reports a racing check as 10164 rather than 10071; both are covered 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from nats.js.api import StreamConfig
 
-from agentledger.engine.nats_server import ClusterNode, EmbeddedNats, free_port
+from agentledger.engine.nats_server import EmbeddedNats
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
-from tests.conftest import config_for, connect
+from tests.conftest import config_for, start_cluster
 from tests.replicas import Replicas
 from tests.test_delegation_race import run_width_race
 from tests.test_race import run_gate_race
@@ -26,22 +24,7 @@ TRIALS = 200
 
 @pytest.fixture(scope="module")
 async def cluster(tmp_path_factory: pytest.TempPathFactory, deployment: Deployment) -> AsyncIterator[list[EmbeddedNats]]:
-    ports, routes = [free_port() for _ in range(3)], [free_port() for _ in range(3)]
-    nodes = [deployment.embedded(Path(tmp_path_factory.mktemp(f"n{i}")), port=ports[i],
-                          cluster=ClusterNode("ledger", f"n{i}", routes[i],
-                                              tuple(p for j, p in enumerate(routes) if j != i)))
-             for i in range(3)]
-    await asyncio.gather(*(n.start() for n in nodes))
-    nc = await connect(deployment, [n.url for n in nodes], role="engine")
-    js = nc.jetstream()
-    for _ in range(100):  # until the cluster has a JetStream meta leader
-        try:
-            await js.add_stream(StreamConfig(name="PROBE", subjects=["probe.>"], num_replicas=3))
-            break
-        except Exception:
-            await asyncio.sleep(0.2)
-    await js.delete_stream("PROBE")
-    await nc.close()
+    nodes = await start_cluster(deployment, [Path(tmp_path_factory.mktemp(f"n{i}")) for i in range(3)], "ledger")
     yield nodes
     for n in nodes:
         await n.stop()

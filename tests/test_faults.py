@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
-from nats.js.api import StreamConfig
 
-from agentledger.engine.nats_server import ClusterNode, EmbeddedNats, free_port
+from agentledger.engine.nats_server import EmbeddedNats
 from agentledger.handlers.app import Engine, EngineConfig
 from agentledger.handlers.auth.keys import Deployment
-from tests.conftest import Client_, Tenants, config_for, connect
+from tests.conftest import Client_, Tenants, config_for, connect, start_cluster
 from tests.faults_support import Load, check_log
 
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
@@ -83,22 +82,7 @@ async def test_kill_9_an_engine_under_load(engine_config: EngineConfig, nc: Clie
 
 @pytest.fixture
 async def cluster(tmp_path: Path, deployment: Deployment) -> AsyncIterator[list[EmbeddedNats]]:
-    ports, routes = [free_port() for _ in range(3)], [free_port() for _ in range(3)]
-    nodes = [deployment.embedded(tmp_path / f"n{i}", port=ports[i],
-                          cluster=ClusterNode("faults", f"n{i}", routes[i],
-                                              tuple(p for j, p in enumerate(routes) if j != i)))
-             for i in range(3)]
-    await asyncio.gather(*(n.start() for n in nodes))
-    nc = await connect(deployment, [n.url for n in nodes], role="engine")
-    js = nc.jetstream()
-    for _ in range(100):  # until the cluster has a JetStream meta leader
-        try:
-            await js.add_stream(StreamConfig(name="PROBE", subjects=["probe.>"], num_replicas=3))
-            break
-        except Exception:
-            await asyncio.sleep(0.2)
-    await js.delete_stream("PROBE")
-    await nc.close()
+    nodes = await start_cluster(deployment, [tmp_path / f"n{i}" for i in range(3)], "faults")
     yield nodes
     for n in nodes:
         n.kill()
