@@ -19,7 +19,6 @@ from typing import Any, Literal
 import msgspec
 import nats
 import nats.errors
-from faststream import FastStream
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.security import NatsCredentials
@@ -281,16 +280,6 @@ class Engine:
                 await nc.drain()
             except nats.errors.Error:
                 await nc.close()
-
-
-def asyncapi_app(config: EngineConfig | None = None) -> FastStream:
-    """The same subscribers, unstarted, for `faststream docs` (AsyncAPI: channels, queue group).
-    Payload schemas come from `agentledger schema` (msgspec), which AsyncAPI generation cannot read."""
-
-    async def never(tenant: str, name: str, body: bytes, principal: Principal | None = None) -> Any:
-        raise AssertionError("documentation only")
-
-    return FastStream(build_broker(config or EngineConfig(), never, never))
 
 
 def provider_catalog() -> dict[str, ProviderCapabilities]:

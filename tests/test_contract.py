@@ -9,7 +9,6 @@ from typing import Union
 import msgspec
 import pytest
 
-from agentledger.handlers.app import asyncapi_app
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.common import Actor
 from agentledger.schemas.contract import json_schema, typed_envelopes
@@ -50,10 +49,3 @@ def test_protocol_doc_names_every_command_and_query() -> None:
     missing = [name for name in [*COMMANDS, *QUERIES] if f"`{name}`" not in text]
     assert missing == []
 
-
-def test_asyncapi_lists_the_command_and_query_channels() -> None:
-    from faststream.specification.asyncapi import AsyncAPI
-
-    spec = json.loads(AsyncAPI(asyncapi_app().broker, schema_version="3.0.0").to_specification().to_json())
-    addresses = {c["address"] for c in spec["channels"].values()}
-    assert addresses == {"ledger.cmd.*.>", "ledger.qry.*.>"}
