@@ -20,7 +20,9 @@ from agentledger.schemas.common import Actor
 from agentledger.schemas.errors import Error
 from agentledger.schemas.events import StoredEvent
 from agentledger.schemas.queries import (
+    QUERY_RESULTS,
     EventsPage,
+    QuarantineResult,
     SessionResult,
     SessionView,
     ThreadListResult,
@@ -35,10 +37,6 @@ from agentledger.schemas.replies import CommandReply, QueryReply
 out = Console(highlight=False, soft_wrap=True)
 err = Console(highlight=False, soft_wrap=True, stderr=True)
 
-QUERY_RESULTS: dict[str, type[Any]] = {
-    "thread.get": ThreadResult, "thread.list": ThreadListResult, "session.get": SessionResult,
-    "session.tree": TreeResult, "events.read": EventsPage,
-}
 _STATUS_STYLE = {"active": "green", "idle": "cyan", "awaiting_hitl": "yellow", "awaiting_merge": "yellow",
                  "locked": "yellow", "failed": "red", "archived": "dim", "open": "green", "deleted": "red"}
 
@@ -141,6 +139,12 @@ def query_reply(name: str, reply: QueryReply) -> None:
             for ev in events:
                 out.print(event_line(ev))
             out.print(Text(f"next_after: {next_after}", style="dim"))
+        case QuarantineResult(count=count, entries=entries):
+            table = Table("position", "subject", "tenant", "reason", box=None)
+            for q in entries:
+                table.add_row(str(q.position), q.subject, q.tenant_id or "-", Text(q.reason))
+            out.print(table if entries else Text("nothing quarantined"))
+            out.print(Text(f"{count} quarantined since this engine started", style="dim"))
         case other:
             out.print(generic(other))
     out.print(Text(f"read model at position {reply.position}", style="dim"))
@@ -161,6 +165,7 @@ def _compact(value: Any) -> str:
 
 def generic(result: Any) -> Any:
     """A result this CLI has no view for: `{"thing": {...}}` as a header and fields, else JSON."""
+    result = msgspec.to_builtins(result)
     if isinstance(result, dict) and len(result) == 1:
         (kind, body), = result.items()
         if isinstance(body, dict):

@@ -99,5 +99,8 @@ def creds(
 @tenant.command("list")
 def list_(auth_dir: AuthDir = DEFAULT_AUTH_DIR) -> None:
     """The tenants this deployment has keys for."""
-    for name in _deployment(auth_dir).tenants():
+    names = _deployment(auth_dir).tenants()
+    for name in names:
         typer.echo(name)
+    if not names:
+        typer.echo("no tenants yet: agentledger tenant add TENANT", err=True)

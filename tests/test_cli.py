@@ -120,6 +120,13 @@ async def test_json_replies_nested_fields_and_views(cli: Cli, client: Client_) -
     r = await cli("session", "create", "--thread-id", "thd_t1", "--owner", "agt_")  # refused before sending
     assert r.code == 1 and "error invalid_command:" in r.err and "$.owner" in r.err, r
 
+    # every typed query result has a human view, not a line of JSON
+    r = await cli("quarantine", "list")
+    assert r.code == 0 and "nothing quarantined" in r.out and "0 quarantined since this engine started" in r.out, r
+    await client.ok("sandbox.create", sandbox_id="sbx_cli", provider="local", thread_id="thd_t1")
+    r = await cli("sandbox", "get", "--sandbox-id", "sbx_cli")
+    assert r.code == 0 and r.out.startswith("sandbox sbx_cli") and "thd_t1" in r.out, r
+
 
 async def test_events_tail(cli: Cli, client: Client_, cli_env: dict[str, str]) -> None:
     await client.setup_thread()
