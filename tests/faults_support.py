@@ -10,7 +10,10 @@ replay through tests/reference_rules.py must find no rule broken."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -23,7 +26,20 @@ from tests.conftest import AGENT, USER
 from tests.reference_rules import Rules, replay
 
 DONE = {"outcome": "succeeded", "text": "ok"}
+AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 MAX_ATTEMPTS = 200
+
+
+async def serve_process(config: EngineConfig, stderr: Path, *options: str) -> asyncio.subprocess.Process:
+    """`agentledger serve` as its own process (so it can be killed), returned once it says ready."""
+    env = {**os.environ, "NATS_URL": config.nats_url, "NATS_CREDS": str(config.creds)}
+    with open(stderr, "ab") as errors:
+        proc = await asyncio.create_subprocess_exec(
+            AGENTLEDGER, "serve", "--prefix", config.prefix, "--stream", config.stream, "--no-effects", *options,
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=errors)
+    assert proc.stdout is not None
+    assert b"ready" in await asyncio.wait_for(proc.stdout.readline(), 60), stderr.read_text()[-2000:]
+    return proc
 
 
 class Load:

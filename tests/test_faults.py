@@ -9,9 +9,7 @@ Faults are triggered by progress (after so many answers), never by a clock."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -24,24 +22,13 @@ from agentledger.engine.nats_server import EmbeddedNats
 from agentledger.handlers.app import Engine, EngineConfig
 from agentledger.handlers.auth.keys import Deployment
 from tests.conftest import Client_, Tenants, config_for, connect, start_cluster
-from tests.faults_support import Load, check_log
+from tests.faults_support import Load, check_log, serve_process
 
-AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 TENANT = "tnt_faults"
 KILLS = 3
 CLIENTS = 8
 ROUNDS = 10
 
-
-async def serve_process(config: EngineConfig, stderr: Path) -> asyncio.subprocess.Process:
-    env = {**os.environ, "NATS_URL": config.nats_url, "NATS_CREDS": str(config.creds)}
-    with open(stderr, "ab") as errors:
-        proc = await asyncio.create_subprocess_exec(
-            AGENTLEDGER, "serve", "--prefix", config.prefix, "--stream", config.stream, "--no-effects",
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=errors)
-    assert proc.stdout is not None
-    assert b"ready" in await asyncio.wait_for(proc.stdout.readline(), 60), stderr.read_text()[-2000:]
-    return proc
 
 
 async def setup(client: Client_, threads: list[str]) -> None:

@@ -8,33 +8,19 @@ The outage is as long as it takes both engines to give up: progress, not a clock
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import uuid
 from pathlib import Path
 
 from agentledger.engine.nats_server import free_port
-from agentledger.handlers.app import EngineConfig
 from agentledger.handlers.auth.keys import Deployment
 from tests.conftest import Client_, config_for, connect
-from tests.faults_support import Load, check_log
+from tests.faults_support import Load, check_log, serve_process
 
-AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 TENANT = "tnt_outage"
 CLIENTS = 6
 ROUNDS = 8
+BUDGET = ("--reconnect-budget", "1", "--reconnect-wait", "0.2")  # an outage past it takes seconds, not minutes
 
-
-async def engine_process(config: EngineConfig, stderr: Path) -> asyncio.subprocess.Process:
-    env = {**os.environ, "NATS_URL": config.nats_url, "NATS_CREDS": str(config.creds)}
-    with open(stderr, "ab") as errors:
-        proc = await asyncio.create_subprocess_exec(
-            AGENTLEDGER, "serve", "--prefix", config.prefix, "--stream", config.stream, "--no-effects",
-            "--reconnect-budget", "1", "--reconnect-wait", "0.2", env=env, stdout=asyncio.subprocess.PIPE,
-            stderr=errors)
-    assert proc.stdout is not None
-    assert b"ready" in await asyncio.wait_for(proc.stdout.readline(), 60), stderr.read_text()[-2000:]
-    return proc
 
 
 async def test_outage_longer_than_the_reconnect_budget_under_load(deployment: Deployment, tmp_path: Path) -> None:
@@ -42,7 +28,7 @@ async def test_outage_longer_than_the_reconnect_budget_under_load(deployment: De
     await server.start()
     name = uuid.uuid4().hex[:8]
     config = config_for(deployment, server.url, prefix=f"o{name}", stream=f"O_{name}")
-    engines = [await engine_process(config, tmp_path / f"engine{i}.err") for i in range(2)]
+    engines = [await serve_process(config, tmp_path / f"engine{i}.err", *BUDGET) for i in range(2)]
     nc = await connect(deployment, server.url, role="engine", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     try:
         client = Client_(nc, config, tenant=TENANT)
@@ -58,7 +44,7 @@ async def test_outage_longer_than_the_reconnect_budget_under_load(deployment: De
         assert all(code != 0 for code in codes), codes
         answered_during_outage = load.progress
         await server.start()  # same data and port: the log is intact
-        engines = [await engine_process(config, tmp_path / f"engine{i}.err") for i in range(2)]  # the supervisor
+        engines = [await serve_process(config, tmp_path / f"engine{i}.err", *BUDGET) for i in range(2)]  # the supervisor
         await running
         assert load.progress > answered_during_outage
         stats = await check_log(nc, config, [load])

@@ -4,9 +4,7 @@ the log, the ones it had not started were not applied, and nothing in between is
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import msgspec
@@ -16,19 +14,12 @@ from agentledger.engine import codec
 from agentledger.engine.store import EventStore
 from agentledger.handlers.app import EngineConfig
 from tests.conftest import AGENT, USER
-
-AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
+from tests.faults_support import serve_process
 
 
 async def test_sigterm_finishes_in_flight_commands_and_applies_no_others(engine_config: EngineConfig,
                                                                          nc: Client, tmp_path: Path) -> None:
-    env = {**os.environ, "NATS_URL": engine_config.nats_url, "NATS_CREDS": str(engine_config.creds)}
-    errors = open(tmp_path / "stderr", "wb")  # noqa: SIM115
-    proc = await asyncio.create_subprocess_exec(
-        AGENTLEDGER, "serve", "--prefix", engine_config.prefix, "--stream", engine_config.stream, "--no-effects",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=errors)
-    assert proc.stdout is not None
-    assert b"ready" in await asyncio.wait_for(proc.stdout.readline(), 30)
+    proc = await serve_process(engine_config, tmp_path / "stderr")
 
     async def send(command: str, timeout: float = 5.0, **fields: object) -> dict | None:
         subject = f"{engine_config.prefix}.cmd.tnt_stop.{command}"
@@ -78,7 +69,6 @@ async def test_sigterm_finishes_in_flight_commands_and_applies_no_others(engine_
     try:
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:
-        errors.close()
         print((tmp_path / "stderr").read_text()[-3000:])
 
     ok = {r["command_id"]: r["position"] for r in replies if r and r["ok"]}
