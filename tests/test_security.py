@@ -70,6 +70,17 @@ def _body(**fields: Any) -> bytes:
     return msgspec.json.encode({"actor": USER, **fields})
 
 
+async def _create_project_with(creds: Path, url: str, config: EngineConfig, tenant: str, project_id: str) -> dict[str, Any]:
+    """Connect with a `.creds` file as any NATS client would, and send one command."""
+    conn = await nats.connect(servers=[url], user_credentials=str(creds))
+    try:
+        msg = await conn.request(config.subjects.command(tenant, "project.create"),
+                                 _body(project_id=project_id, name=project_id), timeout=60)
+    finally:
+        await conn.close()
+    return msgspec.json.decode(msg.data)  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 async def mallory(nats_server: EmbeddedNats, deployment: Deployment, tenants: Tenants) -> Any:
     """A member of tnt_evil, the attacker; tnt_acme is the victim the `client` fixture acts for."""
@@ -257,13 +268,7 @@ async def test_a_tenant_added_while_everything_runs_is_served_at_once(
     await add_tenant(nats_server.url, deployment, tenant)
     creds = tmp_path / "new.creds"
     deployment.write(deployment.tenant_creds(tenant, "usr_first"), creds)  # a standard .creds file
-    conn = await nats.connect(servers=[nats_server.url], user_credentials=str(creds))
-    try:
-        msg = await conn.request(engine_config.subjects.command(tenant, "project.create"),
-                                 _body(project_id="prj_1", name="n"), timeout=60)
-    finally:
-        await conn.close()
-    reply = msgspec.json.decode(msg.data)
+    reply = await _create_project_with(creds, nats_server.url, engine_config, tenant, "prj_1")
     assert reply["ok"] and reply["events"][0]["tenant_id"] == tenant, reply
 
 
@@ -324,11 +329,5 @@ async def test_the_cli_adds_a_tenant_and_writes_creds_that_nats_clients_read(
     code, text = await run("tenant", "creds", tenant, "--user", "usr_alice", "--role", "member", "--out", str(out))
     assert code == 0, text
     assert out.read_text().startswith("-----BEGIN NATS USER JWT-----") and out.stat().st_mode & 0o077 == 0
-    conn = await nats.connect(servers=[nats_server.url], user_credentials=str(out))
-    try:
-        msg = await conn.request(engine_config.subjects.command(tenant, "project.create"),
-                                 _body(project_id="prj_cli", name="c"), timeout=60)
-    finally:
-        await conn.close()
-    reply = msgspec.json.decode(msg.data)
+    reply = await _create_project_with(out, nats_server.url, engine_config, tenant, "prj_cli")
     assert reply["ok"] and reply["events"][0]["principal"]["id"] == "usr_alice", reply
