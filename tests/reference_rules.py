@@ -139,6 +139,13 @@ class Rules:
         s = self.sessions.get(session_id)
         return s if s is not None and self._thread(s.thread) is not None else None
 
+    def _from(self, session_id: str, statuses: tuple[str, ...] | frozenset[str]) -> str:
+        """A transition allowed only from `statuses`: not_found, illegal_transition or ok."""
+        s = self._live(session_id)
+        if s is None:
+            return "not_found"
+        return "ok" if s.status in statuses else "illegal_transition"
+
     def check_session_create(self, thread_id: str, session_id: str, sandbox: dict[str, Any] | None = None) -> str:
         if session_id in self.sessions and self.sessions[session_id].thread != thread_id:
             return "already_exists"
@@ -185,10 +192,7 @@ class Rules:
 
     def check_running(self, session_id: str) -> str:
         """complete, fail, cancel and request_input need a running session."""
-        s = self._live(session_id)
-        if s is None:
-            return "not_found"
-        return "ok" if s.status in RUNNING else "illegal_transition"
+        return self._from(session_id, RUNNING)
 
     def apply_end(self, session_id: str, outcome: str) -> None:
         """outcome: completed, cancelled (both leave it idle) or failed."""
@@ -210,19 +214,13 @@ class Rules:
             self.apply_end(s.parent, "failed")
 
     def check_session_archive(self, session_id: str) -> str:
-        s = self._live(session_id)
-        if s is None:
-            return "not_found"
-        return "ok" if s.status in ("idle", "failed") else "illegal_transition"
+        return self._from(session_id, ("idle", "failed"))
 
     def apply_session_archive(self, session_id: str) -> None:
         self._status(self.sessions[session_id], "archived", session_id)
 
     def check_session_restore(self, session_id: str) -> str:
-        s = self._live(session_id)
-        if s is None:
-            return "not_found"
-        return "ok" if s.status == "archived" else "illegal_transition"
+        return self._from(session_id, ("archived",))
 
     def apply_session_restore(self, session_id: str) -> None:
         self._status(self.sessions[session_id], "idle", session_id)
