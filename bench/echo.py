@@ -6,10 +6,15 @@
   one `js.publish` of the raw baseline's payload, with the expected-sequence headers, to the
   thread named in the body (`{"thread": ...}`), on stream `ECHO`; each message in its own task,
   so requests for different threads overlap as they do in the engine;
-* `fs_subjects`: the engine's own FastStream subscriber (`handlers.app.build_broker`: queue
-  group, max_workers, no dependency injection, the raw message in, bytes out), answering a
-  fixed reply at once;
+* `engine_subjects`: the engine's own request subscription (`handlers.responder.Responder`),
+  doing the same single publish;
+* `fs_subjects`: a FastStream subscriber configured as the engine's was before it moved to
+  `Responder` (queue group, max_workers, no dependency injection, the raw message in, bytes
+  out), answering a fixed reply at once;
 * `fs_pub_subjects`: that FastStream subscriber doing the same single publish.
+
+FastStream is no longer an engine dependency: it is installed with the `bench` extra, so this
+comparison (the measurement that took it off the command path) can be repeated.
 """
 
 from __future__ import annotations
@@ -17,14 +22,18 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import nats
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 
 from agentledger.engine.store import H_EXPECTED_SEQ, H_EXPECTED_SUBJECT, EventStore
 from agentledger.engine.subjects import Subjects
-from agentledger.handlers.app import EngineConfig, build_broker
+from agentledger.handlers.app import EngineConfig
+from agentledger.handlers.responder import Responder
 from agentledger.schemas.replies import CommandReply
 from bench.client import TENANT
 from bench.scenarios import raw_payload
@@ -42,6 +51,10 @@ def raw_pub_subjects(prefix: str) -> Subjects:
     return Subjects(prefix + "rawpub")
 
 
+def engine_subjects(prefix: str) -> Subjects:
+    return Subjects(prefix + "engine")
+
+
 def fs_subjects(prefix: str) -> Subjects:
     return Subjects(prefix + "fs")
 
@@ -52,6 +65,24 @@ def fs_pub_subjects(prefix: str) -> Subjects:
 
 class _Thread(msgspec.Struct):
     thread: str
+
+
+def faststream_broker(url: str, subjects: Subjects, answer: Callable[[bytes], Awaitable[None]]) -> NatsBroker:
+    """A FastStream subscriber as the engine had one: queue group, max_workers, no dependency
+    injection (`apply_types=False`, a decoder that hands over the message itself), bytes out."""
+    defaults = EngineConfig()
+    broker = NatsBroker([url], logger=None, apply_types=False)
+
+    async def as_message(msg: NatsMessage, original: object = None) -> NatsMessage:
+        return msg
+
+    async def handle(msg: NatsMessage) -> bytes:
+        await answer(msg.body)
+        return REPLY
+
+    broker.subscriber(subjects.commands_all, queue=defaults.queue_group, max_workers=defaults.max_workers,
+                      decoder=as_message)(handle)
+    return broker
 
 
 async def main(url: str, prefix: str) -> None:
@@ -69,18 +100,21 @@ async def main(url: str, prefix: str) -> None:
                                headers={H_EXPECTED_SEQ: str(last.get(thread, 0)), H_EXPECTED_SUBJECT: boundary})
         last[thread] = ack.seq
 
-    async def empty(tenant: str, name: str, body: bytes, *_: object) -> CommandReply:
-        return EMPTY_REPLY
+    async def nothing(body: bytes) -> None:
+        return None
 
-    async def publish_once(tenant: str, name: str, body: bytes, *_: object) -> CommandReply:
-        await append(body)
-        return EMPTY_REPLY
-
-    # The engine's own broker factory, so these responders are configured exactly like it.
-    broker = build_broker(EngineConfig(nats_url=url, prefix=fs_subjects(prefix).prefix), empty, empty)
-    pub_broker = build_broker(EngineConfig(nats_url=url, prefix=fs_pub_subjects(prefix).prefix), publish_once, empty)
+    broker = faststream_broker(url, fs_subjects(prefix), nothing)
+    pub_broker = faststream_broker(url, fs_pub_subjects(prefix), append)
     await broker.start()
     await pub_broker.start()
+
+    async def append_and_reply(msg: Msg) -> bytes:
+        await append(msg.data)
+        return REPLY
+
+    responder = Responder(nc, defaults.max_workers)  # the engine's own request path, with only the append behind it
+    await responder.serve(engine_subjects(prefix).commands_all, defaults.queue_group, append_and_reply,
+                          lambda subject: REPLY)
 
     async def on_raw(msg: Msg) -> None:
         await msg.respond(REPLY)
@@ -110,6 +144,7 @@ async def main(url: str, prefix: str) -> None:
     await stop.wait()
     await broker.stop()
     await pub_broker.stop()
+    await responder.stop()
     await nc.drain()
 
 

@@ -120,14 +120,18 @@ async def run_lanes(lanes: int, per_lane: int, op: Op, cpu: CpuMeter | None = No
 
 
 # -- child processes -------------------------------------------------------------------------
-SOURCE_PACKAGES = ("engine", "projections", "handlers", "schemas", "cli", "bench")
+SOURCE_PACKAGES = ("engine", "projections", "handlers", "schemas", "cli")  # installed as agentledger.<name>
 
 
-def snapshot_sources(dest: Path) -> Path:
+def snapshot_sources(dest: Path, repo: Path = REPO) -> Path:
     """Copy the project's packages as they are now, so that every process started during one run
-    (including an engine restart minutes later) runs the same code even if files change meanwhile."""
+    (including an engine restart minutes later) runs the same code even if files change meanwhile.
+    They are laid out as installed (`agentledger/engine`, ...): a child with `dest` first on its
+    PYTHONPATH imports them from here, ahead of the editable install's finder."""
+    ignore = shutil.ignore_patterns("__pycache__", "results")
     for package in SOURCE_PACKAGES:
-        shutil.copytree(REPO / package, dest / package, ignore=shutil.ignore_patterns("__pycache__", "results"))
+        shutil.copytree(repo / package, dest / "agentledger" / package, ignore=ignore)
+    shutil.copytree(repo / "bench", dest / "bench", ignore=ignore)
     return dest
 
 

@@ -33,7 +33,7 @@ from nats.aio.client import Client
 from agentledger.engine.nats_server import EmbeddedNats, free_port
 from bench import report as fmt
 from bench.client import TENANT, LedgerClient
-from bench.echo import fs_pub_subjects, fs_subjects, raw_pub_subjects, raw_subjects
+from bench.echo import engine_subjects, fs_pub_subjects, fs_subjects, raw_pub_subjects, raw_subjects
 from bench.harness import (
     REPO,
     ChildProcess,
@@ -233,6 +233,7 @@ async def throughput(out: Output, rig: Rig, main: Main, sizes: Sizes) -> None:
         cpu3 = engine_meter(bare, server)
         loops.append(hitl3)
     echo_subjects = {"echo-raw": raw_subjects("echo"), "echo-rawpub": raw_pub_subjects("echo"),
+                     "echo-enginepub": engine_subjects("echo"),
                      "echo-fs": fs_subjects("echo"), "echo-fspub": fs_pub_subjects("echo")}
     for r in (raw, raw2):  # warm-up
         await r.run(1, 200)
@@ -313,6 +314,7 @@ lane sequential, so no two requests contend for a thread ({LANES} × {sizes.raw_
     rows = []
     for key, label in (("echo-raw", "nats-py subscription, answers at once"),
                        ("echo-rawpub", "nats-py subscription + one `js.publish` with headers"),
+                       ("echo-enginepub", "the engine's request subscription (`Responder`) + one `js.publish`"),
                        ("echo-fs", "FastStream subscriber, empty handler"),
                        ("echo-fspub", "FastStream subscriber + one `js.publish` with headers")):
         for flight, suffix in ((1, "1"), (LANES, "N")):
@@ -334,10 +336,11 @@ lane sequential, so no two requests contend for a thread ({LANES} × {sizes.raw_
         "2. Where the time goes",
         f"""
 Request/reply against responders in a separate process (`bench/echo.py`) on the same server: a plain nats-py
-subscription, and a FastStream subscriber configured like the engine's command subscriber (queue group,
-`max_workers=64`, built by the engine's own `build_broker`: no dependency injection, raw message in, bytes out);
-each either answers at once or first does only what
-the engine's append does: one `js.publish` of the raw baseline's payload with the expected-sequence headers, to the
+subscription; the engine's own request subscription (`handlers.responder.Responder`: queue group, a task per
+request, at most 64 at once); and a FastStream subscriber configured as the engine's was before it moved to
+`Responder` (queue group, `max_workers=64`, no dependency injection, raw message in, bytes out). Each either
+answers at once or first does only what the engine's append does: one `js.publish` of the raw baseline's payload
+with the expected-sequence headers, to the
 thread named in the request (one thread per lane), then the reply. Then the raw publish and the engine on a second
 nats-server **without** `sync_interval: always` (default: flush every 2 min), with a second engine process; and a
 third engine process on the main server with its process manager (and effect handler) switched off

@@ -1,8 +1,8 @@
 """The AsyncAPI 3.0 document of the engine (docs/asyncapi.json), generated from the code: the
 subjects from `engine.subjects`, every payload from the same JSON Schema as docs/schema.json.
 
-FastStream's generator cannot do this here: the handlers take raw messages (so the engine decodes
-each body once, with its own error replies), which leaves FastStream nothing to describe.
+The handlers take raw messages (the engine decodes each body once, with its own error replies),
+so the document is built from the contract, not from a handler framework.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""NATS-facing edges: FastStream subscribers for commands and queries, and the engine runtime."""
+"""NATS-facing edges: request subscriptions for commands and queries, and the engine runtime."""

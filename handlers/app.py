@@ -1,9 +1,9 @@
 """The composition root: one engine = a log connection, the read models following the log, and
-FastStream subscribers (in a queue group, so replicas share the load) that always reply.
+request subscriptions (in a queue group, so replicas share the load) that always reply.
 
 Handlers are thin on purpose: subject -> (tenant, name), then the command or query service,
-which turns every failure into an error reply. FastStream sends no reply when a handler
-raises, so nothing here may raise.
+which turns every failure into an error reply (and `handlers.responder` answers `internal` if
+one raises anyway), so a requester never waits for a timeout.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from typing import Any, Literal
 import msgspec
 import nats
 import nats.errors
-from faststream.nats import NatsBroker
-from faststream.nats.annotations import NatsMessage
-from faststream.nats.security import NatsCredentials
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from agentledger.engine import codec
 from agentledger.engine.admission import Quarantine
+from agentledger.engine.outcomes import unexpected
 from agentledger.engine.service import CommandService
 from agentledger.engine.snapshots import SnapshotStore
 from agentledger.engine.store import EventStore
@@ -42,6 +41,7 @@ from agentledger.handlers.process_manager import ACTS_ON as PM_ACTS_ON
 from agentledger.handlers.process_manager import SandboxProcessManager, Send
 from agentledger.handlers.providers.base import SandboxProvider
 from agentledger.handlers.providers.local import LocalProvider
+from agentledger.handlers.responder import Responder
 from agentledger.projections.models import LedgerModels
 from agentledger.projections.queries import QueryService
 from agentledger.schemas.errors import InvalidCommand, InvalidCommandDetails, PathError, Unavailable
@@ -103,21 +103,14 @@ def connect_options(config: EngineConfig) -> dict[str, Any]:
     return {} if config.creds is None else {"user_credentials": str(config.creds)}
 
 
-def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_query: QueryHandler,
-                 directory: TenantDirectory | None = None, **nats_options: Any) -> NatsBroker:
-    # No dependency injection: the handlers need the raw message only, and FastStream's per-message
-    # injection costs about 0.45 ms of CPU (a context manager run in a worker thread); measured in
-    # BENCHMARKS.md. The decoder hands the handler the message itself.
-    security = None if config.creds is None else NatsCredentials(str(config.creds))
-    broker = NatsBroker(config.servers, logger=None, apply_types=False, security=security, **nats_options)
+async def serve_requests(config: EngineConfig, responder: Responder, execute_command: CommandHandler,
+                         execute_query: QueryHandler, directory: TenantDirectory | None = None) -> None:
+    """Answer `<prefix>.cmd.<tenant>.<command>` and `<prefix>.qry.<tenant>.<query>` in the queue group."""
     subjects = config.subjects
 
-    async def as_message(msg: NatsMessage, original: object = None) -> NatsMessage:
-        return msg
-
-    async def caller(msg: NatsMessage, tenant: str, kind: Literal["command", "query"]) -> Principal | Any:
+    async def caller(headers: dict[str, str] | None, tenant: str,
+                     kind: Literal["command", "query"]) -> Principal | Any:
         """The authenticated principal, or the error to reply with (tenant from the broker, role allowed)."""
-        headers = msg.raw_message.headers
         try:
             who = await identify(headers, directory)
         except Exception as e:  # the tenant directory could not be read: the caller may retry
@@ -126,20 +119,19 @@ def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_
         return authorize(who, tenant, kind) or who.principal  # type: ignore[union-attr]
 
     def reply_to(kind: Literal["command", "query"], failed: Callable[[Any], object]) -> Any:
-        async def handle(msg: NatsMessage) -> bytes:
-            raw = msg.raw_message
+        async def handle(msg: Msg) -> bytes:
             try:
-                tenant, name = subjects.parse_request(raw.subject)
+                tenant, name = subjects.parse_request(msg.subject)
             except ValueError as e:
                 return _encode(failed(_bad_tenant(e)))
-            with tracing.request_span(kind, name, tenant, raw.headers, raw.subject) as span:
-                who = await caller(msg, tenant, kind)
+            with tracing.request_span(kind, name, tenant, msg.headers, msg.subject) as span:
+                who = await caller(msg.headers, tenant, kind)
                 if not isinstance(who, Principal):
                     return _encode(failed(who))
                 if kind == "command":
-                    reply: CommandReply | QueryReply = await execute_command(tenant, name, msg.body, who)
+                    reply: CommandReply | QueryReply = await execute_command(tenant, name, msg.data, who)
                 else:
-                    reply = await execute_query(tenant, name, msg.body)
+                    reply = await execute_query(tenant, name, msg.data)
                 tracing.outcome(span, "ok" if reply.error is None else type(reply.error).__struct_config__.tag)
                 data = _encode(reply)
             if len(data) > codec.MAX_REPLY_BYTES:  # never hand NATS a message it refuses
@@ -148,13 +140,15 @@ def build_broker(config: EngineConfig, execute_command: CommandHandler, execute_
 
         return handle
 
-    broker.subscriber(subjects.commands_all, queue=config.queue_group, max_workers=config.max_workers,
-                      decoder=as_message, title="commands", description="`<prefix>.cmd.<tenant>.<command>`: JSON command body")(
-        reply_to("command", lambda error: CommandReply(ok=False, error=error)))
-    broker.subscriber(subjects.queries_all, queue=config.queue_group, max_workers=config.max_workers,
-                      decoder=as_message, title="queries", description="`<prefix>.qry.<tenant>.<query>`: JSON query body")(
-        reply_to("query", lambda error: QueryReply(ok=False, error=error)))
-    return broker
+    for kind, subject, reply_type in (("command", subjects.commands_all, CommandReply),
+                                      ("query", subjects.queries_all, QueryReply)):
+        def failed(error: Any, reply_type: Any = reply_type) -> object:
+            return reply_type(ok=False, error=error)
+
+        def internal(subject: str, failed: Callable[[Any], object] = failed) -> bytes:
+            return _encode(failed(unexpected(log, subject)))
+
+        await responder.serve(subject, config.queue_group, reply_to(kind, failed), internal)  # type: ignore[arg-type]
 
 
 class Engine:
@@ -167,7 +161,7 @@ class Engine:
         self.models = LedgerModels(config.subjects, cache_size=config.cache_size, snapshot_every=config.snapshot_every)
         self.commands: CommandService | None = None
         self.queries: QueryService | None = None
-        self.broker: NatsBroker | None = None
+        self.responder: Responder | None = None
         self._follower = None
         self.workers: list[DurableWorker] = []
         self.metrics = EngineMetrics()
@@ -218,11 +212,11 @@ class Engine:
             await worker.start()
         if serve:
             directory = TenantDirectory(self.store.js, cfg.tenants_bucket)
-            self.broker = build_broker(cfg, execute, self.metrics.queries_observed(self.queries.execute), directory,
-                                       **self._watch("broker"))
-            await self.broker.start()
+            self.responder = Responder(self.nc, cfg.max_workers)
+            await serve_requests(cfg, self.responder, execute, self.metrics.queries_observed(self.queries.execute),
+                                 directory)
             # the server must hold our subscriptions before anyone is told we are ready
-            await self.broker.connection.flush()
+            await self.nc.flush()
             await self._answering()
 
     def _refollow(self) -> None:
@@ -262,14 +256,14 @@ class Engine:
         """Stop taking requests, let in-flight ones finish, then close the log connection."""
         for watch in self._watches:
             watch.closing = True
-        broker, follower, nc = self.broker, self._follower, self.nc
-        self.broker = self._follower = self.nc = None
+        responder, follower, nc = self.responder, self._follower, self.nc
+        self.responder = self._follower = self.nc = None
         for worker in self.workers:
             await worker.stop()
         self.workers = []
         try:
-            if broker is not None:
-                await broker.stop()
+            if responder is not None:
+                await responder.stop()
             if follower is not None:
                 await follower.unsubscribe()
         except nats.errors.Error as e:  # the server went first; nothing left to drain

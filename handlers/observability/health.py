@@ -70,7 +70,7 @@ class EngineProbe(WorkerProbe):
             return server_failure() or engine.failure
 
         def connections() -> list[Client | None]:
-            return [engine.nc, engine.broker.connection if engine.broker is not None else None]
+            return [engine.nc]
 
         super().__init__(engine.metrics, engine.config.stream, failure, connections, lambda: engine.workers,
                          lambda: engine.store.js if engine.store is not None else None)
