@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Annotated
@@ -83,7 +82,7 @@ def serve(
     auth_dir: AuthDir = Path(".agentledger/auth"),
 ) -> None:
     """Start an engine replica; Ctrl-C stops it cleanly (exit 0). Exits 1 when it cannot serve."""
-    from agentledger.cli.serve import HttpOptions
+    from agentledger.cli.serve import HttpOptions, run_process
     from agentledger.cli.serve import serve as run
     from agentledger.handlers.app import EngineConfig
     from agentledger.handlers.observability.connection import Reconnect
@@ -91,7 +90,7 @@ def serve(
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
                           sandbox_commands=tuple(allow_command or ()), sandbox_repos=tuple(map(str, allow_repo or ())),
                           creds=creds, cache_size=cache_size, reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
-    raise typer.Exit(asyncio.run(run(config, nats_url, data_dir, port, auth_dir, HttpOptions(http_port, http_host))))
+    raise typer.Exit(run_process(run(config, nats_url, data_dir, port, auth_dir, HttpOptions(http_port, http_host))))
 
 
 @app.command()
@@ -110,7 +109,7 @@ def effects(
     creds: Creds = None,
 ) -> None:
     """Run only the sandbox effect handler (where the sandboxes live), next to engines elsewhere."""
-    from agentledger.cli.serve import HttpOptions
+    from agentledger.cli.serve import HttpOptions, run_process
     from agentledger.cli.serve import effects as run
     from agentledger.handlers.app import EngineConfig
     from agentledger.handlers.observability.connection import Reconnect
@@ -119,7 +118,7 @@ def effects(
                           worker_ack_wait=ack_wait, sandbox_commands=tuple(allow_command or ()),
                           sandbox_repos=tuple(map(str, allow_repo or ())), creds=creds,
                           reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
-    raise typer.Exit(asyncio.run(run(config, HttpOptions(http_port, http_host))))
+    raise typer.Exit(run_process(run(config, HttpOptions(http_port, http_host))))
 
 
 @app.command()

@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agentledger.engine.nats_server import EmbeddedNats
 from agentledger.handlers.app import EffectsProcess, Engine, EngineConfig
@@ -30,6 +31,16 @@ class HttpOptions:
 
     port: int | None = None
     host: str = "127.0.0.1"
+
+
+def run_process(main: Coroutine[Any, Any, int]) -> int:
+    """Run a long-lived process on uvloop where it is installed: the engine spends most of its CPU
+    in the event loop and socket I/O (BENCHMARKS.md), which uvloop does in C."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def _stop_on_signals() -> asyncio.Event:

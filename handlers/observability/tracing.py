@@ -86,8 +86,16 @@ def shutdown() -> None:
         _provider.shutdown()
 
 
+_tracers: dict[int, trace.Tracer] = {}
+
+
 def _tracer() -> trace.Tracer:
-    return provider().get_tracer("agentledger")
+    """One tracer per provider: getting it anew cost a deprecation check and a scope per span."""
+    p = provider()
+    tracer = _tracers.get(id(p))
+    if tracer is None:
+        tracer = _tracers[id(p)] = p.get_tracer("agentledger")
+    return tracer
 
 
 def current_headers() -> dict[str, str]:
