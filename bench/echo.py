@@ -30,6 +30,7 @@ from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 
+from agentledger.cli.serve import run_process
 from agentledger.engine.store import H_EXPECTED_SEQ, H_EXPECTED_SUBJECT, EventStore
 from agentledger.engine.subjects import Subjects
 from agentledger.handlers.app import EngineConfig
@@ -149,4 +150,4 @@ async def main(url: str, prefix: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    run_process(main(sys.argv[1], sys.argv[2]))  # on uvloop, as the engine runs

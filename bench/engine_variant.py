@@ -12,6 +12,7 @@ import dataclasses
 import signal
 import sys
 
+from agentledger.cli.serve import run_process
 from agentledger.handlers.app import Engine, EngineConfig
 
 
@@ -36,4 +37,4 @@ async def main(url: str, prefix: str, stream: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    run_process(main(*sys.argv[1:4]))  # as `agentledger serve` runs

@@ -13,7 +13,7 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agentledger.engine.nats_server import EmbeddedNats
 from agentledger.handlers.app import EffectsProcess, Engine, EngineConfig
@@ -23,6 +23,7 @@ from agentledger.handlers.observability.health import EngineProbe, WorkerProbe
 from agentledger.handlers.observability.http import OpsServer
 
 log = logging.getLogger("agentledger.serve")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class HttpOptions:
     host: str = "127.0.0.1"
 
 
-def run_process(main: Coroutine[Any, Any, int]) -> int:
+def run_process(main: Coroutine[Any, Any, T]) -> T:
     """Run a long-lived process on uvloop where it is installed: the engine spends most of its CPU
     in the event loop and socket I/O (BENCHMARKS.md), which uvloop does in C."""
     try:

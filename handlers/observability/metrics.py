@@ -79,14 +79,19 @@ class EngineMetrics:
 
     def commands_observed(self, execute: Execute) -> Execute:
         known = frozenset(COMMANDS)
+        # each series looked up once: `labels()` takes a lock and builds a key on every call
+        seconds: dict[str, Any] = {}
+        counts: dict[tuple[str, str], Any] = {}
 
         async def observed(tenant: str, name: str, body: bytes, *principal: Any) -> CommandReply:
             started = time.perf_counter()
             label = name if name in known else "unknown"  # a client-chosen name must not mint series
             with bind(tenant=tenant, command=label):
                 reply = await execute(tenant, name, body, *principal)
-            self.command_seconds.labels(label).observe(time.perf_counter() - started)
-            self.commands.labels(label, _outcome(reply)).inc()
+            timer = seconds.get(label) or seconds.setdefault(label, self.command_seconds.labels(label))
+            timer.observe(time.perf_counter() - started)
+            key = (label, _outcome(reply))
+            (counts.get(key) or counts.setdefault(key, self.commands.labels(*key))).inc()
             return reply
 
         return observed
