@@ -60,7 +60,7 @@ HELP = {
     "sandbox.resume": "Resume a paused sandbox.",
     "sandbox.destroy": "Destroy a sandbox.",
     "thread.get": "Show a thread and its sessions.",
-    "thread.list": "List a project's threads.",
+    "thread.list": "List a project's threads (without --project-id, the tenant's), oldest first, a page at a time.",
     "session.get": "Show one session.",
     "session.tree": "Show the delegation tree under a session.",
     "events.read": "Read one page of the event log.",

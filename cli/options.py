@@ -37,8 +37,8 @@ FIELD_HELP = {
     "failure_mode": "whether a failing child fails its parent (fail_fast) or not (delegate)",
     "expected_owner_version": "the owner version you last saw; refused if the session has moved on",
     "min_position": "wait until the read model has reached this log position",
-    "after": "only events after this position",
-    "limit": "at most this many events",
+    "after": "only what comes after this log position (a page's next_after)",
+    "limit": "at most this many in the page",
 }
 
 

@@ -126,11 +126,13 @@ def query_reply(name: str, reply: QueryReply) -> None:
     match msgspec.convert(reply.result, kind) if kind else reply.result:
         case ThreadResult(thread=t):
             out.print(thread(t))
-        case ThreadListResult(threads=rows):
+        case ThreadListResult(threads=rows, next_after=next_after, more=more):
             table = Table("thread", "title", "status", "sessions", "position", box=None)
             for r in rows:
                 table.add_row(r.thread_id, Text(r.title), status(r.status), str(r.session_count), str(r.position))
-            out.print(table if rows else Text("no threads"))
+            out.print(table if rows else Text("no threads" + (" in this page" if more else "")))
+            if more:
+                out.print(Text(f"more: --after {next_after}", style="dim"))
         case SessionResult(session=s):
             out.print(session(s))
         case TreeResult(tree=node):

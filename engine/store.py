@@ -143,11 +143,6 @@ class EventStore:
             return None
         return headers["Nats-Subject"]
 
-    async def last_subjects(self, subject_filter: str) -> list[str]:
-        """Every distinct subject matching `subject_filter`, by one batched `multi_last` direct get."""
-        msgs, _ = await self._batch_get({"multi_last": [subject_filter]})
-        return [m.headers["Nats-Subject"] for m in msgs]  # type: ignore[index]
-
     async def replicated(self) -> bool:
         if self._replicated is None:
             info = await self.js.stream_info(self.stream)

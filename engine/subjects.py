@@ -68,8 +68,8 @@ class Subjects:
         return [self.events_all, f"{self.prefix}.ses.>"]
 
     def thread_created_subject(self, boundary_filter: str, project_id: str) -> str:
-        """`thread.created` carries its project as a last token, so a project's threads are one
-        `multi_last` read (`project_threads_filter`), not an index rebuilt from the log."""
+        """`thread.created` carries its project as a last token, so a project's threads are a
+        batched read of `project_threads_filter`, in creation order, not an index rebuilt from the log."""
         return self.event_subject(boundary_filter, "thread.created") + f".{project_id}"
 
     def project_threads_filter(self, tenant: str, project_id: str | None) -> str:
@@ -78,7 +78,7 @@ class Subjects:
 
     def session_claim_filter(self, tenant: str, session_id: str) -> str:
         """A session id's claim: at most one message ever (appended with expected sequence 0 on this
-        filter, in the same atomic batch as the event that introduces the session)."""
+        filter, just before the event that introduces the session)."""
         return f"{self.prefix}.ses.{tenant}.{session_id}.>"
 
     def session_claim_subject(self, tenant: str, session_id: str, thread_id: str) -> str:

@@ -146,10 +146,14 @@ class LedgerModels:
                 self._note_session(tenant, session_id, found)
         return found
 
-    async def project_threads(self, store: EventStore, tenant: str, project_id: str | None) -> list[str]:
-        """A project's threads, or (project_id None) every thread of the tenant."""
-        subjects = await store.last_subjects(self.subjects.project_threads_filter(tenant, project_id))
-        return [self.subjects.entity_of(s) for s in subjects]
+    async def project_threads(self, store: EventStore, tenant: str, project_id: str | None, after: int,
+                              limit: int) -> tuple[list[tuple[int, str]], bool]:
+        """A project's threads (every thread of the tenant for None) created after position
+        `after`, oldest first: at most `limit` of (position of `thread.created`, thread id), and
+        whether more follow. One batched read of the `thread.created` subjects, however many
+        threads there are: each thread has exactly one such message."""
+        raws = await store.read(self.subjects.project_threads_filter(tenant, project_id), after=after, limit=limit + 1)
+        return [(raw.position, self.subjects.entity_of(raw.subject)) for raw in raws[:limit]], len(raws) > limit
 
     def _index(self, envelope: Envelope, model: BoundaryModel) -> None:
         if isinstance(model, ThreadState):

@@ -3,6 +3,7 @@ the log itself (the audit trail must not depend on a projection)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,6 +41,7 @@ from agentledger.schemas.queries import (
 from agentledger.schemas.replies import QueryReply
 
 log = logging.getLogger("agentledger.queries")
+LOADS_AT_ONCE = 16  # thread models a list query loads concurrently
 Reader = Callable[[int, int | None, int | None], Awaitable[list[RawEvent]]]
 _DECODERS = decoders(QUERIES)
 
@@ -71,6 +73,17 @@ class QueryService:
             raise not_found("thread", thread_id)
         return state
 
+    async def _threads(self, tenant: str, thread_ids: list[str]) -> list[ThreadState]:
+        """Models of these threads, in this order, loaded a few at a time (a page of a list may be
+        mostly threads this replica has not loaded yet)."""
+        slots = asyncio.Semaphore(LOADS_AT_ONCE)
+
+        async def load(thread_id: str) -> ThreadState:
+            async with slots:
+                return await self.models.loaded(self.store, self.models.thread(tenant, thread_id))
+
+        return list(await asyncio.gather(*(load(t) for t in thread_ids)))
+
     async def _session_thread(self, tenant: str, session_id: str) -> ThreadState:
         thread_id = await self.models.resolve_session(self.store, tenant, session_id, self.wait_timeout)
         if thread_id is None:
@@ -91,11 +104,11 @@ class QueryService:
             case ThreadGet():
                 return ThreadResult(thread_view(await self._thread(tenant, query.thread_id)))
             case ThreadList():
-                ids = await self.models.project_threads(self.store, tenant, query.project_id)
-                states = [await self.models.loaded(self.store, self.models.thread(tenant, t)) for t in ids]
-                states.sort(key=lambda s: s.created_position)
+                found, more = await self.models.project_threads(self.store, tenant, query.project_id, query.after,
+                                                                query.limit)
+                states = await self._threads(tenant, [thread_id for _, thread_id in found])
                 rows = [thread_row(s) for s in states if s.exists and query.status in (None, s.status)]
-                return ThreadListResult(rows)
+                return ThreadListResult(rows, next_after=found[-1][0] if found else query.after, more=more)
             case SessionGet():
                 state = await self._session_thread(tenant, query.session_id)
                 return SessionResult(session_view(state, state.sessions[query.session_id]))

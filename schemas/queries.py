@@ -33,11 +33,16 @@ class ThreadGet(Query, kw_only=True):
 
 
 class ThreadList(Query, kw_only=True):
-    """A project's threads; without `project_id`, every thread of the tenant."""
+    """A project's threads (without `project_id`, every thread of the tenant) in the order they
+    were created, a page at a time: those created after position `after`, at most `limit`. A
+    `status` filter applies within the page, so a page may hold fewer rows than `limit`; ask
+    again from `next_after` while `more` is true."""
 
     NAME: ClassVar[str] = "thread.list"
     project_id: ProjectId | None = None
     status: Literal["open", "archived", "deleted"] | None = None
+    after: NonNegInt = 0
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
 class SessionGet(Query, kw_only=True):
@@ -176,6 +181,8 @@ class ThreadResult(msgspec.Struct, frozen=True):
 
 class ThreadListResult(msgspec.Struct, frozen=True):
     threads: list[ThreadRow]
+    next_after: int = 0  # the position to ask `after` for the next page (the last thread's creation)
+    more: bool = False
 
 
 class SessionResult(msgspec.Struct, frozen=True):

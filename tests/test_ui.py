@@ -240,3 +240,28 @@ async def test_an_auditor_sees_its_own_tenant_only(client: Client_, engine: Engi
             assert r.status == 503 and (await r.json())["error"]["code"] == "unavailable"
     finally:
         await stop_ui(server, qc)
+
+
+async def test_the_thread_list_comes_a_page_at_a_time(client: Client_, engine: Engine, deployment: Deployment,
+                                                      tenants: Tenants, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timeline asks for one page of threads at a time (`more threads` in the page asks for the next)."""
+    import aiohttp
+
+    from agentledger.cli.ui import server as ui_server
+
+    monkeypatch.setattr(ui_server, "THREAD_PAGE", 2)
+    await client.setup_thread()
+    for thread_id in ("thd_t2", "thd_t3"):
+        await client.ok("thread.create", project_id="prj_p1", thread_id=thread_id)
+    url, server, qc = await start_ui(engine.config, await auditor_creds(deployment, tenants, TENANT, tmp_path))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "api/threads") as r:
+                first = await r.json()
+            async with http.get(url + f"api/threads?after={first['next_after']}") as r:
+                second = await r.json()
+    finally:
+        await stop_ui(server, qc)
+    assert [t["thread_id"] for t in first["threads"]] == ["thd_t1", "thd_t2"] and first["more"]
+    assert [t["thread_id"] for t in second["threads"]] == ["thd_t3"] and not second["more"]

@@ -30,6 +30,7 @@ from agentledger.schemas.queries import (
 )
 
 PAGE = 100
+THREAD_PAGE = 200  # threads per page of the list (each one a model the engine may have to load)
 _STATUS = {"not_found": 404, "forbidden": 403, "unavailable": 503, "invalid_command": 400}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC = resources.files("agentledger.cli.ui") / "static"
@@ -97,9 +98,12 @@ class Timeline:
         return web.Response(body=item.read_bytes(), content_type=kind)
 
     # -- the API ----------------------------------------------------------------------------------
-    async def threads(self, _: web.Request) -> web.Response:
-        result = await self.client.ask(ThreadList(), ThreadListResult)
-        return _json({"threads": result.threads, "log_end": self.client.log_end, "tenant": self.client.target.tenant})
+    async def threads(self, request: web.Request) -> web.Response:
+        """One page of the tenant's threads, oldest first, after creation position `after`."""
+        result = await self.client.ask(ThreadList(after=_int(request, "after", 0) or 0, limit=THREAD_PAGE),
+                                       ThreadListResult)
+        return _json({"threads": result.threads, "next_after": result.next_after, "more": result.more,
+                      "log_end": self.client.log_end, "tenant": self.client.target.tenant})
 
     async def thread(self, request: web.Request) -> web.Response:
         result = await self.client.ask(ThreadGet(thread_id=request.match_info["thread_id"]), ThreadResult)

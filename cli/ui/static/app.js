@@ -8,7 +8,7 @@ const PAGE_HALF = 50;
 const $ = (id) => document.getElementById(id);
 const S = {
   threadId: null, thread: null, logEnd: 0, first: 1, at: null, follow: true,
-  page: [], stateReq: 0, pageReq: 0, live: null, liveAfter: 0, newSinceView: 0,
+  page: [], stateReq: 0, pageReq: 0, live: null, liveAfter: 0, newSinceView: 0, threadPages: 1,
 };
 
 function el(tag, attrs, ...children) {
@@ -48,13 +48,21 @@ async function api(path, { absentOk = false } = {}) {
 }
 
 // -- threads -------------------------------------------------------------------------------------
+// The list shows S.threadPages pages of the tenant's threads (oldest first); "more threads" adds one.
 async function loadThreads() {
-  const body = await api("/api/threads");
+  const threads = [];
+  let body, after = 0;
+  for (let page = 0; page < (S.threadPages || 1); page++) {
+    body = await api(`/api/threads?after=${after}`);
+    threads.push(...body.threads);
+    after = body.next_after;
+    if (!body.more) break;
+  }
   $("tenant").textContent = body.tenant;
   S.logEnd = Math.max(S.logEnd, body.log_end);
   const list = $("threads");
   list.replaceChildren();
-  for (const t of body.threads) {
+  for (const t of threads) {
     const fork = t.forked_from ? el("div", { class: "meta fork", text: `fork of ${t.forked_from.thread_id} @ ${t.forked_from.position}` }) : null;
     list.append(el("li", { class: t.thread_id === S.threadId ? "thread selected" : "thread", "data-thread-id": t.thread_id,
                            onclick: () => openThread(t.thread_id) },
@@ -62,8 +70,14 @@ async function loadThreads() {
       el("div", { class: "meta", text: `${t.title || "(untitled)"} · ${t.session_count} session(s) · ${t.project_id}` }),
       fork));
   }
-  if (!body.threads.length) list.append(el("li", { class: "dim", text: "no threads" }));
-  return body.threads;
+  if (!threads.length) list.append(el("li", { class: "dim", text: "no threads" }));
+  if (body.more) {
+    list.append(el("li", { class: "more", text: "more threads…", onclick: () => {
+      S.threadPages = (S.threadPages || 1) + 1;
+      loadThreads().catch(() => {});
+    } }));
+  }
+  return threads;
 }
 
 function markSelected() {
