@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 import weakref
 from dataclasses import replace
@@ -51,6 +52,7 @@ from agentledger.schemas.errors import (
     Conflict,
     ConflictDetails,
     DomainError,
+    Unavailable,
 )
 from agentledger.schemas.events import Envelope, Principal, ThreadCreated
 from agentledger.schemas.replies import CommandReply
@@ -65,19 +67,23 @@ ENGINE = Principal(id="engine", role="engine")  # commands the engine's own work
 class CommandService:
     def __init__(self, store: EventStore, models: LedgerModels, subjects: Subjects,
                  catalog: dict[str, ProviderCapabilities], max_attempts: int = 10,
-                 lookup_timeout: float = 5.0) -> None:
+                 lookup_timeout: float = 5.0, decide_within: float = 5.0) -> None:
         self.catalog = catalog  # the sandbox providers this deployment has, and what they can do
         self.store = store
         self.models = models
         self.subjects = subjects
         self.max_attempts = max_attempts
         self.lookup_timeout = lookup_timeout
+        # A request is decided within this many seconds of its arrival or not at all (`unavailable`):
+        # its requester may meanwhile have retried the command id elsewhere and been answered.
+        self.decide_within = decide_within
         self.conflicts = 0  # appends the log refused as stale: a health signal, and proof races happen
         self._locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
     async def execute(self, tenant: str, name: str, body: bytes, principal: Principal = ENGINE) -> CommandReply:
         """`principal` is who the broker says sent it; the engine's own workers send as `ENGINE`."""
         command_id: str | None = None
+        deadline = time.monotonic() + self.decide_within
         try:
             cmd: Command = decode_request(_DECODERS, "command", name, body)
             command_id = cmd.command_id
@@ -86,7 +92,7 @@ class CommandService:
             command_id = command_id or mint("cmd_")
             model, ctx = await self._target(tenant, cmd, mint)
             model = await self.models.loaded(self.store, model)
-            return await self._run(tenant, cmd, command_id, model, ctx, principal)
+            return await self._run(tenant, cmd, command_id, model, ctx, principal, deadline)
         except DomainError as e:
             return CommandReply(ok=False, command_id=command_id, error=e.error)
         except LogUnavailable as e:
@@ -179,13 +185,17 @@ class CommandService:
         return lock
 
     async def _run(self, tenant: str, cmd: Command, command_id: str, model: BoundaryModel, ctx: Context,
-                   principal: Principal) -> CommandReply:
+                   principal: Principal, deadline: float) -> CommandReply:
         decide = DECISIONS[type(cmd)]
         async with self._lock(model.boundary):
             for attempt in range(self.max_attempts):
                 record = model.commands.get(command_id)
                 if record is not None:
                     return await self._repeat(record, cmd, command_id)
+                if time.monotonic() > deadline:
+                    raise DomainError(Unavailable(message=f"not decided within {self.decide_within:g} s of arrival "
+                                                          "(the log or this boundary is slow); retry with the same "
+                                                          "command_id"))
                 decided_at = model.position
                 try:
                     outcome = decide(model, cmd, ctx)
@@ -202,15 +212,15 @@ class CommandService:
                 expected = model.position  # the decision's position: the follower may move the model meanwhile
                 try:
                     position = await self._append(tenant, model, envelope, expected)
-                except (ConcurrencyConflict, LogUnavailable) as e:
-                    self.conflicts += isinstance(e, ConcurrencyConflict)
+                except LogUnavailable:
+                    return await self._unknown_outcome(model, cmd, command_id)
+                except ConcurrencyConflict as e:
+                    self.conflicts += 1
                     if await self._followed_past(model, expected, e):
                         continue
-                    # Either another writer moved the boundary, or our append's ack was lost and it
-                    # may have landed: re-reading the boundary answers both (a landed append shows
-                    # up with our command_id and is answered as a repeat). On a clustered stream a
-                    # check can also fail while a racing write is still being replicated (10164):
-                    # then nothing new is visible yet, and retrying at once would fail the same way.
+                    # Another writer moved the boundary: re-read it and decide again. On a clustered
+                    # stream a check can also fail while a racing write is still being replicated
+                    # (10164): then nothing new is visible yet, and retrying at once would fail the same way.
                     if not await self._moved_since(model, model.position):
                         await asyncio.sleep(random.uniform(0.5, 1.0) * min(0.002 * 2**attempt, 0.1))
                     continue
@@ -253,6 +263,22 @@ class CommandService:
                 raise  # a racing claim not yet visible (clustered stream): back off and decide again
             if found != thread_id:
                 raise already_exists("session", session_id) from None
+
+    async def _unknown_outcome(self, model: BoundaryModel, cmd: Command, command_id: str) -> CommandReply:
+        """The append got no answer (a lost ack, a node gone, an election): it may have landed. The
+        boundary is re-read, and a landed append is answered as a repeat; otherwise `unavailable`,
+        and the requester's retry with the same command id is answered by the usual repeat check.
+
+        Never decide again here. Seconds may have passed: the requester may have given up and had
+        this command id answered by another replica meanwhile (a refusal or a no-op, which leave no
+        trace in the log), and a new decision on newer state would give one command id two
+        outcomes (the kill-a-cluster-node fault test found this: a no-op answer, then the same
+        command's event from an attempt that had kept retrying)."""
+        await self.models.refresh(self.store, model)
+        record = model.commands.get(command_id)
+        if record is not None:
+            return await self._repeat(record, cmd, command_id)
+        raise LogUnavailable("the log did not confirm the append; retry with the same command_id")
 
     async def _followed_past(self, model: BoundaryModel, expected: int, e: Exception) -> bool:
         """A plain append refused because the boundary is at `e.last`: usually another replica's write
