@@ -76,6 +76,9 @@ def serve(
     reconnect_wait: ReconnectWait = 2.0,
     cache_size: Annotated[int, typer.Option(envvar="AGENTLEDGER_CACHE_SIZE", min=1,
                                             help="boundary models kept in memory (others load from the log)")] = 4_000,
+    decide_within: Annotated[float, typer.Option(envvar="AGENTLEDGER_DECIDE_WITHIN", min=0.1,
+                                                 help="seconds after arrival a command may still be decided (later: "
+                                                      "unavailable); keep it below your clients' retry interval")] = 2.0,
     allow_command: AllowCommand = None,
     allow_repo: AllowRepo = None,
     creds: Creds = None,
@@ -89,7 +92,8 @@ def serve(
 
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
                           sandbox_commands=tuple(allow_command or ()), sandbox_repos=tuple(map(str, allow_repo or ())),
-                          creds=creds, cache_size=cache_size, reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
+                          creds=creds, cache_size=cache_size, decide_within=decide_within,
+                          reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
     raise typer.Exit(run_process(run(config, nats_url, data_dir, port, auth_dir, HttpOptions(http_port, http_host))))
 
 

@@ -67,15 +67,17 @@ ENGINE = Principal(id="engine", role="engine")  # commands the engine's own work
 class CommandService:
     def __init__(self, store: EventStore, models: LedgerModels, subjects: Subjects,
                  catalog: dict[str, ProviderCapabilities], max_attempts: int = 10,
-                 lookup_timeout: float = 5.0, decide_within: float = 5.0) -> None:
+                 lookup_timeout: float = 5.0, decide_within: float = 2.0) -> None:
         self.catalog = catalog  # the sandbox providers this deployment has, and what they can do
         self.store = store
         self.models = models
         self.subjects = subjects
         self.max_attempts = max_attempts
         self.lookup_timeout = lookup_timeout
-        # A request is decided within this many seconds of its arrival or not at all (`unavailable`):
-        # its requester may meanwhile have retried the command id elsewhere and been answered.
+        # A request is decided within this many seconds of its arrival or not at all (`unavailable`),
+        # so a requester that retries a command id after that long never sees its first attempt
+        # decided later, on newer state, after the retry was answered (a refusal or a no-op leaves
+        # nothing in the log for the first attempt to find).
         self.decide_within = decide_within
         self.conflicts = 0  # appends the log refused as stale: a health signal, and proof races happen
         self._locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()

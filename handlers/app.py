@@ -64,6 +64,7 @@ class EngineConfig:
     catch_up_timeout: float = 60.0
     cache_size: int = 4_000  # boundary models kept in memory; others are loaded from the log on demand
     snapshot_every: int = 100  # events on a boundary between its snapshots (a load reads at most about this tail)
+    decide_within: float = 2.0  # seconds after its arrival a command may still be decided; later: `unavailable`
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     sandbox_commands: tuple[str, ...] = ()  # programs a sandbox may run (argv[0]); none by default
     sandbox_repos: tuple[str, ...] = ()  # directories whose git repositories a sandbox may check out
@@ -200,7 +201,8 @@ class Engine:
         head = (await self.store.js.stream_info(cfg.stream)).state.last_seq
         self.models.position = head
         self._follower = await self.store.follow(cfg.subjects.events_all, head, self.models.follow)
-        self.commands = CommandService(self.store, self.models, cfg.subjects, catalog=provider_catalog())
+        self.commands = CommandService(self.store, self.models, cfg.subjects, catalog=provider_catalog(),
+                                       decide_within=cfg.decide_within)
         self.queries = QueryService(self.store, self.models)
         execute = self.metrics.commands_observed(self.commands.execute)
         if cfg.process_manager:
