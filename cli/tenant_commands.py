@@ -1,5 +1,5 @@
-"""`agentledger auth init`, `tenant add`, `tenant creds`, `tenant list`: operating the trust
-boundary. They work from the deployment's key directory (`--auth-dir`, the one `serve` makes for
+"""`agentledger auth init`, `tenant add`, `tenant creds`, `tenant revoke`, `tenant list`: operating
+the trust boundary. They work from the deployment's key directory (`--auth-dir`, the one `serve` makes for
 its embedded server); `tenant add` also tells the running NATS, which takes it at once."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from agentledger.cli.main import app
-from agentledger.cli.output import EXIT_REFUSED, EXIT_RETRYABLE
+from agentledger.cli.output import EXIT_REFUSED, EXIT_RETRYABLE, EXIT_USAGE
 from agentledger.cli.transport import DEFAULT_URL
 
 auth = typer.Typer(no_args_is_help=True, help="The deployment's NATS keys (operator mode).")
@@ -94,6 +94,37 @@ def creds(
         raise typer.Exit(EXIT_REFUSED) from None
     deployment.write(issued, out)
     typer.echo(f"{out}: {role} {user} of {name} (user key {issued.public_key})")
+
+
+@tenant.command("revoke")
+def revoke(
+    name: Annotated[str, typer.Argument(help="tenant id (tnt_…)")],
+    user_key: Annotated[str | None, typer.Option("--user-key", help="the user's public key (U…, as `tenant creds` "
+                                                                    "printed it)")] = None,
+    creds_file: Annotated[Path | None, typer.Option("--creds", help="or the user's .creds file")] = None,
+    auth_dir: AuthDir = DEFAULT_AUTH_DIR,
+    nats_url: Annotated[str, typer.Option("--nats-url", envvar="NATS_URL", help="a server of the deployment")] = DEFAULT_URL,
+) -> None:
+    """Revoke one user's credentials at once: the server closes its connections and refuses its
+    .creds from now on (credentials issued to it later are valid). No restart."""
+    from agentledger.handlers.auth.keys import user_key_of
+    from agentledger.handlers.auth.tenants import revoke_user
+
+    if (user_key is None) == (creds_file is None):
+        typer.echo("error: give exactly one of --user-key and --creds", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    deployment = _deployment(auth_dir)
+    try:
+        key = user_key if user_key is not None else user_key_of(creds_file.read_text())  # type: ignore[union-attr]
+        at = asyncio.run(revoke_user(nats_url, deployment, name, key))
+    except (KeyError, ValueError, OSError) as e:
+        typer.echo(f"error: {e.args[0] if isinstance(e, KeyError) else e}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from None
+    except Exception as e:  # nats-py raises several unrelated types for "could not connect"
+        typer.echo(f"error unavailable: revoked in {auth_dir}, but not yet on {nats_url}: "
+                   f"{str(e) or type(e).__name__}; run it again", err=True)
+        raise typer.Exit(EXIT_RETRYABLE) from None
+    typer.echo(f"tenant {name}: user {key} revoked (credentials issued up to {at}, unix time)")
 
 
 @tenant.command("list")

@@ -8,9 +8,11 @@ the deployment (it can mint any credential); tenants only ever get a user's `.cr
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +67,25 @@ def _secret(path: Path, text: str) -> None:
 
 def _pub(kp: nkeys.KeyPair) -> str:
     return kp.public_key.decode()
+
+
+def user_key_of(creds_text: str) -> str:
+    """The user public key of a `.creds` file, from its seed (as a NATS client derives it)."""
+    match = re.search(r"-{3,}BEGIN USER NKEY SEED-{3,}\s*(\S+)\s*-{3,}END USER NKEY SEED", creds_text)
+    if match is None:
+        raise ValueError("not a .creds file: no user nkey seed in it")
+    return _pub(nkeys.from_seed(match.group(1).encode()))
+
+
+def is_user_key(key: str) -> bool:
+    """A user's public nkey (`U…`, 56 characters of base32 with its checksum)."""
+    if len(key) != 56 or not key.startswith("U"):
+        return False
+    try:
+        raw = base64.b32decode(key + "=" * (-len(key) % 8))
+    except ValueError:
+        return False
+    return raw[0] == nkeys.PREFIX_BYTE_USER and nkeys.crc16_checksum(raw[:-2]) == raw[-2:]
 
 
 def _permission(allow: tuple[str, ...], deny: tuple[str, ...]) -> Permission:
@@ -184,7 +205,34 @@ class Deployment:
         ]
         limits = claims.nats.limits
         limits.disk_storage, limits.streams, limits.consumer = -1, -1, -1
+        revoked = self.revoked(tenant)
+        if revoked:
+            # A plain dict: nats-jwt 0.2.2's own RevocationList type is left out when it encodes.
+            claims.nats.revocations = revoked  # type: ignore[assignment]
         return claims.encode(self._operator)
+
+    # -- revocation --------------------------------------------------------------------------
+    def _revocations_path(self, tenant: str) -> Path:
+        if not _TENANT.match(tenant):
+            raise ValueError(f"tenant {tenant!r} must match {TENANT_RE}")
+        return self.root / "tenants" / f"{tenant}.revoked.json"
+
+    def revoked(self, tenant: str) -> dict[str, int]:
+        """User public key -> unix time: the server refuses that user's credentials issued up to then."""
+        path = self._revocations_path(tenant)
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def revoke(self, tenant: str, user_key: str, at: int | None = None) -> int:
+        """Record that `user_key`'s credentials issued until now (or `at`) are no longer valid;
+        `tenant_jwt` carries it from then on. Returns the time recorded."""
+        if self._tenant_key(tenant, False) is None:
+            raise KeyError(f"no tenant {tenant}: add it first (agentledger tenant add {tenant})")
+        if not is_user_key(user_key):
+            raise ValueError(f"{user_key!r} is not a user public key (U…, as `tenant creds` prints it)")
+        revoked = self.revoked(tenant)
+        revoked[user_key] = max(revoked.get(user_key, 0), int(time.time()) if at is None else at)
+        _secret(self._revocations_path(tenant), json.dumps(revoked, indent=1, sort_keys=True))
+        return revoked[user_key]
 
     # -- users -----------------------------------------------------------------------------
     def _user(self, account: nkeys.KeyPair, name: str, tags: list[str], grant: Grant) -> Creds:

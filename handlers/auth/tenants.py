@@ -36,6 +36,15 @@ async def push_account(url: str, deployment: Deployment, jwt: str, timeout: floa
         raise ClaimsUpdateFailed(f"nats-server refused the account: {reply.error or reply.data}")
 
 
+async def revoke_user(url: str, deployment: Deployment, tenant: str, user_key: str) -> int:
+    """Revoke one user's credentials: recorded with the deployment's keys and pushed to the running
+    NATS in the tenant's account, which closes the user's connections and refuses its `.creds`
+    from then on. Returns the revocation time (credentials issued up to then are refused)."""
+    at = deployment.revoke(tenant, user_key)
+    await push_account(url, deployment, deployment.tenant_jwt(tenant))
+    return at
+
+
 async def add_audit_stream(url: str, deployment: Deployment, tenant: str, prefix: str, stream: str) -> str:
     """The tenant's audit stream: in its own account, sourcing only its own events from the engine's
     `stream` (history first, then live); its auditors read it with any standard consumer. Idempotent."""
