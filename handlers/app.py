@@ -41,7 +41,7 @@ from agentledger.handlers.process_manager import ACTS_ON as PM_ACTS_ON
 from agentledger.handlers.process_manager import SandboxProcessManager, Send
 from agentledger.handlers.providers.base import SandboxProvider
 from agentledger.handlers.providers.local import LocalProvider
-from agentledger.handlers.responder import Responder
+from agentledger.handlers.responder import Answer, Responder
 from agentledger.projections.models import LedgerModels
 from agentledger.projections.queries import QueryService
 from agentledger.schemas.errors import InvalidCommand, InvalidCommandDetails, PathError, Unavailable
@@ -119,16 +119,22 @@ async def serve_requests(config: EngineConfig, responder: Responder, execute_com
             return Unavailable(message="cannot check the caller's tenant now; retry")
         return authorize(who, tenant, kind) or who.principal  # type: ignore[union-attr]
 
-    def reply_to(kind: Literal["command", "query"], failed: Callable[[Any], object]) -> Any:
+    def reply_to(kind: Literal["command", "query"],
+                 reply_type: type[CommandReply] | type[QueryReply]) -> tuple[Answer, Callable[[str], bytes]]:
+        """The subject's handler, and the `internal` reply if that handler raises anyway."""
+
+        def failed(error: Any) -> bytes:
+            return _encode(reply_type(ok=False, error=error))
+
         async def handle(msg: Msg) -> bytes:
             try:
                 tenant, name = subjects.parse_request(msg.subject)
             except ValueError as e:
-                return _encode(failed(_bad_tenant(e)))
+                return failed(_bad_tenant(e))
             with tracing.request_span(kind, name, tenant, msg.headers, msg.subject) as span:
                 who = await caller(msg.headers, tenant, kind)
                 if not isinstance(who, Principal):
-                    return _encode(failed(who))
+                    return failed(who)
                 if kind == "command":
                     reply: CommandReply | QueryReply = await execute_command(tenant, name, msg.data, who)
                 else:
@@ -136,20 +142,16 @@ async def serve_requests(config: EngineConfig, responder: Responder, execute_com
                 tracing.outcome(span, "ok" if reply.error is None else type(reply.error).__struct_config__.tag)
                 data = _encode(reply)
             if len(data) > codec.MAX_REPLY_BYTES:  # never hand NATS a message it refuses
-                return _encode(failed(_too_large(len(data))))
+                return failed(_too_large(len(data)))
             return data
 
-        return handle
+        def internal(subject: str) -> bytes:
+            return failed(unexpected(log, subject))
 
-    for kind, subject, reply_type in (("command", subjects.commands_all, CommandReply),
-                                      ("query", subjects.queries_all, QueryReply)):
-        def failed(error: Any, reply_type: Any = reply_type) -> object:
-            return reply_type(ok=False, error=error)
+        return handle, internal
 
-        def internal(subject: str, failed: Callable[[Any], object] = failed) -> bytes:
-            return _encode(failed(unexpected(log, subject)))
-
-        await responder.serve(subject, config.queue_group, reply_to(kind, failed), internal)  # type: ignore[arg-type]
+    await responder.serve(subjects.commands_all, config.queue_group, *reply_to("command", CommandReply))
+    await responder.serve(subjects.queries_all, config.queue_group, *reply_to("query", QueryReply))
 
 
 class Engine:

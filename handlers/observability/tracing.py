@@ -87,16 +87,15 @@ def shutdown() -> None:
         _provider.shutdown()
 
 
-_tracers: dict[int, trace.Tracer] = {}
+_tracer_made: trace.Tracer | None = None
 
 
 def _tracer() -> trace.Tracer:
-    """One tracer per provider: getting it anew cost a deprecation check and a scope per span."""
-    p = provider()
-    tracer = _tracers.get(id(p))
-    if tracer is None:
-        tracer = _tracers[id(p)] = p.get_tracer("agentledger")
-    return tracer
+    """Made once (the provider is made once): getting it anew cost a deprecation check and a scope per span."""
+    global _tracer_made
+    if _tracer_made is None:
+        _tracer_made = provider().get_tracer("agentledger")
+    return _tracer_made
 
 
 def current_headers() -> dict[str, str]:
