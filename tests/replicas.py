@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -20,6 +21,19 @@ from tests.conftest import USER
 
 def body(**fields: Any) -> bytes:
     return msgspec.json.encode({"actor": USER, **fields})
+
+
+@contextlib.asynccontextmanager
+async def started_pair(config: EngineConfig) -> AsyncIterator[tuple[Engine, Engine]]:
+    """Two engine replicas on one config, without request subscriptions (the tests call them directly)."""
+    a, b = Engine(config), Engine(config)
+    await a.start(serve=False)
+    await b.start(serve=False)
+    try:
+        yield a, b
+    finally:
+        await a.stop()
+        await b.stop()
 
 
 class Replicas:

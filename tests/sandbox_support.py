@@ -4,12 +4,32 @@ handler, and bounded waits for the asynchronous provider outcomes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from agentledger.handlers.app import Engine, EngineConfig
 from tests.conftest import Client_
+
+
+@contextlib.asynccontextmanager
+async def sandbox_engine(config: EngineConfig, sandbox_dir: Path, commands: tuple[str, ...] = (),
+                         ack_wait: float | None = None) -> AsyncIterator[Engine]:
+    """An engine running the process manager and the local effect handler on `sandbox_dir`, whose
+    sandboxes (with their processes) are destroyed when it stops."""
+    config.sandbox_dir = sandbox_dir
+    config.sandbox_commands = commands
+    if ack_wait is not None:
+        config.worker_ack_wait = ack_wait
+    engine = Engine(config)
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+        await destroy_all(sandbox_dir)
 
 
 async def eventually(probe: Callable[[], Awaitable[Any]], what: str, attempts: int = 300) -> Any:

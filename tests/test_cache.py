@@ -15,7 +15,7 @@ from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.thread_model import ThreadState
 from agentledger.handlers.app import Engine, EngineConfig
 from agentledger.projections.views import thread_view
-from tests.replicas import Replicas, code, replay
+from tests.replicas import Replicas, code, replay, started_pair
 
 TRIALS = 80
 TENANT = "tnt_cache"
@@ -32,12 +32,8 @@ def small_cache(engine_config: EngineConfig) -> EngineConfig:
 
 @pytest.fixture
 async def replicas(small_cache: EngineConfig) -> Any:
-    a, b = Engine(small_cache), Engine(small_cache)
-    await a.start(serve=False)
-    await b.start(serve=False)
-    yield Replicas(a, b, TENANT, seed=5)
-    await a.stop()
-    await b.stop()
+    async with started_pair(small_cache) as (a, b):
+        yield Replicas(a, b, TENANT, seed=5)
 
 
 def test_snapshot_field_lists_match_the_models() -> None:

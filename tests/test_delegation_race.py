@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import EngineConfig
 from agentledger.projections.models import LedgerModels
 from agentledger.schemas.common import BLOCKING_STATUSES
 from agentledger.schemas.events import Envelope, SessionCompleted, SessionFailed, SessionSpawned
-from tests.replicas import Replicas, code, replay
+from tests.replicas import Replicas, code, replay, started_pair
 
 TRIALS = 200
 TENANT = "tnt_deleg"
@@ -22,12 +22,8 @@ DONE = {"outcome": "succeeded", "text": "ok"}
 
 @pytest.fixture
 async def replicas(engine_config: EngineConfig) -> Any:
-    a, b = Engine(engine_config), Engine(engine_config)
-    await a.start(serve=False)
-    await b.start(serve=False)
-    yield Replicas(a, b, TENANT)
-    await a.stop()
-    await b.stop()
+    async with started_pair(engine_config) as (a, b):
+        yield Replicas(a, b, TENANT)
 
 
 async def _thread_with_active_root(r: Replicas, project: str, n: int) -> tuple[str, str]:

@@ -13,8 +13,8 @@ import msgspec
 import pytest
 
 from agentledger.engine.store import EventStore
-from agentledger.handlers.app import Engine, EngineConfig
-from tests.replicas import Replicas, code
+from agentledger.handlers.app import EngineConfig
+from tests.replicas import Replicas, code, started_pair
 
 TRIALS = 200
 TENANT = "tnt_cont"
@@ -25,12 +25,8 @@ DONE = {"outcome": "succeeded", "text": "ok"}
 @pytest.fixture
 async def replicas(engine_config: EngineConfig) -> Any:
     engine_config.process_manager = False  # the sandbox boundary is driven by hand here
-    a, b = Engine(engine_config), Engine(engine_config)
-    await a.start(serve=False)
-    await b.start(serve=False)
-    yield Replicas(a, b, TENANT, seed=11)
-    await a.stop()
-    await b.stop()
+    async with started_pair(engine_config) as (a, b):
+        yield Replicas(a, b, TENANT, seed=11)
 
 
 def continue_(sandbox_id: str) -> dict[str, Any]:

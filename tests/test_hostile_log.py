@@ -19,7 +19,7 @@ from agentledger.projections.history import Replayer
 from agentledger.schemas.common import Actor
 from agentledger.schemas.events import Envelope, Event, SessionStarted, StoredEvent, ThreadArchived, ThreadCreated
 from tests.conftest import AGENT, Client_
-from tests.sandbox_support import destroy_all, settled
+from tests.sandbox_support import sandbox_engine, settled
 
 FORGER = Actor(kind="user", id="usr_forger")
 
@@ -44,13 +44,8 @@ async def quarantined(client: Client_, after_position: int) -> dict[str, Any]:
 
 @pytest.fixture
 async def workers_engine(engine_config: EngineConfig, tmp_path: Path) -> AsyncIterator[Engine]:
-    engine_config.sandbox_dir = tmp_path / "sandboxes"
-    engine_config.worker_ack_wait = 2.0
-    eng = Engine(engine_config)
-    await eng.start()
-    yield eng
-    await eng.stop()
-    await destroy_all(engine_config.sandbox_dir)
+    async with sandbox_engine(engine_config, tmp_path / "sandboxes", ack_wait=2.0) as eng:
+        yield eng
 
 
 async def busy_thread(client: Client_) -> None:

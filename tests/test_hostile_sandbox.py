@@ -19,19 +19,13 @@ from agentledger.schemas.common import Actor
 from agentledger.schemas.events import Envelope, Event, SandboxCreateRequested, SandboxDestroyRequested
 from agentledger.schemas.sandboxes import SandboxOptions
 from tests.conftest import Client_
-from tests.sandbox_support import destroy_all, eventually, sandbox, sandbox_dirs, settled
+from tests.sandbox_support import eventually, sandbox, sandbox_dirs, sandbox_engine, settled
 
 
 @pytest.fixture
 async def fx_engine(engine_config: EngineConfig, tmp_path: Path) -> AsyncIterator[Engine]:
-    engine_config.sandbox_dir = tmp_path / "sandboxes"
-    engine_config.worker_ack_wait = 2.0
-    engine_config.sandbox_commands = ("sleep",)
-    eng = Engine(engine_config)
-    await eng.start()
-    yield eng
-    await eng.stop()
-    await destroy_all(engine_config.sandbox_dir)
+    async with sandbox_engine(engine_config, tmp_path / "sandboxes", ("sleep",), ack_wait=2.0) as eng:
+        yield eng
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from agentledger.engine import codec
 from agentledger.handlers.app import EffectsProcess, Engine, EngineConfig
 from agentledger.handlers.observability import tracing
 from tests.conftest import AGENT, USER, Client_
-from tests.sandbox_support import destroy_all, settled
+from tests.sandbox_support import destroy_all, sandbox_engine, settled
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
@@ -74,13 +74,8 @@ def chain_to_root(spans: list[ReadableSpan], leaf: ReadableSpan) -> list[str]:
 
 @pytest.fixture
 async def traced_engine(engine_config: EngineConfig, tmp_path: Path) -> AsyncIterator[Engine]:
-    engine_config.sandbox_dir = tmp_path / "sandboxes"
-    engine_config.sandbox_commands = ("sleep",)
-    engine = Engine(engine_config)
-    await engine.start()
-    yield engine
-    await engine.stop()
-    await destroy_all(engine_config.sandbox_dir)
+    async with sandbox_engine(engine_config, tmp_path / "sandboxes", ("sleep",)) as engine:
+        yield engine
 
 
 async def setup(nc: Client, config: EngineConfig) -> Client_:

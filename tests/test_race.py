@@ -17,7 +17,7 @@ from agentledger.handlers.app import Engine, EngineConfig
 from agentledger.schemas.common import BLOCKING_STATUSES
 from agentledger.schemas.replies import CommandReply
 from tests.conftest import AGENT
-from tests.replicas import body, replay
+from tests.replicas import body, replay, started_pair
 
 TRIALS = 240
 TENANT = "tnt_race"
@@ -25,12 +25,8 @@ TENANT = "tnt_race"
 
 @pytest.fixture
 async def two_engines(engine_config: EngineConfig) -> Any:
-    a, b = Engine(engine_config), Engine(engine_config)
-    await a.start(serve=False)
-    await b.start(serve=False)
-    yield a, b
-    await a.stop()
-    await b.stop()
+    async with started_pair(engine_config) as pair:
+        yield pair
 
 
 async def test_archive_gate_holds_across_two_replicas(two_engines: tuple[Engine, Engine]) -> None:

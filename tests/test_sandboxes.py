@@ -17,7 +17,7 @@ from agentledger.handlers.providers.base import SandboxRef
 from agentledger.handlers.providers.local import LocalProvider
 from agentledger.schemas.sandboxes import ProviderCapabilities
 from tests.conftest import AGENT, Client_, stream_messages
-from tests.sandbox_support import destroy_all, process_state, sandbox, sandbox_dirs, settled, writable
+from tests.sandbox_support import process_state, sandbox, sandbox_dirs, sandbox_engine, settled, writable
 
 DONE = {"outcome": "succeeded", "text": "ok"}
 TENANT = "tnt_acme"
@@ -25,14 +25,9 @@ TENANT = "tnt_acme"
 
 @pytest.fixture
 async def sbx_engine(engine_config: EngineConfig, tmp_path: Path) -> AsyncIterator[Engine]:
-    engine_config.sandbox_dir = tmp_path / "sandboxes"
-    engine_config.worker_ack_wait = 2.0
-    engine_config.sandbox_commands = ("sleep", "/nonexistent/agent-tool")
-    eng = Engine(engine_config)
-    await eng.start()
-    yield eng
-    await eng.stop()
-    await destroy_all(engine_config.sandbox_dir)
+    async with sandbox_engine(engine_config, tmp_path / "sandboxes", ("sleep", "/nonexistent/agent-tool"),
+                              ack_wait=2.0) as eng:
+        yield eng
 
 
 @pytest.fixture

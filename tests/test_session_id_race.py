@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import EngineConfig
 from agentledger.projections.models import LedgerModels, introduced_sessions
 from agentledger.schemas.events import Envelope
-from tests.replicas import Replicas, code, replay
+from tests.replicas import Replicas, code, replay, started_pair
 
 TRIALS = 150
 TENANT = "tnt_sid"
@@ -20,12 +20,8 @@ AGENT = {"kind": "agent", "id": "agt_s"}
 
 @pytest.fixture
 async def replicas(engine_config: EngineConfig) -> Any:
-    a, b = Engine(engine_config), Engine(engine_config)
-    await a.start(serve=False)
-    await b.start(serve=False)
-    yield Replicas(a, b, TENANT, seed=11)
-    await a.stop()
-    await b.stop()
+    async with started_pair(engine_config) as (a, b):
+        yield Replicas(a, b, TENANT, seed=11)
 
 
 async def test_one_session_id_first_used_in_three_threads_at_once(replicas: Replicas) -> None:

@@ -18,7 +18,7 @@ from agentledger.cli.ui.server import serve
 from agentledger.handlers.app import Engine, EngineConfig
 from agentledger.handlers.auth.keys import Deployment
 from tests.conftest import AGENT, Client_, Tenants
-from tests.sandbox_support import destroy_all, settled
+from tests.sandbox_support import sandbox_engine, settled
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -31,12 +31,8 @@ KID = {"kind": "agent", "id": "agt_kid"}
 
 @pytest.fixture
 async def ui_engine(engine_config: EngineConfig, tmp_path: Path) -> AsyncIterator[Engine]:
-    engine_config.sandbox_dir = tmp_path / "sandboxes"
-    eng = Engine(engine_config)
-    await eng.start()
-    yield eng
-    await eng.stop()
-    await destroy_all(engine_config.sandbox_dir)
+    async with sandbox_engine(engine_config, tmp_path / "sandboxes") as eng:
+        yield eng
 
 
 async def auditor_creds(deployment: Deployment, tenants: Tenants, tenant: str, where: Path) -> str:
