@@ -9,7 +9,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from agentledger.engine.nats_server import nats_server_binary
+from agentledger.handlers.nats_server import nats_server_binary
 from bench.harness import Stats
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import nats
 from nats.aio.client import Client
 
-from agentledger.engine.nats_server import EmbeddedNats, free_port
+from agentledger.handlers.nats_server import EmbeddedNats, free_port
 from bench import report as fmt
 from bench.client import TENANT, LedgerClient
 from bench.echo import engine_subjects, fs_pub_subjects, fs_subjects, raw_pub_subjects, raw_subjects

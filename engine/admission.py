@@ -72,15 +72,11 @@ def _refuse(raw: RawEvent, reason: str, tenant: str | None = None) -> Quarantine
 
 def admit(raw: RawEvent, subjects: Subjects) -> Envelope | Quarantined:
     """The envelope of `raw` when subject, tenant, boundary, type and ids all agree (pure)."""
-    head = [*subjects.prefix.split("."), "evt"]
-    parts = raw.subject.split(".")
-    if parts[:len(head)] != head or len(parts) < len(head) + 4:
+    parsed = subjects.parse_event(raw.subject)
+    if parsed is None:
         return _refuse(raw, "not an event subject: <prefix>.evt.<tenant>.<kind>.<id>.<type>")
-    tenant, kind_token, entity = parts[len(head):len(head) + 3]
-    subject_type = ".".join(parts[len(head) + 3:])
-    project_token = None  # `thread.created` carries its project as a last token (Subjects.thread_created_subject)
-    if kind_token == "thr" and subject_type.startswith("thread.created."):
-        subject_type, project_token = "thread.created", subject_type.removeprefix("thread.created.")
+    tenant, kind_token, entity, subject_type = parsed.tenant, parsed.kind, parsed.entity, parsed.type
+    project_token = parsed.project  # `thread.created` carries its project as a last token
     if not _TENANT.fullmatch(tenant):
         return _refuse(raw, f"tenant token {tenant!r} is not a tenant id")
     kind = _KINDS.get(kind_token)

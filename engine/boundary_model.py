@@ -38,7 +38,7 @@ class BoundaryModel(Slice[Any]):
         self.exists = False  # set by the boundary's creating event
         self.commands: dict[str, CommandRecord] = {}  # in log order
         self._applying_position = 0
-        # Cache bookkeeping (projections/models.py), not state: `ready` once loaded from the log;
+        # Cache bookkeeping (engine/repository.py), not state: `ready` once loaded from the log;
         # `loading` while a load runs, `live_buffer` holding what the live follower saw meanwhile.
         self.ready = False
         self.since_snapshot = 0
@@ -46,6 +46,8 @@ class BoundaryModel(Slice[Any]):
         self.live_buffer: list[Any] | None = None
 
     def consistency_boundary(self) -> Selector:
+        """What eventsourcing's `Slice` requires every perspective to name: here, the one subject
+        filter the model is built from (the engine's appends carry the same string)."""
         return Selector(tags=[self.boundary])
 
     def apply(self, envelope: Envelope, position: int) -> bool:

@@ -25,12 +25,12 @@ from agentledger.engine.decisions import DECISIONS
 from agentledger.engine.decoding import decode_request, decoders
 from agentledger.engine.ids import Minter, with_ids
 from agentledger.engine.outcomes import Unchanged, already_exists, log_unavailable, not_found, unexpected
+from agentledger.engine.repository import Repository, introduced_sessions
 from agentledger.engine.results import result_of
 from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.store import ConcurrencyConflict, EventStore, LogUnavailable
 from agentledger.engine.subjects import Subjects
 from agentledger.engine.thread_model import ThreadState
-from agentledger.projections.models import LedgerModels, introduced_sessions
 from agentledger.schemas.commands import (
     COMMANDS,
     Command,
@@ -65,7 +65,7 @@ ENGINE = Principal(id="engine", role="engine")  # commands the engine's own work
 
 
 class CommandService:
-    def __init__(self, store: EventStore, models: LedgerModels, subjects: Subjects,
+    def __init__(self, store: EventStore, models: Repository, subjects: Subjects,
                  catalog: dict[str, ProviderCapabilities], max_attempts: int = 10,
                  lookup_timeout: float = 5.0, decide_within: float = 2.0) -> None:
         self.catalog = catalog  # the sandbox providers this deployment has, and what they can do

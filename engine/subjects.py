@@ -15,6 +15,27 @@ _TENANT = re.compile(TENANT_RE)
 
 
 @dataclass(frozen=True)
+class EventSubject:
+    """The tokens of `<prefix>.evt.<tenant>.<kind>.<entity>.<type>` (`thread.created` adds its
+    project as a last token: `project`). Nothing here is checked yet: admission does that."""
+
+    tenant: str
+    kind: str
+    entity: str
+    type: str
+    project: str | None = None
+
+
+@dataclass(frozen=True)
+class BoundaryOf:
+    """What a boundary filter `<prefix>.evt.<tenant>.<kind>.<entity>.>` names."""
+
+    tenant: str
+    kind: str
+    entity: str
+
+
+@dataclass(frozen=True)
 class Subjects:
     prefix: str = "ledger"
 
@@ -32,14 +53,6 @@ class Subjects:
     def sandbox_filter(self, tenant: str, sandbox_id: str) -> str:
         return f"{self.prefix}.evt.{tenant}.sbx.{sandbox_id}.>"
 
-    @property
-    def sandbox_events_all(self) -> str:
-        return f"{self.prefix}.evt.*.sbx.>"
-
-    @property
-    def thread_events_all(self) -> str:
-        return f"{self.prefix}.evt.*.thr.>"
-
     def thread_events_of(self, types: tuple[str, ...]) -> list[str]:
         """Consumer filters for these thread event types, in every tenant and thread."""
         return [f"{self.prefix}.evt.*.thr.*.{t}" for t in types]
@@ -49,6 +62,24 @@ class Subjects:
 
     def project_filter(self, tenant: str, project_id: str) -> str:
         return f"{self.prefix}.evt.{tenant}.prj.{project_id}.>"
+
+    def parse_event(self, subject: str) -> EventSubject | None:
+        """The tokens of an event subject, or None when `subject` is not shaped like one."""
+        head = [*self.prefix.split("."), "evt"]
+        parts = subject.split(".")
+        if parts[:len(head)] != head or len(parts) < len(head) + 4:
+            return None
+        tenant, kind, entity = parts[len(head):len(head) + 3]
+        event_type = ".".join(parts[len(head) + 3:])
+        if kind == "thr" and event_type.startswith("thread.created."):
+            return EventSubject(tenant, kind, entity, "thread.created", event_type.removeprefix("thread.created."))
+        return EventSubject(tenant, kind, entity, event_type)
+
+    @staticmethod
+    def parse_boundary(boundary_filter: str) -> BoundaryOf:
+        """The tenant, kind and entity a boundary filter names (read from its end: the prefix may hold dots)."""
+        parts = boundary_filter.split(".")
+        return BoundaryOf(parts[-4], parts[-3], parts[-2])
 
     def boundary_of(self, event_subject: str) -> str:
         """The boundary filter an event's subject belongs to (inverse of `event_subject`)."""

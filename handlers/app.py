@@ -25,6 +25,7 @@ from nats.aio.msg import Msg
 from agentledger.engine import codec
 from agentledger.engine.admission import Quarantine
 from agentledger.engine.outcomes import unexpected
+from agentledger.engine.repository import Repository
 from agentledger.engine.service import CommandService
 from agentledger.engine.snapshots import SnapshotStore
 from agentledger.engine.store import EventStore
@@ -42,7 +43,6 @@ from agentledger.handlers.process_manager import SandboxProcessManager, Send
 from agentledger.handlers.providers.base import SandboxProvider
 from agentledger.handlers.providers.local import LocalProvider
 from agentledger.handlers.responder import Answer, Responder
-from agentledger.projections.models import LedgerModels
 from agentledger.projections.queries import QueryService
 from agentledger.schemas.errors import InvalidCommand, InvalidCommandDetails, PathError, Unavailable
 from agentledger.schemas.events import Envelope, Principal
@@ -161,7 +161,7 @@ class Engine:
         self.config = config
         self.nc: Client | None = None
         self.store: EventStore | None = None
-        self.models = LedgerModels(config.subjects, cache_size=config.cache_size, snapshot_every=config.snapshot_every)
+        self.models = Repository(config.subjects, cache_size=config.cache_size, snapshot_every=config.snapshot_every)
         self.commands: CommandService | None = None
         self.queries: QueryService | None = None
         self.responder: Responder | None = None
@@ -401,13 +401,3 @@ class EffectsProcess:
                 await self.nc.drain()
             except nats.errors.Error:
                 await self.nc.close()
-
-
-async def run_effects(cfg: EngineConfig, stop: asyncio.Event) -> None:
-    """Run an effect handler until `stop` is set."""
-    process = EffectsProcess(cfg)
-    await process.start()
-    try:
-        await stop.wait()
-    finally:
-        await process.stop()

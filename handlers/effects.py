@@ -15,11 +15,11 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
+from agentledger.engine.repository import Repository
 from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.store import EventStore
 from agentledger.engine.subjects import Subjects
 from agentledger.handlers.providers.base import ProviderError, SandboxProvider, SandboxRef
-from agentledger.projections.models import LedgerModels
 from agentledger.schemas.commands import SandboxReportOutcome
 from agentledger.schemas.common import Actor
 from agentledger.schemas.events import (
@@ -44,7 +44,7 @@ ACTS_ON = tuple(r.__struct_config__.tag for r in REQUESTS)  # type: ignore[misc]
 class SandboxEffects:
     def __init__(self, store: EventStore, subjects: Subjects, providers: dict[str, SandboxProvider], send: Send) -> None:
         self.store = store
-        self.models = LedgerModels(subjects, cache_size=1000)  # private: sandbox state as of each request
+        self.models = Repository(subjects, cache_size=1000)  # private: sandbox state as of each request
         self.providers = providers
         self.send = send
 

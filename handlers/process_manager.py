@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
+from agentledger.engine.subjects import Subjects
 from agentledger.schemas.commands import Command, SandboxCreate, SandboxDestroy, SandboxFork, SandboxPause, SandboxResume
 from agentledger.schemas.common import Actor
 from agentledger.schemas.events import (
@@ -39,7 +40,7 @@ def commands_for(envelope: Envelope) -> list[Command]:
     ids = {"actor": PM_ACTOR, "correlation_id": envelope.correlation_id, "causation_id": envelope.event_id}
     out: list[Command] = []
     if isinstance(data, (SessionCreated, SessionSpawned)) and data.sandbox is not None:
-        b, thread_id = data.sandbox, envelope.boundary.split(".")[-2]
+        b, thread_id = data.sandbox, Subjects.parse_boundary(envelope.boundary).entity
         owner = {"owner_session_id": data.session_id, "thread_id": thread_id}
         if b.mode == "new":
             out.append(SandboxCreate(sandbox_id=b.sandbox_id, provider=b.provider, options=b.options, **owner, **ids))

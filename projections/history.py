@@ -9,16 +9,16 @@ from typing import Any
 import msgspec
 
 from agentledger.engine import admission
+from agentledger.engine.repository import Repository
 from agentledger.engine.store import EventStore, RawEvent
 from agentledger.engine.thread_model import ThreadState
-from agentledger.projections.models import LedgerModels
 from agentledger.projections.views import replay_view
 from agentledger.schemas.events import Envelope, ThreadCreated
 from agentledger.schemas.queries import EventsPage
 from agentledger.schemas.replay import FieldChange, Replay, ReplayDiff, Scalar, SessionChange
 
 
-async def read_history(store: EventStore, models: LedgerModels, thread: ThreadState, after: int = 0,
+async def read_history(store: EventStore, models: Repository, thread: ThreadState, after: int = 0,
                        limit: int | None = None, up_to: int | None = None) -> list[RawEvent]:
     """Events of `thread`'s lineage with position in (after, up_to], oldest first, at most `limit`.
 

@@ -11,10 +11,10 @@ from typing import Any
 from agentledger.engine import codec
 from agentledger.engine.decoding import decode_request, decoders
 from agentledger.engine.outcomes import log_unavailable, not_found, unexpected
+from agentledger.engine.repository import Repository
 from agentledger.engine.store import EventStore, LogUnavailable, RawEvent
 from agentledger.engine.thread_model import ThreadState
 from agentledger.projections.history import read_history
-from agentledger.projections.models import LedgerModels
 from agentledger.projections.views import sandbox_view, session_view, thread_row, thread_view, tree
 from agentledger.schemas.errors import (
     DomainError,
@@ -47,7 +47,7 @@ _DECODERS = decoders(QUERIES)
 
 
 class QueryService:
-    def __init__(self, store: EventStore, models: LedgerModels, wait_timeout: float = 5.0) -> None:
+    def __init__(self, store: EventStore, models: Repository, wait_timeout: float = 5.0) -> None:
         self.store = store
         self.models = models
         self.wait_timeout = wait_timeout

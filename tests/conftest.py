@@ -23,10 +23,10 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
 
-from agentledger.engine.nats_server import ClusterNode, EmbeddedNats, free_port
 from agentledger.handlers.app import Engine, EngineConfig
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.auth.tenants import add_tenant
+from agentledger.handlers.nats_server import ClusterNode, EmbeddedNats, free_port
 
 _counter = itertools.count()
 MONITOR_PORT: list[int] = []  # the session server's monitoring port, for failure reports

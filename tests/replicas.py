@@ -11,9 +11,9 @@ from typing import Any
 import msgspec
 
 from agentledger.engine import codec
+from agentledger.engine.repository import Repository
 from agentledger.engine.store import EventStore
 from agentledger.handlers.app import Engine, EngineConfig
-from agentledger.projections.models import LedgerModels
 from agentledger.schemas.events import Envelope
 from agentledger.schemas.replies import CommandReply
 from tests.conftest import USER
@@ -67,9 +67,9 @@ def code(reply: CommandReply) -> str:
 
 
 async def replay(store: EventStore, config: EngineConfig,
-                 before_apply: Callable[[LedgerModels, Envelope], None] | None = None) -> LedgerModels:
+                 before_apply: Callable[[Repository, Envelope], None] | None = None) -> Repository:
     """Rebuild every model from the log alone, calling `before_apply` on each event first."""
-    models = LedgerModels(config.subjects)
+    models = Repository(config.subjects)
     for raw in await store.read_latest(config.subjects.events_all):
         envelope = codec.decode(raw.data)
         if before_apply is not None:

@@ -19,7 +19,7 @@ import nats
 import pytest
 
 from agentledger.cli.output import EXIT_REFUSED, EXIT_RETRYABLE
-from agentledger.engine.nats_server import free_port, nats_server_binary
+from agentledger.handlers.nats_server import free_port, nats_server_binary
 
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTLEDGER_", "NATS_"))} | {

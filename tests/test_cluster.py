@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agentledger.engine.nats_server import EmbeddedNats
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.nats_server import EmbeddedNats
 from tests.conftest import config_for, start_cluster
 from tests.replicas import Replicas
 from tests.test_delegation_race import run_width_race

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from agentledger.engine.repository import Repository
 from agentledger.handlers.app import EngineConfig
-from agentledger.projections.models import LedgerModels
 from agentledger.schemas.common import BLOCKING_STATUSES
 from agentledger.schemas.events import Envelope, SessionCompleted, SessionFailed, SessionSpawned
 from tests.replicas import Replicas, code, replay, started_pair
@@ -61,7 +61,7 @@ async def test_complete_archive_and_spawn_at_once(replicas: Replicas) -> None:
     await r.ok("project.create", project_id="prj_c", name="c")
     violations: list[str] = []
 
-    def check(models: LedgerModels, envelope: Envelope) -> None:
+    def check(models: Repository, envelope: Envelope) -> None:
         if isinstance(envelope.data, SessionSpawned):
             thread = models.thread(envelope.tenant_id, envelope.boundary.split(".")[-2])
             parent = thread.sessions[envelope.data.parent_session_id]
@@ -115,7 +115,7 @@ async def test_broadcast_source_ends_idle_exactly_once(replicas: Replicas) -> No
     await r.ok("project.create", project_id="prj_b", name="b")
     merges: Counter[str] = Counter()
 
-    def count_merge(models: LedgerModels, envelope: Envelope) -> None:
+    def count_merge(models: Repository, envelope: Envelope) -> None:
         if isinstance(envelope.data, (SessionCompleted, SessionFailed)):
             thread = models.thread(envelope.tenant_id, envelope.boundary.split(".")[-2])
             child = thread.sessions[envelope.data.session_id]

@@ -11,8 +11,8 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from agentledger.engine.nats_server import free_port
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.nats_server import free_port
 from tests.conftest import Client_, config_for, connect
 from tests.faults_support import Load, check_log, serve_process
 

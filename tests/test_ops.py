@@ -16,9 +16,9 @@ import pytest
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentledger.engine.nats_server import EmbeddedNats, free_port
 from agentledger.handlers.app import Engine, EngineConfig
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.nats_server import EmbeddedNats, free_port
 from agentledger.handlers.observability.health import EngineProbe
 from agentledger.handlers.observability.http import OpsServer
 from agentledger.handlers.observability.logs import JsonFormatter, bind

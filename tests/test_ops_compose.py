@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from agentledger.engine.nats_server import nats_server_binary
 from agentledger.handlers.app import EngineConfig
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.nats_server import nats_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"

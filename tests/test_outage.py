@@ -16,7 +16,7 @@ import msgspec
 import nats
 import pytest
 
-from agentledger.engine.nats_server import EmbeddedNats, free_port
+from agentledger.handlers.nats_server import EmbeddedNats, free_port
 from tests.conftest import USER
 
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agentledger.engine.nats_server import free_port
+from agentledger.handlers.nats_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

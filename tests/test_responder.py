@@ -15,9 +15,9 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from agentledger.engine.nats_server import EmbeddedNats
 from agentledger.handlers.app import EngineConfig, serve_requests
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.nats_server import EmbeddedNats
 from agentledger.handlers.responder import Responder
 from agentledger.schemas.events import Principal
 from agentledger.schemas.replies import CommandReply, QueryReply

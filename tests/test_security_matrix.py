@@ -17,11 +17,11 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from agentledger.engine.nats_server import EmbeddedNats
 from agentledger.handlers.app import Engine, EngineConfig
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.auth.permissions import audit_stream
 from agentledger.handlers.auth.tenants import add_audit_stream, add_tenant
+from agentledger.handlers.nats_server import EmbeddedNats
 from tests.conftest import USER, config_for, stream_messages
 
 TENANT, OTHER = "tnt_matrix", "tnt_matrix_other"

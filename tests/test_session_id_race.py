@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from agentledger.engine.repository import Repository, introduced_sessions
 from agentledger.handlers.app import EngineConfig
-from agentledger.projections.models import LedgerModels, introduced_sessions
 from agentledger.schemas.events import Envelope
 from tests.replicas import Replicas, code, replay, started_pair
 
@@ -57,7 +57,7 @@ async def run_session_id_race(r: Replicas, trials: int) -> None:
     assert a.store
     introduced: dict[str, list[str]] = defaultdict(list)
 
-    def record(models: LedgerModels, envelope: Envelope) -> None:
+    def record(models: Repository, envelope: Envelope) -> None:
         for sid in introduced_sessions(envelope.data):
             introduced[sid].append(envelope.boundary.split(".")[-2])
 

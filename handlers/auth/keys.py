@@ -24,7 +24,6 @@ from nats_jwt.v2.operator_claims import OperatorClaims
 from nats_jwt.v2.types import Permission
 from nats_jwt.v2.user_claims import UserClaims
 
-from agentledger.engine.nats_server import EmbeddedNats
 from agentledger.handlers.auth.permissions import (
     ENGINE_ROLES,
     ROLE_TAG,
@@ -35,6 +34,7 @@ from agentledger.handlers.auth.permissions import (
     engine_grant,
     tenant_grant,
 )
+from agentledger.handlers.nats_server import EmbeddedNats
 from agentledger.schemas.ids import TENANT_RE
 
 ENGINE_ACCOUNT = "AGENTLEDGER"

@@ -58,16 +58,6 @@ def _set_writable(root: Path, writable: bool) -> None:
         path.chmod((mode | stat.S_IWUSR) if writable else (mode & ~write))
 
 
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _signal_group(pid: int | None, sig: signal.Signals) -> None:
     if pid is None:
         return
@@ -253,7 +243,3 @@ class LocalProvider:
         if meta is None:
             raise ProviderError(f"sandbox {ref.sandbox_id} does not exist here")
         return meta
-
-    @staticmethod
-    def process_alive(meta: LocalMeta) -> bool:
-        return _alive(meta.pid)

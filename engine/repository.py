@@ -1,4 +1,5 @@
-"""The boundary models an engine keeps: a bounded cache of the ones in use, loaded from the log on demand.
+"""The write-side repository (as eventsourcing names it): the boundary models an engine keeps, a
+bounded cache of the ones in use, loaded from the log on demand.
 
 A boundary model here is both what queries read and what decisions are checked against. The
 cache holds at most `cache_size` models (least recently used out first); any other boundary is
@@ -53,7 +54,7 @@ def introduced_sessions(data: object) -> list[str]:
     return []
 
 
-class LedgerModels:
+class Repository:
     def __init__(self, subjects: Subjects, cache_size: int | None = None, snapshots: SnapshotStore | None = None,
                  snapshot_every: int = 100) -> None:
         """`cache_size=None` keeps every model (a replay of the whole log); an engine passes a bound."""
@@ -111,14 +112,14 @@ class LedgerModels:
         model = self._models.get(envelope.boundary)
         if model is not None:
             return model
-        parts = envelope.boundary.split(".")
-        kind, entity = parts[-3], parts[-2]
-        if kind == "thr":
-            return self.thread(envelope.tenant_id, entity)
-        if kind == "prj":
-            return self.project(envelope.tenant_id, entity)
-        if kind == "sbx":
-            return self.sandbox(envelope.tenant_id, entity)
+        named = self.subjects.parse_boundary(envelope.boundary)
+        match named.kind:
+            case "thr":
+                return self.thread(envelope.tenant_id, named.entity)
+            case "prj":
+                return self.project(envelope.tenant_id, named.entity)
+            case "sbx":
+                return self.sandbox(envelope.tenant_id, named.entity)
         return None
 
     # -- what lies beyond one boundary -----------------------------------------------------
