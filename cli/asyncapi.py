@@ -14,6 +14,7 @@ from agentledger.handlers.auth.permissions import TENANT_ROLES, may_command, may
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.contract import event_types, json_schema, version
 from agentledger.schemas.queries import QUERIES
+from agentledger.schemas.replies import type_name
 
 PREFIX = "ledger"  # the default; `--prefix` changes the first token of every address
 TENANT = "{tenant}"
@@ -58,10 +59,6 @@ def _channel_ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/channels/{name}"}
 
 
-def _reply_name(query: str) -> str:
-    return "".join(p.capitalize() for p in query.replace("_", ".").split(".")) + "Reply"
-
-
 def boundary_of(event_type: str) -> tuple[str, str]:
     """(id field, word) of the boundary an event type is written to."""
     return _BOUNDARY.get(event_type.split(".", 1)[0], _THREAD)
@@ -82,9 +79,8 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
                           "payload": _ref("schemas", schema)}
         return _ref("messages", name)
 
-    replies = {"command": message("reply.command", "CommandReply", "The one reply to every command.")}
-    for name in sorted(QUERIES):
-        replies[name] = message(f"reply.{name}", _reply_name(name), f"The one reply to `{name}`.")
+    replies = {name: message(f"reply.{name}", type_name(name) + "Reply", f"The one reply to `{name}`.")
+               for name in sorted({*COMMANDS, *QUERIES})}
     channels["replies"] = {
         "address": None,
         "description": "The requester's reply subject (its NATS inbox); exactly one reply per request.",
@@ -102,7 +98,6 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
                 "parameters": {"tenant": tenant},
                 "messages": {"request": message(f"{kind}.{name}", struct.__name__, doc or f"The `{name}` {kind}.")},
             }
-            reply = "command" if kind == "command" else name
             allowed = may_command if kind == "command" else may_query
             roles = [r for r in (*TENANT_ROLES, "admin") if allowed(r)]
             operations[name] = {
@@ -115,7 +110,7 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
                 "channel": _channel_ref(channel),
                 "messages": [{"$ref": f"#/channels/{channel}/messages/request"}],
                 "reply": {"channel": _channel_ref("replies"),
-                          "messages": [{"$ref": f"#/channels/replies/messages/{reply}"}]},
+                          "messages": [{"$ref": f"#/channels/replies/messages/{name}"}]},
             }
 
     def event_channel(key: str, title: str, address: str, parameters: dict[str, Any], msgs: dict[str, Any],
@@ -126,7 +121,7 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
             "action": "send",
             "title": f"append {title}",
             "summary": "The engine appends one event per accepted command, conditional on its boundary's last "
-                       "sequence (a session claim lands in the same atomic batch as its event).",
+                       "sequence (an event that introduces a session is preceded by that session id's claim).",
             "channel": _channel_ref(key),
             "messages": [{"$ref": f"#/channels/{key}/messages/{m}"} for m in sorted(msgs)],
         }
@@ -155,8 +150,9 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
         "address": claim,
         "title": "session claims",
         "description": "In the same stream, not events: at most one message per session id, with an empty body, "
-                       "appended (expected sequence 0) in the same atomic batch as the event that introduces the "
-                       "session, so one session id can never land in two threads. Positions skip them.",
+                       "appended with expected sequence 0 on the id's claim filter just before the event that "
+                       "introduces the session (a conditional publish of its own), so one session id can never "
+                       "land in two threads. Positions skip them.",
         "parameters": {"tenant": tenant, "session_id": {"description": "the claimed session id"},
                        "thread_id": {"description": "the thread that holds it"}},
         "messages": {"claim": {"name": "session.claim", "title": "session.claim", "summary": "A session id's claim "
@@ -164,7 +160,7 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
     }
     operations["claim.session"] = {
         "action": "send", "title": "claim a session id", "channel": _channel_ref("claims.session"),
-        "summary": "Appended with the event that introduces the session.",
+        "summary": "Appended just before the event that introduces the session.",
         "messages": [{"$ref": "#/channels/claims.session/messages/claim"}],
     }
 

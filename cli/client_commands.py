@@ -27,16 +27,6 @@ from agentledger.schemas.queries import QUERIES, Query
 from agentledger.schemas.replies import CommandReply, QueryReply
 
 GROUP_HELP = {
-    "project": "Projects: create them, with their delegation caps.",
-    "thread": "Threads: create, look up, archive, delete.",
-    "session": "Sessions: lifecycle, delegation and views.",
-    "handoff": "Hand a session over to one actor or broadcast it to several.",
-    "events": "Read or follow the event log.",
-    "sandbox": "Sandboxes: the working environments sessions run in.",
-    "quarantine": "Messages of the log the engine refused to apply.",
-    "workers": "The process manager and effect handlers: what they gave up on.",
-}
-HELP = {
     "project.create": "Create a project.",
     "thread.create": "Create a thread in a project.",
     "thread.archive": "Archive a thread (refused while a session is busy).",
@@ -136,8 +126,7 @@ def _make(kind: str, name: str, struct: type[msgspec.Struct], spec: Spec) -> Cal
         _send(kind, name, struct, options, values)
 
     run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    own_doc = (struct.__doc__ or "").strip().split("\n")[0]
-    run.__doc__ = HELP.get(name) or own_doc or f"Send the {name} {kind}."
+    run.__doc__ = (struct.__doc__ or "").strip().split("\n")[0]  # the contract's own help line
     return run
 
 

@@ -83,7 +83,7 @@ class Target:
 def _refused(target: Target, why: str) -> DomainError:
     """The broker said no (bad credentials, or a subject these credentials may not use): not retryable."""
     return DomainError(Forbidden(message=f"NATS at {target.nats_url} refused: {why}",
-                                 details=ForbiddenDetails(principal="?", role="?", tenant=target.tenant)))
+                                 details=ForbiddenDetails(principal="unknown", role="unknown", tenant=target.tenant)))
 
 
 async def connect(target: Target, on_closed: Callable[[], None] | None = None,

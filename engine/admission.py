@@ -29,6 +29,7 @@ from agentledger.engine.store import RawEvent
 from agentledger.engine.subjects import Subjects
 from agentledger.engine.thread_model import ThreadState
 from agentledger.schemas import events as ev
+from agentledger.schemas.common import RUNNING_STATUSES, SessionStatus
 from agentledger.schemas.events import Envelope
 from agentledger.schemas.ids import TENANT_RE, id_pattern
 from agentledger.schemas.queries import Quarantined
@@ -44,24 +45,16 @@ _TYPES: dict[str, type[ev.Event]] = {t.__struct_config__.tag: t for t in typing.
 class _Kind:
     entity: re.Pattern[str]
     id_field: str  # the field of the kind's events that names the boundary's entity, where they have it
-    types: frozenset[str]
+    types: frozenset[str]  # the event types its model applies
 
 
-def _types(*classes: type[ev.Event]) -> frozenset[str]:
-    return frozenset(c.__struct_config__.tag for c in classes)  # type: ignore[misc]
+def _kind(model: type[BoundaryModel]) -> _Kind:
+    return _Kind(re.compile(id_pattern(model.ID_PREFIX)), model.ID_FIELD,
+                 frozenset(t.__struct_config__.tag for t in model.projected_types))  # type: ignore[attr-defined]
 
 
-_KINDS = {
-    "thr": _Kind(re.compile(id_pattern("thd_")), "thread_id", _types(
-        ev.ThreadCreated, ev.ThreadArchived, ev.ThreadUnarchived, ev.ThreadDeleted, ev.SessionCreated,
-        ev.SessionStarted, ev.SessionInputRequested, ev.SessionInputProvided, ev.SessionCompleted,
-        ev.SessionCancelled, ev.SessionFailed, ev.SessionArchived, ev.SessionRestored, ev.SessionSpawned,
-        ev.HandoffTransferred, ev.HandoffBroadcasted)),
-    "prj": _Kind(re.compile(id_pattern("prj_")), "project_id", _types(ev.ProjectCreated)),
-    "sbx": _Kind(re.compile(id_pattern("sbx_")), "sandbox_id", _types(
-        ev.SandboxCreateRequested, ev.SandboxPauseRequested, ev.SandboxResumeRequested, ev.SandboxDestroyRequested,
-        ev.SandboxCreated, ev.SandboxPaused, ev.SandboxResumed, ev.SandboxDestroyed, ev.SandboxFailed)),
-}
+_KINDS = {"thr": _kind(ThreadState), "prj": _kind(ProjectState), "sbx": _kind(SandboxState)}
+"""Each boundary kind's subject token, with what its model accepts: a new event needs only its `@event` there."""
 _SANDBOX_ID = re.compile(id_pattern("sbx_"))
 _SESSION_ID = re.compile(id_pattern("ses_"))
 
@@ -130,14 +123,13 @@ def _ids_well_formed(data: ev.Event) -> str | None:
 
 
 # -- does the event fit the state it is applied to? ---------------------------------------------
-_RUNNING = ("active", "awaiting_hitl")
-_SESSION_FROM: dict[type[ev.Event], tuple[str, ...]] = {
+_SESSION_FROM: dict[type[ev.Event], tuple[SessionStatus, ...]] = {
     ev.SessionStarted: ("idle",),
     ev.SessionInputRequested: ("active",),
     ev.SessionInputProvided: ("awaiting_hitl",),
-    ev.SessionCompleted: _RUNNING,
-    ev.SessionCancelled: _RUNNING,
-    ev.SessionFailed: _RUNNING,
+    ev.SessionCompleted: RUNNING_STATUSES,
+    ev.SessionCancelled: RUNNING_STATUSES,
+    ev.SessionFailed: RUNNING_STATUSES,
     ev.SessionArchived: ("idle", "failed"),
     ev.SessionRestored: ("archived",),
 }
@@ -178,7 +170,7 @@ def _fits_thread(state: ThreadState, data: ev.Event) -> str | None:
             return _new_sessions(state, [data.session_id], opening=True)
         case ev.SessionSpawned():
             parent = state.sessions.get(data.parent_session_id)
-            if parent is None or parent.status not in _RUNNING:
+            if parent is None or parent.status not in RUNNING_STATUSES:
                 return f"parent session {data.parent_session_id!r} is not running in this thread"
             if data.edge_id in state.edges:
                 return f"edge {data.edge_id!r} already exists"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 from eventsourcing.dcb.domain import Selector, Slice
@@ -30,6 +30,15 @@ class BoundaryModel(Slice[Any]):
     ignores anything at or below `position`, so the same event arriving from the engine's own
     append, a refresh read and the live projection is applied exactly once.
     """
+
+    ID_PREFIX: ClassVar[str]  # the id prefix of the boundary's entity (`thd_`)
+    ID_FIELD: ClassVar[str]  # the field of its events that names that entity (`thread_id`)
+    # The model's state: what snapshots hold (engine/snapshots.py), declared here and in each model.
+    tenant_id: str
+    boundary: str
+    position: int
+    exists: bool
+    commands: dict[str, CommandRecord]
 
     def __init__(self, tenant_id: str, boundary: str) -> None:
         self.tenant_id = tenant_id

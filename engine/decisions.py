@@ -6,36 +6,20 @@ Checks run in the order the domain rules give, and stop at the first failure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from agentledger.engine.context import Context
 from agentledger.engine.outcomes import Accepted, Outcome, Unchanged, already_exists, illegal, not_found, thread_closed
 from agentledger.engine.project_model import ProjectState
 from agentledger.engine.sandbox_decisions import (
     bind_sandbox,
-    decide_sandbox_create,
-    decide_sandbox_destroy,
-    decide_sandbox_fork,
-    decide_sandbox_pause,
-    decide_sandbox_report,
-    decide_sandbox_resume,
     plan_session_end,
     plan_session_start,
     plan_thread_archive,
 )
 from agentledger.engine.thread_model import Session, ThreadState
 from agentledger.schemas.commands import (
-    Command,
     HandoffBroadcast,
     HandoffSingle,
     ProjectCreate,
-    SandboxCreate,
-    SandboxDestroy,
-    SandboxFork,
-    SandboxPause,
-    SandboxReportOutcome,
-    SandboxResume,
     SessionArchive,
     SessionCancel,
     SessionComplete,
@@ -51,6 +35,7 @@ from agentledger.schemas.commands import (
     ThreadDelete,
     ThreadUnarchive,
 )
+from agentledger.schemas.common import RUNNING_STATUSES, SessionStatus
 from agentledger.schemas.errors import (
     BlockingSession,
     CapacityDetails,
@@ -90,7 +75,7 @@ from agentledger.schemas.events import (
     ThreadDeleted,
     ThreadUnarchived,
 )
-from agentledger.schemas.replies import CommandResult
+from agentledger.schemas.results import ThreadStatusResult
 
 MAX_LISTED_BLOCKERS = 50
 
@@ -104,8 +89,7 @@ def decide_project_create(state: ProjectState, cmd: ProjectCreate, ctx: Context)
     assert cmd.project_id is not None
     if state.exists:
         raise already_exists("project", cmd.project_id)
-    return Accepted(ProjectCreated(project_id=cmd.project_id, name=cmd.name, config=cmd.config),
-                    CommandResult(project_id=cmd.project_id))
+    return Accepted(ProjectCreated(project_id=cmd.project_id, name=cmd.name, config=cmd.config))
 
 
 # -- thread -----------------------------------------------------------------------------------
@@ -134,8 +118,7 @@ def decide_thread_create(state: ThreadState, cmd: ThreadCreate, ctx: Context) ->
         raise already_exists("thread", cmd.thread_id)
     return Accepted(ThreadCreated(thread_id=cmd.thread_id, project_id=cmd.project_id, title=cmd.title,
                                   max_delegation_depth=project.config.max_delegation_depth,
-                                  max_delegation_width=project.config.max_delegation_width, forked_from=fork),
-                    CommandResult(thread_id=cmd.thread_id))
+                                  max_delegation_width=project.config.max_delegation_width, forked_from=fork))
 
 
 def _live_thread(state: ThreadState) -> None:
@@ -162,27 +145,24 @@ def decide_thread_archive(state: ThreadState, cmd: ThreadArchive, ctx: Context) 
     _live_thread(state)
     if state.blocking:
         raise _not_empty(state, "archive", list(state.blocking))
-    result = CommandResult(thread_id=state.thread_id, status="archived")
     if state.status == "archived":
-        return Unchanged(result)
-    return Accepted(ThreadArchived(thread_id=state.thread_id, sandbox_actions=plan_thread_archive(state)), result)
+        return Unchanged(ThreadStatusResult(thread_id=state.thread_id, status="archived"))
+    return Accepted(ThreadArchived(thread_id=state.thread_id, sandbox_actions=plan_thread_archive(state)))
 
 
 def decide_thread_unarchive(state: ThreadState, cmd: ThreadUnarchive, ctx: Context) -> Outcome:
     _live_thread(state)
-    result = CommandResult(thread_id=state.thread_id, status="open")
     if state.status == "open":
-        return Unchanged(result)
-    return Accepted(ThreadUnarchived(thread_id=state.thread_id), result)
+        return Unchanged(ThreadStatusResult(thread_id=state.thread_id, status="open"))
+    return Accepted(ThreadUnarchived(thread_id=state.thread_id))
 
 
 def decide_thread_delete(state: ThreadState, cmd: ThreadDelete, ctx: Context) -> Outcome:
-    result = CommandResult(thread_id=state.thread_id, status="deleted")
     if not state.exists or state.status == "deleted":
-        return Unchanged(result)
+        return Unchanged(ThreadStatusResult(thread_id=state.thread_id, status="deleted"))
     if state.sessions:
         raise _not_empty(state, "delete", list(state.sessions))
-    return Accepted(ThreadDeleted(thread_id=state.thread_id), result)
+    return Accepted(ThreadDeleted(thread_id=state.thread_id))
 
 
 # -- sessions ---------------------------------------------------------------------------------
@@ -193,7 +173,7 @@ def _session(state: ThreadState, session_id: str) -> Session:
     return session
 
 
-def _expect(session: Session, allowed: tuple[str, ...], command: str) -> None:
+def _expect(session: Session, allowed: tuple[SessionStatus, ...], command: str) -> None:
     if session.status not in allowed:
         raise illegal("session", session.session_id, session.status, command)
 
@@ -203,13 +183,8 @@ def decide_session_create(state: ThreadState, cmd: SessionCreate, ctx: Context) 
     _open_thread(state, cmd.NAME)
     if cmd.session_id in state.sessions:
         raise already_exists("session", cmd.session_id)
-    binding = bind_sandbox(state, cmd.sandbox, ctx.sandbox, ctx.mint, ctx.catalog)
-    return Accepted(SessionCreated(session_id=cmd.session_id, owner=cmd.owner, budget=cmd.budget, sandbox=binding),
-                    CommandResult(session_id=cmd.session_id, sandbox_id=binding.sandbox_id if binding else None))
-
-
-def _status_result(session_id: str, status: str) -> CommandResult:
-    return CommandResult(session_id=session_id, status=status)
+    binding = bind_sandbox(state, cmd.sandbox, cmd.NAME, ctx)
+    return Accepted(SessionCreated(session_id=cmd.session_id, owner=cmd.owner, budget=cmd.budget, sandbox=binding))
 
 
 def decide_session_start(state: ThreadState, cmd: SessionStart, ctx: Context) -> Outcome:
@@ -220,65 +195,57 @@ def decide_session_start(state: ThreadState, cmd: SessionStart, ctx: Context) ->
     if state.delegation_ended(session):
         # A delegated session ends for good: restarting it would run outside its parent's width cap.
         raise illegal("session", session.session_id, "ended", cmd.NAME)
-    return Accepted(SessionStarted(session_id=session.session_id, sandbox_actions=plan_session_start(state, session.session_id)),
-                    _status_result(session.session_id, "active"))
+    return Accepted(SessionStarted(session_id=session.session_id, sandbox_actions=plan_session_start(state, session.session_id)))
 
 
 def decide_session_request_input(state: ThreadState, cmd: SessionRequestInput, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
     _expect(session, ("active",), cmd.NAME)
-    return Accepted(SessionInputRequested(session_id=session.session_id, prompt=cmd.prompt),
-                    _status_result(session.session_id, "awaiting_hitl"))
+    return Accepted(SessionInputRequested(session_id=session.session_id, prompt=cmd.prompt))
 
 
 def decide_session_provide_input(state: ThreadState, cmd: SessionProvideInput, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
     _expect(session, ("awaiting_hitl",), cmd.NAME)
-    return Accepted(SessionInputProvided(session_id=session.session_id), _status_result(session.session_id, "active"))
-
-
-_RUNNING = ("active", "awaiting_hitl")
+    return Accepted(SessionInputProvided(session_id=session.session_id))
 
 
 def decide_session_complete(state: ThreadState, cmd: SessionComplete, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
-    _expect(session, _RUNNING, cmd.NAME)
+    _expect(session, RUNNING_STATUSES, cmd.NAME)
     summary_id = ctx.mint("sum_")
     return Accepted(SessionCompleted(session_id=session.session_id, summary_id=summary_id, summary=cmd.summary,
                                      usage=cmd.usage,
-                                     sandbox_actions=plan_session_end(state, session.session_id, failing=False)),
-                    CommandResult(session_id=session.session_id, status="idle", summary_id=summary_id))
+                                     sandbox_actions=plan_session_end(state, session.session_id, failing=False)))
 
 
-def _end_run(state: ThreadState, cmd: SessionCancel | SessionFail, event: type[SessionCancelled | SessionFailed],
-             status: str) -> Outcome:
-    """cancel and fail: the run stops without a summary; only the resulting status differs."""
+def _end_run(state: ThreadState, cmd: SessionCancel | SessionFail, event: type[SessionCancelled | SessionFailed]) -> Outcome:
+    """cancel and fail: the run stops without a summary; only the event (and so the status) differs."""
     session = _session(state, cmd.session_id)
-    _expect(session, _RUNNING, cmd.NAME)
-    failing = status == "failed"
+    _expect(session, RUNNING_STATUSES, cmd.NAME)
+    failing = event is SessionFailed
     return Accepted(event(session_id=session.session_id, reason=cmd.reason, usage=cmd.usage,
-                          sandbox_actions=plan_session_end(state, session.session_id, failing=failing)),
-                    _status_result(session.session_id, status))
+                          sandbox_actions=plan_session_end(state, session.session_id, failing=failing)))
 
 
 def decide_session_cancel(state: ThreadState, cmd: SessionCancel, ctx: Context) -> Outcome:
-    return _end_run(state, cmd, SessionCancelled, "idle")
+    return _end_run(state, cmd, SessionCancelled)
 
 
 def decide_session_fail(state: ThreadState, cmd: SessionFail, ctx: Context) -> Outcome:
-    return _end_run(state, cmd, SessionFailed, "failed")
+    return _end_run(state, cmd, SessionFailed)
 
 
 def decide_session_archive(state: ThreadState, cmd: SessionArchive, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
     _expect(session, ("idle", "failed"), cmd.NAME)
-    return Accepted(SessionArchived(session_id=session.session_id), _status_result(session.session_id, "archived"))
+    return Accepted(SessionArchived(session_id=session.session_id))
 
 
 def decide_session_restore(state: ThreadState, cmd: SessionRestore, ctx: Context) -> Outcome:
     session = _session(state, cmd.session_id)
     _expect(session, ("archived",), cmd.NAME)
-    return Accepted(SessionRestored(session_id=session.session_id), _status_result(session.session_id, "idle"))
+    return Accepted(SessionRestored(session_id=session.session_id))
 
 
 # -- delegation -------------------------------------------------------------------------------
@@ -306,7 +273,7 @@ def decide_session_spawn(state: ThreadState, cmd: SessionSpawn, ctx: Context) ->
             raise DomainError(CrossProject(message="parent session is in another project", details=details))
         raise DomainError(CrossThread(message="parent session is in another thread", details=details))
     parent = _session(state, cmd.parent_session_id)
-    _expect(parent, _RUNNING, cmd.NAME)
+    _expect(parent, RUNNING_STATUSES, cmd.NAME)
     _check_caps(state, parent, 1)
     if cmd.session_id in state.sessions:
         raise already_exists("session", cmd.session_id)
@@ -314,13 +281,11 @@ def decide_session_spawn(state: ThreadState, cmd: SessionSpawn, ctx: Context) ->
     if cmd.budget is not None and remaining is not None and cmd.budget > remaining:
         assert parent.budget is not None
         raise _capacity("budget", parent.budget - remaining, parent.budget, parent.session_id)
-    binding = bind_sandbox(state, cmd.sandbox, ctx.sandbox, ctx.mint, ctx.catalog)
+    binding = bind_sandbox(state, cmd.sandbox, cmd.NAME, ctx)
     edge_id = ctx.mint("sub_")
     return Accepted(SessionSpawned(session_id=cmd.session_id, parent_session_id=parent.session_id,
                                    root_session_id=parent.root_session_id, depth=parent.depth + 1, edge_id=edge_id,
-                                   agent=cmd.agent, failure_mode=cmd.failure_mode, budget=cmd.budget, sandbox=binding),
-                    CommandResult(session_id=cmd.session_id, edge_id=edge_id, depth=parent.depth + 1,
-                                  sandbox_id=binding.sandbox_id if binding else None))
+                                   agent=cmd.agent, failure_mode=cmd.failure_mode, budget=cmd.budget, sandbox=binding))
 
 
 _REJECT_REASON = {"active": "active_run", "awaiting_hitl": "pending_hitl",
@@ -351,8 +316,7 @@ def decide_handoff_single(state: ThreadState, cmd: HandoffSingle, ctx: Context) 
     return Accepted(HandoffTransferred(
         handoff_id=handoff_id, source_session_id=source.session_id, previous_owner=source.owner,
         owner_version=version, depth=source.depth + 1,
-        recipient=HandoffRecipient(actor=cmd.recipient, session_id=session_id, edge_id=mint("sub_"))),
-        CommandResult(handoff_id=handoff_id, session_id=session_id, owner_version=version))
+        recipient=HandoffRecipient(actor=cmd.recipient, session_id=session_id, edge_id=mint("sub_"))))
 
 
 def decide_handoff_broadcast(state: ThreadState, cmd: HandoffBroadcast, ctx: Context) -> Outcome:
@@ -366,36 +330,5 @@ def decide_handoff_broadcast(state: ThreadState, cmd: HandoffBroadcast, ctx: Con
     recipients = [HandoffRecipient(actor=a, session_id=mint("ses_"), edge_id=mint("sub_")) for a in cmd.recipients]
     version = source.owner_version + 1
     return Accepted(HandoffBroadcasted(handoff_id=handoff_id, source_session_id=source.session_id,
-                                       owner_version=version, depth=source.depth + 1, recipients=recipients),
-                    CommandResult(handoff_id=handoff_id, session_ids=[r.session_id for r in recipients],
-                                  owner_version=version))
+                                       owner_version=version, depth=source.depth + 1, recipients=recipients))
 
-
-Decision = Callable[[Any, Any, Context], Outcome]
-
-DECISIONS: dict[type[Command], Decision] = {
-    ProjectCreate: decide_project_create,
-    ThreadCreate: decide_thread_create,
-    ThreadArchive: decide_thread_archive,
-    ThreadUnarchive: decide_thread_unarchive,
-    ThreadDelete: decide_thread_delete,
-    SessionCreate: decide_session_create,
-    SessionStart: decide_session_start,
-    SessionRequestInput: decide_session_request_input,
-    SessionProvideInput: decide_session_provide_input,
-    SessionComplete: decide_session_complete,
-    SessionCancel: decide_session_cancel,
-    SessionFail: decide_session_fail,
-    SessionArchive: decide_session_archive,
-    SessionRestore: decide_session_restore,
-    SessionSpawn: decide_session_spawn,
-    HandoffSingle: decide_handoff_single,
-    HandoffBroadcast: decide_handoff_broadcast,
-    SandboxCreate: lambda state, cmd, ctx: decide_sandbox_create(state, cmd, ctx.catalog),
-    SandboxFork: lambda state, cmd, ctx: decide_sandbox_fork(state, cmd, ctx.sandbox, ctx.catalog),
-    SandboxPause: lambda state, cmd, ctx: decide_sandbox_pause(state, cmd, ctx.catalog),
-    SandboxResume: lambda state, cmd, ctx: decide_sandbox_resume(state, cmd),
-    SandboxDestroy: lambda state, cmd, ctx: decide_sandbox_destroy(state, cmd),
-    SandboxReportOutcome: lambda state, cmd, ctx: decide_sandbox_report(state, cmd),
-}
-"""Every command's decision: (its boundary's state, the command, the context) -> outcome."""

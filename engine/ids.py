@@ -7,18 +7,6 @@ import hashlib
 import secrets
 import string
 
-import msgspec
-
-from agentledger.schemas.commands import (
-    Command,
-    ProjectCreate,
-    SandboxCreate,
-    SandboxFork,
-    SessionCreate,
-    SessionSpawn,
-    ThreadCreate,
-)
-
 _ALPHABET = string.digits + string.ascii_lowercase
 
 
@@ -37,18 +25,3 @@ class Minter:
             chars.append(_ALPHABET[r])
         return prefix + "".join(chars)
 
-
-def with_ids(cmd: Command, mint: Minter) -> Command:
-    """Fill the ids a client may leave out, before the boundary is chosen."""
-    match cmd:
-        case ProjectCreate(project_id=None):
-            return msgspec.structs.replace(cmd, project_id=mint("prj_"))
-        case ThreadCreate(thread_id=None):
-            return msgspec.structs.replace(cmd, thread_id=mint("thd_"))
-        case SessionCreate(session_id=None) | SessionSpawn(session_id=None):
-            return msgspec.structs.replace(cmd, session_id=mint("ses_"))
-        case SandboxCreate(sandbox_id=None):
-            return msgspec.structs.replace(cmd, sandbox_id=mint("sbx_"))
-        case SandboxFork(new_sandbox_id=None):
-            return msgspec.structs.replace(cmd, new_sandbox_id=mint("sbx_"))
-    return cmd

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from typing import Literal
 
 import msgspec
 
@@ -12,6 +13,7 @@ from agentledger.schemas.errors import (
     AlreadyExists,
     DomainError,
     EntityDetails,
+    EntityKind,
     IllegalTransition,
     IllegalTransitionDetails,
     Internal,
@@ -19,25 +21,25 @@ from agentledger.schemas.errors import (
     ThreadClosed,
     ThreadClosedDetails,
     TraceDetails,
+    TransitionFrom,
     Unavailable,
 )
 from agentledger.schemas.events import Event
-from agentledger.schemas.replies import CommandResult
+from agentledger.schemas.results import Result
 
 Mint = Callable[[str], str]
 
 
 class Accepted(msgspec.Struct, frozen=True):
-    """Append this event; reply with this result."""
+    """Append this event; the reply's result is derived from it (`CommandSpec.result`)."""
 
     event: Event
-    result: CommandResult
 
 
 class Unchanged(msgspec.Struct, frozen=True):
     """Idempotent no-op: nothing to append, reply ok with this result."""
 
-    result: CommandResult
+    result: Result
 
 
 Outcome = Accepted | Unchanged
@@ -54,15 +56,15 @@ def unexpected(log: logging.Logger, what: str) -> Internal:
     return Internal(message=f"internal error; trace {trace_id}", details=TraceDetails(trace_id=trace_id))
 
 
-def not_found(kind: str, id_: str) -> DomainError:
+def not_found(kind: EntityKind, id_: str) -> DomainError:
     return DomainError(NotFound(message=f"{kind} {id_} not found", details=EntityDetails(kind=kind, id=id_)))
 
 
-def already_exists(kind: str, id_: str) -> DomainError:
+def already_exists(kind: EntityKind, id_: str) -> DomainError:
     return DomainError(AlreadyExists(message=f"{kind} {id_} already exists", details=EntityDetails(kind=kind, id=id_)))
 
 
-def illegal(kind: str, id_: str, from_: str, command: str) -> DomainError:
+def illegal(kind: Literal["session", "sandbox"], id_: str, from_: TransitionFrom, command: str) -> DomainError:
     return DomainError(IllegalTransition(
         message=f"{command} is not allowed on {kind} {id_} in status {from_}",
         details=IllegalTransitionDetails(kind=kind, id=id_, from_=from_, command=command)))

@@ -10,6 +10,12 @@ from agentledger.schemas.events import ProjectCreated
 
 
 class ProjectState(BoundaryModel):
+    ID_PREFIX = "prj_"
+    ID_FIELD = "project_id"
+    project_id: str
+    name: str
+    config: ProjectConfig
+
     def __init__(self, tenant_id: str, boundary: str, project_id: str) -> None:
         super().__init__(tenant_id, boundary)
         self.project_id = project_id
@@ -17,7 +23,7 @@ class ProjectState(BoundaryModel):
         self.config = ProjectConfig()
 
     @event(ProjectCreated)
-    def _(self, name: str, config: ProjectConfig) -> None:
+    def project_created(self, name: str, config: ProjectConfig) -> None:
         self.exists = True
         self.name = name
         self.config = config

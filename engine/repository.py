@@ -135,8 +135,7 @@ class Repository:
         if self.cache_size is not None and len(self._session_thread) > 16 * self.cache_size:
             self._session_thread.popitem(last=False)
 
-    async def resolve_session(self, store: EventStore, tenant: str, session_id: str,
-                              timeout: float | None = None) -> str | None:
+    async def resolve_session(self, store: EventStore, tenant: str, session_id: str) -> str | None:
         """Find a session's thread: from the cache, else from its claim in the log (read from the
         stream leader on a replicated stream, so an acknowledged session is never reported absent)."""
         found = self.locate_session(tenant, session_id)

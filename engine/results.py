@@ -1,57 +1,107 @@
-"""The `result` of an accepted command, derived from its event alone, so that a repeated
-command_id (also after a restart) is answered exactly as the first time."""
+"""The `result` of an accepted command, derived from its event alone: the first reply and every
+repeat of its command id (also after a restart) are built by the same function."""
 
 from __future__ import annotations
 
+from agentledger.schemas.common import SessionStatus, ThreadStatus
 from agentledger.schemas.events import (
-    AnyEvent,
+    Event,
     HandoffBroadcasted,
     HandoffTransferred,
     ProjectCreated,
+    SandboxCreated,
     SandboxCreateRequested,
+    SandboxDestroyed,
+    SandboxDestroyRequested,
+    SandboxFailed,
+    SandboxPaused,
+    SandboxPauseRequested,
+    SandboxResumed,
+    SandboxResumeRequested,
+    SessionArchived,
+    SessionCancelled,
     SessionCompleted,
     SessionCreated,
+    SessionFailed,
+    SessionInputProvided,
+    SessionInputRequested,
+    SessionRestored,
     SessionSpawned,
+    SessionStarted,
+    ThreadArchived,
     ThreadCreated,
+    ThreadDeleted,
+    ThreadUnarchived,
 )
-from agentledger.schemas.replies import CommandResult
+from agentledger.schemas.results import (
+    HandoffBroadcastResult,
+    HandoffSingleResult,
+    ProjectCreateResult,
+    SandboxStatusResult,
+    SessionCompleteResult,
+    SessionCreateResult,
+    SessionSpawnResult,
+    SessionStatusResult,
+    ThreadCreateResult,
+    ThreadStatusResult,
+)
+from agentledger.schemas.sandboxes import SandboxStatus
 
-_STATUS_AFTER = {
-    "thread.archived": "archived", "thread.unarchived": "open", "thread.deleted": "deleted",
-    "session.started": "active", "session.input_requested": "awaiting_hitl", "session.input_provided": "active",
-    "session.cancelled": "idle", "session.failed": "failed", "session.archived": "archived",
-    "session.restored": "idle",
-    "sandbox.pause_requested": "paused", "sandbox.resume_requested": "running", "sandbox.destroy_requested": "destroyed",
-    "sandbox.created": "running", "sandbox.paused": "paused", "sandbox.resumed": "running",
-    "sandbox.destroyed": "destroyed", "sandbox.failed": "failed",
-}
+ThreadStatusEvent = ThreadArchived | ThreadUnarchived | ThreadDeleted
+SessionStatusEvent = (SessionStarted | SessionInputRequested | SessionInputProvided | SessionCancelled | SessionFailed
+                      | SessionArchived | SessionRestored)
+SandboxEvent = (SandboxCreateRequested | SandboxPauseRequested | SandboxResumeRequested | SandboxDestroyRequested
+                | SandboxCreated | SandboxPaused | SandboxResumed | SandboxDestroyed | SandboxFailed)
+
+THREAD_STATUS_AFTER: dict[type[Event], ThreadStatus] = {
+    ThreadArchived: "archived", ThreadUnarchived: "open", ThreadDeleted: "deleted"}
+SESSION_STATUS_AFTER: dict[type[Event], SessionStatus] = {
+    SessionStarted: "active", SessionInputRequested: "awaiting_hitl", SessionInputProvided: "active",
+    SessionCancelled: "idle", SessionFailed: "failed", SessionArchived: "archived", SessionRestored: "idle"}
+SANDBOX_STATUS_AFTER: dict[type[Event], SandboxStatus] = {
+    SandboxCreateRequested: "creating", SandboxPauseRequested: "paused", SandboxResumeRequested: "running",
+    SandboxDestroyRequested: "destroyed", SandboxCreated: "running", SandboxPaused: "paused",
+    SandboxResumed: "running", SandboxDestroyed: "destroyed", SandboxFailed: "failed"}
+"""A sandbox request answers the status it asks for; an outcome, the status it records."""
 
 
-def result_of(event: AnyEvent) -> CommandResult:
-    match event:
-        case ProjectCreated():
-            return CommandResult(project_id=event.project_id)
-        case ThreadCreated():
-            return CommandResult(thread_id=event.thread_id)
-        case SessionCreated():
-            return CommandResult(session_id=event.session_id,
-                                 sandbox_id=event.sandbox.sandbox_id if event.sandbox else None)
-        case SessionCompleted():
-            return CommandResult(session_id=event.session_id, status="idle", summary_id=event.summary_id)
-        case SessionSpawned():
-            return CommandResult(session_id=event.session_id, edge_id=event.edge_id, depth=event.depth,
-                                 sandbox_id=event.sandbox.sandbox_id if event.sandbox else None)
-        case SandboxCreateRequested():
-            return CommandResult(sandbox_id=event.sandbox_id, status="creating")
-        case HandoffTransferred():
-            return CommandResult(handoff_id=event.handoff_id, session_id=event.recipient.session_id,
-                                 owner_version=event.owner_version)
-        case HandoffBroadcasted():
-            return CommandResult(handoff_id=event.handoff_id, session_ids=[r.session_id for r in event.recipients],
-                                 owner_version=event.owner_version)
-    status = _STATUS_AFTER[type(event).__struct_config__.tag]  # type: ignore[index]
-    if hasattr(event, "sandbox_id"):
-        return CommandResult(sandbox_id=event.sandbox_id, status=status)  # type: ignore[union-attr]
-    if hasattr(event, "session_id"):
-        return CommandResult(session_id=event.session_id, status=status)  # type: ignore[union-attr]
-    return CommandResult(thread_id=event.thread_id, status=status)  # type: ignore[union-attr]
+def project_created(e: ProjectCreated) -> ProjectCreateResult:
+    return ProjectCreateResult(project_id=e.project_id)
+
+
+def thread_created(e: ThreadCreated) -> ThreadCreateResult:
+    return ThreadCreateResult(thread_id=e.thread_id)
+
+
+def thread_status(e: ThreadStatusEvent) -> ThreadStatusResult:
+    return ThreadStatusResult(thread_id=e.thread_id, status=THREAD_STATUS_AFTER[type(e)])
+
+
+def session_created(e: SessionCreated) -> SessionCreateResult:
+    return SessionCreateResult(session_id=e.session_id, sandbox_id=e.sandbox.sandbox_id if e.sandbox else None)
+
+
+def session_status(e: SessionStatusEvent) -> SessionStatusResult:
+    return SessionStatusResult(session_id=e.session_id, status=SESSION_STATUS_AFTER[type(e)])
+
+
+def session_completed(e: SessionCompleted) -> SessionCompleteResult:
+    return SessionCompleteResult(session_id=e.session_id, status="idle", summary_id=e.summary_id)
+
+
+def session_spawned(e: SessionSpawned) -> SessionSpawnResult:
+    return SessionSpawnResult(session_id=e.session_id, edge_id=e.edge_id, depth=e.depth,
+                              sandbox_id=e.sandbox.sandbox_id if e.sandbox else None)
+
+
+def handoff_transferred(e: HandoffTransferred) -> HandoffSingleResult:
+    return HandoffSingleResult(handoff_id=e.handoff_id, session_id=e.recipient.session_id, owner_version=e.owner_version)
+
+
+def handoff_broadcasted(e: HandoffBroadcasted) -> HandoffBroadcastResult:
+    return HandoffBroadcastResult(handoff_id=e.handoff_id, session_ids=[r.session_id for r in e.recipients],
+                                  owner_version=e.owner_version)
+
+
+def sandbox_status(e: SandboxEvent) -> SandboxStatusResult:
+    return SandboxStatusResult(sandbox_id=e.sandbox_id, status=SANDBOX_STATUS_AFTER[type(e)])

@@ -7,7 +7,8 @@ by the service and passed in.
 
 from __future__ import annotations
 
-from agentledger.engine.outcomes import Accepted, Mint, Outcome, Unchanged, already_exists, illegal, not_found
+from agentledger.engine.context import Context
+from agentledger.engine.outcomes import Accepted, Outcome, Unchanged, already_exists, illegal, not_found
 from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.thread_model import ThreadState
 from agentledger.schemas.commands import (
@@ -39,8 +40,15 @@ from agentledger.schemas.events import (
     SandboxResumed,
     SandboxResumeRequested,
 )
-from agentledger.schemas.replies import CommandResult
-from agentledger.schemas.sandboxes import ProviderCapabilities, SandboxAction, SandboxBinding, SandboxOptions, SandboxSpec
+from agentledger.schemas.results import SandboxStatusResult
+from agentledger.schemas.sandboxes import (
+    ProviderCapabilities,
+    SandboxAction,
+    SandboxBinding,
+    SandboxOptions,
+    SandboxSpec,
+    SandboxStatus,
+)
 
 Catalog = dict[str, ProviderCapabilities]
 
@@ -88,9 +96,10 @@ def _claimable(state: ThreadState, sandbox: SandboxState) -> None:
             details=IllegalTransitionDetails(kind="sandbox", id=sandbox_id, from_="in_use", command="sandbox.resume")))
 
 
-def bind_sandbox(state: ThreadState, spec: SandboxSpec | None, sandbox: SandboxState | None, mint: Mint,
-                 catalog: Catalog) -> SandboxBinding | None:
-    """Everything a binding needs is checked here, before anything is recorded."""
+def bind_sandbox(state: ThreadState, spec: SandboxSpec | None, command: str, ctx: Context) -> SandboxBinding | None:
+    """Everything a binding needs is checked here, before anything is recorded (`ctx.sandbox`: the
+    sandbox the spec refers to, fresh from the log; `command`: the command that binds it)."""
+    sandbox, mint, catalog = ctx.sandbox, ctx.mint, ctx.catalog
     if spec is None:
         return None
     shutdown = spec.shutdown or "destroy"
@@ -117,7 +126,7 @@ def bind_sandbox(state: ThreadState, spec: SandboxSpec | None, sandbox: SandboxS
                                   provider=source.provider, options=source.options, source_sandbox_id=spec.sandbox_id)
         case _:
             assert spec.sandbox_id is not None
-            source = _usable(sandbox, spec.sandbox_id, "session.create (inherit)")
+            source = _usable(sandbox, spec.sandbox_id, command)
             return SandboxBinding(sandbox_id=spec.sandbox_id, mode="inherit", owned=False, shutdown=None,
                                   provider=source.provider, options=source.options)
 
@@ -169,31 +178,30 @@ def plan_thread_archive(state: ThreadState) -> list[SandboxAction]:
 
 
 # -- the sandbox boundary -----------------------------------------------------------------------
-def _result(sandbox_id: str, status: str) -> CommandResult:
-    return CommandResult(sandbox_id=sandbox_id, status=status)
+def _unchanged(state: SandboxState, status: SandboxStatus) -> Unchanged:
+    return Unchanged(SandboxStatusResult(sandbox_id=state.sandbox_id, status=status))
 
 
-def decide_sandbox_create(state: SandboxState, cmd: SandboxCreate, catalog: Catalog) -> Outcome:
+def decide_sandbox_create(state: SandboxState, cmd: SandboxCreate, ctx: Context) -> Outcome:
     assert cmd.sandbox_id is not None
-    _provider(catalog, cmd.provider, "$.provider")
+    _provider(ctx.catalog, cmd.provider, "$.provider")
     if state.exists:
         raise already_exists("sandbox", cmd.sandbox_id)
     return Accepted(SandboxCreateRequested(sandbox_id=cmd.sandbox_id, provider=cmd.provider, options=cmd.options,
-                                           owner_session_id=cmd.owner_session_id, thread_id=cmd.thread_id),
-                    _result(cmd.sandbox_id, "creating"))
+                                           owner_session_id=cmd.owner_session_id, thread_id=cmd.thread_id))
 
 
-def decide_sandbox_fork(state: SandboxState, cmd: SandboxFork, source: SandboxState | None, catalog: Catalog) -> Outcome:
+def decide_sandbox_fork(state: SandboxState, cmd: SandboxFork, ctx: Context) -> Outcome:
+    """`ctx.sandbox` is the source, fresh from the log."""
     assert cmd.new_sandbox_id is not None
-    src = _usable(source, cmd.sandbox_id, cmd.NAME)
-    if not _provider(catalog, src.provider, "$.sandbox_id").fork:
+    src = _usable(ctx.sandbox, cmd.sandbox_id, cmd.NAME)
+    if not _provider(ctx.catalog, src.provider, "$.sandbox_id").fork:
         raise _unsupported(src.provider, "fork")
     if state.exists:
         raise already_exists("sandbox", cmd.new_sandbox_id)
     return Accepted(SandboxCreateRequested(sandbox_id=cmd.new_sandbox_id, provider=src.provider, options=src.options,
                                            owner_session_id=cmd.owner_session_id, thread_id=cmd.thread_id,
-                                           forked_from=cmd.sandbox_id),
-                    _result(cmd.new_sandbox_id, "creating"))
+                                           forked_from=cmd.sandbox_id))
 
 
 def _existing(state: SandboxState) -> SandboxState:
@@ -202,17 +210,16 @@ def _existing(state: SandboxState) -> SandboxState:
     return state
 
 
-def decide_sandbox_pause(state: SandboxState, cmd: SandboxPause, catalog: Catalog) -> Outcome:
+def decide_sandbox_pause(state: SandboxState, cmd: SandboxPause, ctx: Context) -> Outcome:
     _existing(state)
     if state.intent in ("paused", "destroyed"):  # shutting down what is already down is a no-op
-        return Unchanged(_result(state.sandbox_id, state.intent))
-    if not _provider(catalog, state.provider, "$.sandbox_id").pause:
+        return _unchanged(state, state.intent)
+    if not _provider(ctx.catalog, state.provider, "$.sandbox_id").pause:
         raise _unsupported(state.provider, "pause")
-    return Accepted(SandboxPauseRequested(sandbox_id=state.sandbox_id, reason=cmd.reason),
-                    _result(state.sandbox_id, "paused"))
+    return Accepted(SandboxPauseRequested(sandbox_id=state.sandbox_id, reason=cmd.reason))
 
 
-def decide_sandbox_resume(state: SandboxState, cmd: SandboxResume) -> Outcome:
+def decide_sandbox_resume(state: SandboxState, cmd: SandboxResume, ctx: Context) -> Outcome:
     _existing(state)
     if state.intent == "destroyed":
         raise illegal("sandbox", state.sandbox_id, "destroyed", cmd.NAME)
@@ -220,39 +227,37 @@ def decide_sandbox_resume(state: SandboxState, cmd: SandboxResume) -> Outcome:
         raise _invalid("$.thread_id", f"sandbox {state.sandbox_id} belongs to thread {state.thread_id}; it never moves")
     new_owner = cmd.owner_session_id is not None and cmd.owner_session_id != state.owner_session_id
     if state.intent == "running" and not new_owner:
-        return Unchanged(_result(state.sandbox_id, "running"))
+        return _unchanged(state, "running")
     return Accepted(SandboxResumeRequested(sandbox_id=state.sandbox_id, owner_session_id=cmd.owner_session_id,
-                                           thread_id=cmd.thread_id),
-                    _result(state.sandbox_id, "running"))
+                                           thread_id=cmd.thread_id))
 
 
-def decide_sandbox_destroy(state: SandboxState, cmd: SandboxDestroy) -> Outcome:
+def decide_sandbox_destroy(state: SandboxState, cmd: SandboxDestroy, ctx: Context) -> Outcome:
     _existing(state)
     retry = state.status == "failed" and "destroy" not in state.pending.values()
     if state.intent == "destroyed" and not retry:
-        return Unchanged(_result(state.sandbox_id, "destroyed"))
-    return Accepted(SandboxDestroyRequested(sandbox_id=state.sandbox_id, reason=cmd.reason),
-                    _result(state.sandbox_id, "destroyed"))
+        return _unchanged(state, "destroyed")
+    return Accepted(SandboxDestroyRequested(sandbox_id=state.sandbox_id, reason=cmd.reason))
 
 
 _DONE = {"create": SandboxCreated, "fork": SandboxCreated, "pause": SandboxPaused, "resume": SandboxResumed,
          "destroy": SandboxDestroyed}
 
 
-def decide_sandbox_report(state: SandboxState, cmd: SandboxReportOutcome) -> Outcome:
+def decide_sandbox_report(state: SandboxState, cmd: SandboxReportOutcome, ctx: Context) -> Outcome:
     _existing(state)
     op = state.pending.get(cmd.request_position)
     if op is None:  # already reported (a redelivered effect): nothing more to record
-        return Unchanged(_result(state.sandbox_id, state.status))
+        return _unchanged(state, state.status)
     if op != cmd.op:
         raise _invalid("$.op", f"request at {cmd.request_position} was {op!r}, not {cmd.op!r}")
     if not cmd.ok:
         return Accepted(SandboxFailed(sandbox_id=state.sandbox_id, request_position=cmd.request_position, op=cmd.op,
-                                      error=cmd.error or "provider error"), _result(state.sandbox_id, "failed"))
+                                      error=cmd.error or "provider error"))
     if op in ("create", "fork"):
         if not cmd.location:
             raise _invalid("$.location", f"a successful {op} reports the sandbox's location")
         return Accepted(SandboxCreated(sandbox_id=state.sandbox_id, location=cmd.location,
-                                       request_position=cmd.request_position), _result(state.sandbox_id, "running"))
+                                       request_position=cmd.request_position))
     event = _DONE[op](sandbox_id=state.sandbox_id, request_position=cmd.request_position)
-    return Accepted(event, _result(state.sandbox_id, {"pause": "paused", "resume": "running"}.get(op, "destroyed")))
+    return Accepted(event)

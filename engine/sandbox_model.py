@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from eventsourcing.domain import event
 
 from agentledger.engine.boundary_model import BoundaryModel
@@ -17,10 +19,26 @@ from agentledger.schemas.events import (
     SandboxResumed,
     SandboxResumeRequested,
 )
-from agentledger.schemas.sandboxes import SandboxOptions
+from agentledger.schemas.sandboxes import SandboxOp, SandboxOptions, SandboxStatus
+
+SandboxIntent = Literal["running", "paused", "destroyed"]
 
 
 class SandboxState(BoundaryModel):
+    ID_PREFIX = "sbx_"
+    ID_FIELD = "sandbox_id"
+    sandbox_id: str
+    status: SandboxStatus  # what the provider reported
+    intent: SandboxIntent  # what was last asked of it
+    provider: str
+    options: SandboxOptions
+    owner_session_id: str | None
+    thread_id: str | None
+    forked_from: str | None
+    location: str | None
+    pending: dict[int, SandboxOp]  # request position -> op, until its outcome is reported
+    last_error: str | None
+
     def __init__(self, tenant_id: str, boundary: str, sandbox_id: str) -> None:
         super().__init__(tenant_id, boundary)
         self.sandbox_id = sandbox_id
@@ -28,22 +46,22 @@ class SandboxState(BoundaryModel):
         self.intent = "running"
         self.provider = ""
         self.options = SandboxOptions()
-        self.owner_session_id: str | None = None
-        self.thread_id: str | None = None
-        self.forked_from: str | None = None
-        self.location: str | None = None
-        self.pending: dict[int, str] = {}  # request position -> op, until its outcome is reported
-        self.last_error: str | None = None
+        self.owner_session_id = None
+        self.thread_id = None
+        self.forked_from = None
+        self.location = None
+        self.pending = {}
+        self.last_error = None
 
-    def _request(self, op: str) -> None:
+    def _request(self, op: SandboxOp) -> None:
         self.pending[self._applying_position] = op
 
     def _outcome(self, request_position: int) -> None:
         self.pending.pop(request_position, None)
 
     @event(SandboxCreateRequested)
-    def _(self, provider: str, options: SandboxOptions, owner_session_id: str | None, thread_id: str | None,
-          forked_from: str | None) -> None:
+    def sandbox_create_requested(self, provider: str, options: SandboxOptions, owner_session_id: str | None,
+                                 thread_id: str | None, forked_from: str | None) -> None:
         self.exists = True
         self.provider, self.options = provider, options
         self.owner_session_id, self.thread_id, self.forked_from = owner_session_id, thread_id, forked_from
@@ -51,43 +69,43 @@ class SandboxState(BoundaryModel):
         self._request("fork" if forked_from else "create")
 
     @event(SandboxPauseRequested)
-    def _(self) -> None:
+    def sandbox_pause_requested(self) -> None:
         self.intent = "paused"
         self._request("pause")
 
     @event(SandboxResumeRequested)
-    def _(self, owner_session_id: str | None, thread_id: str | None) -> None:
+    def sandbox_resume_requested(self, owner_session_id: str | None, thread_id: str | None) -> None:
         self.intent = "running"
         if owner_session_id is not None:
             self.owner_session_id, self.thread_id = owner_session_id, thread_id
         self._request("resume")
 
     @event(SandboxDestroyRequested)
-    def _(self) -> None:
+    def sandbox_destroy_requested(self) -> None:
         self.intent = "destroyed"
         self._request("destroy")
 
     @event(SandboxCreated)
-    def _(self, location: str, request_position: int) -> None:
+    def sandbox_created(self, location: str, request_position: int) -> None:
         self.status, self.location, self.last_error = "running", location, None
         self._outcome(request_position)
 
     @event(SandboxPaused)
-    def _(self, request_position: int) -> None:
+    def sandbox_paused(self, request_position: int) -> None:
         self.status = "paused"
         self._outcome(request_position)
 
     @event(SandboxResumed)
-    def _(self, request_position: int) -> None:
+    def sandbox_resumed(self, request_position: int) -> None:
         self.status = "running"
         self._outcome(request_position)
 
     @event(SandboxDestroyed)
-    def _(self, request_position: int) -> None:
+    def sandbox_destroyed(self, request_position: int) -> None:
         self.status = "destroyed"
         self._outcome(request_position)
 
     @event(SandboxFailed)
-    def _(self, request_position: int, op: str, error: str) -> None:
+    def sandbox_failed(self, request_position: int, op: SandboxOp, error: str) -> None:
         self.status, self.last_error = "failed", f"{op}: {error}"
         self._outcome(request_position)

@@ -14,46 +14,23 @@ import random
 import time
 import uuid
 import weakref
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from agentledger.engine import codec
 from agentledger.engine.boundary_model import BoundaryModel, CommandRecord
+from agentledger.engine.commands import SPECS, CommandSpec
 from agentledger.engine.context import Context
-from agentledger.engine.decisions import DECISIONS
 from agentledger.engine.decoding import decode_request, decoders
-from agentledger.engine.ids import Minter, with_ids
-from agentledger.engine.outcomes import Unchanged, already_exists, log_unavailable, not_found, unexpected
+from agentledger.engine.ids import Minter
+from agentledger.engine.outcomes import Unchanged, already_exists, log_unavailable, unexpected
 from agentledger.engine.repository import Repository, introduced_sessions
-from agentledger.engine.results import result_of
-from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.store import ConcurrencyConflict, EventStore, LogUnavailable
 from agentledger.engine.subjects import Subjects
+from agentledger.engine.targets import Lookup
 from agentledger.engine.thread_model import ThreadState
-from agentledger.schemas.commands import (
-    COMMANDS,
-    Command,
-    HandoffBroadcast,
-    HandoffSingle,
-    ProjectCreate,
-    SandboxCreate,
-    SandboxDestroy,
-    SandboxFork,
-    SandboxPause,
-    SandboxReportOutcome,
-    SandboxResume,
-    SessionCommand,
-    SessionCreate,
-    SessionSpawn,
-    ThreadCreate,
-)
-from agentledger.schemas.errors import (
-    Conflict,
-    ConflictDetails,
-    DomainError,
-    Unavailable,
-)
+from agentledger.schemas.commands import COMMANDS, Command
+from agentledger.schemas.errors import Conflict, ConflictDetails, DomainError, Unavailable
 from agentledger.schemas.events import Envelope, Principal, ThreadCreated
 from agentledger.schemas.replies import CommandReply
 from agentledger.schemas.sandboxes import ProviderCapabilities
@@ -67,13 +44,13 @@ ENGINE = Principal(id="engine", role="engine")  # commands the engine's own work
 class CommandService:
     def __init__(self, store: EventStore, models: Repository, subjects: Subjects,
                  catalog: dict[str, ProviderCapabilities], max_attempts: int = 10,
-                 lookup_timeout: float = 5.0, decide_within: float = 2.0) -> None:
+                 decide_within: float = 2.0) -> None:
         self.catalog = catalog  # the sandbox providers this deployment has, and what they can do
         self.store = store
         self.models = models
+        self.lookup = Lookup(store, models)
         self.subjects = subjects
         self.max_attempts = max_attempts
-        self.lookup_timeout = lookup_timeout
         # A request is decided within this many seconds of its arrival or not at all (`unavailable`),
         # so a requester that retries a command id after that long never sees its first attempt
         # decided later, on newer state, after the retry was answered (a refusal or a no-op leaves
@@ -88,95 +65,20 @@ class CommandService:
         deadline = time.monotonic() + self.decide_within
         try:
             cmd: Command = decode_request(_DECODERS, "command", name, body)
+            spec = SPECS[type(cmd)]
             command_id = cmd.command_id
             mint = Minter(tenant, command_id)
-            cmd = with_ids(cmd, mint)
+            cmd = spec.with_id(cmd, mint)
             command_id = command_id or mint("cmd_")
-            model, ctx = await self._target(tenant, cmd, mint)
+            model, ctx = await spec.find(self.lookup, tenant, cmd, Context(mint=mint, catalog=self.catalog))
             model = await self.models.loaded(self.store, model)
-            return await self._run(tenant, cmd, command_id, model, ctx, principal, deadline)
+            return await self._run(tenant, spec, cmd, command_id, model, ctx, principal, deadline)
         except DomainError as e:
             return CommandReply(ok=False, command_id=command_id, error=e.error)
         except LogUnavailable as e:
             return CommandReply(ok=False, command_id=command_id, error=log_unavailable(e))
         except Exception:
             return CommandReply(ok=False, command_id=command_id, error=unexpected(log, name))
-
-    # -- which boundary decides ------------------------------------------------------------
-    async def _thread_of_session(self, tenant: str, session_id: str) -> ThreadState | None:
-        thread_id = await self.models.resolve_session(self.store, tenant, session_id, self.lookup_timeout)
-        return None if thread_id is None else await self.models.loaded(self.store, self.models.thread(tenant, thread_id))
-
-    async def _not_elsewhere(self, tenant: str, session_id: str, thread_id: str) -> None:
-        """Session ids are unique per tenant: a client id already used in another thread is refused
-        here (from its claim in the log). Two first uses racing in different threads are stopped by
-        the claim that lands atomically with the introducing event (`_append`)."""
-        found = await self.models.resolve_session(self.store, tenant, session_id)
-        if found is not None and found != thread_id:
-            raise already_exists("session", session_id)
-
-    async def _fresh_sandbox(self, tenant: str, sandbox_id: str | None) -> SandboxState | None:
-        if sandbox_id is None:
-            return None
-        sandbox = self.models.sandbox(tenant, sandbox_id)
-        await self.models.refresh(self.store, sandbox)
-        return sandbox
-
-    async def _target(self, tenant: str, cmd: Command, mint: Minter) -> tuple[BoundaryModel, Context]:
-        """The boundary that decides `cmd`, and what else the decision must know, read first."""
-        models = self.models
-        ctx = Context(mint=mint, catalog=self.catalog)
-        match cmd:
-            case ProjectCreate():
-                assert cmd.project_id
-                return models.project(tenant, cmd.project_id), ctx
-            case ThreadCreate():
-                assert cmd.thread_id
-                project = await models.loaded(self.store, models.project(tenant, cmd.project_id))
-                source = None
-                if cmd.source_thread_id is not None:
-                    source = models.thread(tenant, cmd.source_thread_id)
-                    await models.refresh(self.store, source)  # the fork point is checked on the log's latest
-                return models.thread(tenant, cmd.thread_id), replace(ctx, project=project, source_thread=source)
-            case SessionCreate():
-                assert cmd.session_id
-                await self._not_elsewhere(tenant, cmd.session_id, cmd.thread_id)
-                sandbox = await self._fresh_sandbox(tenant, cmd.sandbox.sandbox_id if cmd.sandbox else None)
-                return models.thread(tenant, cmd.thread_id), replace(ctx, sandbox=sandbox)
-            case SessionSpawn():
-                sandbox = await self._fresh_sandbox(tenant, cmd.sandbox.sandbox_id if cmd.sandbox else None)
-                ctx = replace(ctx, sandbox=sandbox)
-                parent_thread = await self._thread_of_session(tenant, cmd.parent_session_id)
-                if cmd.thread_id is not None:
-                    thread = models.thread(tenant, cmd.thread_id)
-                    if parent_thread is not None and parent_thread.thread_id != cmd.thread_id:
-                        return thread, replace(ctx, parent_location=(parent_thread.thread_id, parent_thread.project_id))
-                    return thread, ctx
-                if parent_thread is None:
-                    raise not_found("session", cmd.parent_session_id)
-                assert cmd.session_id
-                await self._not_elsewhere(tenant, cmd.session_id, parent_thread.thread_id)
-                return parent_thread, ctx
-            case HandoffSingle() | HandoffBroadcast():
-                source_thread = await self._thread_of_session(tenant, cmd.source_session_id)
-                if source_thread is None:
-                    raise not_found("session", cmd.source_session_id)
-                return source_thread, ctx
-            case SessionCommand():
-                thread = await self._thread_of_session(tenant, cmd.session_id)
-                if thread is None:
-                    raise not_found("session", cmd.session_id)
-                return thread, ctx
-            case SandboxFork():
-                assert cmd.new_sandbox_id
-                source = await self._fresh_sandbox(tenant, cmd.sandbox_id)
-                return models.sandbox(tenant, cmd.new_sandbox_id), replace(ctx, sandbox=source)
-            case SandboxCreate():
-                assert cmd.sandbox_id
-                return models.sandbox(tenant, cmd.sandbox_id), ctx
-            case SandboxPause() | SandboxResume() | SandboxDestroy() | SandboxReportOutcome():
-                return models.sandbox(tenant, cmd.sandbox_id), ctx
-        return models.thread(tenant, cmd.thread_id), ctx  # type: ignore[attr-defined]
 
     # -- decide and append -----------------------------------------------------------------
     def _lock(self, boundary: str) -> Any:
@@ -186,21 +88,20 @@ class CommandService:
             self._locks[boundary] = lock
         return lock
 
-    async def _run(self, tenant: str, cmd: Command, command_id: str, model: BoundaryModel, ctx: Context,
-                   principal: Principal, deadline: float) -> CommandReply:
-        decide = DECISIONS[type(cmd)]
+    async def _run(self, tenant: str, spec: CommandSpec[Any, Any], cmd: Command, command_id: str, model: BoundaryModel,
+                   ctx: Context, principal: Principal, deadline: float) -> CommandReply:
         async with self._lock(model.boundary):
             for attempt in range(self.max_attempts):
                 record = model.commands.get(command_id)
                 if record is not None:
-                    return await self._repeat(record, cmd, command_id)
+                    return await self._repeat(record, spec, cmd, command_id)
                 if time.monotonic() > deadline:
                     raise DomainError(Unavailable(message=f"not decided within {self.decide_within:g} s of arrival "
                                                           "(the log or this boundary is slow); retry with the same "
                                                           "command_id"))
                 decided_at = model.position
                 try:
-                    outcome = decide(model, cmd, ctx)
+                    outcome = spec.decide(model, cmd, ctx)
                 except DomainError:
                     if await self._moved_since(model, decided_at):
                         continue
@@ -215,7 +116,7 @@ class CommandService:
                 try:
                     position = await self._append(tenant, model, envelope, expected)
                 except LogUnavailable:
-                    return await self._unknown_outcome(model, cmd, command_id)
+                    return await self._unknown_outcome(model, spec, cmd, command_id)
                 except ConcurrencyConflict as e:
                     self.conflicts += 1
                     if await self._followed_past(model, expected, e):
@@ -228,7 +129,7 @@ class CommandService:
                     continue
                 self.models.applied(model, envelope, position)
                 return CommandReply(ok=True, command_id=command_id, position=position,
-                                    events=[codec.stored(envelope, position)], result=outcome.result)
+                                    events=[codec.stored(envelope, position)], result=spec.result(outcome.event))
         raise DomainError(Conflict(message=f"gave up after {self.max_attempts} conflicting attempts; retry",
                                    details=ConflictDetails(boundary=model.boundary)))
 
@@ -266,7 +167,8 @@ class CommandService:
             if found != thread_id:
                 raise already_exists("session", session_id) from None
 
-    async def _unknown_outcome(self, model: BoundaryModel, cmd: Command, command_id: str) -> CommandReply:
+    async def _unknown_outcome(self, model: BoundaryModel, spec: CommandSpec[Any, Any], cmd: Command,
+                               command_id: str) -> CommandReply:
         """The append got no answer (a lost ack, a node gone, an election): it may have landed. The
         boundary is re-read, and a landed append is answered as a repeat; otherwise `unavailable`,
         and the requester's retry with the same command id is answered by the usual repeat check.
@@ -279,7 +181,7 @@ class CommandService:
         await self.models.refresh(self.store, model)
         record = model.commands.get(command_id)
         if record is not None:
-            return await self._repeat(record, cmd, command_id)
+            return await self._repeat(record, spec, cmd, command_id)
         raise LogUnavailable("the log did not confirm the append; retry with the same command_id")
 
     async def _followed_past(self, model: BoundaryModel, expected: int, e: Exception) -> bool:
@@ -291,7 +193,8 @@ class CommandService:
         await self.models.wait_for(e.last, 0.05)
         return model.position >= e.last
 
-    async def _repeat(self, record: CommandRecord, cmd: Command, command_id: str) -> CommandReply:
+    async def _repeat(self, record: CommandRecord, spec: CommandSpec[Any, Any], cmd: Command,
+                      command_id: str) -> CommandReply:
         """A command id this boundary already applied answers its first outcome, read back from the log."""
         if record.command != cmd.NAME:
             raise already_exists("command", command_id)
@@ -300,7 +203,7 @@ class CommandService:
             raise LogUnavailable(f"event at {record.position} could not be read")
         envelope = codec.decode(raw.data)
         return CommandReply(ok=True, command_id=command_id, position=record.position,
-                            events=[codec.stored(envelope, record.position)], result=result_of(envelope.data))
+                            events=[codec.stored(envelope, record.position)], result=spec.result(envelope.data))
 
     async def _moved_since(self, model: BoundaryModel, decided_at: int) -> bool:
         """Re-read the boundary from the log; True when the decision was made on a stale model.

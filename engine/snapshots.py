@@ -1,9 +1,9 @@
 """Snapshots of boundary models, so loading a long boundary reads a snapshot plus a bounded tail.
 
-A snapshot is the model's fields at a position, encoded with msgspec against an explicit list of
-field types per model class (no pickle: the bucket is data, never code). A model class whose
-fields differ from its list refuses to snapshot (`tests/test_cache.py` checks the lists), and a
-snapshot written by a different field list is ignored: the boundary is then read from the log.
+A snapshot is the model's fields at a position, encoded with msgspec against the field types the
+model class declares (its annotations: no pickle, the bucket is data, never code). A model whose
+attributes differ from its declared state refuses to snapshot (`tests/test_cache.py` checks it),
+and a snapshot written by a different field list is ignored: the boundary is then read from the log.
 Snapshots live in a JetStream KV bucket (one key per boundary, history 1); losing one only
 makes a load read more of the log.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import typing
 from typing import Any
 
 import msgspec
@@ -21,31 +22,28 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from agentledger.engine.boundary_model import BoundaryModel, CommandRecord
+from agentledger.engine.boundary_model import BoundaryModel
 from agentledger.engine.project_model import ProjectState
 from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.subjects import Subjects
-from agentledger.engine.thread_model import Edge, Handoff, Session, ThreadState
-from agentledger.schemas.common import ProjectConfig
-from agentledger.schemas.events import ForkPoint
-from agentledger.schemas.sandboxes import SandboxOptions
+from agentledger.engine.thread_model import ThreadState
 
 log = logging.getLogger("agentledger.snapshots")
 
-_BASE: dict[str, Any] = {"tenant_id": str, "boundary": str, "position": int, "exists": bool,
-                         "commands": dict[str, CommandRecord]}
-FIELDS: dict[type[BoundaryModel], dict[str, Any]] = {
-    ThreadState: _BASE | {
-        "thread_id": str, "status": str, "project_id": str, "title": str, "max_depth": int, "max_width": int,
-        "created_position": int, "forked_from": ForkPoint | None, "live_sandboxes": dict[str, str],
-        "sessions": dict[str, Session], "edges": dict[str, Edge], "handoffs": dict[str, Handoff],
-        "blocking": dict[str, None], "released_sandboxes": set[str], "destroyed_sandboxes": set[str]},
-    ProjectState: _BASE | {"project_id": str, "name": str, "config": ProjectConfig},
-    SandboxState: _BASE | {
-        "sandbox_id": str, "status": str, "intent": str, "provider": str, "options": SandboxOptions,
-        "owner_session_id": str | None, "thread_id": str | None, "forked_from": str | None,
-        "location": str | None, "pending": dict[int, str], "last_error": str | None},
-}
+MODELS: tuple[type[BoundaryModel], ...] = (ThreadState, ProjectState, SandboxState)
+
+
+def declared_state(kind: type[BoundaryModel]) -> dict[str, Any]:
+    """The fields a model class declares as its state (its annotations and `BoundaryModel`'s), typed."""
+    fields: dict[str, Any] = {}
+    for klass in reversed(kind.__mro__[:kind.__mro__.index(BoundaryModel) + 1]):
+        hints = typing.get_type_hints(klass)
+        fields.update({name: hints[name] for name in vars(klass).get("__annotations__", {})
+                       if typing.get_origin(hints[name]) is not typing.ClassVar})
+    return fields
+
+
+FIELDS: dict[type[BoundaryModel], dict[str, Any]] = {kind: declared_state(kind) for kind in MODELS}
 # Attributes that are not state: the eventsourcing Slice's own bookkeeping and the cache's.
 NOT_STATE = frozenset({"_applying_position", "last_known_position", "new_decisions", "ready", "since_snapshot",
                        "loading", "live_buffer"})

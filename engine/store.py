@@ -90,8 +90,7 @@ class EventStore:
     async def ensure_stream(self, subjects: list[str], replicas: int = 1) -> None:
         """Create or update the stream; deletes and purges are denied: the log is the audit record."""
         config = StreamConfig(name=self.stream, subjects=subjects, storage=StorageType.FILE, num_replicas=replicas,
-                              allow_direct=True, deny_delete=True, deny_purge=True, discard=DiscardPolicy.OLD,
-                              allow_atomic=True)
+                              allow_direct=True, deny_delete=True, deny_purge=True, discard=DiscardPolicy.OLD)
         self._replicated = replicas > 1
         try:
             await self.js.stream_info(self.stream)

@@ -12,7 +12,17 @@ import msgspec
 from eventsourcing.domain import event
 
 from agentledger.engine.boundary_model import BoundaryModel
-from agentledger.schemas.common import BLOCKING_STATUSES, Actor, Summary
+from agentledger.schemas.common import (
+    BLOCKING_STATUSES,
+    RUNNING_STATUSES,
+    Actor,
+    EdgeKind,
+    EdgeStatus,
+    FailureMode,
+    SessionStatus,
+    Summary,
+    ThreadStatus,
+)
 from agentledger.schemas.events import (
     ForkPoint,
     HandoffBroadcasted,
@@ -36,22 +46,20 @@ from agentledger.schemas.events import (
 from agentledger.schemas.queries import MergeEntry
 from agentledger.schemas.sandboxes import SandboxAction, SandboxBinding
 
-_RUNNING = ("active", "awaiting_hitl")
-
 
 class Edge(msgspec.Struct, kw_only=True):
     edge_id: str
-    kind: str
+    kind: EdgeKind
     parent_session_id: str
     child_session_id: str
-    failure_mode: str
-    status: str = "open"
+    failure_mode: FailureMode
+    status: EdgeStatus = "open"
     handoff_id: str | None = None
 
 
 class Session(msgspec.Struct, kw_only=True):
     session_id: str
-    status: str
+    status: SessionStatus
     owner: Actor
     owner_version: int = 0
     previous_actors: list[Actor] = []
@@ -91,6 +99,24 @@ class Handoff(msgspec.Struct, kw_only=True):
 
 
 class ThreadState(BoundaryModel):
+    ID_PREFIX = "thd_"
+    ID_FIELD = "thread_id"
+    thread_id: str
+    status: ThreadStatus
+    project_id: str
+    title: str
+    max_depth: int
+    max_width: int
+    created_position: int
+    forked_from: ForkPoint | None
+    live_sandboxes: dict[str, str]  # owned, not yet destroyed: sandbox id -> session id
+    released_sandboxes: set[str]  # live, but their owner's run has ended since it took them
+    destroyed_sandboxes: set[str]  # destroyed by this thread's decisions (maybe not yet by the provider)
+    sessions: dict[str, Session]
+    edges: dict[str, Edge]
+    handoffs: dict[str, Handoff]
+    blocking: dict[str, None]  # sessions in a BLOCKING_STATUSES status, in the order they entered one
+
     def __init__(self, tenant_id: str, boundary: str, thread_id: str) -> None:
         super().__init__(tenant_id, boundary)
         self.thread_id = thread_id
@@ -100,14 +126,14 @@ class ThreadState(BoundaryModel):
         self.max_depth = 0
         self.max_width = 0
         self.created_position = 0
-        self.forked_from: ForkPoint | None = None
-        self.live_sandboxes: dict[str, str] = {}  # owned, not yet destroyed: sandbox id -> session id
-        self.released_sandboxes: set[str] = set()  # live, but their owner's run has ended since it took them
-        self.destroyed_sandboxes: set[str] = set()  # destroyed by this thread's decisions (maybe not yet by the provider)
-        self.sessions: dict[str, Session] = {}
-        self.edges: dict[str, Edge] = {}
-        self.handoffs: dict[str, Handoff] = {}
-        self.blocking: dict[str, None] = {}
+        self.forked_from = None
+        self.live_sandboxes = {}
+        self.released_sandboxes = set()
+        self.destroyed_sandboxes = set()
+        self.sessions = {}
+        self.edges = {}
+        self.handoffs = {}
+        self.blocking = {}
 
     # -- read-only helpers shared by decisions and apply ---------------------------------------
     def fail_fast_chain(self, session_id: str) -> list[str]:
@@ -117,7 +143,7 @@ class ThreadState(BoundaryModel):
         while session.edge_id is not None:
             edge = self.edges[session.edge_id]
             parent = self.sessions[edge.parent_session_id]
-            if edge.status != "open" or edge.failure_mode != "fail_fast" or parent.status not in ("active", "awaiting_hitl"):
+            if edge.status != "open" or edge.failure_mode != "fail_fast" or parent.status not in RUNNING_STATUSES:
                 break
             chain.append(parent.session_id)
             session = parent
@@ -159,12 +185,12 @@ class ThreadState(BoundaryModel):
                 self.released_sandboxes.discard(action.sandbox_id)
                 self.destroyed_sandboxes.add(action.sandbox_id)
 
-    def _set_status(self, session: Session, status: str) -> None:
-        was_running = session.status in _RUNNING
+    def _set_status(self, session: Session, status: SessionStatus) -> None:
+        was_running = session.status in RUNNING_STATUSES
         session.status = status
         binding = session.sandbox
         if binding is not None and self.live_sandboxes.get(binding.sandbox_id) == session.session_id:
-            if status in _RUNNING:
+            if status in RUNNING_STATUSES:
                 self.released_sandboxes.discard(binding.sandbox_id)
             elif was_running:
                 self.released_sandboxes.add(binding.sandbox_id)
@@ -177,8 +203,8 @@ class ThreadState(BoundaryModel):
         self.sessions[session.session_id] = session
         self._set_status(session, session.status)
 
-    def _add_child(self, parent: Session, child_id: str, owner: Actor, edge_id: str, kind: str,
-                   failure_mode: str, handoff_id: str | None = None, budget: int | None = None) -> None:
+    def _add_child(self, parent: Session, child_id: str, owner: Actor, edge_id: str, kind: EdgeKind,
+                   failure_mode: FailureMode, handoff_id: str | None = None, budget: int | None = None) -> None:
         self._add_session(Session(
             session_id=child_id, status="active", owner=owner, depth=parent.depth + 1,
             parent_session_id=parent.session_id, root_session_id=parent.root_session_id,
@@ -191,7 +217,7 @@ class ThreadState(BoundaryModel):
         if budget is not None:
             parent.reserved_for_children += budget
 
-    def _session_ended(self, session: Session, edge_status: str) -> None:
+    def _session_ended(self, session: Session, edge_status: EdgeStatus) -> None:
         """Close the session's edge to its parent (once) and apply what that means upstream."""
         edge = self.edges.get(session.edge_id) if session.edge_id else None
         if edge is None or edge.status != "open":
@@ -218,8 +244,8 @@ class ThreadState(BoundaryModel):
 
     # -- thread events -----------------------------------------------------------------------
     @event(ThreadCreated)
-    def _(self, project_id: str, title: str, max_delegation_depth: int, max_delegation_width: int,
-          forked_from: ForkPoint | None) -> None:
+    def thread_created(self, project_id: str, title: str, max_delegation_depth: int, max_delegation_width: int,
+                       forked_from: ForkPoint | None) -> None:
         self.forked_from = forked_from
         self.exists = True
         self.status = "open"
@@ -230,40 +256,40 @@ class ThreadState(BoundaryModel):
         self.created_position = self._applying_position
 
     @event(ThreadArchived)
-    def _(self, sandbox_actions: list[SandboxAction]) -> None:
+    def thread_archived(self, sandbox_actions: list[SandboxAction]) -> None:
         self.status = "archived"
         self._carry_out(sandbox_actions)
 
     @event(ThreadUnarchived)
-    def _(self) -> None:
+    def thread_unarchived(self) -> None:
         self.status = "open"
 
     @event(ThreadDeleted)
-    def _(self) -> None:
+    def thread_deleted(self) -> None:
         self.status = "deleted"
 
     # -- session lifecycle ------------------------------------------------------------------
     @event(SessionCreated)
-    def _(self, session_id: str, owner: Actor, budget: int | None, sandbox: SandboxBinding | None) -> None:
+    def session_created(self, session_id: str, owner: Actor, budget: int | None, sandbox: SandboxBinding | None) -> None:
         self._add_session(Session(session_id=session_id, status="idle", owner=owner, root_session_id=session_id,
                                   created_position=self._applying_position, budget=budget))
         self._bind(self.sessions[session_id], sandbox)
 
     @event(SessionStarted)
-    def _(self, session_id: str) -> None:
+    def session_started(self, session_id: str) -> None:
         self._set_status(self.sessions[session_id], "active")  # a `resume` action leaves ownership as it is
 
     @event(SessionInputRequested)
-    def _(self, session_id: str) -> None:
+    def session_input_requested(self, session_id: str) -> None:
         self._set_status(self.sessions[session_id], "awaiting_hitl")
 
     @event(SessionInputProvided)
-    def _(self, session_id: str) -> None:
+    def session_input_provided(self, session_id: str) -> None:
         self._set_status(self.sessions[session_id], "active")
 
     @event(SessionCompleted)
-    def _(self, session_id: str, summary_id: str, summary: Summary, usage: int,
-          sandbox_actions: list[SandboxAction]) -> None:
+    def session_completed(self, session_id: str, summary_id: str, summary: Summary, usage: int,
+                          sandbox_actions: list[SandboxAction]) -> None:
         session = self.sessions[session_id]
         self._carry_out(sandbox_actions)
         session.summary_id, session.summary = summary_id, summary
@@ -272,7 +298,7 @@ class ThreadState(BoundaryModel):
         self._session_ended(session, "completed")
 
     @event(SessionCancelled)
-    def _(self, session_id: str, usage: int, sandbox_actions: list[SandboxAction]) -> None:
+    def session_cancelled(self, session_id: str, usage: int, sandbox_actions: list[SandboxAction]) -> None:
         session = self.sessions[session_id]
         self._carry_out(sandbox_actions)
         session.used += usage
@@ -280,7 +306,7 @@ class ThreadState(BoundaryModel):
         self._session_ended(session, "cancelled")
 
     @event(SessionFailed)
-    def _(self, session_id: str, usage: int, sandbox_actions: list[SandboxAction]) -> None:
+    def session_failed(self, session_id: str, usage: int, sandbox_actions: list[SandboxAction]) -> None:
         session = self.sessions[session_id]
         self._carry_out(sandbox_actions)
         session.used += usage
@@ -288,24 +314,24 @@ class ThreadState(BoundaryModel):
         self._session_ended(session, "failed")
 
     @event(SessionArchived)
-    def _(self, session_id: str) -> None:
+    def session_archived(self, session_id: str) -> None:
         self._set_status(self.sessions[session_id], "archived")
 
     @event(SessionRestored)
-    def _(self, session_id: str) -> None:
+    def session_restored(self, session_id: str) -> None:
         self._set_status(self.sessions[session_id], "idle")
 
     # -- delegation ---------------------------------------------------------------------------
     @event(SessionSpawned)
-    def _(self, session_id: str, parent_session_id: str, edge_id: str, agent: Actor, failure_mode: str,
-          budget: int | None, sandbox: SandboxBinding | None) -> None:
+    def session_spawned(self, session_id: str, parent_session_id: str, edge_id: str, agent: Actor, failure_mode: FailureMode,
+                        budget: int | None, sandbox: SandboxBinding | None) -> None:
         self._add_child(self.sessions[parent_session_id], session_id, agent, edge_id, "agent_spawn",
                         failure_mode, budget=budget)
         self._bind(self.sessions[session_id], sandbox)
 
     @event(HandoffTransferred)
-    def _(self, handoff_id: str, source_session_id: str, previous_owner: Actor, owner_version: int,
-          recipient: HandoffRecipient) -> None:
+    def handoff_transferred(self, handoff_id: str, source_session_id: str, previous_owner: Actor, owner_version: int,
+                            recipient: HandoffRecipient) -> None:
         source = self.sessions[source_session_id]
         source.previous_actors.append(previous_owner)
         source.owner = recipient.actor
@@ -314,8 +340,8 @@ class ThreadState(BoundaryModel):
                         handoff_id=handoff_id)
 
     @event(HandoffBroadcasted)
-    def _(self, handoff_id: str, source_session_id: str, owner_version: int,
-          recipients: list[HandoffRecipient]) -> None:
+    def handoff_broadcasted(self, handoff_id: str, source_session_id: str, owner_version: int,
+                            recipients: list[HandoffRecipient]) -> None:
         source = self.sessions[source_session_id]
         source.owner_version = owner_version
         source.merge_handoff_id, source.merge_result = handoff_id, None

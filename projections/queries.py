@@ -85,7 +85,7 @@ class QueryService:
         return list(await asyncio.gather(*(load(t) for t in thread_ids)))
 
     async def _session_thread(self, tenant: str, session_id: str) -> ThreadState:
-        thread_id = await self.models.resolve_session(self.store, tenant, session_id, self.wait_timeout)
+        thread_id = await self.models.resolve_session(self.store, tenant, session_id)
         if thread_id is None:
             raise not_found("session", session_id)
         return await self.models.loaded(self.store, self.models.thread(tenant, thread_id))

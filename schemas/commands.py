@@ -12,6 +12,19 @@ from msgspec import Meta
 
 from agentledger.schemas.common import Actor, FailureMode, NonNegInt, PosInt, ProjectConfig, Summary
 from agentledger.schemas.ids import CommandId, ProjectId, SandboxId, SessionId, ThreadId
+from agentledger.schemas.results import (
+    HandoffBroadcastResult,
+    HandoffSingleResult,
+    ProjectCreateResult,
+    Result,
+    SandboxStatusResult,
+    SessionCompleteResult,
+    SessionCreateResult,
+    SessionSpawnResult,
+    SessionStatusResult,
+    ThreadCreateResult,
+    ThreadStatusResult,
+)
 from agentledger.schemas.sandboxes import ProviderName, SandboxOp, SandboxOptions, SandboxSpec
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -23,7 +36,11 @@ Title = Annotated[str, Meta(max_length=300)]
 
 
 class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A command body. Its docstring's first line is its help (CLI, AsyncAPI); `RESULT` is the type
+    of the `result` an accepted reply carries."""
+
     NAME: ClassVar[str]
+    RESULT: ClassVar[type[Result]]
     command_id: CommandId | None = None
     actor: Actor
     correlation_id: Annotated[str, Meta(max_length=128)] | None = None
@@ -31,14 +48,20 @@ class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 
 class ProjectCreate(Command, kw_only=True):
+    """Create a project."""
+
     NAME: ClassVar[str] = "project.create"
+    RESULT: ClassVar[type[Result]] = ProjectCreateResult
     project_id: ProjectId | None = None
     name: Title
     config: ProjectConfig = ProjectConfig()
 
 
 class ThreadCreate(Command, kw_only=True):
+    """Create a thread in a project."""
+
     NAME: ClassVar[str] = "thread.create"
+    RESULT: ClassVar[type[Result]] = ThreadCreateResult
     thread_id: ThreadId | None = None
     project_id: ProjectId
     title: Title = ""
@@ -54,22 +77,34 @@ class ThreadCreate(Command, kw_only=True):
 
 
 class ThreadArchive(Command, kw_only=True):
+    """Archive a thread (refused while a session is busy)."""
+
     NAME: ClassVar[str] = "thread.archive"
+    RESULT: ClassVar[type[Result]] = ThreadStatusResult
     thread_id: ThreadId
 
 
 class ThreadUnarchive(Command, kw_only=True):
+    """Reopen an archived thread."""
+
     NAME: ClassVar[str] = "thread.unarchive"
+    RESULT: ClassVar[type[Result]] = ThreadStatusResult
     thread_id: ThreadId
 
 
 class ThreadDelete(Command, kw_only=True):
+    """Delete a thread (refused while it has sessions)."""
+
     NAME: ClassVar[str] = "thread.delete"
+    RESULT: ClassVar[type[Result]] = ThreadStatusResult
     thread_id: ThreadId
 
 
 class SessionCreate(Command, kw_only=True):
+    """Create an idle session in a thread."""
+
     NAME: ClassVar[str] = "session.create"
+    RESULT: ClassVar[type[Result]] = SessionCreateResult
     session_id: SessionId | None = None
     thread_id: ThreadId
     owner: Actor
@@ -84,46 +119,73 @@ class SessionCommand(Command, kw_only=True):
 
 
 class SessionStart(SessionCommand, kw_only=True):
+    """Start a session."""
+
     NAME: ClassVar[str] = "session.start"
+    RESULT: ClassVar[type[Result]] = SessionStatusResult
 
 
 class SessionRequestInput(SessionCommand, kw_only=True):
+    """Pause a session for human input."""
+
     NAME: ClassVar[str] = "session.request_input"
+    RESULT: ClassVar[type[Result]] = SessionStatusResult
     prompt: Annotated[str, Meta(max_length=4000)] = ""
 
 
 class SessionProvideInput(SessionCommand, kw_only=True):
+    """Resume a session waiting for input."""
+
     NAME: ClassVar[str] = "session.provide_input"
+    RESULT: ClassVar[type[Result]] = SessionStatusResult
 
 
 class SessionComplete(SessionCommand, kw_only=True):
+    """Complete a session with its summary."""
+
     NAME: ClassVar[str] = "session.complete"
+    RESULT: ClassVar[type[Result]] = SessionCompleteResult
     summary: Summary
     usage: NonNegInt = 0
 
 
 class SessionCancel(SessionCommand, kw_only=True):
+    """Interrupt a session; it returns to idle."""
+
     NAME: ClassVar[str] = "session.cancel"
+    RESULT: ClassVar[type[Result]] = SessionStatusResult
     reason: Reason = ""
     usage: NonNegInt = 0
 
 
 class SessionFail(SessionCommand, kw_only=True):
+    """Mark a session failed."""
+
     NAME: ClassVar[str] = "session.fail"
+    RESULT: ClassVar[type[Result]] = SessionStatusResult
     reason: Reason = ""
     usage: NonNegInt = 0
 
 
 class SessionArchive(SessionCommand, kw_only=True):
+    """Archive a session."""
+
     NAME: ClassVar[str] = "session.archive"
+    RESULT: ClassVar[type[Result]] = SessionStatusResult
 
 
 class SessionRestore(SessionCommand, kw_only=True):
+    """Restore an archived session."""
+
     NAME: ClassVar[str] = "session.restore"
+    RESULT: ClassVar[type[Result]] = SessionStatusResult
 
 
 class SessionSpawn(Command, kw_only=True):
+    """Spawn a child session for an agent."""
+
     NAME: ClassVar[str] = "session.spawn"
+    RESULT: ClassVar[type[Result]] = SessionSpawnResult
     parent_session_id: SessionId
     session_id: SessionId | None = None
     thread_id: ThreadId | None = None  # optional assertion: the parent must live in this thread
@@ -134,21 +196,30 @@ class SessionSpawn(Command, kw_only=True):
 
 
 class HandoffSingle(Command, kw_only=True):
+    """Hand a session over to one actor."""
+
     NAME: ClassVar[str] = "handoff.single"
+    RESULT: ClassVar[type[Result]] = HandoffSingleResult
     source_session_id: SessionId
     recipient: Actor
     expected_owner_version: NonNegInt
 
 
 class HandoffBroadcast(Command, kw_only=True):
+    """Broadcast a session to several actors and wait for all of them."""
+
     NAME: ClassVar[str] = "handoff.broadcast"
+    RESULT: ClassVar[type[Result]] = HandoffBroadcastResult
     source_session_id: SessionId
     recipients: Annotated[list[Actor], Meta(min_length=2, max_length=1000)]
     expected_owner_version: NonNegInt
 
 
 class SandboxCreate(Command, kw_only=True):
+    """Create a sandbox."""
+
     NAME: ClassVar[str] = "sandbox.create"
+    RESULT: ClassVar[type[Result]] = SandboxStatusResult
     sandbox_id: SandboxId | None = None
     provider: ProviderName = "local"
     options: SandboxOptions = SandboxOptions()
@@ -157,7 +228,10 @@ class SandboxCreate(Command, kw_only=True):
 
 
 class SandboxFork(Command, kw_only=True):
+    """Fork a sandbox into a new one."""
+
     NAME: ClassVar[str] = "sandbox.fork"
+    RESULT: ClassVar[type[Result]] = SandboxStatusResult
     sandbox_id: SandboxId
     new_sandbox_id: SandboxId | None = None
     owner_session_id: SessionId | None = None
@@ -165,20 +239,29 @@ class SandboxFork(Command, kw_only=True):
 
 
 class SandboxPause(Command, kw_only=True):
+    """Pause a sandbox."""
+
     NAME: ClassVar[str] = "sandbox.pause"
+    RESULT: ClassVar[type[Result]] = SandboxStatusResult
     sandbox_id: SandboxId
     reason: Reason = ""
 
 
 class SandboxResume(Command, kw_only=True):
+    """Resume a paused sandbox."""
+
     NAME: ClassVar[str] = "sandbox.resume"
+    RESULT: ClassVar[type[Result]] = SandboxStatusResult
     sandbox_id: SandboxId
     owner_session_id: SessionId | None = None
     thread_id: ThreadId | None = None
 
 
 class SandboxDestroy(Command, kw_only=True):
+    """Destroy a sandbox."""
+
     NAME: ClassVar[str] = "sandbox.destroy"
+    RESULT: ClassVar[type[Result]] = SandboxStatusResult
     sandbox_id: SandboxId
     reason: Reason = ""
 
@@ -187,6 +270,7 @@ class SandboxReportOutcome(Command, kw_only=True):
     """Sent by effect handlers: what the provider did with a `*_requested` event."""
 
     NAME: ClassVar[str] = "sandbox.report_outcome"
+    RESULT: ClassVar[type[Result]] = SandboxStatusResult
     sandbox_id: SandboxId
     request_position: PosInt
     op: SandboxOp

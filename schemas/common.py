@@ -55,7 +55,10 @@ class Summary(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 
 SessionStatus = Literal["idle", "active", "awaiting_hitl", "locked", "awaiting_merge", "failed", "archived"]
-BLOCKING_STATUSES: frozenset[str] = frozenset({"active", "awaiting_hitl", "locked", "awaiting_merge"})
+BLOCKING_STATUSES: frozenset[SessionStatus] = frozenset({"active", "awaiting_hitl", "locked", "awaiting_merge"})
+"""Statuses that keep a thread from being archived."""
+RUNNING_STATUSES: tuple[SessionStatus, ...] = ("active", "awaiting_hitl")
+"""A session in a run: it may complete, cancel, fail or spawn, and it holds its sandbox."""
 ThreadStatus = Literal["open", "archived", "deleted"]
 FailureMode = Literal["delegate", "fail_fast"]
 EdgeKind = Literal["agent_spawn", "handoff", "broadcast"]

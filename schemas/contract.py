@@ -20,7 +20,7 @@ from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.common import MAX_SAFE_INT
 from agentledger.schemas.events import AnyEvent, Envelope, StoredEvent
 from agentledger.schemas.queries import QUERIES, QUERY_RESULTS
-from agentledger.schemas.replies import CommandAccepted, CommandRefused, QueryRefused, query_answer
+from agentledger.schemas.replies import CommandRefused, QueryRefused, command_accepted, query_answer, type_name
 
 MAX_SAFE_INTEGER = MAX_SAFE_INT  # what a JavaScript number holds exactly
 REF = "#/$defs/{name}"
@@ -112,9 +112,10 @@ def _map(title: str, entries: dict[str, str], doc: str) -> dict[str, Any]:
 def json_schema() -> dict[str, Any]:
     commands, queries = sorted(COMMANDS), sorted(QUERIES)
     answers = {name: query_answer(name, QUERY_RESULTS[name]) for name in queries}
+    accepted = {name: command_accepted(name, COMMANDS[name].RESULT) for name in commands}
     envelopes, records = typed_envelopes(Envelope), typed_envelopes(StoredEvent)
     types: list[Any] = [*(COMMANDS[n] for n in commands), *(QUERIES[n] for n in queries), *answers.values(),
-                        CommandAccepted, CommandRefused, QueryRefused, *envelopes, *records]
+                        *accepted.values(), CommandRefused, QueryRefused, *envelopes, *records]
     _, defs = msgspec.json.schema_components(types, ref_template=REF)
     # What the engine sends always carries every field (only omit_defaults structs leave any out),
     # so a field with a default is optional in a request and required in what comes back.
@@ -126,17 +127,22 @@ def json_schema() -> dict[str, Any]:
     # reference to them (a command reply's events, an events.read page) is discriminated on `type`.
     defs["StoredEvent"] = _union("StoredEvent", records, "type", "An event as read back from the log, with its position.")
     defs["Envelope"] = _union("Envelope", envelopes, "type", "An event as stored in one JetStream message.")
-    defs["CommandReply"] = _union("CommandReply", [CommandAccepted, CommandRefused], "ok",
-                                  "The one reply to every command.")
+    for name, answer in accepted.items():
+        defs[type_name(name) + "Reply"] = _union(type_name(name) + "Reply", [answer, CommandRefused], "ok",
+                                                 f"The one reply to `{name}`.")
+    defs["CommandReply"] = _union("CommandReply", [*accepted.values(), CommandRefused], "ok",
+                                  "The one reply to any command.")
     for name, answer in answers.items():
-        reply = answer.__name__.removesuffix("Answer") + "Reply"
+        reply = type_name(name) + "Reply"
         defs[reply] = _union(reply, [answer, QueryRefused], "ok", f"The one reply to `{name}`.")
     defs["QueryReply"] = _union("QueryReply", [*answers.values(), QueryRefused], "ok", "The one reply to any query.")
     defs["Commands"] = _map("Commands", {n: COMMANDS[n].__name__ for n in commands},
                             "Each command's body, by name (the subject's last tokens).")
     defs["Queries"] = _map("Queries", {n: QUERIES[n].__name__ for n in queries}, "Each query's body, by name.")
-    defs["QueryReplies"] = _map("QueryReplies", {n: answers[n].__name__.removesuffix("Answer") + "Reply"
-                                                 for n in queries}, "Each query's reply, by name.")
+    defs["CommandReplies"] = _map("CommandReplies", {n: type_name(n) + "Reply" for n in commands},
+                                  "Each command's reply, by name.")
+    defs["QueryReplies"] = _map("QueryReplies", {n: type_name(n) + "Reply" for n in queries},
+                                "Each query's reply, by name.")
     _tighten(defs)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -144,9 +150,10 @@ def json_schema() -> dict[str, Any]:
         "description": f"Agent Ledger wire contract, version {version()}: every command, query, reply and event.",
         "type": "object",
         "additionalProperties": False,
-        "required": ["commands", "queries", "query_replies", "command_reply", "event", "envelope"],
+        "required": ["commands", "command_replies", "queries", "query_replies", "command_reply", "event", "envelope"],
         "properties": {
             "commands": {"$ref": REF.format(name="Commands")},
+            "command_replies": {"$ref": REF.format(name="CommandReplies")},
             "queries": {"$ref": REF.format(name="Queries")},
             "query_replies": {"$ref": REF.format(name="QueryReplies")},
             "command_reply": {"$ref": REF.format(name="CommandReply")},

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import msgspec
+
+from agentledger.schemas.commands import COMMANDS
+from agentledger.schemas.common import SessionStatus
+from agentledger.schemas.ids import SessionId, TenantId, ThreadId
+
+CommandName = Literal[tuple(COMMANDS)]  # type: ignore[valid-type]
+EntityKind = Literal["project", "thread", "session", "sandbox", "command"]
+TransitionFrom = Literal[SessionStatus, "ended", "destroyed", "in_use"]
+"""What a command found that it may not follow: a session status, a delegated session whose run
+has `ended`, a `destroyed` sandbox, or a sandbox `in_use` by another session of the thread."""
+CapacityDimension = Literal["depth", "width", "budget"]
+HandoffRejectReason = Literal["active_run", "pending_hitl", "pending_subsession"]
+CallerRole = Literal["member", "auditor", "admin", "engine", "effects", "unknown"]
+SandboxOperation = Literal["fork", "pause"]
 
 
 class ErrorDetails(msgspec.Struct, frozen=True, kw_only=True):
@@ -21,62 +35,62 @@ class InvalidCommandDetails(ErrorDetails, kw_only=True):
 
 
 class UnknownCommandDetails(ErrorDetails, kw_only=True):
-    command: str
+    command: str  # what the subject named: anything a client sent
 
 
 class EntityDetails(ErrorDetails, kw_only=True):
-    kind: str
+    kind: EntityKind
     id: str
 
 
 class ThreadClosedDetails(ErrorDetails, kw_only=True):
-    thread_id: str
-    op: str
+    thread_id: ThreadId
+    op: CommandName
 
 
 class BlockingSession(msgspec.Struct, frozen=True):
-    session_id: str
-    status: str
+    session_id: SessionId
+    status: SessionStatus
 
 
 class ThreadNotEmptyDetails(ErrorDetails, kw_only=True):
-    thread_id: str
-    tenant_id: str
-    op: str
+    thread_id: ThreadId
+    tenant_id: TenantId
+    op: Literal["archive", "delete"]
     blocking_sessions: list[BlockingSession]
     total_blocking_sessions: int
 
 
 class IllegalTransitionDetails(ErrorDetails, kw_only=True):
-    kind: str
+    kind: Literal["session", "sandbox"]
     id: str
-    from_: str = msgspec.field(name="from")
-    command: str
+    from_: TransitionFrom = msgspec.field(name="from")
+    command: CommandName
 
 
 class CapacityDetails(ErrorDetails, kw_only=True):
-    dimension: str
+    dimension: CapacityDimension
     current: int
     limit: int
-    session_id: str
+    session_id: SessionId
 
 
 class CrossDetails(ErrorDetails, kw_only=True):
-    session_id: str
-    parent_session_id: str
-    thread_id: str
-    parent_thread_id: str
+    session_id: SessionId
+    parent_session_id: SessionId
+    thread_id: ThreadId
+    parent_thread_id: ThreadId
 
 
 class VersionConflictDetails(ErrorDetails, kw_only=True):
-    session_id: str
+    session_id: SessionId
     expected: int
     actual: int
 
 
 class HandoffRejectedDetails(ErrorDetails, kw_only=True):
-    session_id: str
-    reason: str
+    session_id: SessionId
+    reason: HandoffRejectReason
 
 
 class ConflictDetails(ErrorDetails, kw_only=True):
@@ -89,13 +103,13 @@ class TraceDetails(ErrorDetails, kw_only=True):
 
 class UnsupportedDetails(ErrorDetails, kw_only=True):
     provider: str
-    operation: str
+    operation: SandboxOperation
 
 
 class ForbiddenDetails(ErrorDetails, kw_only=True):
-    principal: str
-    role: str
-    tenant: str
+    principal: str  # "unknown" when the broker's account or role is not recognised
+    role: CallerRole
+    tenant: str  # the tenant the subject named
 
 
 class Error(msgspec.Struct, tag_field="code", frozen=True, kw_only=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar
 
 import msgspec
 from msgspec import Meta
@@ -28,35 +28,44 @@ class Query(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
 
 
 class ThreadGet(Query, kw_only=True):
+    """Show a thread and its sessions."""
+
     NAME: ClassVar[str] = "thread.get"
     thread_id: ThreadId
 
 
 class ThreadList(Query, kw_only=True):
-    """A project's threads (without `project_id`, every thread of the tenant) in the order they
-    were created, a page at a time: those created after position `after`, at most `limit`. A
-    `status` filter applies within the page, so a page may hold fewer rows than `limit`; ask
-    again from `next_after` while `more` is true."""
+    """List a project's threads (without a project id, the tenant's), oldest first, a page at a time.
+
+    Those created after position `after`, at most `limit`. A `status` filter applies within the
+    page, so a page may hold fewer rows than `limit`; ask again from `next_after` while `more`
+    is true."""
 
     NAME: ClassVar[str] = "thread.list"
     project_id: ProjectId | None = None
-    status: Literal["open", "archived", "deleted"] | None = None
+    status: ThreadStatus | None = None
     after: NonNegInt = 0
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
 class SessionGet(Query, kw_only=True):
+    """Show one session."""
+
     NAME: ClassVar[str] = "session.get"
     session_id: SessionId
 
 
 class SessionTree(Query, kw_only=True):
+    """Show the delegation tree under a session."""
+
     NAME: ClassVar[str] = "session.tree"
     session_id: SessionId
 
 
 class EventsRead(Query, kw_only=True):
-    """Events after `after`, oldest first, at most `limit`. With `before`, the page ends there
+    """Read one page of the event log.
+
+    Events after `after`, oldest first, at most `limit`. With `before`, the page ends there
     instead: the last `limit` events with after < position < before (paging backwards)."""
 
     NAME: ClassVar[str] = "events.read"
@@ -67,12 +76,14 @@ class EventsRead(Query, kw_only=True):
 
 
 class SandboxGet(Query, kw_only=True):
+    """Show one sandbox."""
+
     NAME: ClassVar[str] = "sandbox.get"
     sandbox_id: SandboxId
 
 
 class QuarantineList(Query, kw_only=True):
-    """Messages of the log the engine skipped because they failed admission (an operator's query)."""
+    """List log messages skipped because they failed admission (an operator's query)."""
 
     NAME: ClassVar[str] = "quarantine.list"
     after: NonNegInt = 0

@@ -2,39 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
 from agentledger.schemas.errors import AnyError
 from agentledger.schemas.events import StoredEvent
-from agentledger.schemas.ids import EdgeId, HandoffId, ProjectId, SandboxId, SessionId, SummaryId, ThreadId
+
+R = TypeVar("R")  # unparametrised: the result decodes as plain JSON
 
 
-class CommandResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """What a command returns; only the fields that apply to the command are present."""
+class CommandReply(msgspec.Struct, Generic[R], frozen=True, kw_only=True, omit_defaults=True):
+    """`{"ok": true, command_id, position, events, result}` or `{"ok": false, command_id, error}`.
 
-    project_id: ProjectId | None = None
-    thread_id: ThreadId | None = None
-    session_id: SessionId | None = None
-    status: str | None = None
-    summary_id: SummaryId | None = None
-    edge_id: EdgeId | None = None
-    depth: int | None = None
-    handoff_id: HandoffId | None = None
-    session_ids: list[SessionId] | None | None = None
-    owner_version: int | None = None
-    sandbox_id: SandboxId | None = None
-
-
-class CommandReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """`{"ok": true, command_id, position, events, result}` or `{"ok": false, command_id, error}`."""
+    `result` is the command's own `RESULT` type (`CommandReply[SessionSpawnResult]` to decode one)."""
 
     ok: bool
     command_id: str | None = None
     position: int | None = None
     events: list[StoredEvent] | None = None
-    result: CommandResult | None = None
+    result: R | None = None
     error: AnyError | None = None
 
 
@@ -50,17 +37,6 @@ class QueryReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 # -- the same replies as the wire shows them: one type per value of `ok` -----------------------
 # The two envelopes above are what the engine builds; these describe each case exactly, so the
 # published schema (and the clients generated from it) can narrow a reply on `ok`.
-class CommandAccepted(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The command was applied (`events` holds its one event) or was a repeat or a no-op (`events`
-    holds the first outcome's event, or nothing)."""
-
-    ok: Literal[True]
-    command_id: str
-    position: int
-    events: list[StoredEvent]
-    result: CommandResult
-
-
 class CommandRefused(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """Nothing was appended. `command_id` is absent when the body could not be read."""
 
@@ -74,8 +50,21 @@ class QueryRefused(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     error: AnyError
 
 
+def type_name(request: str) -> str:
+    """`session.request_input` -> `SessionRequestInput`: the stem of a request's named types."""
+    return "".join(part.capitalize() for part in request.replace("_", ".").split("."))
+
+
 def query_answer(name: str, result: type[msgspec.Struct]) -> type[msgspec.Struct]:
     """`{"ok": true, "position", "result"}` for one query, with its result typed: e.g. `ThreadGetAnswer`."""
-    title = "".join(part.capitalize() for part in name.replace("_", ".").split(".")) + "Answer"
-    return msgspec.defstruct(title, [("ok", Literal[True]), ("position", int), ("result", result)],
+    return msgspec.defstruct(type_name(name) + "Answer", [("ok", Literal[True]), ("position", int), ("result", result)],
+                             frozen=True, kw_only=True, forbid_unknown_fields=True, module=__name__)
+
+
+def command_accepted(name: str, result: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    """`{"ok": true, command_id, position, events, result}` for one command, its result typed: e.g.
+    `SessionSpawnAccepted`. `events` holds the command's one event, or nothing for a no-op."""
+    return msgspec.defstruct(type_name(name) + "Accepted", [("ok", Literal[True]), ("command_id", str),
+                                                            ("position", int), ("events", list[StoredEvent]),
+                                                            ("result", result)],
                              frozen=True, kw_only=True, forbid_unknown_fields=True, module=__name__)

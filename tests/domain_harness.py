@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 
 from agentledger.engine.context import Context
-from agentledger.engine.decisions import DECISIONS
-from agentledger.engine.ids import Minter, with_ids
+from agentledger.engine.commands import SPECS
+from agentledger.engine.ids import Minter
 from agentledger.engine.outcomes import Accepted, Outcome
 from agentledger.engine.project_model import ProjectState
 from agentledger.engine.thread_model import ThreadState
@@ -30,6 +30,7 @@ class Thread:
         self.state = ThreadState("tnt_x", "t.>", "thd_1")
         self.catalog = {"local": ProviderCapabilities(), "nofork": ProviderCapabilities(fork=False, pause=False)}
         self.n = 0
+        self.last: Any = None  # the result the last accepted or unchanged command answered
         self.run("thread.create", thread_id="thd_1", project_id="prj_1")
 
     def _apply_to(self, model: Any, event: Any, command: str) -> None:
@@ -43,9 +44,12 @@ class Thread:
         cmd: Command = msgspec.convert({"actor": ACTOR, **fields}, type=COMMANDS[name])
         self.n += 1
         mint = Minter("tnt_x", f"cmd{self.n}")
-        cmd = with_ids(cmd, mint)
+        spec = SPECS[type(cmd)]
+        cmd = spec.with_id(cmd, mint)
         ctx = Context(mint=mint, catalog=self.catalog, project=self.project, sandbox=sandbox)
-        return DECISIONS[type(cmd)](self.state, cmd, ctx)
+        outcome = spec.decide(self.state, cmd, ctx)
+        self.last = spec.result(outcome.event) if isinstance(outcome, Accepted) else outcome.result
+        return outcome
 
     def run(self, name: str, sandbox: Any = None, **fields: Any) -> Outcome:
         outcome = self.decide(name, sandbox, **fields)

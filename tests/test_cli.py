@@ -24,6 +24,7 @@ from agentledger.schemas.errors import ThreadNotEmpty
 from agentledger.schemas.events import StoredEvent
 from agentledger.schemas.queries import QUERIES, SessionResult
 from agentledger.schemas.replies import CommandReply, QueryReply
+from agentledger.schemas.results import SessionSpawnResult
 from tests.conftest import AGENT, Client_
 
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
@@ -99,7 +100,7 @@ async def test_json_replies_nested_fields_and_views(cli: Cli, client: Client_) -
 
     r = await cli("session", "spawn", "--parent-session-id", "ses_a", "--agent", "agt_kid", "--session-id", "ses_b",
                   "--budget", "3", "--json")
-    reply = msgspec.json.decode(r.out, type=CommandReply)
+    reply = msgspec.json.decode(r.out, type=CommandReply[SessionSpawnResult])
     assert r.code == 0 and reply.ok and reply.result and (reply.result.session_id, reply.result.depth) == ("ses_b", 1)
 
     r = await cli("session", "complete", "--session-id", "ses_b", "--summary-outcome", "succeeded",

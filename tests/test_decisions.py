@@ -54,7 +54,7 @@ def test_session_state_machine(status: str, command: str) -> None:
         outcome = t.run(command, session_id="ses_1", **fields)
         assert isinstance(outcome, Accepted)
         assert t.status("ses_1") == after
-        assert outcome.result.status == after
+        assert t.last.status == after
     else:
         error = t.error(command, session_id="ses_1", **fields)
         assert isinstance(error, IllegalTransition)
@@ -75,10 +75,10 @@ def test_awaiting_merge_only_returns_to_idle_by_the_last_recipient() -> None:
 def test_complete_writes_a_summary_once() -> None:
     t = thread_with_session("active")
     outcome = t.run("session.complete", session_id="ses_1", summary=SUMMARY)
-    assert isinstance(outcome, Accepted) and outcome.result.summary_id
+    assert isinstance(outcome, Accepted) and t.last.summary_id
     session = t.state.sessions["ses_1"]
     assert session.summary is not None and session.summary.text == "done"
-    assert session.summary_id == outcome.result.summary_id
+    assert session.summary_id == t.last.summary_id
 
 
 def test_unknown_session_is_not_found() -> None:

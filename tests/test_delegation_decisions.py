@@ -39,13 +39,14 @@ def spawn(t: Thread, parent: str, child: str, **fields: object) -> Accepted:
 # -- spawn checks, in the spec's order --------------------------------------------------------
 def test_spawn_records_child_edge_and_lineage_in_one_event() -> None:
     t = active_root()
-    outcome = spawn(t, "ses_root", "ses_c")
+    spawn(t, "ses_root", "ses_c")
+    result = t.last
     spawn(t, "ses_c", "ses_g")
-    assert outcome.result.depth == 1 and outcome.result.edge_id and outcome.result.session_id == "ses_c"
+    assert result.depth == 1 and result.edge_id and result.session_id == "ses_c"
     grandchild = t.state.sessions["ses_g"]
     assert (grandchild.status, grandchild.depth, grandchild.parent_session_id, grandchild.root_session_id) == (
         "active", 2, "ses_c", "ses_root")
-    edge = t.state.edges[outcome.result.edge_id]
+    edge = t.state.edges[result.edge_id]
     assert (edge.kind, edge.parent_session_id, edge.child_session_id, edge.status) == (
         "agent_spawn", "ses_root", "ses_c", "open")
 
@@ -106,7 +107,8 @@ def test_width_counts_open_children_only() -> None:
     ("session.cancel", "cancelled", "idle")])
 def test_child_ending_closes_its_edge(command: str, edge_status: str, child_status: str) -> None:
     t = active_root()
-    edge_id = spawn(t, "ses_root", "ses_c").result.edge_id
+    spawn(t, "ses_root", "ses_c")
+    edge_id = t.last.edge_id
     t.run(command, session_id="ses_c", **({"summary": DONE} if command == "session.complete" else {}))
     assert t.state.edges[edge_id].status == edge_status
     assert t.state.sessions["ses_c"].status == child_status
@@ -175,11 +177,11 @@ def idle_root(**caps: int) -> Thread:
 def test_single_handoff_moves_ownership_and_creates_an_active_recipient() -> None:
     t = idle_root()
     outcome = t.run("handoff.single", source_session_id="ses_root", recipient=B, expected_owner_version=0)
-    assert isinstance(outcome, Accepted) and outcome.result.owner_version == 1
+    assert isinstance(outcome, Accepted) and t.last.owner_version == 1
     source = t.state.sessions["ses_root"]
     assert source.owner.id == "agt_b" and [a.id for a in source.previous_actors] == ["agt_a"]
     assert source.owner_version == 1 and source.status == "idle"
-    child = t.state.sessions[outcome.result.session_id]  # type: ignore[index]
+    child = t.state.sessions[t.last.session_id]
     assert child.status == "active" and child.owner.id == "agt_b" and child.depth == 1
     assert t.state.edges[child.edge_id].kind == "handoff"  # type: ignore[index]
     error = t.error("handoff.single", source_session_id="ses_root", recipient=C, expected_owner_version=0)
@@ -210,7 +212,7 @@ def test_handoffs_obey_the_caps() -> None:
     t1 = idle_root(max_depth=1)
     out = t1.run("handoff.single", source_session_id="ses_root", recipient=B, expected_owner_version=0)
     assert isinstance(out, Accepted)
-    recipient = out.result.session_id
+    recipient = t1.last.session_id
     t1.run("session.complete", session_id=recipient, summary=DONE)
     error = t1.error("handoff.single", source_session_id=recipient, recipient=C, expected_owner_version=0)
     assert isinstance(error, CapacityExceeded) and (error.details.dimension, error.details.limit) == ("depth", 1)
@@ -220,7 +222,7 @@ def test_broadcast_waits_for_every_recipient_then_merges() -> None:
     t = idle_root()
     outcome = t.run("handoff.broadcast", source_session_id="ses_root", recipients=[B, C], expected_owner_version=0)
     assert isinstance(outcome, Accepted)
-    first, second = outcome.result.session_ids  # type: ignore[misc]
+    first, second = t.last.session_ids
     source = t.state.sessions["ses_root"]
     assert source.status == "awaiting_merge" and source.owner.id == "agt_a" and source.owner_version == 1
     assert "ses_root" in t.state.blocking

@@ -113,7 +113,7 @@ def authorize(caller: Caller | None, tenant: str, kind: Literal["command", "quer
     """None when `caller` may send a `kind` request for `tenant`; else the refusal to reply with.
     Pure: the tenant is the account's, never the subject's, unless the caller is the deployment."""
     if caller is None:
-        return _forbidden("?", "?", tenant, "the broker's account or role for this request is not recognised")
+        return _forbidden("unknown", "unknown", tenant, "the broker's account or role for this request is not recognised")
     p = caller.principal
     if caller.tenant is not None and caller.tenant != tenant:
         return _forbidden(p.id, p.role, tenant, f"credentials of tenant {caller.tenant} cannot act for {tenant}")

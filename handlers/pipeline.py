@@ -1,0 +1,100 @@
+"""The request pipeline: one command or query message in, exactly one reply out.
+
+subject -> (tenant, name) -> the caller, from the broker (`auth.identity`) -> may its role send
+this? -> the command or query service -> the encoded reply, never above the reply limit. Each
+step's failure is itself a reply, so a requester never waits for a timeout; a handler that raises
+anyway is answered `internal` by `handlers.responder`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import msgspec
+from nats.aio.msg import Msg
+
+from agentledger.engine import codec
+from agentledger.engine.outcomes import unexpected
+from agentledger.engine.subjects import Subjects
+from agentledger.handlers.auth.identity import TenantDirectory, authorize, identify
+from agentledger.handlers.observability import tracing
+from agentledger.handlers.responder import Responder
+from agentledger.schemas.errors import Error, InvalidCommand, InvalidCommandDetails, PathError, Unavailable
+from agentledger.schemas.events import Principal
+from agentledger.schemas.replies import CommandReply, QueryReply
+
+log = logging.getLogger("agentledger")
+_encode = msgspec.json.Encoder().encode
+
+Kind = Literal["command", "query"]
+CommandHandler = Callable[[str, str, bytes, Principal], Awaitable[CommandReply[Any]]]
+QueryHandler = Callable[[str, str, bytes], Awaitable[QueryReply]]
+
+
+def _too_large(size: int) -> InvalidCommand:
+    message = f"the reply would be {size} bytes, above the limit of {codec.MAX_REPLY_BYTES}; page or narrow the request"
+    return InvalidCommand(message=message, details=InvalidCommandDetails(errors=[PathError("$", message)]))
+
+
+def _bad_tenant(error: ValueError) -> InvalidCommand:
+    return InvalidCommand(message=str(error), details=InvalidCommandDetails(errors=[PathError("subject", str(error))]))
+
+
+class RequestPipeline:
+    def __init__(self, subjects: Subjects, commands: CommandHandler, queries: QueryHandler,
+                 directory: TenantDirectory | None) -> None:
+        self.subjects = subjects
+        self.commands, self.queries = commands, queries
+        self.directory = directory
+
+    async def serve(self, responder: Responder, queue_group: str) -> None:
+        """Answer `<prefix>.cmd.<tenant>.<command>` and `<prefix>.qry.<tenant>.<query>` in the queue group."""
+        await responder.serve(self.subjects.commands_all, queue_group, self.command, self.failed_command)
+        await responder.serve(self.subjects.queries_all, queue_group, self.query, self.failed_query)
+
+    async def command(self, msg: Msg) -> bytes:
+        return await self._handle("command", msg, CommandReply)
+
+    async def query(self, msg: Msg) -> bytes:
+        return await self._handle("query", msg, QueryReply)
+
+    def failed_command(self, subject: str) -> bytes:
+        return _encode(CommandReply(ok=False, error=unexpected(log, subject)))
+
+    def failed_query(self, subject: str) -> bytes:
+        return _encode(QueryReply(ok=False, error=unexpected(log, subject)))
+
+    async def _caller(self, headers: dict[str, str] | None, tenant: str, kind: Kind) -> Principal | Error:
+        """The authenticated principal, or the error to reply with (tenant from the broker, role allowed)."""
+        try:
+            who = await identify(headers, self.directory)
+        except Exception as e:  # the tenant directory could not be read: the caller may retry
+            log.warning("identify: %s", e)
+            return Unavailable(message="cannot check the caller's tenant now; retry")
+        refused = authorize(who, tenant, kind)
+        if refused is not None:
+            return refused
+        assert who is not None
+        return who.principal
+
+    async def _handle(self, kind: Kind, msg: Msg, reply_type: type[CommandReply[Any]] | type[QueryReply]) -> bytes:
+        try:
+            tenant, name = self.subjects.parse_request(msg.subject)
+        except ValueError as e:
+            return _encode(reply_type(ok=False, error=_bad_tenant(e)))
+        with tracing.request_span(kind, name, tenant, msg.headers, msg.subject) as span:
+            who = await self._caller(msg.headers, tenant, kind)
+            if not isinstance(who, Principal):
+                return _encode(reply_type(ok=False, error=who))
+            reply: CommandReply[Any] | QueryReply
+            if kind == "command":
+                reply = await self.commands(tenant, name, msg.data, who)
+            else:
+                reply = await self.queries(tenant, name, msg.data)
+            tracing.outcome(span, "ok" if reply.error is None else type(reply.error).__struct_config__.tag)
+            data = _encode(reply)
+        if len(data) > codec.MAX_REPLY_BYTES:  # never hand NATS a message it refuses
+            return _encode(reply_type(ok=False, error=_too_large(len(data))))
+        return data
