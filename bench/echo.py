@@ -33,7 +33,7 @@ from nats.aio.msg import Msg
 from agentledger.cli.serve import run_process
 from agentledger.engine.store import H_EXPECTED_SEQ, H_EXPECTED_SUBJECT, EventStore
 from agentledger.engine.subjects import Subjects
-from agentledger.handlers.app import EngineConfig
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.responder import Responder
 from agentledger.schemas.replies import CommandReply
 from bench.client import TENANT

@@ -13,7 +13,8 @@ import signal
 import sys
 
 from agentledger.cli.serve import run_process
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
+from agentledger.handlers.config import EngineConfig
 
 
 async def main(url: str, prefix: str, stream: str) -> None:

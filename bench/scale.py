@@ -26,7 +26,8 @@ from nats.js.api import DeliverPolicy
 from agentledger.engine import codec
 from agentledger.engine.store import EventStore
 from agentledger.engine.subjects import Subjects
-from agentledger.handlers.app import EngineConfig, process_manager_worker
+from agentledger.handlers.config import EngineConfig
+from agentledger.handlers.workers import process_manager_worker
 from agentledger.schemas.common import Actor, ProjectConfig
 from agentledger.schemas.events import (
     Envelope,

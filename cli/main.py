@@ -87,7 +87,7 @@ def serve(
     """Start an engine replica; Ctrl-C stops it cleanly (exit 0). Exits 1 when it cannot serve."""
     from agentledger.cli.serve import HttpOptions, run_process
     from agentledger.cli.serve import serve as run
-    from agentledger.handlers.app import EngineConfig
+    from agentledger.handlers.config import EngineConfig
     from agentledger.handlers.observability.connection import Reconnect
 
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
@@ -115,7 +115,7 @@ def effects(
     """Run only the sandbox effect handler (where the sandboxes live), next to engines elsewhere."""
     from agentledger.cli.serve import HttpOptions, run_process
     from agentledger.cli.serve import effects as run
-    from agentledger.handlers.app import EngineConfig
+    from agentledger.handlers.config import EngineConfig
     from agentledger.handlers.observability.connection import Reconnect
 
     config = EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, sandbox_dir=sandbox_dir,

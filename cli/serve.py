@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agentledger.handlers.app import EffectsProcess, Engine, EngineConfig
+from agentledger.handlers.app import EffectsProcess, Engine
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import EmbeddedNats
 from agentledger.handlers.observability import tracing
 from agentledger.handlers.observability.health import EngineProbe, WorkerProbe

@@ -56,7 +56,7 @@ def introduced_sessions(data: object) -> list[str]:
 
 class Repository:
     def __init__(self, subjects: Subjects, cache_size: int | None = None, snapshots: SnapshotStore | None = None,
-                 snapshot_every: int = 100) -> None:
+                 snapshot_every: int = 100, quarantine: admission.Quarantine | None = None) -> None:
         """`cache_size=None` keeps every model (a replay of the whole log); an engine passes a bound."""
         self.subjects = subjects
         self.cache_size = cache_size
@@ -65,7 +65,7 @@ class Repository:
         self._models: OrderedDict[str, BoundaryModel] = OrderedDict()
         self._session_thread: OrderedDict[tuple[str, str], str] = OrderedDict()
         self.position = 0  # last stream position the live follower applied (or quarantined)
-        self.quarantine = admission.Quarantine()
+        self.quarantine = quarantine or admission.Quarantine()
         self._moved = asyncio.Event()
         self._writes: set[asyncio.Task[None]] = set()
         self.loads = 0  # boundaries read from the log (cache misses)

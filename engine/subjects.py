@@ -139,6 +139,12 @@ class Subjects:
     def queries_all(self) -> str:
         return f"{self.prefix}.qry.*.>"
 
+    @property
+    def ping(self) -> str:
+        """Engines answer here (in their queue group) once they serve requests: a readiness probe
+        that touches no service. Only the deployment's own identities can reach it."""
+        return f"{self.prefix}.ping"
+
     def command(self, tenant: str, name: str) -> str:
         return f"{self.prefix}.cmd.{tenant}.{name}"
 

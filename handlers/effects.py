@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
+from agentledger.engine.admission import Quarantine
 from agentledger.engine.repository import Repository
 from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.store import EventStore
@@ -42,9 +43,11 @@ ACTS_ON = tuple(r.__struct_config__.tag for r in REQUESTS)  # type: ignore[misc]
 
 
 class SandboxEffects:
-    def __init__(self, store: EventStore, subjects: Subjects, providers: dict[str, SandboxProvider], send: Send) -> None:
+    def __init__(self, store: EventStore, subjects: Subjects, providers: dict[str, SandboxProvider], send: Send,
+                 quarantine: Quarantine | None = None) -> None:
         self.store = store
-        self.models = Repository(subjects, cache_size=1000)  # private: sandbox state as of each request
+        # private models: sandbox state as of each request; what they skip is counted with the worker's
+        self.models = Repository(subjects, cache_size=1000, quarantine=quarantine)
         self.providers = providers
         self.send = send
 

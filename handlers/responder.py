@@ -1,13 +1,7 @@
 """Request/reply on plain nats-py subscriptions: each subject pattern in a queue group (replicas
 share the load), each request in its own task (at most `max_workers` at once per pattern), and
-every request answered exactly once, whatever the handler does.
-
-The command and query subjects were served by FastStream subscribers until the command path was
-measured against raw JetStream publish (BENCHMARKS.md, section 2): doing nothing but the engine's
-one append, a FastStream subscriber reaches about 0.4 of the raw rate sequentially and 0.7 at 64
-in flight, this subscription about 0.5 and 0.9, at half the CPU per request or less. What
-FastStream added here (a decoder, a reply, a queue group) is these few lines; the contract and its
-AsyncAPI document come from `schemas.contract`, not from the handler framework.
+every request answered exactly once, whatever the handler does. (Why plain subscriptions rather
+than a handler framework: docs/architecture.md, "Requests on plain nats-py subscriptions".)
 """
 
 from __future__ import annotations

@@ -130,8 +130,10 @@ def json_schema() -> dict[str, Any]:
     for name, answer in accepted.items():
         defs[type_name(name) + "Reply"] = _union(type_name(name) + "Reply", [answer, CommandRefused], "ok",
                                                  f"The one reply to `{name}`.")
-    defs["CommandReply"] = _union("CommandReply", [*accepted.values(), CommandRefused], "ok",
-                                  "The one reply to any command.")
+    defs["CommandReply"] = {  # accepted replies of different commands may share a shape: one of them, or refused
+        "title": "CommandReply", "description": "The one reply to any command (each command's own: CommandReplies).",
+        "oneOf": [{"anyOf": [{"$ref": REF.format(name=a.__name__)} for a in accepted.values()]},
+                  {"$ref": REF.format(name=CommandRefused.__name__)}]}
     for name, answer in answers.items():
         reply = type_name(name) + "Reply"
         defs[reply] = _union(reply, [answer, QueryRefused], "ok", f"The one reply to `{name}`.")

@@ -11,7 +11,7 @@ from agentledger.schemas.common import SessionStatus
 from agentledger.schemas.ids import SessionId, TenantId, ThreadId
 
 CommandName = Literal[tuple(COMMANDS)]  # type: ignore[valid-type]
-EntityKind = Literal["project", "thread", "session", "sandbox", "command"]
+EntityKind = Literal["project", "thread", "session", "sandbox", "command", "stream"]
 TransitionFrom = Literal[SessionStatus, "ended", "destroyed", "in_use"]
 """What a command found that it may not follow: a session status, a delegated session whose run
 has `ended`, a `destroyed` sandbox, or a sandbox `in_use` by another session of the thread."""

@@ -127,7 +127,7 @@ class ThreadRow(msgspec.Struct, frozen=True, kw_only=True):
     status: ThreadStatus
     position: int
     session_count: int
-    project_id: str = ""
+    project_id: ProjectId
     forked_from: ForkPoint | None = None
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from agentledger.schemas.ids import END, SandboxId
+from agentledger.schemas.ids import END, SandboxId, SessionId
 
 SandboxMode = Literal["new", "continue", "fork", "inherit"]
 ShutdownPolicy = Literal["destroy", "pause", "keep", "pause-until-parent-close"]
@@ -53,22 +53,22 @@ class ProviderCapabilities(msgspec.Struct, frozen=True, kw_only=True):
 class SandboxBinding(msgspec.Struct, frozen=True, kw_only=True):
     """What a session holds: recorded in the session's creating event."""
 
-    sandbox_id: str
+    sandbox_id: SandboxId
     mode: SandboxMode
     owned: bool
     shutdown: ShutdownPolicy | None
     provider: str
     options: SandboxOptions = SandboxOptions()
-    source_sandbox_id: str | None = None
+    source_sandbox_id: SandboxId | None = None
 
 
 class SandboxAction(msgspec.Struct, frozen=True, kw_only=True):
     """A shutdown the sandbox boundary must carry out because a session ended or a thread was
     archived. Decided with the ending, so the audit log says what should happen and why."""
 
-    sandbox_id: str
+    sandbox_id: SandboxId
     action: Literal["pause", "destroy", "resume"]
-    session_id: str
+    session_id: SessionId
     reason: Literal["destroy", "pause", "pause-until-parent-close", "parent-closed", "thread-archived",
                     "session-started"]
-    hold_for: str | None = None  # parent session that destroys it when it ends
+    hold_for: SessionId | None = None  # parent session that destroys it when it ends

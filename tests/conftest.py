@@ -23,9 +23,10 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
 
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.auth.tenants import add_tenant
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import ClusterNode, EmbeddedNats, free_port
 
 _counter = itertools.count()

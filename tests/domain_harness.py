@@ -7,8 +7,8 @@ from typing import Any
 
 import msgspec
 
-from agentledger.engine.context import Context
 from agentledger.engine.commands import SPECS
+from agentledger.engine.context import Context
 from agentledger.engine.ids import Minter
 from agentledger.engine.outcomes import Accepted, Outcome
 from agentledger.engine.project_model import ProjectState

@@ -21,7 +21,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from agentledger.engine.store import EventStore
-from agentledger.handlers.app import EngineConfig
+from agentledger.handlers.config import EngineConfig
 from tests.conftest import AGENT, USER
 from tests.reference_rules import Rules, replay
 

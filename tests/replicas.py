@@ -13,7 +13,8 @@ import msgspec
 from agentledger.engine import codec
 from agentledger.engine.repository import Repository
 from agentledger.engine.store import EventStore
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
+from agentledger.handlers.config import EngineConfig
 from agentledger.schemas.events import Envelope
 from agentledger.schemas.replies import CommandReply
 from tests.conftest import USER

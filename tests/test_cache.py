@@ -13,7 +13,8 @@ from agentledger.engine import snapshots
 from agentledger.engine.project_model import ProjectState
 from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.thread_model import ThreadState
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
+from agentledger.handlers.config import EngineConfig
 from agentledger.projections.views import thread_view
 from tests.replicas import Replicas, code, replay, started_pair
 

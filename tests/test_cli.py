@@ -18,7 +18,7 @@ import msgspec
 import pytest
 import typer.main
 
-from agentledger.handlers.app import EngineConfig
+from agentledger.handlers.config import EngineConfig
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.errors import ThreadNotEmpty
 from agentledger.schemas.events import StoredEvent

@@ -126,5 +126,5 @@ async def test_version_and_shell_completion() -> None:
     assert complete("agentledger sess", 1) == ["session"]
     assert complete("agentledger replay --thr", 2) == ["--thread-id"]
     assert "request-input" in complete("agentledger session re", 2)
-    code, out, _ = await agentledger("--show-completion", "bash")
-    assert code == 0 and "_AGENTLEDGER_COMPLETE=complete_bash" in out, out
+    code, out, err = await agentledger("--show-completion", "bash")
+    assert code == 0 and "_AGENTLEDGER_COMPLETE=complete_bash" in out, out + err

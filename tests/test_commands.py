@@ -17,6 +17,7 @@ from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.results import Result
 from tests.conftest import AGENT, USER, Client_
 
+
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_declares_what_it_needs(name: str) -> None:
     command = COMMANDS[name]
@@ -40,7 +41,7 @@ class Repeats:
         self.client, self.engine = client, engine
         self.sent: set[str] = set()
 
-    async def twice(self, name: str, by_engine: bool = False, **fields: Any) -> dict[str, Any]:
+    async def twice(self, name: str, /, by_engine: bool = False, **fields: Any) -> dict[str, Any]:
         command_id = f"rep-{name}-{len(self.sent)}"
         replies = []
         for _ in range(2):

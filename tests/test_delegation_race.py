@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agentledger.engine.repository import Repository
-from agentledger.handlers.app import EngineConfig
+from agentledger.handlers.config import EngineConfig
 from agentledger.schemas.common import BLOCKING_STATUSES
 from agentledger.schemas.events import Envelope, SessionCompleted, SessionFailed, SessionSpawned
 from tests.replicas import Replicas, code, replay, started_pair

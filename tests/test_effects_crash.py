@@ -12,7 +12,8 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.effects import CRASH_ENV
 from tests.conftest import AGENT, Client_, effects_creds
 from tests.sandbox_support import eventually, sandbox_dirs, settled
@@ -86,8 +87,8 @@ async def test_effect_handler_killed_between_provider_call_and_outcome(engine_co
 async def test_process_manager_redelivery_repeats_nothing(engine_config: EngineConfig, nc: Client) -> None:
     """The process manager dies after sending its command but before acknowledging the event:
     the event comes back, the command is sent again with the same id, and nothing repeats."""
-    from agentledger.handlers.app import process_manager_worker
     from agentledger.handlers.process_manager import SandboxProcessManager
+    from agentledger.handlers.workers import process_manager_worker
 
     engine_config.process_manager = False
     engine = Engine(engine_config)

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import EmbeddedNats
 from tests.conftest import Client_, Tenants, config_for, connect, start_cluster
 from tests.faults_support import Load, check_log, serve_process

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from agentledger.engine.store import EventStore
-from agentledger.handlers.app import EngineConfig
+from agentledger.handlers.config import EngineConfig
 from tests.replicas import Replicas, code, started_pair
 
 TRIALS = 200

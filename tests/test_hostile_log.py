@@ -14,7 +14,8 @@ import pytest
 from nats.aio.client import Client
 
 from agentledger.engine import codec
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
+from agentledger.handlers.config import EngineConfig
 from agentledger.projections.history import Replayer
 from agentledger.schemas.common import Actor
 from agentledger.schemas.events import Envelope, Event, SessionStarted, StoredEvent, ThreadArchived, ThreadCreated

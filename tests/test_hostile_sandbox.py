@@ -12,7 +12,8 @@ import pytest
 from nats.aio.client import Client
 
 from agentledger.engine import codec
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.providers.base import ProviderError, SandboxRef
 from agentledger.handlers.providers.local import LocalProvider
 from agentledger.schemas.common import Actor

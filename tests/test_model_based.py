@@ -22,7 +22,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from nats.aio.client import Client
 
 from agentledger.engine.store import EventStore
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
+from agentledger.handlers.config import EngineConfig
 from tests.conftest import AGENT, Client_
 from tests.reference_rules import RUNNING, Rules, replay
 

@@ -16,8 +16,9 @@ import pytest
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import EmbeddedNats, free_port
 from agentledger.handlers.observability.health import EngineProbe
 from agentledger.handlers.observability.http import OpsServer

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agentledger.handlers.app import EngineConfig
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import nats_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent

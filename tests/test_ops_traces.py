@@ -16,7 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentledger.engine import codec
-from agentledger.handlers.app import EffectsProcess, Engine, EngineConfig
+from agentledger.handlers.app import EffectsProcess, Engine
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.observability import tracing
 from tests.conftest import AGENT, USER, Client_
 from tests.sandbox_support import destroy_all, sandbox_engine, settled

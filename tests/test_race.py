@@ -13,7 +13,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
+from agentledger.handlers.config import EngineConfig
 from agentledger.schemas.common import BLOCKING_STATUSES
 from agentledger.schemas.replies import CommandReply
 from tests.conftest import AGENT

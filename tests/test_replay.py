@@ -13,7 +13,8 @@ from agentledger.cli import transport
 from agentledger.cli.query_client import QueryClient
 from agentledger.cli.ui import replays as replays_module
 from agentledger.cli.ui.replays import Replays
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
+from agentledger.handlers.config import EngineConfig
 from agentledger.projections.history import replay_at
 from agentledger.schemas.events import StoredEvent
 from tests.conftest import AGENT, Client_

@@ -1,4 +1,4 @@
-"""The request path under the engine (`handlers.responder` and `handlers.app.serve_requests`), on a
+"""The request path under the engine (`handlers.responder` and `handlers.pipeline`), on a
 real server: every request is answered exactly once, however its handler ends; requests do not
 wait for each other; and a stop finishes what it took.
 
@@ -15,9 +15,10 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from agentledger.handlers.app import EngineConfig, serve_requests
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import EmbeddedNats
+from agentledger.handlers.pipeline import RequestPipeline
 from agentledger.handlers.responder import Responder
 from agentledger.schemas.events import Principal
 from agentledger.schemas.replies import CommandReply, QueryReply
@@ -43,7 +44,7 @@ async def test_a_handler_that_raises_still_answers_internal_with_a_trace_id(
         raise RuntimeError("a bug in a handler")
 
     responder = Responder(nc)
-    await serve_requests(engine_config, responder, broken, no_query)
+    await RequestPipeline(engine_config.subjects, broken, no_query, None).serve(responder, engine_config.queue_group)
     await nc.flush()
     try:
         subject = engine_config.subjects.command("tnt_acme", "thread.archive")
@@ -70,7 +71,7 @@ async def test_a_slow_request_does_not_hold_up_the_next_one(
         return CommandReply(ok=True, position=len(started))
 
     responder = Responder(nc)
-    await serve_requests(engine_config, responder, handler, no_query)
+    await RequestPipeline(engine_config.subjects, handler, no_query, None).serve(responder, engine_config.queue_group)
     await nc.flush()
     try:
         slow = asyncio.create_task(admin.request(engine_config.subjects.command("tnt_acme", "thread.archive"), b"{}",
@@ -98,7 +99,7 @@ async def test_stop_answers_what_it_took_and_then_takes_nothing(
         return CommandReply(ok=True, position=7)
 
     responder = Responder(nc)
-    await serve_requests(engine_config, responder, handler, no_query)
+    await RequestPipeline(engine_config.subjects, handler, no_query, None).serve(responder, engine_config.queue_group)
     await nc.flush()
     subject = engine_config.subjects.command("tnt_acme", "thread.archive")
     pending = asyncio.create_task(admin.request(subject, b"{}", timeout=10))

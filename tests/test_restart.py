@@ -8,8 +8,9 @@ from pathlib import Path
 import nats
 import pytest
 
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import EmbeddedNats, free_port
 from tests.conftest import AGENT, Client_, config_for, connect, stream_messages
 

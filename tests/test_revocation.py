@@ -16,9 +16,9 @@ import nats
 import nats.errors
 import pytest
 
-from agentledger.handlers.app import EngineConfig
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.auth.tenants import add_tenant, revoke_user
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import EmbeddedNats
 from tests.conftest import USER
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.providers.base import SandboxRef
 from agentledger.handlers.providers.local import LocalProvider
 from agentledger.schemas.sandboxes import ProviderCapabilities

@@ -17,10 +17,11 @@ import pytest
 from nats.aio.client import Client
 
 from agentledger.cli.asyncapi import asyncapi
-from agentledger.handlers.app import EngineConfig
+from agentledger.handlers.config import EngineConfig
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.contract import event_types
 from agentledger.schemas.queries import QUERIES
+from agentledger.schemas.replies import type_name
 from tests.conftest import AGENT, USER, Client_, Tenants
 from tests.node_tools import node
 from tests.sandbox_support import destroy_all, settled
@@ -48,6 +49,8 @@ class Recorder(Client_):
         kind, name = subject.split(".", 3)[1], subject.split(".", 3)[3]
         if kind == "cmd":
             self.seen.append(("CommandReply", reply))
+            if name in COMMANDS:
+                self.seen.append((type_name(name) + "Reply", reply))
             if reply["ok"]:  # a request the engine accepted must be one the schema accepts
                 self.names.add(name)
                 self.seen.append((COMMANDS[name].__name__, msgspec.json.decode(body)))
@@ -55,7 +58,7 @@ class Recorder(Client_):
             if reply["ok"]:
                 self.names.add(name)
                 self.seen.append((QUERIES[name].__name__, msgspec.json.decode(body)))
-            self.seen.append(("".join(p.capitalize() for p in name.split(".")) + "Reply", reply))
+            self.seen.append((type_name(name) + "Reply", reply))
         return reply
 
 

@@ -17,10 +17,11 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.auth.permissions import audit_stream
 from agentledger.handlers.auth.tenants import add_audit_stream, add_tenant
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import EmbeddedNats
 from tests.conftest import USER, config_for, stream_messages
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agentledger.engine.repository import Repository, introduced_sessions
-from agentledger.handlers.app import EngineConfig
+from agentledger.handlers.config import EngineConfig
 from agentledger.schemas.events import Envelope
 from tests.replicas import Replicas, code, replay, started_pair
 

@@ -12,7 +12,7 @@ from nats.aio.client import Client
 
 from agentledger.engine import codec
 from agentledger.engine.store import EventStore
-from agentledger.handlers.app import EngineConfig
+from agentledger.handlers.config import EngineConfig
 from tests.conftest import AGENT, USER
 from tests.faults_support import serve_process
 

@@ -15,8 +15,9 @@ from nats.aio.client import Client
 from agentledger.cli.query_client import QueryClient
 from agentledger.cli.transport import Target
 from agentledger.cli.ui.server import serve
-from agentledger.handlers.app import Engine, EngineConfig
+from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.config import EngineConfig
 from tests.conftest import AGENT, Client_, Tenants
 from tests.sandbox_support import sandbox_engine, settled
 

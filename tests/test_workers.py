@@ -15,12 +15,14 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from agentledger.handlers.app import Engine, EngineConfig, effects_worker, process_manager_worker
+from agentledger.handlers.app import Engine
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.durable import DurableWorker, backoff
 from agentledger.handlers.parking import parked
 from agentledger.handlers.process_manager import SandboxProcessManager
 from agentledger.handlers.providers.base import SandboxRef
 from agentledger.handlers.providers.local import LocalProvider
+from agentledger.handlers.workers import effects_worker, process_manager_worker
 from agentledger.schemas.common import ParkedMessage
 from agentledger.schemas.events import Envelope, SessionStarted
 from agentledger.schemas.sandboxes import SandboxOptions

@@ -57,7 +57,7 @@ def engine_grant(prefix: str, role: EngineRole) -> Grant:
     """The engine appends; the effect handler and the admin read the log and send commands."""
     if role == "engine":
         return Grant()
-    serving = (f"{prefix}.cmd.>", f"{prefix}.qry.>")
+    serving = (f"{prefix}.cmd.>", f"{prefix}.qry.>", f"{prefix}.ping")
     stream_subjects = (f"{prefix}.evt.>", f"{prefix}.ses.>")  # events, and the session claims appended with them
     return Grant(pub_deny=(*stream_subjects, *STREAM_WRITES), sub_deny=serving)
 

@@ -40,7 +40,7 @@ class ConnectionWatch:
         self._errors: dict[str, int] = {}
 
     def options(self, reconnect: Reconnect) -> dict[str, Any]:
-        """Keyword arguments for `nats.connect` and `NatsBroker` alike."""
+        """Keyword arguments for `nats.connect`."""
         return {"max_reconnect_attempts": reconnect.attempts, "reconnect_time_wait": reconnect.wait,
                 "error_cb": self._error, "disconnected_cb": self._disconnected,
                 "reconnected_cb": self._reconnected, "closed_cb": self._closed}

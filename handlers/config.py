@@ -1,0 +1,49 @@
+"""What one engine replica or effect handler is configured with (`agentledger serve` / `effects`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentledger.engine.subjects import Subjects
+from agentledger.handlers.auth.identity import TENANTS_BUCKET
+from agentledger.handlers.observability.connection import Reconnect
+
+
+@dataclass
+class EngineConfig:
+    nats_url: str = "nats://127.0.0.1:4222"
+    prefix: str = "ledger"
+    stream: str = "LEDGER"
+    replicas: int = 1
+    queue_group: str = "agentledger"
+    max_workers: int = 64
+    cache_size: int = 4_000  # boundary models kept in memory; others are loaded from the log on demand
+    snapshot_every: int = 100  # events on a boundary between its snapshots (a load reads at most about this tail)
+    decide_within: float = 2.0  # seconds after its arrival a command may still be decided; later: `unavailable`
+    sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
+    sandbox_commands: tuple[str, ...] = ()  # programs a sandbox may run (argv[0]); none by default
+    sandbox_repos: tuple[str, ...] = ()  # directories whose git repositories a sandbox may check out
+    process_manager: bool = True
+    worker_ack_wait: float = 30.0
+    reconnect: Reconnect = field(default_factory=Reconnect)  # past its budget a lost NATS ends the process
+    worker_retry_delay: float = 0.05  # first backoff of a failing worker event (doubling, at most 5 s)
+    worker_max_attempts: int = 8  # a worker event failing this often is parked (`agentledger workers parked`)
+    effects_concurrency: int = 16  # sandboxes the effect handler works on at once (each one's requests in order)
+    creds: str | Path | None = None  # this replica's NATS credentials (.creds); None: the server needs none
+    tenants_bucket: str = TENANTS_BUCKET  # where `tenant add` records which account is which tenant
+    subjects: Subjects = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.subjects = Subjects(self.prefix)
+
+    @property
+    def servers(self) -> list[str]:
+        """`nats_url` may list a cluster's servers, comma-separated (nats-py wants a list)."""
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
+
+
+def connect_options(config: EngineConfig) -> dict[str, Any]:
+    """`nats.connect` keywords for this process's credentials."""
+    return {} if config.creds is None else {"user_credentials": str(config.creds)}

@@ -1,0 +1,108 @@
+"""The durable workers an engine or an effect handler runs, built from the configuration: the
+sandbox process manager and the sandbox effect handler, each with its log lines and trace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+from nats.aio.client import Client
+
+from agentledger.engine.admission import Quarantine
+from agentledger.engine.store import EventStore
+from agentledger.engine.subjects import Subjects
+from agentledger.handlers.config import EngineConfig
+from agentledger.handlers.durable import DurableWorker, Handler
+from agentledger.handlers.effects import ACTS_ON as FX_ACTS_ON
+from agentledger.handlers.effects import SandboxEffects
+from agentledger.handlers.observability import tracing
+from agentledger.handlers.observability.logs import bind
+from agentledger.handlers.observability.metrics import EngineMetrics, ObservedProvider
+from agentledger.handlers.process_manager import ACTS_ON as PM_ACTS_ON
+from agentledger.handlers.process_manager import SandboxProcessManager, Send
+from agentledger.handlers.providers.base import SandboxProvider
+from agentledger.handlers.providers.local import LocalProvider
+from agentledger.schemas.events import Envelope
+from agentledger.schemas.replies import CommandReply
+from agentledger.schemas.sandboxes import ProviderCapabilities
+
+
+def provider_catalog() -> dict[str, ProviderCapabilities]:
+    """The providers this deployment knows, with what they can do (checked before recording)."""
+    return {LocalProvider.name: LocalProvider.capabilities}
+
+
+def worker_counters(metrics: EngineMetrics, workers: Callable[[], list[DurableWorker]]) -> None:
+    """Each worker's parked messages and retries, as counters (the workers keep the numbers)."""
+    metrics.read_counters("agentledger_parked_events", "Events a worker gave up on after its retries "
+                          "(`agentledger workers parked`)", ("consumer",),
+                          lambda: {(w.durable,): w.parked for w in workers()})
+    metrics.read_counters("agentledger_worker_retries", "Times a worker tried an event again after a failure "
+                          "or a retryable refusal", ("consumer",),
+                          lambda: {(w.durable,): w.retries for w in workers()})
+
+
+def _durable_name(prefix: str, role: str) -> str:
+    return f"{prefix}-{role}".replace(".", "_")
+
+
+def _with_log_ids(durable: str, handle: Handler) -> Handler:
+    """Every log line written while an event is handled names the event and the consumer, and
+    the work continues the trace of the command that appended the event."""
+
+    async def handler(envelope: Envelope, position: int) -> bool:
+        with bind(consumer=durable, event_id=envelope.event_id, event_type=envelope.type, position=position), \
+                tracing.event_span(durable, envelope.type, position):
+            return await handle(envelope, position)
+
+    return handler
+
+
+def traced_send(send: Send) -> Send:
+    """A worker's command, sent in process: a span of the worker's trace."""
+
+    async def traced(tenant: str, name: str, body: bytes) -> CommandReply:
+        with tracing.send_span(name):
+            return await send(tenant, name, body)
+
+    return traced
+
+
+def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
+    """Send commands to the engine over NATS (for workers running outside an engine)."""
+    decoder = msgspec.json.Decoder(CommandReply)
+
+    async def send(tenant: str, name: str, body: bytes) -> CommandReply:
+        with tracing.send_span(name):
+            msg = await nc.request(subjects.command(tenant, name), body, timeout=timeout,
+                                   headers=tracing.current_headers())
+        return decoder.decode(msg.data)
+
+    return send
+
+
+def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send,
+                           quarantine: Quarantine | None = None) -> DurableWorker:
+    pm = SandboxProcessManager(send)
+    durable = _durable_name(cfg.prefix, "pm")
+    return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_of(PM_ACTS_ON), durable,
+                         _with_log_ids(durable, pm.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
+                         quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts)
+
+
+def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, quarantine: Quarantine | None = None,
+                   providers: dict[str, SandboxProvider] | None = None,
+                   metrics: EngineMetrics | None = None) -> DurableWorker:
+    if providers is None:
+        assert cfg.sandbox_dir is not None
+        providers = {LocalProvider.name: LocalProvider(cfg.sandbox_dir, cfg.sandbox_commands, cfg.sandbox_repos)}
+    if metrics is not None:  # counted and traced, and otherwise the same provider
+        providers = {name: ObservedProvider(p, metrics) for name, p in providers.items()}  # type: ignore[misc]
+    quarantine = quarantine or Quarantine()  # on its own: one record for the worker and its models, logged once
+    effects = SandboxEffects(store, cfg.subjects, providers, send, quarantine=Quarantine(forward=quarantine))
+    durable = _durable_name(cfg.prefix, "fx")
+    return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_of(FX_ACTS_ON), durable,
+                         _with_log_ids(durable, effects.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
+                         quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts,
+                         key=cfg.subjects.boundary_of, concurrency=cfg.effects_concurrency, on_park=effects.give_up)
+
