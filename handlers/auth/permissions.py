@@ -40,12 +40,34 @@ def audit_stream(stream: str) -> str:
     return f"AUDIT_{stream}"
 
 
+CHECKPOINT_BUCKET = "agentledger_checkpoints"
+"""The KV bucket in each tenant's account where agent frameworks keep their checkpoints (the
+LangGraph saver in `agentledger.adapters.langgraph`); never in the engine's account or stream."""
+
+
+def kv_stream(bucket: str) -> str:
+    """The stream behind a KV bucket (the name every NATS client library uses)."""
+    return f"KV_{bucket}"
+
+
+def checkpoint_grant(bucket: str = CHECKPOINT_BUCKET) -> tuple[str, ...]:
+    """What a checkpointer needs on its tenant's bucket and nothing more: its keys (put, create,
+    delete), the bucket's stream info (binding, and listing keys by subject filter), direct gets,
+    and purging by subject (deleting a thread leaves no tombstones behind). No stream create,
+    update or delete, no consumers, no other stream."""
+    stream = kv_stream(bucket)
+    return (f"$KV.{bucket}.>", f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.DIRECT.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}.>", f"$JS.API.STREAM.PURGE.{stream}")
+
+
 def tenant_grant(prefix: str, tenant: str, role: TenantRole) -> Grant:
-    """A tenant account holds nothing but its audit streams (no tenant user may create one), so an
-    auditor may read any stream of its own account; it cannot reach the engine's at all."""
+    """A tenant account holds its audit streams and its checkpoint bucket, and no tenant user may
+    create, update or delete a stream there. A member writes the checkpoint bucket; an auditor may
+    read any stream of its own account (the audit copy and the checkpoints), and cannot reach the
+    engine's at all."""
     requests = (f"{prefix}.cmd.{tenant}.>", f"{prefix}.qry.{tenant}.>")
     if role == "member":
-        return Grant(pub_allow=requests, sub_allow=("_INBOX.>",))
+        return Grant(pub_allow=(*requests, *checkpoint_grant()), sub_allow=("_INBOX.>",))
     reads = ("$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.API.STREAM.INFO.*",
              "$JS.API.CONSUMER.CREATE.*.>", "$JS.API.CONSUMER.DURABLE.CREATE.*.>", "$JS.API.CONSUMER.INFO.*.*",
              "$JS.API.CONSUMER.MSG.NEXT.*.*", "$JS.API.CONSUMER.DELETE.*.*", "$JS.API.CONSUMER.NAMES.*",
