@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 import sys
 import uuid
@@ -245,3 +247,19 @@ async def test_the_bucket_is_made_by_tenant_add_and_kept_by_a_refresh(tenants: T
     assert info.config.max_msgs_per_subject == 1 and info.config.allow_direct and info.config.deny_delete
     tup = await saver.aget_tuple(_config(thread))
     assert tup is not None and tup.checkpoint["id"] == first
+
+
+async def test_the_integrations_example_runs_as_written(tenants: Tenants, nats_server: EmbeddedNats,
+                                                        deployment: Deployment, tmp_path: Path) -> None:
+    doc = (ROOT / "docs" / "integrations.md").read_text()
+    section = doc[doc.index("## LangGraph checkpointer"):]
+    code = re.search(r"^```python\n(.*?)^```", section, re.M | re.S)
+    assert code is not None and ".venv/bin/python graph.py" in section
+    tenant = _tenant()
+    await tenants.add(tenant)
+    Deployment.write(deployment.tenant_creds(tenant, "usr_alice", "member"), tmp_path / "alice.creds")
+    (tmp_path / "graph.py").write_text(code.group(1))
+    proc = await asyncio.to_thread(subprocess.run, [sys.executable, "graph.py"], cwd=tmp_path, capture_output=True,
+                                   text=True, timeout=120, env={**os.environ, "NATS_URL": nats_server.url})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["may I merge the fix?", "{'request': 'merge the fix', 'answer': 'yes'}"]
