@@ -125,6 +125,9 @@ async def test_garbage_in_the_bucket_is_skipped_and_counted_never_raised(tenants
     # a record of the right shape whose serde bytes are garbage
     bad = CheckpointRecord(Typed("msgpack", b"\xc1\xc1"), Typed("json", b"{"), None)
     await kv.put(keys.checkpoint_key(thread, "", newer + "y"), encode(bad))
+    # a good checkpoint replayed under another checkpoint's key
+    good_record = (await kv.get(keys.checkpoint_key(thread, "", good))).value or b""
+    await kv.put(keys.checkpoint_key(thread, "", newer + "x"), good_record)
     # a well-formed record whose channel value is garbage: the checkpoint cannot be used
     await kv.put(keys.blob_key(thread, "", "k", "7"), b"not a blob")
     rotten = await _put(saver, thread, parent=newer, step=2)
@@ -145,7 +148,7 @@ async def test_garbage_in_the_bucket_is_skipped_and_counted_never_raised(tenants
     listed = [t async for t in saver.alist(_config(thread))]
     assert [t.checkpoint["id"] for t in listed] == [newer, good]
     assert sorted(w[1:] for w in listed[1].pending_writes or []) == [("k", "pending"), ("other", "also")]
-    assert saver.skipped == {"checkpoint": 2, "blob": 1, "write": 2, "key": 1}
+    assert saver.skipped == {"checkpoint": 3, "blob": 1, "write": 2, "key": 1}
     head = await saver.aget_tuple(_config(thread))
     assert head is not None and head.checkpoint["id"] == newer  # the garbage heads are passed over
     assert await saver.aget_tuple(_config(thread, "", rotten)) is None

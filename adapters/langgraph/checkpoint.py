@@ -203,17 +203,25 @@ class JetStreamSaver(BaseCheckpointSaver[str]):
     def _dumps(self, value: Any) -> Typed:
         return Typed(*self.serde.dumps_typed(value))
 
-    def _record(self, raw: str, data: bytes) -> tuple[CheckpointRecord, Checkpoint, CheckpointMetadata] | None:
-        """A stored checkpoint and its metadata, or None (counted) when it is not one."""
+    def _record(self, key: keys.Key, data: bytes) -> tuple[CheckpointRecord, Checkpoint, CheckpointMetadata] | None:
+        """The checkpoint stored under `key` and its metadata, or None (counted) when it is not one:
+        also a checkpoint stored under another one's key, or one whose channels make no key."""
         try:
             record = decode_checkpoint(data)
             checkpoint, metadata = self._loads(record.checkpoint), self._loads(record.metadata)
         except Exception as e:  # serde decoders raise many types on hostile bytes; none may escape
-            self._skip("checkpoint", raw, e)
+            self._skip("checkpoint", key.raw, e)
             return None
-        if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get("channel_versions"), dict)
-                and isinstance(metadata, dict)):
-            self._skip("checkpoint", raw, "not a checkpoint")
+        versions = checkpoint.get("channel_versions") if isinstance(checkpoint, dict) else None
+        if not (isinstance(versions, dict) and isinstance(metadata, dict) and checkpoint.get("id") == key.rest[0]
+                and all(isinstance(ch, str) and isinstance(v, str | int | float) for ch, v in versions.items())):
+            self._skip("checkpoint", key.raw, "not the checkpoint its key names")
+            return None
+        try:
+            for ch, v in versions.items():
+                keys.blob_key(key.thread_id, key.ns, ch, v)
+        except ValueError as e:
+            self._skip("checkpoint", key.raw, e)
             return None
         return record, checkpoint, metadata  # type: ignore[return-value]
 
@@ -266,7 +274,7 @@ class JetStreamSaver(BaseCheckpointSaver[str]):
             start, size = start + size, min(size * 4, GET_BATCH)
             data = await self._values(k.raw for k in chunk)
             for key in chunk:
-                parsed = self._record(key.raw, data[key.raw]) if key.raw in data else None
+                parsed = self._record(key, data[key.raw]) if key.raw in data else None
                 if parsed is None or (predicate is not None and not predicate(parsed[2])):
                     continue
                 tup = await self._tuple(key, *parsed)
@@ -405,8 +413,7 @@ class JetStreamSaver(BaseCheckpointSaver[str]):
         for chunk in _chunks(found, GET_BATCH):
             data = await self._values(k.raw for k in chunk)
             for key in chunk:
-                raw = key.raw
-                parsed = self._record(raw, data[raw]) if raw in data else None
+                parsed = self._record(key, data[key.raw]) if key.raw in data else None
                 if parsed is not None and parsed[2].get("run_id") in runs:
                     doomed.append(key)
         await self._bounded(p for k in doomed for p in (
