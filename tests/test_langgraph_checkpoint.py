@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import nats
@@ -25,12 +26,14 @@ from nats.aio.client import Client
 
 from agentledger.adapters.langgraph import CheckpointStoreError, JetStreamSaver, checkpoint_link, keys, linked_checkpoint
 from agentledger.adapters.langgraph.records import CheckpointRecord, Typed, WriteRecord, encode
-from agentledger.engine.nats_server import EmbeddedNats
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.auth.permissions import CHECKPOINT_BUCKET
 from tests.conftest import Tenants, connect, stream_messages
 from tests.langgraph_graph import build
+
+if TYPE_CHECKING:  # the fixture's type only (the module moves between layers)
+    from agentledger.engine.nats_server import EmbeddedNats
 
 ROOT = Path(__file__).resolve().parent.parent
 
