@@ -21,10 +21,10 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.identity import REQUEST_INFO
 from agentledger.handlers.auth.keys import Deployment
-from agentledger.handlers.auth.permissions import audit_stream
 from agentledger.handlers.auth.tenants import add_audit_stream, add_tenant
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import EmbeddedNats
+from agentledger.schemas.accounts import audit_stream
 from tests.conftest import AGENT, USER, Client_, Tenants, stream_messages
 
 

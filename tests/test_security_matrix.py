@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 import msgspec
 import nats
 import nats.errors
+import nats.js.errors
 import pytest
 from nats.aio.client import Client
 
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
-from agentledger.handlers.auth.permissions import audit_stream
 from agentledger.handlers.auth.tenants import add_audit_stream, add_tenant
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import EmbeddedNats
+from agentledger.schemas.accounts import CHECKPOINT_BUCKET, audit_stream, kv_stream
 from tests.conftest import USER, config_for, stream_messages
 
 TENANT, OTHER = "tnt_matrix", "tnt_matrix_other"
@@ -51,6 +52,11 @@ async def rig(nats_server: EmbeddedNats, deployment: Deployment) -> AsyncIterato
     body = msgspec.json.encode({"actor": USER, "project_id": "prj_seed", "name": "seed"})
     await log.request(config.subjects.command(TENANT, "project.create"), body, timeout=5)
     await add_audit_stream(nats_server.url, deployment, TENANT, config.prefix, config.stream)
+    for tenant, key in ((TENANT, "seed"), (OTHER, "other_secret")):  # one checkpoint key in each tenant's bucket
+        provisioner = await nats.connect(servers=[nats_server.url],
+                                         user_credentials=deployment.provisioner_creds(tenant).raw())
+        await (await provisioner.jetstream().key_value(CHECKPOINT_BUCKET)).put(key, tenant.encode())
+        await provisioner.close()
     yield Rig(deployment, nats_server, config, engine, log)
     await log.close()
     await engine.stop()
@@ -180,6 +186,86 @@ async def audit_update(rig: Rig, who: As) -> str:
     return await _publish(who, f"$JS.API.STREAM.UPDATE.{audit_stream(rig.config.stream)}")
 
 
+CKPT = kv_stream(CHECKPOINT_BUCKET)
+
+
+async def ckpt_write(rig: Rig, who: As) -> str:
+    """Put a key in the tenant's checkpoint bucket (a stream of the caller's own account)."""
+    async def attempt() -> str:
+        try:
+            await who.nc.jetstream(timeout=60).publish(f"$KV.{CHECKPOINT_BUCKET}.matrix_{uuid.uuid4().hex[:8]}", b"x")
+        except nats.js.errors.NoStreamResponseError:  # no stream takes the subject in this account
+            return "no bucket"
+        return "ok"
+
+    return await who.race(attempt())
+
+
+async def _ckpt_get(who: As, key: str) -> str:
+    async def attempt() -> str:
+        body = msgspec.json.encode({"last_by_subj": f"$KV.{CHECKPOINT_BUCKET}.{key}"})
+        try:
+            msg = await who.nc.request(f"$JS.API.DIRECT.GET.{CKPT}", body, timeout=60)
+        except nats.errors.NoRespondersError:
+            return "no bucket"
+        if (msg.headers or {}).get("Status") == "404":
+            return "absent"
+        return "ok" if msg.data == TENANT.encode() else f"read {msg.data!r}"
+
+    return await who.race(attempt())
+
+
+async def ckpt_read(rig: Rig, who: As) -> str:
+    return await _ckpt_get(who, "seed")
+
+
+async def ckpt_read_other(rig: Rig, who: As) -> str:
+    """The other tenant's checkpoint, by its key: no subject of this account reaches that bucket."""
+    return await _ckpt_get(who, "other_secret")
+
+
+async def ckpt_purge(rig: Rig, who: As) -> str:
+    """Purge by subject filter, as deleting a LangGraph thread does (here a filter that matches nothing)."""
+    async def attempt() -> str:
+        body = msgspec.json.encode({"filter": f"$KV.{CHECKPOINT_BUCKET}.nothing_here"})
+        try:
+            reply = msgspec.json.decode((await who.nc.request(f"$JS.API.STREAM.PURGE.{CKPT}", body, timeout=60)).data)
+        except nats.errors.NoRespondersError:
+            return "no bucket"
+        return "ok" if reply.get("success") else f"error {reply.get('error', {}).get('code')}"
+
+    return await who.race(attempt())
+
+
+async def ckpt_stream_delete(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.DELETE.{CKPT}")
+
+
+async def ckpt_stream_update(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.UPDATE.{CKPT}")
+
+
+async def audit_purge(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.PURGE.{audit_stream(rig.config.stream)}")
+
+
+async def audit_msg_delete(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.MSG.DELETE.{audit_stream(rig.config.stream)}", b'{"seq": 1}')
+
+
+async def stream_create(rig: Rig, who: As) -> str:
+    """A stream of one's own on the tenant's event subjects: refused by the broker in a tenant's
+    account, by JetStream (subjects overlap the engine's stream) in the engine's."""
+    async def attempt() -> str:
+        config = {"name": f"CAPTURE_{uuid.uuid4().hex[:8]}", "subjects": [rig.config.subjects.tenant_filter(TENANT)],
+                  "storage": "file"}
+        msg = await who.nc.request(f"$JS.API.STREAM.CREATE.{config['name']}", msgspec.json.encode(config), timeout=60)
+        reply = msgspec.json.decode(msg.data)
+        return f"error {reply['error']['err_code']}" if "error" in reply else "ok"
+
+    return await who.race(attempt())
+
+
 async def read_events(rig: Rig, who: As) -> str:
     """A durable consumer over the tenant's events from the first position: the audit stream in a
     tenant's account, the engine's stream in the engine's."""
@@ -213,6 +299,20 @@ MATRIX: dict[str, tuple[Op, dict[str, str]]] = {
     "JS update the tenant's audit stream": (audit_update, dict.fromkeys(ROLES, "denied")),
     "durable consumer on the tenant's events": (read_events, {"member": "denied", "auditor": "ok", "admin": "ok",
                                                               "effects": "ok"}),
+    "JS purge the tenant's audit stream": (audit_purge, dict.fromkeys(ROLES, "denied")),
+    "JS delete a message of the tenant's audit stream": (audit_msg_delete, dict.fromkeys(ROLES, "denied")),
+    "JS create a stream on the tenant's events": (stream_create, {"member": "denied", "auditor": "denied",
+                                                                  "admin": "error 10065", "effects": "error 10065"}),
+    "checkpoints: put a key": (ckpt_write, {"member": "ok", "auditor": "denied", "admin": "no bucket",
+                                            "effects": "no bucket"}),
+    "checkpoints: read a key": (ckpt_read, {"member": "ok", "auditor": "ok", "admin": "no bucket",
+                                            "effects": "no bucket"}),
+    "checkpoints: read the other tenant's key": (ckpt_read_other, {"member": "absent", "auditor": "absent",
+                                                                   "admin": "no bucket", "effects": "no bucket"}),
+    "checkpoints: purge by subject": (ckpt_purge, {"member": "ok", "auditor": "denied", "admin": "denied",
+                                                   "effects": "denied"}),
+    "checkpoints: delete the bucket's stream": (ckpt_stream_delete, dict.fromkeys(ROLES, "denied")),
+    "checkpoints: update the bucket's stream": (ckpt_stream_update, dict.fromkeys(ROLES, "denied")),
 }
 CELLS = [(op, role) for op in MATRIX for role in ROLES]
 

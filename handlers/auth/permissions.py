@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from agentledger.schemas.accounts import CHECKPOINT_BUCKET, kv_stream
+
 TenantRole = Literal["member", "auditor"]
 EngineRole = Literal["engine", "effects", "admin"]
 TENANT_ROLES: tuple[TenantRole, ...] = ("member", "auditor")
@@ -34,18 +36,24 @@ class Grant:
     sub_deny: tuple[str, ...] = ()
 
 
-def audit_stream(stream: str) -> str:
-    """The tenant's own copy of its events, in its own account, sourced from the engine's `stream`
-    (a source may not carry the name of the stream it reads, hence the prefix)."""
-    return f"AUDIT_{stream}"
+def checkpoint_grant(bucket: str = CHECKPOINT_BUCKET) -> tuple[str, ...]:
+    """What a checkpointer needs on its tenant's bucket and nothing more: its keys (put, create,
+    delete), the bucket's stream info (binding, and listing keys by subject filter), direct gets,
+    and purging by subject (deleting a thread leaves no tombstones behind). No stream create,
+    update or delete, no consumers, no other stream."""
+    stream = kv_stream(bucket)
+    return (f"$KV.{bucket}.>", f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.DIRECT.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}.>", f"$JS.API.STREAM.PURGE.{stream}")
 
 
 def tenant_grant(prefix: str, tenant: str, role: TenantRole) -> Grant:
-    """A tenant account holds nothing but its audit streams (no tenant user may create one), so an
-    auditor may read any stream of its own account; it cannot reach the engine's at all."""
+    """A tenant account holds its audit streams and its checkpoint bucket, and no tenant user may
+    create, update or delete a stream there. A member writes the checkpoint bucket; an auditor may
+    read any stream of its own account (the audit copy and the checkpoints), and cannot reach the
+    engine's at all."""
     requests = (f"{prefix}.cmd.{tenant}.>", f"{prefix}.qry.{tenant}.>")
     if role == "member":
-        return Grant(pub_allow=requests, sub_allow=("_INBOX.>",))
+        return Grant(pub_allow=(*requests, *checkpoint_grant()), sub_allow=("_INBOX.>",))
     reads = ("$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST", "$JS.API.STREAM.INFO.*",
              "$JS.API.CONSUMER.CREATE.*.>", "$JS.API.CONSUMER.DURABLE.CREATE.*.>", "$JS.API.CONSUMER.INFO.*.*",
              "$JS.API.CONSUMER.MSG.NEXT.*.*", "$JS.API.CONSUMER.DELETE.*.*", "$JS.API.CONSUMER.NAMES.*",

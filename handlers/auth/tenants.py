@@ -7,11 +7,11 @@ from __future__ import annotations
 import msgspec
 import nats
 import nats.js.errors
-from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
+from nats.js.api import ExternalStream, KeyValueConfig, StorageType, StreamConfig, StreamSource
 
 from agentledger.handlers.auth.identity import TENANTS_BUCKET, TenantDirectory
 from agentledger.handlers.auth.keys import AUDIT_API, AUDIT_DELIVERY, Deployment
-from agentledger.handlers.auth.permissions import audit_stream
+from agentledger.schemas.accounts import CHECKPOINT_BUCKET, audit_stream, kv_stream
 
 
 class ClaimsUpdateFailed(RuntimeError):
@@ -66,9 +66,30 @@ async def add_audit_stream(url: str, deployment: Deployment, tenant: str, prefix
     return name
 
 
+async def add_checkpoint_bucket(url: str, deployment: Deployment, tenant: str, max_bytes: int = -1) -> str:
+    """The tenant's checkpoint bucket, in its own account: members write it, auditors read it, and
+    nothing in it ever reaches the engine's stream. `max_bytes` caps it inside the account's
+    storage, so checkpoints can never take the room the audit stream needs. Idempotent: an existing
+    bucket is kept as it is."""
+    nc = await nats.connect(servers=[url], user_credentials=deployment.provisioner_creds(tenant).raw(),
+                            allow_reconnect=False)
+    try:
+        js = nc.jetstream()
+        try:
+            await js.stream_info(kv_stream(CHECKPOINT_BUCKET))
+        except nats.js.errors.NotFoundError:
+            await js.create_key_value(KeyValueConfig(
+                bucket=CHECKPOINT_BUCKET, history=1, storage=StorageType.FILE, direct=True,
+                replicas=deployment.replicas, max_bytes=max_bytes, description=f"{tenant}'s agent checkpoints"))
+    finally:
+        await nc.close()
+    return CHECKPOINT_BUCKET
+
+
 async def add_tenant(url: str, deployment: Deployment, tenant: str, bucket: str = TENANTS_BUCKET) -> str:
     """Create (or refresh) `tenant`'s account and make it known; returns its public key. Idempotent.
-    With a concrete prefix and stream (not the test suite's `*`), its audit stream is made too."""
+    Its checkpoint bucket is made in its account; with a concrete prefix and stream (not the test
+    suite's `*`), its audit stream too."""
     account = deployment.tenant_account(tenant)
     assert account is not None
     nc = await nats.connect(servers=[url], user_credentials=deployment.engine_creds("admin").raw(),
@@ -78,6 +99,7 @@ async def add_tenant(url: str, deployment: Deployment, tenant: str, bucket: str 
     finally:
         await nc.close()
     await push_account(url, deployment, deployment.tenant_jwt(tenant))
+    await add_checkpoint_bucket(url, deployment, tenant)
     if "*" not in (deployment.prefix, deployment.stream):
         await add_audit_stream(url, deployment, tenant, deployment.prefix, deployment.stream)
     return account
