@@ -33,6 +33,7 @@ from agentledger.handlers.auth.identity import TENANTS_BUCKET, TenantDirectory, 
 from agentledger.handlers.durable import DurableWorker, Handler
 from agentledger.handlers.effects import ACTS_ON as FX_ACTS_ON
 from agentledger.handlers.effects import SandboxEffects
+from agentledger.handlers.natsfix import apply as drop_malformed_messages
 from agentledger.handlers.observability import tracing
 from agentledger.handlers.observability.connection import ConnectionWatch, Reconnect
 from agentledger.handlers.observability.logs import bind
@@ -193,8 +194,10 @@ class Engine:
 
     async def start(self, serve: bool = True) -> None:
         cfg = self.config
+        drop_malformed_messages()
         self.nc = await nats.connect(servers=cfg.servers, name="agentledger-engine", **connect_options(cfg),
                                      **self._watch("engine", self._refollow))
+        await self._watches[-1].check_reading(self.nc, cfg.reconnect)
         self.store = EventStore(self.nc, cfg.stream)
         self.store.header_source = tracing.current_headers  # an appended event carries its command's trace
         await self.store.ensure_stream(cfg.subjects.stream_subjects, replicas=cfg.replicas)
@@ -385,8 +388,10 @@ class EffectsProcess:
 
     async def start(self) -> None:
         cfg = self.config
+        drop_malformed_messages()
         self.nc = await nats.connect(servers=cfg.servers, name="agentledger-effects", **connect_options(cfg),
                                      **self._watch.options(cfg.reconnect))
+        await self._watch.check_reading(self.nc, cfg.reconnect)
         self.store = EventStore(self.nc, cfg.stream)
         self.workers = [effects_worker(cfg, self.store, nats_sender(self.nc, cfg.subjects), metrics=self.metrics)]
         for worker in self.workers:
