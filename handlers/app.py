@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 
 from agentledger.engine import codec
 from agentledger.engine.admission import Quarantine
+from agentledger.engine.decoding import too_large
 from agentledger.engine.outcomes import unexpected
 from agentledger.engine.service import CommandService
 from agentledger.engine.snapshots import SnapshotStore
@@ -42,9 +43,10 @@ from agentledger.handlers.process_manager import ACTS_ON as PM_ACTS_ON
 from agentledger.handlers.process_manager import SandboxProcessManager, Send
 from agentledger.handlers.providers.base import SandboxProvider
 from agentledger.handlers.providers.local import LocalProvider
-from agentledger.handlers.responder import Answer, Responder
+from agentledger.handlers.responder import Answer, Responder, header_bytes
 from agentledger.projections.models import LedgerModels
 from agentledger.projections.queries import QueryService
+from agentledger.schemas.commands import MAX_REQUEST_BYTES
 from agentledger.schemas.errors import InvalidCommand, InvalidCommandDetails, PathError, Unavailable
 from agentledger.schemas.events import Envelope, Principal
 from agentledger.schemas.replies import CommandReply, QueryReply
@@ -132,6 +134,8 @@ async def serve_requests(config: EngineConfig, responder: Responder, execute_com
                 tenant, name = subjects.parse_request(msg.subject)
             except ValueError as e:
                 return failed(_bad_tenant(e))
+            if (extra := header_bytes(msg.headers)) and len(msg.data) + extra > MAX_REQUEST_BYTES:  # headers count
+                return failed(too_large(f"{kind} with its headers", len(msg.data) + extra, MAX_REQUEST_BYTES).error)
             with tracing.request_span(kind, name, tenant, msg.headers, msg.subject) as span:
                 who = await caller(msg.headers, tenant, kind)
                 if not isinstance(who, Principal):
