@@ -109,7 +109,9 @@ async def test_nats_py_alone_stops_reading_at_one_frame(nats_server: EmbeddedNat
                                                         patched: bool) -> None:
     """What the patch is for, on a bare nats-py connection. Should the unpatched case fail, a nats-py
     release reads on by itself: `handlers/natsfix.py` can go (docs/upstream/)."""
-    if not patched:
+    if patched:
+        natsfix.apply()
+    else:
         natsfix.revert()
     received: list[str] = []
 
@@ -140,6 +142,36 @@ async def test_nats_py_alone_stops_reading_at_one_frame(nats_server: EmbeddedNat
         natsfix.apply()
         await raw.close()
         await reader.close()
+
+
+async def test_the_patch_drops_what_could_not_be_read_and_nothing_else() -> None:
+    """On a client with one subscription: a frame that cannot become a message is reported and
+    dropped; an error while delivering one that could (here the subscription's queue) raises as
+    before, so the patch hides no other failure."""
+    from nats.aio.subscription import Subscription
+
+    natsfix.apply()
+    reported: list[Exception] = []
+
+    async def report(e: Exception) -> None:
+        reported.append(e)
+
+    nc = Client()
+    nc._error_cb = report
+    sub = Subscription(nc, 1, "x.>")
+    nc._subs[1] = sub
+    await nc._process_msg(1, b"x.y", b"", b"{}", BAD_STATUS)
+    await nc._process_msg(1, b"x.\xff", b"", b"{}", b"")
+    assert [type(e) for e in reported] == [natsfix.MalformedMessage] * 2 and sub._pending_queue.empty()
+    assert reported[1].subject == "x.\\xff" and isinstance(reported[1].cause, UnicodeDecodeError)  # type: ignore[attr-defined]
+
+    def full(_: Msg) -> None:
+        raise RuntimeError("queue broken")
+
+    sub._pending_queue.put_nowait = full  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="queue broken"):
+        await nc._process_msg(1, b"x.y", b"", b"{}", b"NATS/1.0\r\nX-Note: fine\r\n\r\n")
+    assert len(reported) == 2
 
 
 @pytest.mark.parametrize("how", ["raises", "hangs"])
