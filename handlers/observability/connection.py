@@ -9,6 +9,7 @@ rebuilds everything."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -48,6 +49,7 @@ class ConnectionWatch:
         self._errors: dict[str, int] = {}
         self.malformed = 0  # messages dropped because they could not be read
         self._reading: ReadCheck | None = None
+        self._close: asyncio.Task[None] | None = None
 
     def options(self, reconnect: Reconnect) -> dict[str, Any]:
         """Keyword arguments for `nats.connect` and `NatsBroker` alike."""
@@ -57,13 +59,17 @@ class ConnectionWatch:
 
     async def check_reading(self, nc: Client, reconnect: Reconnect) -> None:
         """From now on, notice if `nc` stops reading while connected (see `liveness`)."""
-        self._reading = ReadCheck(self.name, self._stopped_reading, reconnect.stall)
+        self._reading = ReadCheck(self.name, lambda reason: self._stopped_reading(nc, reason), reconnect.stall)
         await self._reading.start(nc)
 
-    def _stopped_reading(self, reason: str) -> None:
-        if not self.closing:
-            log.error("%s", reason)
-            self.on_lost(reason)
+    def _stopped_reading(self, nc: Client, reason: str) -> None:
+        if self.closing:
+            return
+        log.error("%s", reason)
+        self.on_lost(reason)
+        # Closed at once, so the stop that follows does not wait on a connection that reads nothing.
+        self.closing = True
+        self._close = asyncio.create_task(nc.close())
 
     async def _error(self, error: Exception) -> None:
         if isinstance(error, MalformedMessage):
