@@ -1,7 +1,9 @@
 """Human-readable rendering of replies, events and replayed state.
 
 Everything user-supplied (titles, summaries, reasons) is printed as plain Text, never as
-markup, so a `[` in a title cannot restyle or hide output.
+markup, so a `[` in a title cannot restyle or hide output; and every control character in what
+is printed (an escape sequence in a title would retitle or clear the terminal) is shown as its
+picture (ESC as `␛`), except line breaks and tabs. `--json` output is the reply exactly.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, ConsoleRenderable, Group, RenderHook, RenderResult
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -34,8 +36,31 @@ from agentledger.schemas.queries import (
 from agentledger.schemas.replay import ReplayDiff
 from agentledger.schemas.replies import CommandReply, QueryReply
 
+# C0 controls and DEL as their Unicode pictures, C1 controls and bidirectional overrides as U+FFFD:
+# one character for one, so what rich laid out keeps its place.
+_VISIBLE = {c: 0x2400 + c for c in range(0x20) if chr(c) not in "\n\t"} | {0x7F: 0x2421} | \
+    dict.fromkeys((*range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)), 0xFFFD)
+
+
+class _Visible:
+    def __init__(self, inner: ConsoleRenderable) -> None:
+        self.inner = inner
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for segment in console.render(self.inner, options):
+            # the text of what is printed; rich's own styling is added after this, from `style`
+            yield segment if segment.control else segment._replace(text=segment.text.translate(_VISIBLE))
+
+
+class _ShowControls(RenderHook):
+    def process_renderables(self, renderables: list[ConsoleRenderable]) -> list[ConsoleRenderable]:
+        return [_Visible(r) for r in renderables]
+
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(highlight=False, soft_wrap=True, stderr=True)
+for _console in (out, err):
+    _console.push_render_hook(_ShowControls())
 
 _STATUS_STYLE = {"active": "green", "idle": "cyan", "awaiting_hitl": "yellow", "awaiting_merge": "yellow",
                  "locked": "yellow", "failed": "red", "archived": "dim", "open": "green", "deleted": "red"}

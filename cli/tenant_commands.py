@@ -5,6 +5,8 @@ its embedded server); `tenant add` also tells the running NATS, which takes it a
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -76,6 +78,20 @@ def add(
     typer.echo(f"tenant {name}: account {account}")
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def _duration(text: str | None) -> int | None:
+    """`90s`, `30m`, `12h`, `30d`, `8w`, `1y` in seconds."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"([1-9][0-9]{0,9})([smhdwy])", text.strip())
+    if match is None:
+        raise typer.BadParameter(f"{text!r}: a whole number and a unit, s m h d w or y (e.g. 30d)",
+                                 param_hint="'--expires'")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
 @tenant.command("creds")
 def creds(
     name: Annotated[str, typer.Argument(help="tenant id (tnt_…)")],
@@ -83,17 +99,24 @@ def creds(
     out: Annotated[Path, typer.Option("--out", help="the .creds file to write")],
     role: Annotated[str, typer.Option("--role", help="member: commands and queries; auditor: queries and the "
                                                      "tenant's events, read-only")] = "member",
+    expires: Annotated[str | None, typer.Option("--expires", metavar="DURATION",
+                                                help="valid this long (e.g. 12h, 30d, 1y); the server refuses them "
+                                                     "after and closes their connections; default: no expiry")] = None,
     auth_dir: AuthDir = DEFAULT_AUTH_DIR,
 ) -> None:
-    """Write a standard NATS .creds file for one user of a tenant (valid at once, no restart)."""
+    """Write a standard NATS .creds file for one user of a tenant (valid at once, no restart), readable
+    by its owner only (0600, also when the file was there before)."""
+    seconds = _duration(expires)
     deployment = _deployment(auth_dir)
     try:
-        issued = deployment.tenant_creds(name, user, role)  # type: ignore[arg-type]
+        issued = deployment.tenant_creds(name, user, role, seconds)  # type: ignore[arg-type]
     except (KeyError, ValueError) as e:
         typer.echo(f"error: {e.args[0]}", err=True)
         raise typer.Exit(EXIT_REFUSED) from None
     deployment.write(issued, out)
-    typer.echo(f"{out}: {role} {user} of {name} (user key {issued.public_key})")
+    until = "" if issued.expires is None else \
+        f", expires {datetime.fromtimestamp(issued.expires, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    typer.echo(f"{out}: {role} {user} of {name} (user key {issued.public_key}{until})")
 
 
 @tenant.command("revoke")

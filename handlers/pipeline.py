@@ -16,11 +16,13 @@ import msgspec
 from nats.aio.msg import Msg
 
 from agentledger.engine import codec
+from agentledger.engine.decoding import too_large
 from agentledger.engine.outcomes import unexpected
 from agentledger.engine.subjects import Subjects
 from agentledger.handlers.auth.identity import TenantDirectory, authorize, identify
 from agentledger.handlers.observability import tracing
-from agentledger.handlers.responder import Responder
+from agentledger.handlers.responder import Responder, header_bytes
+from agentledger.schemas.commands import MAX_REQUEST_BYTES
 from agentledger.schemas.errors import Error, InvalidCommand, InvalidCommandDetails, PathError, Unavailable
 from agentledger.schemas.events import Principal
 from agentledger.schemas.replies import CommandReply, QueryReply
@@ -84,6 +86,9 @@ class RequestPipeline:
             tenant, name = self.subjects.parse_request(msg.subject)
         except ValueError as e:
             return _encode(reply_type(ok=False, error=_bad_tenant(e)))
+        if (extra := header_bytes(msg.headers)) and len(msg.data) + extra > MAX_REQUEST_BYTES:  # headers count
+            error = too_large(f"{kind} with its headers", len(msg.data) + extra, MAX_REQUEST_BYTES).error
+            return _encode(reply_type(ok=False, error=error))
         with tracing.request_span(kind, name, tenant, msg.headers, msg.subject) as span:
             who = await self._caller(msg.headers, tenant, kind)
             if not isinstance(who, Principal):

@@ -176,3 +176,34 @@ async def test_replay_at_an_earlier_position(cli: Cli, client: Client_) -> None:
 
     r = await cli("replay", "--thread-id", "thd_t1", "--at", "1")  # position 1 is the project's, not the thread's
     assert r.code == 1 and "error not_found:" in r.err and "no events at or before position 1" in r.err, r
+
+
+HOSTILE_TITLE = "\x1b]0;pwned\x07\x1b[2J\x9bm\u202eevil\x7f"  # retitle, clear screen, C1 CSI, right-to-left, DEL
+CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+OWN_STYLES = re.compile(r"\x1b\[[0-9;]*m")  # what the CLI itself colours with when the terminal has colours
+
+
+async def test_human_output_shows_control_characters_and_json_keeps_them(cli: Cli, client: Client_,
+                                                                          cli_env: dict[str, str]) -> None:
+    await client.ok("project.create", project_id="prj_p1", name="proj")
+    await client.ok("thread.create", project_id="prj_p1", thread_id="thd_t1", title=HOSTILE_TITLE)
+    await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT)
+    await client.ok("session.start", session_id="ses_a")
+    await client.ok("session.complete", session_id="ses_a", summary={"outcome": "failed", "text": "x\x1b[8mhidden"})
+    coloured = {k: v for k, v in cli_env.items() if k != "NO_COLOR"} | {"FORCE_COLOR": "1"}
+    runs = [(cli_env, ("thread", "list", "--project-id", "prj_p1")), (cli_env, ("session", "get", "--session-id", "ses_a")),
+            (cli_env, ("replay", "--thread-id", "thd_t1")), (coloured, ("thread", "get", "--thread-id", "thd_t1"))]
+    for env, args in runs:
+        proc = await asyncio.create_subprocess_exec(AGENTLEDGER, *args, env=env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        text = out.decode()
+        assert proc.returncode == 0 and "␛" in text, (args, text)  # the event text is there, its escapes shown
+        assert ("\x1b[" in text) == (env is coloured), (args, text)  # the CLI's own colours still work
+        assert not CONTROLS.search(OWN_STYLES.sub("", text)), (args, text)
+    r = await cli("thread", "get", "--thread-id", "thd_t1")
+    assert '"␛]0;pwned␛[2J\ufffdm\ufffdevil␡"' in r.out, r  # BEL (\x07) rich drops by itself
+    r = await cli("session", "get", "--session-id", "ses_a")
+    assert "x␛[8mhidden" in r.out, r
+    r = await cli("thread", "get", "--thread-id", "thd_t1", "--json")  # the reply exactly, escapes and all
+    assert msgspec.json.decode(r.out)["result"]["thread"]["title"] == HOSTILE_TITLE, r

@@ -33,7 +33,7 @@ from tests.conftest import Tenants, connect, stream_messages
 from tests.langgraph_graph import build
 
 if TYPE_CHECKING:  # the fixture's type only (the module moves between layers)
-    from agentledger.engine.nats_server import EmbeddedNats
+    from agentledger.handlers.nats_server import EmbeddedNats
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -262,3 +262,65 @@ async def test_the_thread_list_comes_a_page_at_a_time(client: Client_, engine: E
         await stop_ui(server, qc)
     assert [t["thread_id"] for t in first["threads"]] == ["thd_t1", "thd_t2"] and first["more"]
     assert [t["thread_id"] for t in second["threads"]] == ["thd_t3"] and not second["more"]
+
+
+async def _status(http: object, url: str, **headers: str) -> int:
+    async with http.get(url, headers=headers) as r:  # type: ignore[attr-defined]
+        return int(r.status)
+
+
+async def test_other_hosts_and_origins_are_refused(client: Client_, engine: Engine, deployment: Deployment,
+                                                   tenants: Tenants, tmp_path: Path) -> None:
+    """DNS rebinding: a web page whose own name resolves to 127.0.0.1 reads the port as same-origin,
+    with its name in `Host`; another page's cross-origin reads carry its `Origin`. Both get 403."""
+    import aiohttp
+
+    await client.setup_thread()
+    url, server, qc = await start_ui(engine.config, await auditor_creds(deployment, tenants, TENANT, tmp_path))
+    port = url.rsplit(":", 1)[1].strip("/")
+    try:
+        async with aiohttp.ClientSession() as http:
+            for path in ("", "api/threads", "api/threads/thd_t1", "api/threads/thd_t1/live", "static/app.js"):
+                assert await _status(http, url + path, Host=f"evil.example:{port}") == 403, path
+            for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"[::1]:{port}", "127.0.0.2"):
+                assert await _status(http, url + "api/threads", Host=host) == 200, host
+            for host in ("evil.example", f"127.0.0.1.evil.example:{port}", f"localhost.evil.example:{port}",
+                         f"evil@127.0.0.1:{port}", f"127.0.0.1:{port}:1", "0.0.0.0", "[::]"):
+                assert await _status(http, url + "api/threads", Host=host) == 403, host
+            assert await _status(http, url + "api/threads", Origin=f"http://127.0.0.1:{port}") == 200
+            for origin in ("http://evil.example", f"http://localhost:{int(port) + 1}", f"https://127.0.0.1:{port}",
+                           "null"):
+                assert await _status(http, url + "api/threads", Origin=origin) == 403, origin
+            async with http.get(url + "api/threads", headers={"Host": "evil.example"}) as r:
+                assert "--allow-host evil.example" in await r.text() and "thd_t1" not in await r.text()
+    finally:
+        await stop_ui(server, qc)
+
+
+async def test_allow_host_lets_the_page_be_reached_by_another_name(client: Client_, engine: Engine,
+                                                                   deployment: Deployment, tenants: Tenants,
+                                                                   tmp_path: Path) -> None:
+    """`agentledger ui --allow-host NAME`, the command itself: that name is answered, others still are not."""
+    import sys
+
+    import aiohttp
+
+    await client.setup_thread()
+    creds = await auditor_creds(deployment, tenants, TENANT, tmp_path)
+    agentledger = str(Path(sys.executable).parent / "agentledger")
+    proc = await asyncio.create_subprocess_exec(
+        agentledger, "ui", "--port", "0", "--allow-host", "ledger.internal", "--tenant", TENANT, "--creds", creds,
+        "--nats-url", engine.config.nats_url, "--prefix", engine.config.prefix, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        line = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
+        port = line.rsplit(":", 1)[1].split("/")[0]
+        url = f"http://127.0.0.1:{port}/api/threads"
+        async with aiohttp.ClientSession() as http:
+            assert await _status(http, url, Host=f"ledger.internal:{port}") == 200
+            assert await _status(http, url, Host=f"ledger.internal:{port}", Origin=f"http://ledger.internal:{port}") == 200
+            assert await _status(http, url, Host=f"other.internal:{port}") == 403
+            assert await _status(http, url, Host=f"ledger.internal:{port}", Origin="http://other.internal") == 403
+    finally:
+        proc.terminate()
+        await proc.wait()

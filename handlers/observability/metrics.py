@@ -67,6 +67,9 @@ class EngineMetrics:
                                        "disconnection", ["connection"], registry=r)
         self.nats_disconnects = Counter("agentledger_nats_disconnects", "Times a NATS connection was lost",
                                         ["connection"], registry=r)
+        self.nats_malformed = Counter("agentledger_nats_malformed_messages", "Messages a NATS connection dropped "
+                                      "because they could not be read (a header, status line or subject that is "
+                                      "not valid, from whichever client sent it)", ["connection"], registry=r)
 
     def read_counter(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """Export a counter kept elsewhere as a plain number (e.g. the service's append conflicts)."""
