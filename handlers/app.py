@@ -39,11 +39,12 @@ from agentledger.handlers.observability.logs import bind
 from agentledger.handlers.observability.metrics import EngineMetrics, ObservedProvider
 from agentledger.handlers.process_manager import ACTS_ON as PM_ACTS_ON
 from agentledger.handlers.process_manager import SandboxProcessManager, Send
-from agentledger.handlers.providers.base import SandboxProvider
-from agentledger.handlers.providers.local import LocalProvider
+from agentledger.handlers.reconciler import EffectsWorker, Reconciler
 from agentledger.handlers.responder import Answer, Responder
+from agentledger.handlers.sandbox_setup import export, open_providers, provider_config
 from agentledger.projections.models import LedgerModels
 from agentledger.projections.queries import QueryService
+from agentledger.providers.base import ProviderConfig, SandboxProvider
 from agentledger.schemas.errors import InvalidCommand, InvalidCommandDetails, PathError, Unavailable
 from agentledger.schemas.events import Envelope, Principal
 from agentledger.schemas.replies import CommandReply, QueryReply
@@ -68,6 +69,9 @@ class EngineConfig:
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     sandbox_commands: tuple[str, ...] = ()  # programs a sandbox may run (argv[0]); none by default
     sandbox_repos: tuple[str, ...] = ()  # directories whose git repositories a sandbox may check out
+    sandbox_provider: str = "auto"  # an `agentledger.providers` entry point; auto: bubblewrap, else directory
+    sandbox_settings: ProviderConfig | None = None  # env, network, limits, private paths (docs/sandboxes.md)
+    reconcile_every: float = 60.0  # seconds between the sandbox reconciler's passes (one at start)
     process_manager: bool = True
     worker_ack_wait: float = 30.0
     reconnect: Reconnect = field(default_factory=Reconnect)  # past its budget a lost NATS ends the process
@@ -282,7 +286,7 @@ class Engine:
 
 def provider_catalog() -> dict[str, ProviderCapabilities]:
     """The providers this deployment knows, with what they can do (checked before recording)."""
-    return {LocalProvider.name: LocalProvider.capabilities}
+    return {"local": ProviderCapabilities(fork=True, pause=True)}
 
 
 def worker_counters(metrics: EngineMetrics, workers: Callable[[], list[DurableWorker]]) -> None:
@@ -336,17 +340,24 @@ def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, quarantine:
     assert cfg.sandbox_dir is not None or providers is not None
     if providers is None:
         assert cfg.sandbox_dir is not None
-        providers = {LocalProvider.name: LocalProvider(cfg.sandbox_dir, cfg.sandbox_commands, cfg.sandbox_repos)}
+        providers = open_providers(cfg.sandbox_provider, provider_config(cfg.sandbox_dir, cfg.sandbox_commands,
+                                                                         cfg.sandbox_repos, cfg.sandbox_settings))
     if metrics is not None:  # counted and traced, and otherwise the same provider
         providers = {name: ObservedProvider(p, metrics) for name, p in providers.items()}  # type: ignore[misc]
     effects = SandboxEffects(store, cfg.subjects, providers, send)
     quarantine = quarantine or Quarantine()  # on its own: one record for the worker and its models, logged once
     effects.models.quarantine = Quarantine(forward=quarantine)
     durable = _durable_name(cfg.prefix, "fx")
-    return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_of(FX_ACTS_ON), durable,
-                         _with_log_ids(durable, effects.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
-                         quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts,
-                         key=cfg.subjects.boundary_of, concurrency=cfg.effects_concurrency, on_park=effects.give_up)
+    worker = EffectsWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_of(FX_ACTS_ON), durable,
+                           _with_log_ids(durable, effects.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
+                           quarantine=quarantine, retry_delay=cfg.worker_retry_delay,
+                           max_attempts=cfg.worker_max_attempts, key=cfg.subjects.boundary_of,
+                           concurrency=cfg.effects_concurrency, on_park=effects.give_up)
+    worker.reconciler = Reconciler(store, cfg.subjects, cfg.stream, providers, send, cfg.reconcile_every)
+    worker.reconciler.models.quarantine = Quarantine(forward=quarantine)
+    if metrics is not None:
+        export(metrics, providers, worker.reconciler)
+    return worker
 
 
 def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("engine", "projections", "handlers", "schemas", "cli")
+LAYERS = ("engine", "projections", "handlers", "schemas", "cli", "providers")
 
 
 def test_every_package_folder_is_installed_under_the_namespace() -> None:
