@@ -263,7 +263,8 @@ class DirectoryProvider:
             _set_writable(target, True)
             if repo:
                 with contextlib.suppress(ProviderError):
-                    await self._git("-C", repo, "worktree", "remove", "--force", "--", str(target))
+                    await self._git("-c", f"safe.directory={target}", "-C", repo, "worktree", "remove", "--force",
+                                    "--", str(target))
             shutil.rmtree(target, ignore_errors=True)
         if repo:
             with contextlib.suppress(ProviderError):
@@ -299,6 +300,9 @@ class DirectoryProvider:
         if not command:
             return None, None
         self._allowed_program(command[0])
+        program = command[0] if "/" not in command[0] or command[0].startswith("/") else str(target / command[0])
+        if shutil.which(program, path=self._env(target)["PATH"]) is None:
+            raise ProviderError(f"cannot start {command[0]!r}: no such program")
         log = os.open(self._book(ref, ".log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             pid = self._spawn(ref, target, command, log)
@@ -385,7 +389,9 @@ class DirectoryProvider:
             if self.as_root:
                 dest.parent.chmod(0o711)
             if src.repo:
-                head = await self._git("-C", src.location, "rev-parse", "--verify", "HEAD")
+                # the copy belongs to the sandbox uid: git, run by us, is told to trust it
+                head = await self._git("-c", f"safe.directory={src.location}", "-C", src.location, "rev-parse",
+                                       "--verify", "HEAD")
                 await self._git("-C", src.repo, "worktree", "add", "--detach", "--", str(dest), head)
                 link = (dest / ".git").read_bytes()  # the copy must keep its own worktree link
                 await _copy(f"{src.location}/.", str(dest))
