@@ -41,8 +41,3 @@ def open_provider(name: str, config: ProviderConfig) -> tuple[SandboxProvider, l
         raise ProviderError(f"sandbox provider {name!r} cannot run here: {reason}")
     return factory(config), notes
 
-
-def capabilities_of(name: str) -> tuple[str, Any]:
-    """(ledger name, capabilities) of a provider, without making one (the engine's catalog)."""
-    factory = load("bubblewrap" if name == AUTO else name)
-    return factory.name, factory.capabilities

@@ -177,6 +177,9 @@ async def test_killed_mid_create_the_redelivered_create_goes_before_its_own_dest
         finally:
             worker.terminate()
             await worker.wait()
+        assert worker.stderr is not None
+        logs = (await worker.stderr.read()).decode()
+        assert "sandbox provider local:" in logs and "reconciler pass failed" not in logs  # it ran, as effects.creds
     finally:
         await engine.stop()
 
