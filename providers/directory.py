@@ -108,11 +108,45 @@ def _group_members(pgid: int) -> set[int]:
     return found
 
 
+def descendants(pid: int) -> set[int]:
+    """`pid` and every process below it (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(children.get(current, ()))
+    return found
+
+
 def _signal_group(pid: int | None, sig: signal.Signals) -> None:
     if pid is None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return "X"
+
+
+async def until_stopped(pids: set[int], attempts: int = 200) -> None:
+    """A stop signal is delivered asynchronously: wait until every process shows it took effect."""
+    for _ in range(attempts):
+        if all(_state(pid) in ("T", "t", "Z", "X") for pid in pids):
+            return
+        await asyncio.sleep(0.01)
 
 
 async def _reap(pid: int | None) -> None:
@@ -335,6 +369,8 @@ class DirectoryProvider:
     async def _freeze(self, ref: SandboxRef, meta: LocalMeta, frozen: bool) -> None:
         if _ours(meta.pid, meta.started):
             _signal_group(meta.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+            if frozen:
+                await until_stopped(self._processes(ref, meta))
 
     def _counters(self, ref: SandboxRef) -> dict[str, int]:
         return {}
@@ -425,6 +461,7 @@ class DirectoryProvider:
     async def destroy(self, ref: SandboxRef) -> None:
         async with self._locked(ref):
             meta = self.meta(ref)
+            await self._kill_started(ref)
             if meta is not None and _ours(meta.pid, meta.started):
                 _signal_group(meta.pid, signal.SIGKILL)
                 _signal_group(meta.pid, signal.SIGCONT)

@@ -27,7 +27,7 @@ from typing import ClassVar
 
 from agentledger.providers import cgroups
 from agentledger.providers.base import Caps, ExecResult, ProviderConfig, ProviderError, ProviderInfo, SandboxRef
-from agentledger.providers.directory import DirectoryProvider, LocalMeta
+from agentledger.providers.directory import DirectoryProvider, LocalMeta, descendants, start_time, until_stopped
 from agentledger.providers.execution import run_bounded
 
 GATE = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
@@ -117,7 +117,21 @@ class BubblewrapProvider(DirectoryProvider):
         group = self.cgroup(ref)
         if group is not None:
             await group.kill()
+        else:  # no cgroups: the tree under the launcher, stopped first so nothing forks meanwhile
+            tree = self._tree(ref)
+            for sig in (signal.SIGSTOP, signal.SIGKILL, signal.SIGCONT):
+                for pid in tree:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, sig)
         await super()._kill_started(ref)
+
+    def _tree(self, ref: SandboxRef) -> set[int]:
+        """Without cgroups: the launcher's process and everything below it (its pid namespace)."""
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            pid, started = (int(x) for x in self._book(ref, ".pid").read_text().split())
+            if start_time(pid) == started:
+                return descendants(pid)
+        return set()
 
     async def _teardown(self, ref: SandboxRef) -> None:
         group = self.cgroup(ref)
@@ -132,14 +146,19 @@ class BubblewrapProvider(DirectoryProvider):
 
     def _processes(self, ref: SandboxRef, meta: LocalMeta) -> set[int]:
         group = self.cgroup(ref)
-        return group.pids() if group is not None else super()._processes(ref, meta)
+        return group.pids() if group is not None else self._tree(ref)
 
     async def _freeze(self, ref: SandboxRef, meta: LocalMeta, frozen: bool) -> None:
         group = self.cgroup(ref)
-        if group is None:  # no cgroups: every process of the sandbox's session, stopped one by one
-            await super()._freeze(ref, meta, frozen)
+        if group is not None:
+            await group.freeze(frozen)
             return
-        await group.freeze(frozen)
+        tree = self._tree(ref)
+        for pid in tree:  # no cgroups: every process of the tree, one by one
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+        if frozen:
+            await until_stopped(tree)
 
     # -- running programs ---------------------------------------------------------------------
     def _masks(self) -> list[Path]:

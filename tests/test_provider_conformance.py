@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from agentledger.providers.base import ProviderConfig, SandboxProvider
+from agentledger.providers.cgroups import Hierarchies
 from agentledger.providers.conformance import ProviderConformance
 from agentledger.providers.directory import DirectoryProvider
 from agentledger.providers.isolated import BubblewrapProvider
@@ -28,3 +29,12 @@ class TestDirectoryProvider(ProviderConformance):
 class TestBubblewrapProvider(ProviderConformance):
     def make_provider(self, root: Path) -> SandboxProvider:
         return BubblewrapProvider(config(root))
+
+
+@pytest.mark.skipif(UNSUPPORTED is not None, reason=f"no user namespaces for bubblewrap here: {UNSUPPORTED}")
+class TestBubblewrapProviderWithoutCgroups(ProviderConformance):
+    """The fallback of a machine with namespaces and no writable cgroups: pause and destroy by
+    signals to the whole process tree."""
+
+    def make_provider(self, root: Path) -> SandboxProvider:
+        return BubblewrapProvider(config(root), machine=Hierarchies(problem="left out by this test"))
