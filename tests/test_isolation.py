@@ -5,6 +5,7 @@ provider's namespaces and cgroups, and what the directory provider still guarant
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -190,7 +191,7 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-SPIN = "sh -c 'while :; do :; done' & wait"
+SPIN = """sh -c "sh -c 'while :; do :; done' & wait" & wait"""  # the program's child's child spins
 
 
 @needs_bwrap
@@ -206,12 +207,15 @@ async def test_pause_freezes_a_forked_grandchild_and_resume_restarts_it(
     meta = bwrap.meta(r)
     assert meta is not None
 
-    def spinner() -> int | None:  # the busiest process of the sandbox: the grandchild loop
-        pids = bwrap._processes(r, meta)
-        busy = {pid: cpu_ticks(pid) for pid in pids if Path(f"/proc/{pid}").exists()}
-        return max(busy, key=busy.__getitem__) if busy and max(busy.values()) > 0 else None
+    def spinner() -> int | None:  # the grandchild: the inner shell running the loop
+        for pid in bwrap._processes(r, meta):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == b"sh\0-c\0while :; do :; done\0":
+                    return pid
+        return None
 
     pid = await eventually(lambda: asyncio.sleep(0, spinner()), "the grandchild spins")
+    await eventually(lambda: asyncio.sleep(0, cpu_ticks(pid) > 0), "the grandchild uses CPU")
     await bwrap.pause(r)
     frozen_at = cpu_ticks(pid)
     await asyncio.sleep(0.5)
