@@ -137,8 +137,9 @@ class BubblewrapProvider(DirectoryProvider):
         group = self.cgroup(ref)
         if group is not None:
             await group.remove()
-        with contextlib.suppress(OSError):
-            self.gate(ref).rmdir()
+        for empty in (self.gate(ref), self.gates):  # the sandbox's gate, then this root's once empty
+            with contextlib.suppress(OSError):
+                empty.rmdir()
 
     def _counters(self, ref: SandboxRef) -> dict[str, int]:
         group = self.cgroup(ref)
