@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from agentledger.cli import sandbox_options as sbx
+
 EXIT_CODES = ("Exit codes: 0 done; 1 refused (an error reply); 2 bad usage; 75 retryable (NATS or the engine "
               "unreachable, no reply in time, or an error marked retryable: repeat with the same --command-id).")
 app = typer.Typer(no_args_is_help=True, help="Agent Ledger: threads, sessions and delegation on an event log.",
@@ -83,6 +85,18 @@ def serve(
     allow_repo: AllowRepo = None,
     creds: Creds = None,
     auth_dir: AuthDir = Path(".agentledger/auth"),
+    sandbox_provider: sbx.Provider = "auto",
+    sandbox_env: sbx.Env = None,
+    sandbox_network: sbx.Network = False,
+    sandbox_private: sbx.Private = None,
+    sandbox_uid: sbx.Uid = 65534,
+    sandbox_memory: sbx.Memory = 1024,
+    sandbox_memory_max: sbx.MemoryMax = 8192,
+    sandbox_pids: sbx.Pids = 512,
+    sandbox_pids_max: sbx.PidsMax = 4096,
+    sandbox_cpus: sbx.Cpus = 1.0,
+    sandbox_cpus_max: sbx.CpusMax = None,
+    reconcile_every: sbx.ReconcileEvery = 60.0,
 ) -> None:
     """Start an engine replica; Ctrl-C stops it cleanly (exit 0). Exits 1 when it cannot serve."""
     from agentledger.cli.serve import HttpOptions, run_process
@@ -90,10 +104,15 @@ def serve(
     from agentledger.handlers.config import EngineConfig
     from agentledger.handlers.observability.connection import Reconnect
 
+    private = [data_dir, auth_dir, *([creds] if creds else []), *(sandbox_private or [])]
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
                           sandbox_commands=tuple(allow_command or ()), sandbox_repos=tuple(map(str, allow_repo or ())),
                           creds=creds, cache_size=cache_size, decide_within=decide_within,
-                          reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
+                          reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget),
+                          sandbox_provider=sandbox_provider, reconcile_every=reconcile_every,
+                          sandbox_settings=sbx.settings(sandbox_dir, private, sandbox_env, sandbox_network, sandbox_uid,
+                                                        sandbox_memory, sandbox_memory_max, sandbox_pids,
+                                                        sandbox_pids_max, sandbox_cpus, sandbox_cpus_max))
     raise typer.Exit(run_process(run(config, nats_url, data_dir, port, auth_dir, HttpOptions(http_port, http_host))))
 
 
@@ -111,6 +130,18 @@ def effects(
     allow_command: AllowCommand = None,
     allow_repo: AllowRepo = None,
     creds: Creds = None,
+    sandbox_provider: sbx.Provider = "auto",
+    sandbox_env: sbx.Env = None,
+    sandbox_network: sbx.Network = False,
+    sandbox_private: sbx.Private = None,
+    sandbox_uid: sbx.Uid = 65534,
+    sandbox_memory: sbx.Memory = 1024,
+    sandbox_memory_max: sbx.MemoryMax = 8192,
+    sandbox_pids: sbx.Pids = 512,
+    sandbox_pids_max: sbx.PidsMax = 4096,
+    sandbox_cpus: sbx.Cpus = 1.0,
+    sandbox_cpus_max: sbx.CpusMax = None,
+    reconcile_every: sbx.ReconcileEvery = 60.0,
 ) -> None:
     """Run only the sandbox effect handler (where the sandboxes live), next to engines elsewhere."""
     from agentledger.cli.serve import HttpOptions, run_process
@@ -121,7 +152,12 @@ def effects(
     config = EngineConfig(nats_url=nats_url, prefix=prefix, stream=stream, sandbox_dir=sandbox_dir,
                           worker_ack_wait=ack_wait, sandbox_commands=tuple(allow_command or ()),
                           sandbox_repos=tuple(map(str, allow_repo or ())), creds=creds,
-                          reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget))
+                          reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget),
+                          sandbox_provider=sandbox_provider, reconcile_every=reconcile_every,
+                          sandbox_settings=sbx.settings(sandbox_dir, [*([creds] if creds else []), *(sandbox_private or [])],
+                                                        sandbox_env, sandbox_network, sandbox_uid, sandbox_memory,
+                                                        sandbox_memory_max, sandbox_pids, sandbox_pids_max, sandbox_cpus,
+                                                        sandbox_cpus_max))
     raise typer.Exit(run_process(run(config, HttpOptions(http_port, http_host))))
 
 

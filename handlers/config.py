@@ -9,6 +9,7 @@ from typing import Any
 from agentledger.engine.subjects import Subjects
 from agentledger.handlers.auth.identity import TENANTS_BUCKET
 from agentledger.handlers.observability.connection import Reconnect
+from agentledger.providers.base import ProviderConfig
 
 
 @dataclass
@@ -25,6 +26,9 @@ class EngineConfig:
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     sandbox_commands: tuple[str, ...] = ()  # programs a sandbox may run (argv[0]); none by default
     sandbox_repos: tuple[str, ...] = ()  # directories whose git repositories a sandbox may check out
+    sandbox_provider: str = "auto"  # an `agentledger.providers` entry point; auto: bubblewrap, else directory
+    sandbox_settings: ProviderConfig | None = None  # env, network, limits, private paths (docs/sandboxes.md)
+    reconcile_every: float = 60.0  # seconds between the sandbox reconciler's passes (one at start)
     process_manager: bool = True
     worker_ack_wait: float = 30.0
     reconnect: Reconnect = field(default_factory=Reconnect)  # past its budget a lost NATS ends the process

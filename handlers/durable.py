@@ -46,6 +46,10 @@ Handler = Callable[[Envelope, int], Awaitable[bool]]
 OnPark = Callable[[Envelope, int, str], Awaitable[None]]
 
 
+def _position(msg: Msg) -> int:
+    return int(msg.metadata.sequence.stream)
+
+
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Delay before retry number `attempt` (1, 2, ...): doubling from `base`, at most `cap` (pure)."""
     return min(base * 2 ** (attempt - 1), cap)
@@ -127,22 +131,28 @@ class DurableWorker:
     async def _lane(self, key: str) -> None:
         queue = self._queues[key]
         try:
-            while queue:
-                await self._handle(queue[0])
-                queue.popleft()
-                self._in_hand -= 1
-                self._room.set()
+            while queue and not self._stopping:
+                # In log order: an earlier event of this key that comes back (redelivered after a
+                # crash) goes before a later one already waiting in the lane, which may be waiting
+                # for exactly that earlier one.
+                msg = min(queue, key=_position)
+                if await self._handle(msg, queue):
+                    queue.remove(msg)
+                    self._in_hand -= 1
+                    self._room.set()
         finally:
             del self._queues[key]
 
     # -- handling -----------------------------------------------------------------------------
-    async def _handle(self, msg: Msg) -> None:
-        position = int(msg.metadata.sequence.stream)
+    async def _handle(self, msg: Msg, lane: deque[Msg]) -> bool:
+        """Handle one message: True once it is settled; False when it steps aside for an earlier
+        message of its lane (it is still in hand, and is handled again after that one)."""
+        position = _position(msg)
         admitted = admission.admit(RawEvent(position, msg.subject, msg.data), self.subjects)
         if isinstance(admitted, admission.Quarantined):
             self.quarantine.add(admitted)
             await self._settle(msg.ack)
-            return
+            return True
         failures = max(int(msg.metadata.num_delivered or 1) - 1, 0)  # earlier deliveries that did not finish
         waits = 0
         while not self._stopping:
@@ -153,8 +163,10 @@ class DurableWorker:
                 if done:
                     await self._settle(msg.ack)
                     self.handled += 1
-                    return
+                    return True
                 waits += 1
+                if any(_position(m) < position for m in lane):
+                    return False
             except Exception as e:
                 failures += 1
                 error = f"{type(e).__name__}: {e}"
@@ -162,11 +174,12 @@ class DurableWorker:
                             self.max_attempts, error, exc_info=failures == 1)
             if error is not None and failures >= self.max_attempts:
                 await self._park(msg, admitted, position, error, failures)
-                return
+                return True
             self.retries += 1
             with contextlib.suppress(Exception):
                 await msg.in_progress()  # keep it in hand while we wait
             await asyncio.sleep(backoff(max(failures, waits), self.retry_delay, self.max_retry_delay))
+        return True  # stopping: left unacknowledged, it comes back
 
     async def _park(self, msg: Msg, envelope: Envelope, position: int, error: str, attempts: int) -> None:
         record = ParkedMessage(worker=self.durable, position=position, subject=msg.subject, error=error[:2000],

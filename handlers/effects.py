@@ -20,7 +20,7 @@ from agentledger.engine.repository import Repository
 from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.store import EventStore
 from agentledger.engine.subjects import Subjects
-from agentledger.handlers.providers.base import ProviderError, SandboxProvider, SandboxRef
+from agentledger.providers.base import ProviderError, SandboxProvider, SandboxRef
 from agentledger.schemas.commands import SandboxReportOutcome
 from agentledger.schemas.common import Actor
 from agentledger.schemas.events import (

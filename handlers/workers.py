@@ -20,8 +20,9 @@ from agentledger.handlers.observability.logs import bind
 from agentledger.handlers.observability.metrics import EngineMetrics, ObservedProvider
 from agentledger.handlers.process_manager import ACTS_ON as PM_ACTS_ON
 from agentledger.handlers.process_manager import SandboxProcessManager, Send
-from agentledger.handlers.providers.base import SandboxProvider
-from agentledger.handlers.providers.local import LocalProvider
+from agentledger.handlers.reconciler import EffectsWorker, Reconciler
+from agentledger.handlers.sandbox_setup import export, open_providers, provider_config
+from agentledger.providers.base import SandboxProvider
 from agentledger.schemas.events import Envelope
 from agentledger.schemas.replies import CommandReply
 from agentledger.schemas.sandboxes import ProviderCapabilities
@@ -29,7 +30,7 @@ from agentledger.schemas.sandboxes import ProviderCapabilities
 
 def provider_catalog() -> dict[str, ProviderCapabilities]:
     """The providers this deployment knows, with what they can do (checked before recording)."""
-    return {LocalProvider.name: LocalProvider.capabilities}
+    return {"local": ProviderCapabilities(fork=True, pause=True)}
 
 
 def worker_counters(metrics: EngineMetrics, workers: Callable[[], list[DurableWorker]]) -> None:
@@ -92,17 +93,23 @@ def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send,
 
 def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, quarantine: Quarantine | None = None,
                    providers: dict[str, SandboxProvider] | None = None,
-                   metrics: EngineMetrics | None = None) -> DurableWorker:
+                   metrics: EngineMetrics | None = None) -> EffectsWorker:
     if providers is None:
         assert cfg.sandbox_dir is not None
-        providers = {LocalProvider.name: LocalProvider(cfg.sandbox_dir, cfg.sandbox_commands, cfg.sandbox_repos)}
+        providers = open_providers(cfg.sandbox_provider, provider_config(cfg.sandbox_dir, cfg.sandbox_commands,
+                                                                         cfg.sandbox_repos, cfg.sandbox_settings))
     if metrics is not None:  # counted and traced, and otherwise the same provider
         providers = {name: ObservedProvider(p, metrics) for name, p in providers.items()}  # type: ignore[misc]
     quarantine = quarantine or Quarantine()  # on its own: one record for the worker and its models, logged once
     effects = SandboxEffects(store, cfg.subjects, providers, send, quarantine=Quarantine(forward=quarantine))
     durable = _durable_name(cfg.prefix, "fx")
-    return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_of(FX_ACTS_ON), durable,
+    reconciler = Reconciler(store, cfg.subjects, cfg.stream, providers, send, cfg.reconcile_every,
+                            quarantine=Quarantine(forward=quarantine))
+    if metrics is not None:
+        export(metrics, providers, reconciler)
+    return EffectsWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_of(FX_ACTS_ON), durable,
                          _with_log_ids(durable, effects.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
                          quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts,
-                         key=cfg.subjects.boundary_of, concurrency=cfg.effects_concurrency, on_park=effects.give_up)
+                         key=cfg.subjects.boundary_of, concurrency=cfg.effects_concurrency, on_park=effects.give_up,
+                         reconciler=reconciler)
 

@@ -17,13 +17,24 @@ SandboxOp = Literal["create", "fork", "pause", "resume", "destroy"]
 ProviderName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}" + END)]
 
 
+class SandboxLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Resource limits one sandbox asks for; each must lie within the deployment's caps, and an
+    absent one takes the deployment's default (docs/sandboxes.md)."""
+
+    memory_mb: Annotated[int, Meta(ge=16, le=1_048_576)] | None = None
+    pids: Annotated[int, Meta(ge=8, le=4_194_304)] | None = None
+    cpus: Annotated[float, Meta(gt=0, le=1024)] | None = None
+
+
 class SandboxOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
-    """Provider options. The local provider reads `repo`/`ref` (a git worktree) and `command`
-    (a long-running process started in the sandbox directory)."""
+    """Provider options. The local provider reads `repo`/`ref` (a git worktree), `command`
+    (a long-running process started in the sandbox) and `limits`. A `ref` never starts with `-`,
+    so it cannot reach git as an option."""
 
     repo: Annotated[str, Meta(max_length=4096)] | None = None
-    ref: Annotated[str, Meta(max_length=256)] | None = None
+    ref: Annotated[str, Meta(max_length=256, pattern=r"^[^-]")] | None = None
     command: Annotated[list[Annotated[str, Meta(max_length=4096)]], Meta(min_length=1, max_length=256)] | None = None
+    limits: SandboxLimits | None = None
 
 
 class SandboxSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("engine", "projections", "handlers", "schemas", "cli", "adapters")
+LAYERS = ("engine", "projections", "handlers", "schemas", "cli", "adapters", "providers")
 
 
 def test_every_package_folder_is_installed_under_the_namespace() -> None:
@@ -28,3 +28,17 @@ def test_outside_the_repository_only_the_namespace_imports(tmp_path: Path) -> No
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_providers_depend_on_the_schemas_only() -> None:
+    """A provider is a room at the rim: it may import the contract's types, never the engine,
+    the read models, the handlers or the CLI (a cloud adapter must not need them either)."""
+    import ast
+
+    for path in (ROOT / "providers").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                if name.startswith("agentledger."):
+                    assert name.startswith(("agentledger.schemas", "agentledger.providers")), (path.name, name)

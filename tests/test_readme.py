@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agentledger.handlers.nats_server import free_port
+from tests.sandbox_support import destroy_all
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -58,6 +59,7 @@ async def fresh(tmp_path: Path) -> AsyncIterator[tuple[Path, dict[str, str]]]:
     finally:
         server.send_signal(signal.SIGINT)
         await asyncio.wait_for(server.wait(), HANG)
+        await destroy_all(tmp_path / ".agentledger" / "sandboxes")  # sandboxes outlive the engine: not the test
 
 
 async def sh(cwd: Path, env: dict[str, str], script: str) -> tuple[int, str, str]:

@@ -20,9 +20,9 @@ from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.durable import DurableWorker, backoff
 from agentledger.handlers.parking import parked
 from agentledger.handlers.process_manager import SandboxProcessManager
-from agentledger.handlers.providers.base import SandboxRef
-from agentledger.handlers.providers.local import LocalProvider
 from agentledger.handlers.workers import effects_worker, process_manager_worker
+from agentledger.providers.base import ProviderConfig, SandboxRef
+from agentledger.providers.directory import DirectoryProvider
 from agentledger.schemas.common import ParkedMessage
 from agentledger.schemas.events import Envelope, SessionStarted
 from agentledger.schemas.sandboxes import SandboxOptions
@@ -106,12 +106,12 @@ async def test_a_poison_event_is_parked_and_the_rest_flows_on(bare: Engine, nc: 
         await again.stop()
 
 
-class Recording(LocalProvider):
+class Recording(DirectoryProvider):
     """The local provider, recording the order of its calls per sandbox, with jitter so that
     work on different sandboxes interleaves; `sbx_first` waits until `sbx_second` exists."""
 
     def __init__(self, root: Path, calls: dict[str, list[str]], second: asyncio.Event) -> None:
-        super().__init__(root)
+        super().__init__(ProviderConfig(root=root))
         self.calls, self.second = calls, second
 
     async def _record(self, ref: SandboxRef, op: str) -> None:
