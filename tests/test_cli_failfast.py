@@ -126,5 +126,6 @@ async def test_version_and_shell_completion() -> None:
     assert complete("agentledger sess", 1) == ["session"]
     assert complete("agentledger replay --thr", 2) == ["--thread-id"]
     assert "request-input" in complete("agentledger session re", 2)
-    code, out, err = await agentledger("--show-completion", "bash")
-    assert code == 0 and "_AGENTLEDGER_COMPLETE=complete_bash" in out, out + err
+    # as a user runs it: from their shell, which is what `--show-completion` detects
+    r = subprocess.run(["bash", "-c", f"{AGENTLEDGER} --show-completion"], env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0 and "_AGENTLEDGER_COMPLETE=complete_bash" in r.stdout, r.stdout + r.stderr
