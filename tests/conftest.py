@@ -29,6 +29,8 @@ from agentledger.handlers.auth.tenants import add_tenant
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import ClusterNode, EmbeddedNats, free_port
 
+pytest_plugins = ("tests.markers",)  # every test is marked unit or integration
+
 _counter = itertools.count()
 MONITOR_PORT: list[int] = []  # the session server's monitoring port, for failure reports
 

@@ -19,6 +19,7 @@ import pytest
 from agentledger.handlers.nats_server import EmbeddedNats, free_port
 from tests.conftest import USER
 
+pytestmark = pytest.mark.integration  # runs `agentledger serve` on nats-servers of its own
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 
 
