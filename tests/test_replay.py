@@ -17,12 +17,8 @@ from agentledger.handlers.app import Engine
 from agentledger.handlers.config import EngineConfig
 from agentledger.projections.history import replay_at
 from agentledger.schemas.events import StoredEvent
+from tests.cli_support import Cli
 from tests.conftest import AGENT, Client_
-from tests.test_cli import (  # noqa: F401  (a fixture)
-    Cli,
-    cli,
-    cli_env,
-)
 
 KID = {"kind": "agent", "id": "agt_kid"}
 
@@ -37,7 +33,7 @@ async def busy_thread(client: Client_) -> dict[str, int]:
     return at
 
 
-async def test_replay_diff_and_the_end_of_the_log(cli: Cli, client: Client_) -> None:  # noqa: F811
+async def test_replay_diff_and_the_end_of_the_log(cli: Cli, client: Client_) -> None:
     at = await busy_thread(client)
     r = await cli("replay", "--thread-id", "thd_t1", "--at", str(at["created"]), "--diff", str(at["done"]), "--json")
     assert r.code == 0, r
@@ -63,7 +59,7 @@ async def test_replay_diff_and_the_end_of_the_log(cli: Cli, client: Client_) -> 
     assert r.code == 1 and "error not_found:" in r.err, r
 
 
-async def test_export_jsonl(cli: Cli, client: Client_, tmp_path: Path) -> None:  # noqa: F811
+async def test_export_jsonl(cli: Cli, client: Client_, tmp_path: Path) -> None:
     at = await busy_thread(client)
     await client.ok("thread.create", project_id="prj_p1", thread_id="thd_t2")
     r = await cli("events", "export", "--thread-id", "thd_t1", "--format", "jsonl")
