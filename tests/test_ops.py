@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import nats
 import pytest
 from nats.aio.client import Client
 from prometheus_client.parser import text_string_to_metric_families
@@ -116,20 +117,34 @@ async def test_metrics_count_commands_by_outcome_latency_lag_and_provider_calls(
 
 
 async def test_readyz_is_503_with_a_reason_until_the_follower_has_the_head(ops_engine: tuple[Engine, str],
-                                                                            nc: Client) -> None:
+                                                                            nc: Client, nats_server: EmbeddedNats,
+                                                                            deployment: Deployment) -> None:
     engine, base = ops_engine
     assert await get(f"{base}/readyz") == (200, '{"status": "ready"}')
     assert (await get(f"{base}/healthz"))[0] == 200
-    follower = engine._follower
-    assert follower is not None
-    await follower.unsubscribe()  # the follower stops hearing the log, as after a lost consumer
+    # the follower stops hearing the log: its consumer is gone on the server (the durable workers keep theirs)
+    js = nc.jetstream()
+    followers = [c.name for c in await js.consumers_info(engine.config.stream) if c.config.durable_name is None]
+    assert len(followers) == 1, followers
+    await js.delete_consumer(engine.config.stream, followers[0])
     await Client_(nc, engine.config).setup_thread()
     status, body = await get(f"{base}/readyz")
     assert status == 503 and json.loads(body)["reason"].startswith("catching up: applied position 0 of 2"), body
-    await engine._follow_again()  # what a reconnect does
+    # the server drops the engine's connection; the engine reconnects and follows the log again from
+    # what it applied
+    assert engine.nc is not None
+    _, varz = await get(f"http://127.0.0.1:{nats_server.http_port}/varz")
+    system = await nats.connect(servers=[nats_server.url], user_credentials=deployment.system_creds().raw())
+    try:
+        kicked = await system.request(f"$SYS.REQ.SERVER.{json.loads(varz)['server_id']}.KICK",
+                                      json.dumps({"cid": engine.nc.client_id}).encode(), timeout=5)
+        assert "error" not in json.loads(kicked.data), kicked.data
+    finally:
+        await system.close()
     await eventually(lambda: _ready(base), "ready again once the follower applied the head")
     m = await samples(base)
     assert value(m, "agentledger_ready") == 1
+    assert value(m, "agentledger_nats_reconnects_total", connection="engine") == 1
 
 
 async def _ready(base: str) -> bool:
