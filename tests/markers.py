@@ -3,8 +3,10 @@
 * `integration`: the test uses the shared nats-server (every fixture that starts or connects to
   it, `engine_config`, `engine`, `nc`, `client`, `tenants`, ..., depends on `nats_server`) or the
   deployment's keys (`deployment`: they exist to start servers and connect to them), directly or
-  through its fixtures; or its module, class or function is marked `pytest.mark.integration`
-  (tests that start processes, or servers of their own, without those fixtures).
+  through its fixtures; or the test function itself starts a process or a server or connects to
+  one (`subprocess`, `nats.connect(`, `EmbeddedNats(`, `.embedded(`, `start_cluster(`,
+  `serve_process(` in its source); or its module, class or function is marked
+  `pytest.mark.integration` (tests that do so through helpers of their own).
 * `unit`: everything else. A unit test runs in this process only: starting a subprocess or
   opening a TCP connection while one runs fails it with a message that says what to declare, so a
   new module cannot hide in `make test-unit` (`pytest -m unit`) by accident.
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
+import re
 import socket
 import sys
 from collections.abc import Generator, Iterator
@@ -25,6 +29,9 @@ import pytest
 # the session fixtures every nats-backed fixture depends on
 INTEGRATION_FIXTURES = frozenset({"nats_server", "deployment"})
 _in_unit_test: contextvars.ContextVar[str | None] = contextvars.ContextVar("in_unit_test", default=None)
+# what in a test's own source starts a process or a server, or connects to one
+_STARTS = re.compile("|".join((r"\bsubprocess\b", r"create_subprocess_", r"\bnats\.connect\(", r"EmbeddedNats\(",
+                               r"\.embedded\(", r"start_cluster\(", r"serve_process\(")))
 _SPAWNS = {"subprocess.Popen", "os.system", "os.posix_spawn", "os.spawn", "os.exec", "os.fork", "os.forkpty"}
 
 
@@ -33,12 +40,21 @@ class NotAUnitTest(RuntimeError):
 
 
 def kind(item: pytest.Item) -> str:
-    """`integration` or `unit` (pure: from the item's markers and fixture closure)."""
+    """`integration` or `unit`, from the item's markers, its fixture closure and its own source."""
     if item.get_closest_marker("integration") is not None:
         return "integration"
     if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
         return "integration"
-    return "unit"
+    if item.get_closest_marker("unit") is not None:  # declared: the guard holds it to that
+        return "unit"
+    return "integration" if _STARTS.search(_source(item)) else "unit"
+
+
+def _source(item: pytest.Item) -> str:
+    try:
+        return inspect.getsource(getattr(item, "function", None))  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return ""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,6 +11,8 @@ import pytest
 
 from tests.markers import INTEGRATION_FIXTURES, NotAUnitTest
 
+pytestmark = pytest.mark.unit  # these start processes and connect on purpose: to see the guard refuse them
+
 
 def test_every_collected_test_is_unit_or_integration(request: pytest.FixtureRequest) -> None:
     for item in request.session.items:

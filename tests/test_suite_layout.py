@@ -9,6 +9,11 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 SOURCES = sorted(p for p in TESTS.rglob("*.py") if "node_modules" not in p.parts)
+# Modules that must drive a library's internals (not this project's), and why.
+LIBRARY_INTERNALS = {
+    "test_natsfix.py": "handlers/natsfix.py patches nats-py's reader: its tests feed that reader frames",
+    "test_hostile_frames.py": "a connection whose nats-py reader stops must end the engine: the reader is made to stop",
+}
 
 
 def test_no_module_imports_a_test_module() -> None:
@@ -25,6 +30,8 @@ def test_no_module_imports_a_test_module() -> None:
 def test_no_test_reaches_into_a_private_attribute() -> None:
     found = []
     for path in SOURCES:
+        if path.name in LIBRARY_INTERNALS:
+            continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("__")
                     and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
