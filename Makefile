@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 NODE_TOOLS := tests/js/node_modules/.package-lock.json
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ run: $(STAMP)
 test: $(STAMP) $(NODE_TOOLS)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/pytest -q
+
+# the tests marked unit (tests/markers.py): no nats-server, no subprocess; seconds
+test-unit: $(STAMP)
+	$(BIN)/pytest -q -m unit
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run

@@ -98,6 +98,10 @@ class Repository:
     def __len__(self) -> int:
         return len(self._models)
 
+    def __contains__(self, boundary: str) -> bool:
+        """Whether this replica holds the boundary's model now (evicted ones are read again on use)."""
+        return boundary in self._models
+
     def thread(self, tenant: str, thread_id: str) -> ThreadState:
         """The cached model, or a new one not yet loaded: `await loaded(...)` before deciding on it."""
         return self._get(ThreadState, tenant, self.subjects.thread_filter(tenant, thread_id), thread_id)

@@ -105,7 +105,7 @@ class DurableWorker:
                 await self._room.wait()
             try:
                 msgs = await sub.fetch(self.concurrency - self._in_hand, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats-py's (a subclass) or asyncio's, which a batch fetch also raises: nothing yet
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                 return

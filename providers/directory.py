@@ -363,14 +363,15 @@ class DirectoryProvider:
                 await _reap(pid)
         pidfile.unlink(missing_ok=True)
 
-    def _processes(self, ref: SandboxRef, meta: LocalMeta) -> set[int]:
+    def processes(self, ref: SandboxRef, meta: LocalMeta) -> set[int]:
+        """The pids of the sandbox's processes (none once they are gone, or when the pid was reused)."""
         return _group_members(meta.pid) if _ours(meta.pid, meta.started) else set()
 
     async def _freeze(self, ref: SandboxRef, meta: LocalMeta, frozen: bool) -> None:
         if _ours(meta.pid, meta.started):
             _signal_group(meta.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
             if frozen:
-                await until_stopped(self._processes(ref, meta))
+                await until_stopped(self.processes(ref, meta))
 
     def _counters(self, ref: SandboxRef) -> dict[str, int]:
         return {}
@@ -506,7 +507,7 @@ class DirectoryProvider:
             return SandboxStatus(exists=False)
         counters = self._counters(ref)
         return SandboxStatus(exists=Path(meta.location).is_dir(), paused=meta.paused, location=meta.location,
-                             processes=len(self._processes(ref, meta)),
+                             processes=len(self.processes(ref, meta)),
                              limits_hit=[k for k in ("memory", "pids") if counters.get(k)])  # type: ignore[misc]
 
     def _require(self, ref: SandboxRef) -> LocalMeta:

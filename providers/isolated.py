@@ -145,7 +145,7 @@ class BubblewrapProvider(DirectoryProvider):
         group = self.cgroup(ref)
         return group.counters() if group is not None else {}
 
-    def _processes(self, ref: SandboxRef, meta: LocalMeta) -> set[int]:
+    def processes(self, ref: SandboxRef, meta: LocalMeta) -> set[int]:
         group = self.cgroup(ref)
         return group.pids() if group is not None else self._tree(ref)
 

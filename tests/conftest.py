@@ -29,6 +29,9 @@ from agentledger.handlers.auth.tenants import add_tenant
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import ClusterNode, EmbeddedNats, free_port
 
+# every test is marked unit or integration; `cli`, `cli_env`: the console script against the test's engine
+pytest_plugins = ("tests.markers", "tests.cli_support")
+
 _counter = itertools.count()
 MONITOR_PORT: list[int] = []  # the session server's monitoring port, for failure reports
 

@@ -13,6 +13,7 @@ import nkeys
 
 from agentledger.handlers.auth.keys import Creds
 
+BAD_STATUS = b"NATS/1.0 \xff\xfe\xfd\r\n\r\n"  # a status line that is not UTF-8 (the reported attack)
 
 def _section(text: str, name: str) -> str:
     match = re.search(rf"-{{3,}}BEGIN {name}-{{3,}}\s*(\S+)\s*-{{3,}}END {name}", text)

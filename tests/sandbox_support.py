@@ -93,7 +93,7 @@ def frozen(root: Path, ref: SandboxRef) -> bool:
     if group is not None:
         return group.frozen()
     meta = provider.meta(ref)  # type: ignore[attr-defined]
-    pids = provider._processes(ref, meta)  # type: ignore[attr-defined]
+    pids = provider.processes(ref, meta)  # type: ignore[attr-defined]
     return bool(pids) and all(process_state(pid) in ("T", "t") for pid in pids)
 
 

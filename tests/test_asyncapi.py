@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from agentledger.cli.asyncapi import asyncapi
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.contract import event_types
@@ -43,12 +45,14 @@ def test_every_request_reply_and_event_has_its_payload() -> None:
         assert schema["properties"]["type"] == {"enum": [tag]} and "data" in schema["required"], tag
 
 
+@pytest.mark.integration  # the AsyncAPI parser runs in node
 def test_the_official_parser_accepts_it() -> None:
     r = node("asyncapi.mjs", str(DOC))
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"parsed: {len(COMMANDS) + len(QUERIES) + 6} channels" in r.stdout, r.stdout
 
 
+@pytest.mark.integration  # the AsyncAPI parser runs in node
 def test_the_parser_refuses_a_broken_document(tmp_path: Path) -> None:
     """So the check above can fail: a dangling channel and a payload that is not a schema."""
     doc = asyncapi()

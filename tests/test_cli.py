@@ -7,60 +7,19 @@ through the protocol client instead.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import msgspec
-import pytest
 import typer.main
 
-from agentledger.handlers.config import EngineConfig
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.errors import ThreadNotEmpty
 from agentledger.schemas.events import StoredEvent
 from agentledger.schemas.queries import QUERIES, SessionResult
 from agentledger.schemas.replies import CommandReply, QueryReply
 from agentledger.schemas.results import SessionSpawnResult
+from tests.cli_support import AGENTLEDGER, Cli, following
 from tests.conftest import AGENT, Client_
-
-AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-Cli = Callable[..., Awaitable[Run]]
-
-
-@pytest.fixture
-def cli_env(engine_config: EngineConfig) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
-    return env | {"NATS_URL": engine_config.nats_url, "AGENTLEDGER_PREFIX": engine_config.prefix,
-                  "AGENTLEDGER_STREAM": engine_config.stream, "AGENTLEDGER_TENANT": "tnt_acme",
-                  "NATS_CREDS": str(engine_config.creds),
-                  "COLUMNS": "200", "NO_COLOR": "1"}
-
-
-@pytest.fixture
-def cli(engine: object, cli_env: dict[str, str]) -> Cli:
-    """Run `agentledger ARGS` without blocking the loop the engine serves on."""
-
-    async def run(*args: str) -> Run:
-        proc = await asyncio.create_subprocess_exec(AGENTLEDGER, *args, env=cli_env, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode is not None
-        return Run(proc.returncode, out.decode(), err.decode())
-
-    return run
 
 
 def test_every_command_and_query_has_a_subcommand() -> None:
@@ -129,10 +88,10 @@ async def test_json_replies_nested_fields_and_views(cli: Cli, client: Client_) -
     assert r.code == 0 and r.out.startswith("sandbox sbx_cli") and "thd_t1" in r.out, r
 
 
-async def test_events_tail(cli: Cli, client: Client_, cli_env: dict[str, str]) -> None:
+async def test_events_tail_shows_the_log_from_a_position(cli: Cli, client: Client_) -> None:
     await client.setup_thread()
     created = (await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT))["position"]
-    started = (await client.ok("session.start", session_id="ses_a"))["position"]
+    await client.ok("session.start", session_id="ses_a")
 
     r = await cli("events", "tail", "--limit", "3")
     lines = r.out.splitlines()
@@ -145,12 +104,27 @@ async def test_events_tail(cli: Cli, client: Client_, cli_env: dict[str, str]) -
     assert [(e.position, e.type) for e in events] == [(2, "thread.created"), (created, "session.created")]
     assert created == 4  # position 3 is session ses_a's claim (not an event)
 
-    # live: the tail waits for an event that does not exist yet
-    tail = asyncio.ensure_future(cli("events", "tail", "--thread-id", "thd_t1", "--from", str(started + 1), "--limit", "1"))
-    await asyncio.sleep(0.3)
-    await client.ok("session.request_input", session_id="ses_a", prompt="?")
-    r = await tail
-    assert r.code == 0 and re.match(rf"\s*{started + 1}\s.*session\.input_requested\s+session=ses_a", r.out), r
+
+async def test_events_tail_follows_the_log_live(client: Client_, cli_env: dict[str, str]) -> None:
+    """The tail runs on its own, as a user leaves it in a terminal: the thread's history first,
+    then each event as it is appended, until Ctrl-C."""
+    await client.setup_thread()
+    await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT)
+    started = (await client.ok("session.start", session_id="ses_a"))["position"]
+
+    async with following(cli_env, "events", "tail", "--thread-id", "thd_t1") as tail:
+        history = [await tail.line() for _ in range(3)]
+        assert [line.split()[3] for line in history] == ["thread.created", "session.created", "session.started"], history
+        assert re.match(rf"\s*{started}\s", history[2]), history
+        # it has shown the last event there is: what comes now comes live
+        asked = (await client.ok("session.request_input", session_id="ses_a", prompt="?"))["position"]
+        line = await tail.line()
+        assert re.match(rf"\s*{asked}\s.*session\.input_requested\s+session=ses_a", line), line
+        answered = (await client.ok("session.provide_input", session_id="ses_a"))["position"]
+        line = await tail.line()
+        assert re.match(rf"\s*{answered}\s.*session\.input_provided\s+session=ses_a", line), line
+        code, err = await tail.interrupt()
+        assert (code, err) == (0, ""), err
 
 
 async def test_replay_at_an_earlier_position(cli: Cli, client: Client_) -> None:

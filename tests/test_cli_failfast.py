@@ -21,6 +21,7 @@ import pytest
 from agentledger.cli.output import EXIT_REFUSED, EXIT_RETRYABLE
 from agentledger.handlers.nats_server import free_port, nats_server_binary
 
+pytestmark = pytest.mark.integration  # runs the console script against endpoints of its own
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 ENV = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTLEDGER_", "NATS_"))} | {
     "COLUMNS": "200", "NO_COLOR": "1"}

@@ -14,10 +14,10 @@ from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.nats_server import EmbeddedNats
 from tests.conftest import config_for, start_cluster
+from tests.races.archive_gate import run_gate_race
+from tests.races.delegation_width import run_width_race
+from tests.races.session_ids import run_session_id_race
 from tests.replicas import Replicas
-from tests.test_delegation_race import run_width_race
-from tests.test_race import run_gate_race
-from tests.test_session_id_race import run_session_id_race
 
 TRIALS = 200
 

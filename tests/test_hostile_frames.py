@@ -22,10 +22,8 @@ from agentledger.handlers.observability.connection import Reconnect
 from agentledger.handlers.observability.health import EngineProbe
 from agentledger.handlers.observability.http import OpsServer
 from tests.conftest import Client_, Tenants
-from tests.raw_nats import RawClient, hpub, pub
-from tests.test_ops import get
-
-BAD_STATUS = b"NATS/1.0 \xff\xfe\xfd\r\n\r\n"  # the status line of the report: not UTF-8
+from tests.ops_support import get
+from tests.raw_nats import BAD_STATUS, RawClient, hpub, pub
 
 # nats-py cannot make a message of these: dropped and counted (header, with a reply subject?)
 UNREADABLE = [

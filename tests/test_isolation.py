@@ -208,7 +208,7 @@ async def test_pause_freezes_a_forked_grandchild_and_resume_restarts_it(
     assert meta is not None
 
     def spinner() -> int | None:  # the grandchild: the inner shell running the loop
-        for pid in bwrap._processes(r, meta):
+        for pid in bwrap.processes(r, meta):
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 if Path(f"/proc/{pid}/cmdline").read_bytes() == b"sh\0-c\0while :; do :; done\0":
                     return pid

@@ -12,9 +12,8 @@ from agentledger.handlers import natsfix
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.nats_server import EmbeddedNats
 from tests.conftest import connect
-from tests.raw_nats import RawClient, hpub
+from tests.raw_nats import BAD_STATUS, RawClient, hpub
 from tests.sandbox_support import eventually
-from tests.test_hostile_frames import BAD_STATUS
 
 
 @pytest.mark.parametrize("patched", [True, False])

@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("engine", "projections", "handlers", "schemas", "cli", "adapters", "providers")
 
@@ -22,6 +24,7 @@ def test_every_package_folder_is_installed_under_the_namespace() -> None:
         assert (ROOT / layer / "py.typed").exists(), layer
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_outside_the_repository_only_the_namespace_imports(tmp_path: Path) -> None:
     probe = ("import importlib.util, agentledger.cli.main, agentledger.engine.store\n"
              f"print([m for m in {LAYERS!r} if importlib.util.find_spec(m) is not None])\n")

@@ -17,6 +17,8 @@ def config(root: Path) -> ProviderConfig:
     return ProviderConfig(root=root, commands=frozenset({"sleep", "sh"}))
 
 
+pytestmark = pytest.mark.integration  # the providers start real processes, namespaces and cgroups
+
 UNSUPPORTED = BubblewrapProvider.unsupported(config(Path("/nonexistent")))
 
 

@@ -16,6 +16,7 @@ import pytest
 from agentledger.handlers.nats_server import free_port
 from tests.sandbox_support import destroy_all
 
+pytestmark = pytest.mark.integration  # runs `agentledger serve` and the README's commands
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 HANG = 60  # a step still running after this long is stuck

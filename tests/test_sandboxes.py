@@ -229,6 +229,7 @@ async def test_a_failing_provider_is_recorded_and_never_changes_the_session_outc
     await settled(sbx, sandbox_id, "destroyed")  # cleanup still happens: the half-made directory goes
 
 
+@pytest.mark.integration  # runs git
 async def test_local_provider_git_worktree_and_fork(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()

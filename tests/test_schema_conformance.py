@@ -179,6 +179,7 @@ async def test_real_traffic_matches_the_published_schema(recorder: Recorder, nc:
     assert f"checked {len(seen)}, failed 0" in r.stdout
 
 
+@pytest.mark.integration  # Ajv runs in node
 async def test_the_validator_rejects_what_the_schema_forbids(tmp_path: Path) -> None:
     """So the check above can fail: values that break discrimination, closure, patterns and bounds."""
     accepted = {"ok": True, "command_id": "c1", "position": 1, "events": [], "result": {}}

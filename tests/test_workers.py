@@ -5,6 +5,7 @@ sandboxes at once and keeps each sandbox's requests in log order, also across tw
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 import msgspec
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from agentledger.handlers.app import Engine
 from agentledger.handlers.config import EngineConfig
@@ -104,6 +107,53 @@ async def test_a_poison_event_is_parked_and_the_rest_flows_on(bare: Engine, nc: 
         assert again.parked == 0 and seen.count("ses_poison") == 1
     finally:
         await again.stop()
+
+
+async def test_an_idle_worker_takes_a_fetch_timeout_for_nothing_yet(bare: Engine, nc: Client,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A fetch of several events on an idle consumer ends in nats-py's own TimeoutError, or in
+    asyncio's when the server's "no messages" lands just before the fetch's deadline (nats-py
+    2.16, `_fetch_n`). Both mean "nothing yet": no error logged, no pause before the next fetch,
+    and the next event is handled as soon as it is in the log."""
+    assert bare.store is not None
+    config = bare.config
+    real_fetch = JetStreamContext.PullSubscription.fetch
+    fetches = 0
+    idle = asyncio.Event()  # the worker went on fetching: past the early timeouts and a few idle rounds
+
+    async def fetch(sub: JetStreamContext.PullSubscription, batch: int = 1, timeout: float | None = 5,
+                    heartbeat: float | None = None) -> list[Msg]:
+        nonlocal fetches
+        fetches += 1
+        if fetches > 6:
+            idle.set()
+        if fetches <= 3:  # the race nats-py loses now and then, made certain (asyncio.TimeoutError is TimeoutError)
+            raise TimeoutError
+        return await real_fetch(sub, batch, timeout, heartbeat)
+
+    handled: list[int] = []
+    arrived = asyncio.Event()
+
+    async def handler(envelope: Envelope, position: int) -> bool:
+        handled.append(position)
+        arrived.set()
+        return True
+
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", fetch)
+    caplog.set_level(logging.WARNING, logger="agentledger.workers")
+    # keyed, as the effect handler is, so each fetch asks for several events; a failed fetch would pause 10 minutes
+    worker = DurableWorker(bare.store.js, config.stream, config.subjects.events_all, "idle", handler, config.subjects,
+                           max_retry_delay=600, key=lambda subject: subject, concurrency=4)
+    await worker.start()
+    try:
+        await asyncio.wait_for(idle.wait(), 30)
+        await Client_(nc, config).ok("project.create", project_id="prj_p1", name="p")
+        await asyncio.wait_for(arrived.wait(), 30)
+    finally:
+        await worker.stop()
+    assert handled == [1]
+    assert [r.getMessage() for r in caplog.records if r.name == "agentledger.workers"] == []
 
 
 class Recording(DirectoryProvider):
