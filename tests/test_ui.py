@@ -418,6 +418,95 @@ async def test_a_recorded_run_with_its_sandboxes(nc: Client, ui_engine: Engine, 
         await stop_ui(server, qc)
 
 
+async def test_filtered_pages_scan_the_history_and_go_on_where_they_stopped(client: Client_, engine: Engine,
+                                                                             deployment: Deployment, tenants: Tenants,
+                                                                             tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filtered page scans a few events per read and stops after a bounded number; paging on from
+    where each page stopped, forwards or backwards, finds every match once and nothing else."""
+    import aiohttp
+
+    from agentledger.cli.ui import pages
+
+    monkeypatch.setattr(pages, "SCAN_READ", 3)
+    monkeypatch.setattr(pages, "SCAN_LIMIT", 7)
+    await client.setup_thread()
+    await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT)
+    await client.ok("session.start", session_id="ses_a")
+    needles = []
+    for i in range(12):
+        prompt = f"question {i}" + (" NEEDLE" if i % 4 == 0 else "")
+        asked = await client.ok("session.request_input", session_id="ses_a", prompt=prompt)
+        if i % 4 == 0:
+            needles.append(asked["position"])
+        await client.ok("session.provide_input", session_id="ses_a")
+    url, server, qc = await start_ui(engine.config, await auditor_creds(deployment, tenants, TENANT, tmp_path))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def page(**params: Any) -> dict[str, Any]:
+                async with http.get(url + "api/threads/thd_t1/events", params={"q": "needle", "limit": 2, **params}) as r:
+                    assert r.status == 200
+                    return await r.json()  # type: ignore[no-any-return]
+
+            found, after, pages_read, short = [], 0, 0, 0
+            while True:
+                body = await page(after=after)
+                assert body["examined"] <= 7 + 3 and body["scanned_from"] == after + 1
+                found += [e["position"] for e in body["events"]]
+                pages_read += 1
+                short += len(body["events"]) < 2 and not body["end"]
+                if body["end"]:
+                    break
+                after = body["scanned_to"]
+            assert found == needles and short > 0 and pages_read > 2
+
+            found, before = [], 10_000
+            while True:
+                body = await page(before=before)
+                assert body["scanned_to"] == before - 1
+                found = [e["position"] for e in body["events"]] + found
+                if body["start"]:
+                    break
+                before = body["scanned_from"]
+            assert found == needles
+    finally:
+        await stop_ui(server, qc)
+
+
+async def test_a_page_is_whole_past_the_reply_byte_limit(client: Client_, engine: Engine, deployment: Deployment,
+                                                          tenants: Tenants, tmp_path: Path) -> None:
+    """Long prompts take a page of `events.read` past its byte limit: the timeline's page still
+    holds the last `limit` events before a position, none left out in the middle."""
+    import aiohttp
+
+    await client.setup_thread()
+    await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT)
+    await client.ok("session.start", session_id="ses_a")
+    for i in range(140):  # 140 prompts of 4 KB: over the 512 KiB a reply may hold
+        await client.ok("session.request_input", session_id="ses_a", prompt=f"{i} " + "x" * 3990)
+        await client.ok("session.provide_input", session_id="ses_a")
+    everything = []
+    after = 0
+    while page := (await client.qry("events.read", thread_id="thd_t1", after=after, limit=1000))["result"]:
+        everything += [e["position"] for e in page["events"]]
+        if not page["events"]:
+            break
+        after = page["next_after"]
+    capped = await client.qry("events.read", thread_id="thd_t1", before=everything[-1] + 1, limit=300)
+    assert capped["result"]["more"] and len(capped["result"]["events"]) < len(everything)  # one query stops short
+    url, server, qc = await start_ui(engine.config, await auditor_creds(deployment, tenants, TENANT, tmp_path))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "api/threads/thd_t1/events", params={"before": everything[-1], "limit": 300}) as r:
+                body = await r.json()
+            assert [e["position"] for e in body["events"]] == everything[:-1]
+            async with http.get(url + "api/threads/thd_t1/events", params={"after": everything[0], "limit": 300}) as r:
+                body = await r.json()
+            assert [e["position"] for e in body["events"]] == everything[1:]
+    finally:
+        await stop_ui(server, qc)
+
+
 async def test_an_auditor_sees_its_own_tenant_only(client: Client_, engine: Engine, deployment: Deployment,
                                                    tenants: Tenants, tmp_path: Path) -> None:
     """The timeline's API with one tenant's auditor credentials: that tenant's threads, nothing of another's."""
