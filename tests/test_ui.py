@@ -507,6 +507,38 @@ async def test_a_page_is_whole_past_the_reply_byte_limit(client: Client_, engine
         await stop_ui(server, qc)
 
 
+async def test_requests_for_one_position_at_once_share_one_fold(client: Client_, engine: Engine,
+                                                                 engine_config: EngineConfig) -> None:
+    """The page asks for a position's state and its sandboxes at once (both need the replay): one
+    pass over the history serves every request for that position that arrives meanwhile."""
+    from agentledger.cli.ui.replays import Replays
+    from agentledger.schemas.queries import EventsRead
+
+    await client.setup_thread()
+    positions = [(await client.ok("session.create", thread_id="thd_t1", session_id=f"ses_{i}", owner=AGENT))["position"]
+                 for i in range(12)]
+    target = Target(engine_config.nats_url, engine_config.prefix, TENANT, 5.0, str(engine_config.creds))
+    async with QueryClient(target) as qc:
+        reads = 0
+        ask = qc.ask
+
+        async def counted(query: Any, result: Any) -> Any:
+            nonlocal reads
+            reads += isinstance(query, EventsRead)
+            return await ask(query, result)
+
+        qc.ask = counted  # type: ignore[method-assign]
+        await Replays(qc).at("thd_t1", positions[0])
+        one = reads
+        for at in positions[1:-1]:
+            kept, reads = Replays(qc), 0
+            answers = await asyncio.gather(*(kept.at("thd_t1", at) for _ in range(6)),
+                                           *(kept.sandboxes("thd_t1", at) for _ in range(6)))
+            assert reads == one, (at, reads, one)
+            assert {len(view.sessions) for view in answers[:6]} == {positions.index(at) + 1}
+            assert all(s.sandboxes == [] for s in answers[6:])
+
+
 async def test_an_auditor_sees_its_own_tenant_only(client: Client_, engine: Engine, deployment: Deployment,
                                                    tenants: Tenants, tmp_path: Path) -> None:
     """The timeline's API with one tenant's auditor credentials: that tenant's threads, nothing of another's."""

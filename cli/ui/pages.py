@@ -19,7 +19,7 @@ from agentledger.schemas.events import StoredEvent
 from agentledger.schemas.queries import EventsPage, EventsRead, SessionGet, SessionResult
 
 SCAN_READ = 500  # events per read while scanning (a page of the query stops at its byte limit anyway)
-SCAN_LIMIT = 20_000  # events examined for one page at most
+SCAN_LIMIT = 10_000  # events examined for one page at most (a few seconds on a small machine)
 
 
 class TimelinePage(msgspec.Struct, frozen=True, kw_only=True):

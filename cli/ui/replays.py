@@ -50,6 +50,7 @@ class Replays:
         self._tips: dict[str, Replayer] = {}  # each thread's most recent fold: following the live end resumes there
         self._sandboxes_done: OrderedDict[tuple[str, int], SandboxView | None] = OrderedDict()
         self._sandbox_tips: OrderedDict[str, SandboxReplayer] = OrderedDict()
+        self._running: dict[tuple[str, int], asyncio.Task[Replay]] = {}  # the page asks for a position's state twice at once
 
     def _resume_from(self, thread_id: str, at: int) -> Replayer | None:
         best = None
@@ -60,11 +61,21 @@ class Replays:
         return copy.deepcopy(best) if best is not None else None
 
     async def at(self, thread_id: str, at: int) -> Replay:
-        """The thread as of position `at` (clamped to the log's end)."""
+        """The thread as of position `at` (clamped to the log's end); one fold for requests that
+        ask for the same position at the same time."""
         key = (thread_id, at)
         if key in self._done:
             self._done.move_to_end(key)
             return self._done[key]
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._replay(thread_id, at))
+            self._running[key] = task
+            task.add_done_callback(lambda t: (self._running.pop(key, None), t.cancelled() or t.exception()))
+        return await asyncio.shield(task)
+
+    async def _replay(self, thread_id: str, at: int) -> Replay:
+        key = (thread_id, at)
         replayer = self._resume_from(thread_id, at) or Replayer(thread_id)
         kept = self._checkpoints.setdefault(thread_id, [])
         self._checkpoints.move_to_end(thread_id)

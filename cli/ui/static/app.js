@@ -368,15 +368,15 @@ function eventRow(ev, prompts) {
     const row = e.target.closest("tr");
     const next = row.nextElementSibling;
     if (next && next.classList.contains("json")) { next.remove(); return; }
-    row.after(el("tr", { class: "json" }, el("td", { colspan: 8 }, el("pre", { text: JSON.stringify(ev, null, 2) }))));
+    row.after(el("tr", { class: "json" }, el("td", { colspan: 7 }, el("pre", { text: JSON.stringify(ev, null, 2) }))));
   } });
   return el("tr", { class: `event ${kind}${past ? " lineage" : ""}`, "data-position": ev.position, "data-type": ev.type,
                     title: past ? `open ${source} at this event` : "show the thread as of this event", onclick: travel },
     el("td", { class: "pos", text: ev.position }), el("td", { class: "time", title: ev.at, text: when(ev.at) }),
     el("td", { class: "type", "data-source": source, "data-kind": kind, text: ev.type }), about(ev, prompts),
     el("td", { class: "mono who" }, el("div", { class: "actor", text: ev.actor.id }),
-       el("div", { class: "principal", title: "who sent it, as the broker authenticated it", text: principal(ev.principal) })),
-    el("td", { class: "mono command", text: ev.command }),
+       el("div", { class: "principal", title: "who sent it, as the broker authenticated it", text: principal(ev.principal) }),
+       el("div", { class: "command", title: "the command it records", text: ev.command })),
     el("td", { class: "mono ids" }, el("div", { class: "correlation", title: `correlation ${ev.correlation_id}`, text: short(ev.correlation_id) }),
        ev.causation_id ? el("div", { class: "causation", title: `caused by ${ev.causation_id}`, text: short(ev.causation_id) }) : null),
     el("td", {}, toggle));
@@ -405,11 +405,11 @@ function showPage(events, scan) {
     const next = rows[i + 1];
     if (next && !lineage(ev) && lineage(next)) {
       const f = S.thread.forked_from;
-      body.append(el("tr", { class: "fork-point" }, el("td", { colspan: 8, text: `fork point: ${f.thread_id} at position ${f.position}` })));
+      body.append(el("tr", { class: "fork-point" }, el("td", { colspan: 7, text: `fork point: ${f.thread_id} at position ${f.position}` })));
     }
   });
   const filtered = filtering();
-  if (!events.length) body.append(el("tr", {}, el("td", { class: "dim", colspan: 8, text: filtered ? "no matching events here" : "no events" })));
+  if (!events.length) body.append(el("tr", {}, el("td", { class: "dim", colspan: 7, text: filtered ? "no matching events here" : "no events" })));
   const range = scan ? `positions ${scan.from}–${scan.to}` : "";
   $("page-info").textContent = filtered
     ? `${events.length} matching event(s) in ${range} of the log (ends at ${S.logEnd})`
