@@ -293,6 +293,13 @@ async def test_timeline_in_a_browser(nc: Client, ui_engine: Engine, deployment: 
             await page.go_back()  # links are history entries: back is the fork again
             await expect(page.locator("#thread-id")).to_have_text("thd_fork")
             await expect(page.locator("#error")).to_be_hidden()
+
+            # a link to a thread that is not there says so, and shows the first thread instead
+            stray = await page.context.new_page()
+            await stray.goto(url + "#thd_nothere@3")
+            await expect(stray.locator("body")).to_have_attribute("data-ready", "true")
+            await expect(stray.locator("#notice")).to_contain_text("thd_nothere: not_found")
+            await expect(stray.locator("#thread-id")).to_have_text("thd_main")
     finally:
         await stop_ui(server, qc)
 

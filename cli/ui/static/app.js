@@ -62,6 +62,7 @@ function parseHash() {
 }
 
 window.addEventListener("hashchange", () => {
+  $("notice").hidden = true;
   const { thread, at } = parseHash();
   if (!thread) return;
   if (thread !== S.threadId) { openThread(thread, at).catch(() => {}); return; }
@@ -560,8 +561,17 @@ $("export").addEventListener("click", exportShown);
 (async () => {
   const threads = await loadThreads();
   const { thread, at } = parseHash();
-  const chosen = thread || (threads[0] && threads[0].thread_id);
-  if (chosen) await openThread(chosen, chosen === thread ? at : undefined);
+  const first = threads[0] && threads[0].thread_id;
+  if (thread) {
+    // a link to a thread these credentials cannot read (or that does not exist) says so, then shows the first
+    await openThread(thread, at).catch(async (e) => {
+      if (!first) throw e;
+      const said = $("error").textContent;
+      await openThread(first);
+      $("notice").textContent = `the link's thread ${thread}: ${said}`;
+      $("notice").hidden = false;
+    });
+  } else if (first) await openThread(first);
   document.body.dataset.ready = "true";
   setInterval(() => loadThreads().catch(() => {}), 10_000);  // threads created elsewhere appear too
 })().catch(() => { document.body.dataset.ready = "error"; });
