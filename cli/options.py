@@ -39,6 +39,7 @@ FIELD_HELP = {
     "min_position": "wait until the read model has reached this log position",
     "after": "only what comes after this log position (a page's next_after)",
     "limit": "at most this many in the page",
+    "sandboxes": "with --thread-id: the events of the thread's sandboxes too, each from its binding on",
 }
 
 

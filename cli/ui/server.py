@@ -24,12 +24,11 @@ import msgspec
 from aiohttp import web
 
 from agentledger.cli.query_client import QueryClient
+from agentledger.cli.ui.pages import History
 from agentledger.cli.ui.replays import Replays
 from agentledger.handlers import natsfix
 from agentledger.schemas.errors import DomainError
 from agentledger.schemas.queries import (
-    EventsPage,
-    EventsRead,
     SandboxGet,
     SandboxResult,
     ThreadGet,
@@ -133,6 +132,7 @@ class Timeline:
         app.router.add_get("/api/threads/{thread_id}/diff", self.diff)
         app.router.add_get("/api/threads/{thread_id}/live", self.live)
         app.router.add_get("/api/sandboxes/{sandbox_id}", self.sandbox)
+        app.router.add_get("/api/threads/{thread_id}/sandboxes", self.sandboxes)
         return app
 
     # -- the page ---------------------------------------------------------------------------------
@@ -161,12 +161,15 @@ class Timeline:
         return _json({"thread": result.thread, "log_end": self.client.log_end})
 
     async def events(self, request: web.Request) -> web.Response:
-        """One page of the thread's history: after `after`, or the last ones before `before`."""
-        before = _int(request, "before", low=1)
-        query = EventsRead(thread_id=request.match_info["thread_id"], after=_int(request, "after", 0) or 0,
-                           before=before, limit=min(_int(request, "limit", PAGE, low=1) or PAGE, 1000))
-        page = await self.client.ask(query, EventsPage)
-        return _json({"events": page.events, "next_after": page.next_after, "log_end": self.client.log_end})
+        """One page of the thread's history with its sandboxes' events, narrowed by the filters:
+        the first matches after `after`, or the last ones before `before`."""
+        history = History(self.client, request.match_info["thread_id"])
+        after, before = _int(request, "after", 0) or 0, _int(request, "before", low=1)
+        limit = min(_int(request, "limit", PAGE, low=1) or PAGE, 1000)
+        match = await history.narrowed(request.query)
+        page = await (history.forwards(after, limit, match) if before is None
+                      else history.backwards(after, before, limit, match))
+        return _json(msgspec.structs.asdict(page) | {"next_after": page.scanned_to, "log_end": self.client.log_end})
 
     async def state(self, request: web.Request) -> web.Response:
         at = _int(request, "at", low=1)
@@ -185,6 +188,13 @@ class Timeline:
         result = await self.client.ask(SandboxGet(sandbox_id=request.match_info["sandbox_id"]), SandboxResult)
         return _json({"sandbox": result.sandbox})
 
+    async def sandboxes(self, request: web.Request) -> web.Response:
+        """The thread's sandboxes as of `at`, each replayed from its own events (not as they are now)."""
+        at = _int(request, "at", low=1)
+        if at is None:
+            raise web.HTTPBadRequest(text="at is required")
+        return _json(await self.replays.sandboxes(request.match_info["thread_id"], at))
+
     async def _end_feeds(self, _: web.Application) -> None:
         for task in list(self._feeds):
             task.cancel()
@@ -194,7 +204,7 @@ class Timeline:
         events.read, so it needs nothing beyond the query rights)."""
         thread_id = request.match_info["thread_id"]
         after = _int(request, "after", 0) or 0
-        read = self.client.history(thread_id)
+        read = History(self.client, thread_id).pages()
         await read(after, 1)  # an unknown thread or a refused read is an error reply, not an empty stream
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
