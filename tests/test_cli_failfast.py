@@ -128,5 +128,6 @@ async def test_version_and_shell_completion() -> None:
     assert complete("agentledger replay --thr", 2) == ["--thread-id"]
     assert "request-input" in complete("agentledger session re", 2)
     # as a user runs it: from their shell, which is what `--show-completion` detects
-    r = subprocess.run(["bash", "-c", f"{AGENTLEDGER} --show-completion"], env=ENV, capture_output=True, text=True)
+    r = subprocess.run(["bash", "-c", f"{AGENTLEDGER} --show-completion; exit $?"], env=ENV, capture_output=True,
+                       text=True)  # (a last command alone would be exec-ed in place of bash)
     assert r.returncode == 0 and "_AGENTLEDGER_COMPLETE=complete_bash" in r.stdout, r.stdout + r.stderr
