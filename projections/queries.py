@@ -12,6 +12,7 @@ from agentledger.engine import codec
 from agentledger.engine.decoding import decode_request, decoders
 from agentledger.engine.outcomes import log_unavailable, not_found, unexpected
 from agentledger.engine.repository import Repository
+from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.store import EventStore, LogUnavailable, RawEvent
 from agentledger.engine.thread_model import ThreadState
 from agentledger.projections.history import read_history
@@ -90,12 +91,20 @@ class QueryService:
             raise not_found("session", session_id)
         return await self.models.loaded(self.store, self.models.thread(tenant, thread_id))
 
-    async def _reader(self, tenant: str, thread_id: str | None) -> Reader:
-        """`(after, up_to, limit)` -> events of the tenant, or of a thread's history, in that range."""
-        if thread_id is None:
+    async def _sandbox(self, tenant: str, sandbox_id: str) -> SandboxState:
+        sandbox = await self.models.loaded(self.store, self.models.sandbox(tenant, sandbox_id))
+        if not sandbox.exists:
+            raise not_found("sandbox", sandbox_id)
+        return sandbox
+
+    async def _reader(self, tenant: str, query: EventsRead) -> Reader:
+        """`(after, up_to, limit)` -> events of the tenant, of one sandbox, or of a thread's history, in that range."""
+        if query.thread_id is None:
             boundary = self.models.subjects.tenant_filter(tenant)
+            if query.sandbox_id is not None:
+                boundary = (await self._sandbox(tenant, query.sandbox_id)).boundary
             return lambda after, up_to, limit: self.store.read(boundary, after=after, limit=limit, up_to=up_to)
-        thread = await self._thread(tenant, thread_id)
+        thread = await self._thread(tenant, query.thread_id)
         return lambda after, up_to, limit: read_history(self.store, self.models, thread, after=after, limit=limit,
                                                         up_to=up_to)
 
@@ -116,12 +125,9 @@ class QueryService:
                 state = await self._session_thread(tenant, query.session_id)
                 return TreeResult(tree(state, state.sessions[query.session_id]))
             case SandboxGet():
-                sandbox = await self.models.loaded(self.store, self.models.sandbox(tenant, query.sandbox_id))
-                if not sandbox.exists:
-                    raise not_found("sandbox", query.sandbox_id)
-                return SandboxResult(sandbox_view(sandbox))
+                return SandboxResult(sandbox_view(await self._sandbox(tenant, query.sandbox_id)))
             case EventsRead():
-                read = await self._reader(tenant, query.thread_id)
+                read = await self._reader(tenant, query)
                 if query.before is None:
                     raws = await read(query.after, None, query.limit)
                 else:

@@ -65,14 +65,20 @@ class SessionTree(Query, kw_only=True):
 class EventsRead(Query, kw_only=True):
     """Read one page of the event log.
 
-    Events after `after`, oldest first, at most `limit`. With `before`, the page ends there
-    instead: the last `limit` events with after < position < before (paging backwards)."""
+    Events after `after`, oldest first, at most `limit`: the tenant's, a thread's history
+    (`thread_id`), or one sandbox's (`sandbox_id`). With `before`, the page ends there instead:
+    the last `limit` events with after < position < before (paging backwards)."""
 
     NAME: ClassVar[str] = "events.read"
     thread_id: ThreadId | None = None
+    sandbox_id: SandboxId | None = None
     after: NonNegInt = 0
     before: Annotated[int, Meta(ge=1)] | None = None
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+
+    def __post_init__(self) -> None:
+        if self.thread_id is not None and self.sandbox_id is not None:
+            raise ValueError("give thread_id or sandbox_id, not both")
 
 
 class SandboxGet(Query, kw_only=True):
