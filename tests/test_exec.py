@@ -5,7 +5,10 @@ refusal, a destroy that killed it)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -192,3 +195,40 @@ async def test_a_destroy_kills_a_running_exec_and_the_outcome_says_so(held: tupl
     types = [e["type"] for e in await sandbox_events(client, "sbx_work")]
     assert types[-4:] == ["sandbox.exec_requested", "sandbox.destroy_requested", "sandbox.exec_finished",
                           "sandbox.destroyed"]
+
+
+async def agentledger(config: EngineConfig, *args: str) -> tuple[int, str]:
+    """The installed CLI against the engine under test: (exit code, stdout and stderr)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")} | {
+        "NATS_URL": config.nats_url, "AGENTLEDGER_PREFIX": config.prefix, "AGENTLEDGER_TENANT": "tnt_acme",
+        "NATS_CREDS": str(config.creds), "COLUMNS": "200", "NO_COLOR": "1"}
+    proc = await asyncio.create_subprocess_exec(str(Path(sys.executable).parent / "agentledger"), *args, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode() + err.decode()
+
+
+async def test_the_cli_shows_an_exec_and_replay_lists_it(held: tuple[Client_, dict[str, Any]],
+                                                          fx_engine: Engine) -> None:
+    client, _ = held
+    code, out = await agentledger(fx_engine.config, "sandbox", "exec", "--sandbox-id", "sbx_work", "--session-id",
+                                  "ses_lead", "--argv", "sh", "--argv", "-c", "--argv",
+                                  "printf 'two\\nlines \\033[2J'; echo oops >&2; exit 2", "--command-id", "cli-exec")
+    if "still running" in out:  # a slow machine: repeat the command id once the outcome is in
+        await outcome_event(client, int(out.split("position ")[1].split()[0]))
+        code, out = await agentledger(fx_engine.config, "sandbox", "exec", "--sandbox-id", "sbx_work", "--session-id",
+                                      "ses_lead", "--argv", "sh", "--command-id", "cli-exec")
+    assert code == 0, out  # the exec was accepted and ran; its own exit code is in the outcome
+    lines = out.splitlines()
+    assert "sandbox.exec_requested: sandbox sbx_work -> finished" in lines[0], out
+    assert "exit code 2" in lines[1] and "stdout (14 bytes, sha256 " in out and "stderr (5 bytes" in out
+    assert "    two" in lines and "    lines \u241b[2J" in lines and "    oops" in lines  # ESC shown as its picture
+
+    replayed = (await agentledger(fx_engine.config, "replay", "--thread-id", "thd_t1"))[1]
+    [row] = [line for line in replayed.splitlines() if "sbx_work" in line and "ses_lead" in line and "exit" in line]
+    assert "sh -c" in row and "exit 2" in row and "two …" in row
+    before = (await agentledger(fx_engine.config, "replay", "--thread-id", "thd_t1", "--at", "3"))[1]
+    assert "execs" not in before  # as of position 3, nothing had run yet
+    events = (await agentledger(fx_engine.config, "events", "read", "--sandbox-id", "sbx_work"))[1]
+    assert "sandbox.exec_requested" in events and "argv=sh -c" in events and "exit=2" in events
