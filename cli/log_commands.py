@@ -25,8 +25,9 @@ from agentledger.cli.query_client import QueryClient
 from agentledger.cli.transport import Creds, Json, NatsUrl, Prefix, Stream, Target, Tenant, Timeout
 from agentledger.engine import codec
 from agentledger.engine.store import EventStore, LogUnavailable, RawEvent
-from agentledger.projections.history import diff, replay_at
+from agentledger.projections.history import bound_sandboxes, diff, read_execs, replay_at
 from agentledger.schemas.errors import DomainError, EntityDetails, NotFound, Unavailable
+from agentledger.schemas.replay import ExecView, Replay
 
 ThreadOpt = Annotated[str, typer.Option("--thread-id", callback=transport.check_thread, help="thread id (thd_…)")]
 EXPORT_PAGE = 1000
@@ -130,6 +131,8 @@ async def _replay(target: Target, thread: str, at: int | None, against: int | No
     stops: list[int | None] = [at] if against is None else sorted([at, against], key=lambda p: p or 1 << 62)
     async with QueryClient(target) as client:
         views = await replay_at(client.history(thread), thread, stops)
+        if against is None and views[0] is not None:
+            views = [msgspec.structs.replace(views[0], execs=await _execs(client, views[0], at))]
     for stop, view in zip(stops, views, strict=True):
         if view is None:
             raise DomainError(NotFound(message=f"thread {thread} has no events at or before position {stop} "
@@ -142,10 +145,22 @@ async def _replay(target: Target, thread: str, at: int | None, against: int | No
         view = shown[0]
         shown_at = at if at is None or not client.log_end else min(at, client.log_end)
         output.raw(msgspec.json.encode(view)) if as_json else output.out.print(
-            output.replay(view.thread, view.sessions, view.trees, shown_at))
+            output.replay(view.thread, view.sessions, view.trees, shown_at, view.execs))
         return
     change = diff(shown[0], shown[1])
     output.raw(msgspec.json.encode(change)) if as_json else output.out.print(output.replay_diff(change))
+
+
+async def _execs(client: QueryClient, view: Replay, at: int | None) -> list[ExecView]:
+    """The execs in the sandboxes the thread's sessions were bound to, as of `at`."""
+    found: list[ExecView] = []
+    for sandbox_id in bound_sandboxes(view):
+        try:
+            found += await read_execs(client.sandbox_history(sandbox_id), at)
+        except DomainError as e:
+            if not isinstance(e.error, NotFound):  # bound, but not created (yet): it has no events
+                raise
+    return sorted(found, key=lambda x: x.request_position)
 
 
 def replay(
@@ -163,8 +178,9 @@ def replay(
     """Rebuild a thread from its history in the log, as it was at a position, and show it.
 
     The history is read through the engine's `events.read` (a fork's includes its source's events
-    up to the fork point) and applied to the same thread model the engine decides on. With
-    --diff, shows what changed between the two positions instead.
+    up to the fork point) and applied to the same thread model the engine decides on; the execs
+    in the sandboxes its sessions were bound to are listed with their outcomes. With --diff,
+    shows what changed between the two positions instead.
     """
     _run(_replay(Target(nats_url, prefix, tenant, timeout, creds), thread, at, against, json_))
 

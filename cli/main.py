@@ -52,7 +52,7 @@ ReconnectWait = Annotated[float, typer.Option(envvar="AGENTLEDGER_RECONNECT_WAIT
                                               help="seconds between reconnect attempts")]
 AllowCommand = Annotated[list[str] | None, typer.Option(
     "--allow-command", envvar="AGENTLEDGER_SANDBOX_COMMANDS",
-    help="a program sandboxes may run (options.command[0], exactly); repeat it; none by default")]
+    help="a program sandboxes may run (options.command[0] or an exec's argv[0], exactly); repeat it; none by default")]
 AllowRepo = Annotated[list[Path] | None, typer.Option(
     "--allow-repo", envvar="AGENTLEDGER_SANDBOX_REPOS",
     help="a directory whose git repositories sandboxes may check out; repeat it; none by default")]
@@ -81,6 +81,10 @@ def serve(
     decide_within: Annotated[float, typer.Option(envvar="AGENTLEDGER_DECIDE_WITHIN", min=0.1,
                                                  help="seconds after arrival a command may still be decided (later: "
                                                       "unavailable); keep it below your clients' retry interval")] = 2.0,
+    exec_reply_within: Annotated[float, typer.Option(envvar="AGENTLEDGER_EXEC_REPLY_WITHIN", min=0.0,
+                                                     help="seconds after arrival a sandbox.exec reply waits for the "
+                                                          "outcome (later: status running); keep it below your clients' "
+                                                          "request timeout")] = 3.0,
     allow_command: AllowCommand = None,
     allow_repo: AllowRepo = None,
     creds: Creds = None,
@@ -108,6 +112,7 @@ def serve(
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
                           sandbox_commands=tuple(allow_command or ()), sandbox_repos=tuple(map(str, allow_repo or ())),
                           creds=creds, cache_size=cache_size, decide_within=decide_within,
+                          exec_reply_within=exec_reply_within,
                           reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget),
                           sandbox_provider=sandbox_provider, reconcile_every=reconcile_every,
                           sandbox_settings=sbx.settings(sandbox_dir, private, sandbox_env, sandbox_network, sandbox_uid,
@@ -122,7 +127,8 @@ def effects(
     prefix: Prefix = "ledger",
     stream: Annotated[str, typer.Option(envvar="AGENTLEDGER_STREAM", help="event stream name")] = "LEDGER",
     sandbox_dir: SandboxDir = Path(".agentledger/sandboxes"),
-    ack_wait: Annotated[float, typer.Option(help="seconds before an unfinished request is handed out again")] = 30.0,
+    ack_wait: Annotated[float, typer.Option(help="seconds before a request held by an effect handler that stopped is "
+                                                 "handed out again")] = 30.0,
     http_port: HttpPort = None,
     http_host: HttpHost = "127.0.0.1",
     reconnect_budget: ReconnectBudget = 120.0,

@@ -157,7 +157,8 @@ def _options(fields: tuple[mi.Field, ...], path: tuple[str, ...], required: bool
         if isinstance(t, mi.BoolType):
             flag = f"{flag}/--no-{flag[2:]}"
         actor = _is_actor(_unwrap(item)[0])
-        base = str if actor else _scalar(_unwrap(item)[0])
+        # typer takes no list of choices: such a list is read as strings (the engine's decoder checks them)
+        base = str if actor or (is_list and isinstance(_unwrap(item)[0], mi.LiteralType)) else _scalar(_unwrap(item)[0])
         annotation: Any = list[base] if is_list else base
         envvar, default = (spec.env_defaults or {}).get(name, (None, _plain_default(field) if present else None))
         needed = needed and default is None

@@ -70,3 +70,11 @@ class QueryClient:
             return await self.ask(EventsRead(thread_id=thread_id, after=after, limit=limit), EventsPage)
 
         return read
+
+    def sandbox_history(self, sandbox_id: str) -> PageReader:
+        """Pages of one sandbox's events."""
+
+        async def read(after: int, limit: int) -> EventsPage:
+            return await self.ask(EventsRead(sandbox_id=sandbox_id, after=after, limit=limit), EventsPage)
+
+        return read

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TypeVar
 
 from agentledger.engine import admission, snapshots
@@ -40,6 +41,7 @@ from agentledger.schemas.events import (
 )
 
 M = TypeVar("M", ThreadState, ProjectState, SandboxState)
+T = TypeVar("T")
 log = logging.getLogger("agentledger.models")
 
 
@@ -284,3 +286,18 @@ class Repository:
             except TimeoutError:
                 return False
         return True
+
+    async def wait_until(self, found: Callable[[], T | None], timeout: float) -> T | None:
+        """Wait until `found()` (asked again after each event the follower applies) has an answer,
+        for at most `timeout` seconds; None if it has none by then."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (value := found()) is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(self._moved.wait(), remaining)
+            except TimeoutError:
+                return found()
+        return value

@@ -69,7 +69,7 @@ class Engine(LedgerProcess):
         self.models.position = head
         self._follower = await store.follow(cfg.subjects.events_all, head, self.models.follow)
         self.commands = CommandService(store, self.models, cfg.subjects, catalog=provider_catalog(),
-                                       decide_within=cfg.decide_within)
+                                       decide_within=cfg.decide_within, outcome_within=cfg.exec_reply_within)
         self.queries = QueryService(store, self.models)
         execute = self.metrics.commands_observed(self.commands.execute)
         send = traced_send(execute)

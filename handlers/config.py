@@ -23,6 +23,7 @@ class EngineConfig:
     cache_size: int = 4_000  # boundary models kept in memory; others are loaded from the log on demand
     snapshot_every: int = 100  # events on a boundary between its snapshots (a load reads at most about this tail)
     decide_within: float = 2.0  # seconds after its arrival a command may still be decided; later: `unavailable`
+    exec_reply_within: float = 3.0  # seconds after its arrival a `sandbox.exec` reply waits for the outcome
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     sandbox_commands: tuple[str, ...] = ()  # programs a sandbox may run (argv[0]); none by default
     sandbox_repos: tuple[str, ...] = ()  # directories whose git repositories a sandbox may check out

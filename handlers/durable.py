@@ -13,7 +13,11 @@ which the handlers make harmless with command ids derived from the event. A hand
 backoff for as long as it takes). A handler that raises is retried with backoff and, after
 `max_attempts`, parked: acknowledged, recorded in the parking lot, counted and logged, so the
 rest flows on. Retries happen in hand (the message's ack timer is reset meanwhile), never by a
-redelivery, so a retry never lets a later event of the same key overtake it.
+redelivery, so a retry never lets a later event of the same key overtake it. Every message in
+hand, being handled or waiting in its lane, has its ack timer reset every third of `ack_wait`,
+however long that takes (an exec runs for minutes): JetStream delivers an event again only when
+the worker that held it stopped (or lost its connection for longer than `ack_wait`), and
+`delivery()` tells a handler which delivery it is handling.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 import nats.errors
@@ -44,6 +49,13 @@ log = logging.getLogger("agentledger.workers")
 Handler = Callable[[Envelope, int], Awaitable[bool]]
 """True when the event is done (ack); False to try again later; raising counts towards parking."""
 OnPark = Callable[[Envelope, int, str], Awaitable[None]]
+_delivery: ContextVar[int] = ContextVar("delivery", default=1)
+
+
+def delivery() -> int:
+    """Which delivery of its event the running handler is handling: 1 the first time; more when a
+    worker that held the event earlier stopped before acknowledging it."""
+    return _delivery.get()
 
 
 def _position(msg: Msg) -> int:
@@ -70,6 +82,7 @@ class DurableWorker:
         self.key = key or (lambda subject: "")
         self.concurrency = concurrency if key is not None else 1
         self._task: asyncio.Task[None] | None = None
+        self._keeping: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._stopping = False
         self._queues: dict[str, deque[Msg]] = {}
@@ -96,6 +109,7 @@ class DurableWorker:
             log.warning("%s: consumer not updated (%s); using it as it is", self.durable, e.description)
         self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
         self._task = asyncio.create_task(self._run(self._sub), name=f"worker-{self.durable}")
+        self._keeping = asyncio.create_task(self._keep_in_hand(), name=f"keep-{self.durable}")
 
     # -- fetching ---------------------------------------------------------------------------
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
@@ -143,6 +157,15 @@ class DurableWorker:
         finally:
             del self._queues[key]
 
+    async def _keep_in_hand(self) -> None:
+        """Reset the ack timer of every message in hand, so none is delivered again while we live."""
+        while not self._stopping:
+            await asyncio.sleep(self.ack_wait / 3)
+            for queue in list(self._queues.values()):
+                for msg in list(queue):
+                    with contextlib.suppress(Exception):  # settled meanwhile, or the connection is down
+                        await msg.in_progress()
+
     # -- handling -----------------------------------------------------------------------------
     async def _handle(self, msg: Msg, lane: deque[Msg]) -> bool:
         """Handle one message: True once it is settled; False when it steps aside for an earlier
@@ -153,13 +176,18 @@ class DurableWorker:
             self.quarantine.add(admitted)
             await self._settle(msg.ack)
             return True
-        failures = max(int(msg.metadata.num_delivered or 1) - 1, 0)  # earlier deliveries that did not finish
+        delivered = int(msg.metadata.num_delivered or 1)
+        failures = max(delivered - 1, 0)  # earlier deliveries that did not finish
         waits = 0
         while not self._stopping:
             error = None
             try:
                 with tracing.delivering(msg.headers):  # the handler continues the event's trace
-                    done = await self.handler(admitted, position)
+                    token = _delivery.set(delivered)
+                    try:
+                        done = await self.handler(admitted, position)
+                    finally:
+                        _delivery.reset(token)
                 if done:
                     await self._settle(msg.ack)
                     self.handled += 1
@@ -217,13 +245,13 @@ class DurableWorker:
         The flag matters: a pull fetch can turn a cancellation into its own timeout error, which
         the loop treats as "nothing yet", so cancelling alone may not end it."""
         self._stopping = True
-        tasks = [t for t in (self._task, *self._lanes) if t is not None]
+        tasks = [t for t in (self._task, self._keeping, *self._lanes) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._task = None
+        self._task = self._keeping = None
         self._lanes.clear()
         self._queues.clear()
         self._in_hand = 0

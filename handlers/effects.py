@@ -4,7 +4,9 @@ provider, and records the outcome with `sandbox.report_outcome`.
 It can run inside an engine or on its own (`agentledger effects`, e.g. on the machine that
 hosts the sandboxes). Every step survives a crash: the provider call is idempotent for the
 sandbox id, the outcome's command id derives from the request event, and the request is
-acknowledged only after its outcome is in the log.
+acknowledged only after its outcome is in the log. An exec is the exception, since a program
+cannot be run idempotently: handlers/sandbox_exec.py runs each at most once and records one
+whose handler stopped as `interrupted`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from agentledger.engine.repository import Repository
 from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.store import EventStore
 from agentledger.engine.subjects import Subjects
+from agentledger.handlers.durable import delivery
+from agentledger.handlers.sandbox_exec import ExecRunner
 from agentledger.providers.base import ProviderError, SandboxProvider, SandboxRef
 from agentledger.schemas.commands import SandboxReportOutcome
 from agentledger.schemas.common import Actor
@@ -27,17 +31,20 @@ from agentledger.schemas.events import (
     Envelope,
     SandboxCreateRequested,
     SandboxDestroyRequested,
+    SandboxExecRequested,
     SandboxPauseRequested,
     SandboxResumeRequested,
 )
 from agentledger.schemas.replies import CommandReply
+from agentledger.schemas.sandboxes import ExecOutcome
 
 log = logging.getLogger("agentledger.effects")
 FX_ACTOR = Actor(kind="system", id="sys_sandbox_effects")
 CRASH_ENV = "AGENTLEDGER_FX_CRASH_AFTER_PROVIDER"  # fault injection for tests: die between call and outcome
 
 Send = Callable[[str, str, bytes], Awaitable[CommandReply]]
-REQUESTS = (SandboxCreateRequested, SandboxPauseRequested, SandboxResumeRequested, SandboxDestroyRequested)
+REQUESTS = (SandboxCreateRequested, SandboxPauseRequested, SandboxResumeRequested, SandboxDestroyRequested,
+            SandboxExecRequested)
 ACTS_ON = tuple(r.__struct_config__.tag for r in REQUESTS)  # type: ignore[misc]
 """The sandbox event types the effect handler fetches: requests, not outcomes."""
 
@@ -50,6 +57,7 @@ class SandboxEffects:
         self.models = Repository(subjects, cache_size=1000, quarantine=quarantine)
         self.providers = providers
         self.send = send
+        self.execs = ExecRunner()
 
     async def _state_at(self, tenant: str, sandbox_id: str, position: int) -> SandboxState:
         state = self.models.sandbox(tenant, sandbox_id)
@@ -77,7 +85,7 @@ class SandboxEffects:
                 return False
         provider = self.providers.get(state.provider)
         ref = SandboxRef(tenant, data.sandbox_id)
-        op, location, error = "create", None, None
+        op, location, error, ran = _op(data), None, None, None
         try:
             if provider is None:
                 raise ProviderError(f"no provider {state.provider!r} configured in this effect handler")
@@ -97,17 +105,36 @@ class SandboxEffects:
                 case SandboxDestroyRequested():
                     op = "destroy"
                     await provider.destroy(ref)
+                case SandboxExecRequested():
+                    ran = await self._exec(envelope, position, provider, ref, data)
         except ProviderError as e:
-            error = str(e)
+            error = str(e)[:4000]
         except OSError as e:
-            error = f"{type(e).__name__}: {e}"
+            error = f"{type(e).__name__}: {e}"[:4000]
         if os.environ.get(CRASH_ENV):
             os._exit(86)
         report = SandboxReportOutcome(
             command_id=f"fx-{envelope.event_id}", actor=FX_ACTOR, correlation_id=envelope.correlation_id,
             causation_id=envelope.event_id, sandbox_id=data.sandbox_id, request_position=position, op=op,  # type: ignore[arg-type]
-            ok=error is None, location=location, error=error)
-        return await self._report(envelope, position, report)
+            ok=error is None, location=location, error=error, exec=ran)
+        done = await self._report(envelope, position, report)
+        if done:
+            self.execs.recorded(envelope.event_id)
+        return done
+
+    async def _exec(self, envelope: Envelope, position: int, provider: SandboxProvider, ref: SandboxRef,
+                    request: SandboxExecRequested) -> ExecOutcome:
+        async def destroy_requested() -> int | None:
+            return await self._destroy_requested(ref.tenant_id, ref.sandbox_id, position)
+
+        return await self.execs.run(envelope.event_id, delivery(), provider, ref, request, destroy_requested)
+
+    async def _destroy_requested(self, tenant: str, sandbox_id: str, after: int) -> int | None:
+        """A destroy of the sandbox requested after position `after`, fresh from the log (asked
+        while an exec runs: a destroy does not wait for it)."""
+        state = self.models.sandbox(tenant, sandbox_id)
+        await self.models.refresh(self.store, state)
+        return min((p for p, op in state.pending.items() if op == "destroy" and p > after), default=None)
 
     async def _report(self, envelope: Envelope, position: int, report: SandboxReportOutcome) -> bool:
         reply = await self.send(envelope.tenant_id, report.NAME, msgspec.json.encode(report))
@@ -132,6 +159,7 @@ class SandboxEffects:
             causation_id=envelope.event_id, sandbox_id=data.sandbox_id, request_position=position, op=op,  # type: ignore[arg-type]
             ok=False, error=f"gave up: {error}"[:4000])
         await self._report(envelope, position, report)
+        self.execs.recorded(envelope.event_id)
 
 
 def _op(data: object) -> str:
@@ -144,4 +172,6 @@ def _op(data: object) -> str:
             return "pause"
         case SandboxResumeRequested():
             return "resume"
+        case SandboxExecRequested():
+            return "exec"
     return "destroy"

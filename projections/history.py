@@ -16,9 +16,16 @@ from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.store import EventStore, RawEvent
 from agentledger.engine.thread_model import ThreadState
 from agentledger.projections.views import replay_view, sandbox_view
-from agentledger.schemas.events import Envelope, ThreadCreated
+from agentledger.schemas.events import (
+    Envelope,
+    SandboxExecFailed,
+    SandboxExecFinished,
+    SandboxExecRequested,
+    StoredEvent,
+    ThreadCreated,
+)
 from agentledger.schemas.queries import EventsPage, SandboxView
-from agentledger.schemas.replay import FieldChange, Replay, ReplayDiff, Scalar, SessionChange
+from agentledger.schemas.replay import ExecView, FieldChange, Replay, ReplayDiff, Scalar, SessionChange
 
 
 def sandbox_bindings(thread: ThreadState) -> dict[str, int]:
@@ -168,6 +175,42 @@ async def fold_at(read_page: PageReader, r: Fold[V], stops: Sequence[int | None]
             return out
         after = page.next_after
     return out
+
+
+def bound_sandboxes(replay: Replay) -> list[str]:
+    """The sandboxes a replayed thread's sessions were bound to, in the order they were first bound."""
+    return list(dict.fromkeys(s.sandbox.sandbox_id for s in replay.sessions if s.sandbox is not None))
+
+
+def exec_views(events: Sequence[StoredEvent], up_to: int | None = None) -> list[ExecView]:
+    """The execs among one sandbox's events (its history, in position order) as of `up_to` (pure)."""
+    execs: dict[int, ExecView] = {}
+    for e in events:
+        if up_to is not None and e.position > up_to:
+            break
+        match e.data:
+            case SandboxExecRequested(sandbox_id=sandbox_id, session_id=session_id, argv=argv):
+                execs[e.position] = ExecView(sandbox_id=sandbox_id, request_position=e.position, session_id=session_id,
+                                             argv=argv, status="running")
+            case SandboxExecFinished(request_position=at, outcome=outcome) if at in execs:
+                execs[at] = msgspec.structs.replace(execs[at], status="finished", outcome_position=e.position,
+                                                    outcome=outcome)
+            case SandboxExecFailed(request_position=at, error=error) if at in execs:
+                execs[at] = msgspec.structs.replace(execs[at], status="failed", outcome_position=e.position, error=error)
+    return list(execs.values())
+
+
+async def read_execs(read_page: PageReader, up_to: int | None) -> list[ExecView]:
+    """The execs of one sandbox (`read_page`: an `events.read` with `sandbox_id`) as of `up_to`."""
+    events: list[StoredEvent] = []
+    after = 0
+    while up_to is None or after < up_to:
+        page = await read_page(after, REPLAY_PAGE)
+        events += page.events
+        if page.next_after <= after:
+            break
+        after = page.next_after
+    return exec_views(events, up_to)
 
 
 def _scalar(value: Any) -> Scalar:

@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 
 from agentledger.handlers.app import Engine
 from agentledger.handlers.config import EngineConfig
-from agentledger.handlers.durable import DurableWorker, backoff
+from agentledger.handlers.durable import DurableWorker, backoff, delivery
 from agentledger.handlers.parking import parked
 from agentledger.handlers.process_manager import SandboxProcessManager
 from agentledger.handlers.workers import effects_worker, process_manager_worker
@@ -49,6 +49,36 @@ async def bare(engine_config: EngineConfig) -> AsyncIterator[Engine]:
     await eng.start()
     yield eng
     await eng.stop()
+
+
+async def test_an_event_held_past_the_ack_wait_is_not_delivered_again(bare: Engine, nc: Client) -> None:
+    """A worker keeps the events it holds, however long it takes: a handler that runs for three
+    ack waits (an exec runs for minutes) sees its event once, and the next event of its lane
+    follows, on its first delivery too. So a redelivery means the worker that held it stopped."""
+    assert bare.store is not None
+    config = bare.config
+    seen: list[tuple[int, int]] = []
+
+    async def handler(envelope: Envelope, position: int) -> bool:
+        seen.append((position, delivery()))
+        if len(seen) == 1:
+            await asyncio.sleep(3.5)
+        return True
+
+    worker = DurableWorker(bare.store.js, config.stream, config.subjects.thread_events_of(("session.created",
+                                                                                          "session.started")),
+                           "keep", handler, config.subjects, ack_wait=1.0, key=config.subjects.boundary_of,
+                           concurrency=4)
+    await worker.start()
+    client = Client_(nc, config)
+    try:
+        await client.setup_thread()
+        created = await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT)
+        started = await client.ok("session.start", session_id="ses_a")
+        await eventually(lambda: asyncio.sleep(0, len(seen) >= 2), "both events handled")
+        assert seen[:2] == [(created["position"], 1), (started["position"], 1)]  # no second delivery between
+    finally:
+        await worker.stop()
 
 
 async def test_a_poison_event_is_parked_and_the_rest_flows_on(bare: Engine, nc: Client) -> None:
