@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 NODE_TOOLS := tests/js/node_modules/.package-lock.json
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,11 @@ test: $(STAMP) $(NODE_TOOLS)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
+
+# the replicated races and the fault tests again and again under CPU load (not part of `make test`)
+MINUTES ?= 30
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) .agentledger tests/js/node_modules
