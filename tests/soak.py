@@ -19,6 +19,7 @@ import glob
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -76,13 +77,26 @@ def run_trial(python: str, test: str, seed: int, directory: Path) -> Outcome:
         try:
             passed = proc.wait(TRIAL_TIMEOUT) == 0
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)  # its own session: the test's nats-servers and engines go with it
-            proc.wait()
-            out.write(f"\nsoak: killed after {TRIAL_TIMEOUT:g} s\n".encode())
+            interrupt(proc)
+            out.write(f"\nsoak: interrupted after {TRIAL_TIMEOUT:g} s\n".encode())
             passed = False
+        except BaseException:  # Ctrl-C: the trial runs in a session of its own, which the terminal does not signal
+            interrupt(proc)
+            raise
     logs = directory / "logs"
     violations, events = replay_logs(logs) if logs.is_dir() else ([], 0)
     return Outcome(test, seed, passed, violations, events, time.monotonic() - started)
+
+
+def interrupt(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a trial as Ctrl-C would, so pytest tears its fixtures down (the test's nats-servers run
+    in sessions of their own and would outlive a kill); kill its process group if that hangs."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def hog() -> subprocess.Popen[bytes]:
