@@ -99,6 +99,11 @@ def interrupt(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def stop(signum: int, frame: object) -> None:
+    """SIGTERM ends the soak as Ctrl-C does: the running trial is interrupted and the hogs stopped."""
+    raise KeyboardInterrupt
+
+
 def hog() -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
@@ -120,18 +125,25 @@ def main() -> int:
     master = args.seed if args.seed is not None else random.randrange(2**32)
     rng = random.Random(master)
     run_dir = args.keep / time.strftime("%Y%m%d-%H%M%S")
+    signal.signal(signal.SIGTERM, stop)
     hogs = [hog() for _ in range(args.hogs)]
     print(f"soak: {len(tests)} tests in turn for {args.minutes:g} min, {args.hogs} CPU hogs, seed {master}; "
           f"failing trials kept in {run_dir}", flush=True)
     outcomes: list[Outcome] = []
     loads: list[float] = []
     started = time.monotonic()
+    interrupted = False
     try:
         while time.monotonic() - started < args.minutes * 60:
             test = tests[len(outcomes) % len(tests)]
             seed = rng.randrange(2**31)
             directory = run_dir / f"trial{len(outcomes) + 1:04d}"
-            outcome = run_trial(python, test, seed, directory)
+            try:
+                outcome = run_trial(python, test, seed, directory)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the trial was interrupted, not failed
+                shutil.rmtree(directory, ignore_errors=True)
+                interrupted = True
+                break
             outcomes.append(outcome)
             loads.append(os.getloadavg()[0])
             failed = not outcome.passed or outcome.violations
@@ -154,14 +166,15 @@ def main() -> int:
     violations = sum(len(o.violations) for o in outcomes)
     events = sum(o.events for o in outcomes)
     per_test = Counter(o.test.split("::")[0] for o in outcomes)
-    print(f"soak: {len(outcomes)} trials in {minutes:.1f} min under {args.hogs} CPU hogs "
+    print(f"soak{' (interrupted)' if interrupted else ''}: {len(outcomes)} trials in {minutes:.1f} min "
+          f"under {args.hogs} CPU hogs "
           f"(mean 1-min load average {sum(loads) / max(len(loads), 1):.1f} on {os.cpu_count()} cores): "
           f"{len(failed)} failed, {violations} violations in {events} events replayed by tests/reference_rules.py")
     for name, count in sorted(per_test.items()):
         print(f"    {count:4d}  {name}")
     if run_dir.exists() and not any(run_dir.iterdir()):
         run_dir.rmdir()
-    return 1 if failed or violations else 0
+    return 1 if failed or violations else 130 if interrupted else 0
 
 
 if __name__ == "__main__":
