@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 NODE_TOOLS := tests/js/node_modules/.package-lock.json
 
-.PHONY: install run test test-unit bench clean
+.PHONY: install run test test-unit bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,11 @@ test-unit: $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
+
+# the replicated races and the fault tests again and again under CPU load (not part of `make test`)
+MINUTES ?= 30
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) .agentledger tests/js/node_modules

@@ -45,6 +45,16 @@ T = TypeVar("T")
 log = logging.getLogger("agentledger.models")
 
 
+def _follows(model: BoundaryModel, raw: RawEvent) -> bool:
+    """Whether `raw` is the next message of the model's boundary after the last one the model holds:
+    the log accepted it only because the boundary's last message was then at the model's position.
+    An event the follower delivers is applied only then; one that does not follow (an event the
+    model's load missed lies between, or a message appended without the boundary's condition) waits
+    for a read of the boundary in order. Otherwise a replica would decide on a model with a hole in
+    it, and its next append, expecting the model's position, would be accepted on that hole."""
+    return raw.condition == (model.boundary, model.position)
+
+
 def introduced_sessions(data: object) -> list[str]:
     """The session ids an event brings into being (each must be unique in its tenant)."""
     if isinstance(data, (SessionCreated, SessionSpawned)):
@@ -183,17 +193,22 @@ class Repository:
     def _admit(self, raw: RawEvent, model: BoundaryModel | None = None, live: bool = False) -> bool:
         """Apply what the log holds at `raw.position` if `admission` lets it in; skip it otherwise.
 
-        A `live` event (from the follower, not from a read of the boundary) that does not fit is
-        neither applied nor skipped: the model may have missed events before it (a load served by
-        a lagging replica), so False tells the caller to re-read the boundary in order instead."""
+        A `live` event (from the follower, not from a read of the boundary) is applied or skipped
+        only when it comes right after the model's last event (`_follows`) and fits. Otherwise the
+        model may have missed events before it (a load served by a replica behind the follower),
+        so it is neither applied nor skipped, and False tells the caller to re-read the boundary
+        in order instead. (A quarantined one is still counted at once.)"""
         admitted = admission.admit(raw, self.subjects)
         if isinstance(admitted, admission.Quarantined):
             self.quarantine.add(admitted)
+        if live and model is not None and raw.position > model.position and (
+                not _follows(model, raw)
+                or (not isinstance(admitted, admission.Quarantined) and admission.fits(model, admitted))):
+            return False
+        if isinstance(admitted, admission.Quarantined):
             if model is not None:
                 admission.skip(model, raw.position)
             return True
-        if live and model is not None and raw.position > model.position and admission.fits(model, admitted):
-            return False
         self.apply(admitted, raw.position, model)
         return True
 
@@ -240,13 +255,11 @@ class Repository:
                     if data is not None and snapshots.restore(model, data):
                         model.since_snapshot = 0
                 await self._read_tail(store, model, latest=False)
-                behind = True  # the load may come from a lagging replica: buffered events may not follow it
-                for raw in model.live_buffer:
-                    if raw.position > model.position and not self._admit(raw, model, live=behind):
+                reread = False  # the load may come from a replica behind the follower: then read the rest from the leader
+                for raw in model.live_buffer:  # what the follower delivered meanwhile (more may arrive while we read)
+                    if raw.position > model.position and not self._admit(raw, model, live=True) and not reread:
                         await self._read_tail(store, model, latest=True)
-                        behind = False
-                        if raw.position > model.position:
-                            self._admit(raw, model)
+                        reread = True
                 model.ready = True
                 self.loads += 1
                 model.loading.set_result(None)

@@ -52,6 +52,16 @@ class RawEvent:
     position: int
     subject: str
     data: bytes
+    # (filter, position): the log accepted this message only because the last message on `filter`
+    # was then at `position` (its stored expected-sequence headers). Set on the live follower's events.
+    condition: tuple[str, int] | None = None
+
+
+def _condition(headers: dict[str, str] | None) -> tuple[str, int] | None:
+    if not headers or H_EXPECTED_SUBJECT not in headers:
+        return None
+    expected = headers.get(H_EXPECTED_SEQ, "")
+    return (headers[H_EXPECTED_SUBJECT], int(expected)) if expected.isascii() and expected.isdigit() else None
 
 
 def _parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -247,7 +257,7 @@ class EventStore:
         """Deliver every event after `after`, then live ones, in order (an ordered consumer)."""
 
         async def on_msg(msg: Msg) -> None:
-            result = handler(RawEvent(int(msg.metadata.sequence.stream), msg.subject, msg.data))
+            result = handler(RawEvent(int(msg.metadata.sequence.stream), msg.subject, msg.data, _condition(msg.headers)))
             if asyncio.iscoroutine(result):
                 await result
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -15,6 +16,7 @@ from nats.js import JetStreamContext
 from agentledger.engine.repository import Repository
 from agentledger.engine.service import CommandService
 from agentledger.engine.snapshots import SnapshotStore
+from agentledger.engine.store import RawEvent
 from agentledger.handlers.auth.identity import TenantDirectory
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.pipeline import RequestPipeline
@@ -101,16 +103,28 @@ class Engine(LedgerProcess):
         self._refollowing = asyncio.create_task(self._follow_again())
 
     async def _follow_again(self) -> None:
-        old, store = self._follower, self.store
-        if old is None or store is None:
+        if self._follower is None:
             return
         try:
-            with contextlib.suppress(nats.errors.Error):
-                await old.unsubscribe()
-            self._follower = await store.follow(self.config.subjects.events_all, self.models.position,
-                                                self.models.follow)
+            await self.follow_again()
         except nats.errors.Error as e:  # lost again meanwhile: the next reconnect tries again
             log.warning("follow again after reconnect: %s: %s", type(e).__name__, e)
+
+    @property
+    def follower(self) -> JetStreamContext.PushSubscription | None:
+        """The live follower's subscription: an ordered consumer of every event, from the head at start."""
+        return self._follower
+
+    async def follow_again(self, feed: Callable[[RawEvent], None] | None = None) -> None:
+        """Replace the live follower with a new one from the position applied so far, feeding
+        `feed` (the models by default; a test may put itself in between)."""
+        assert self.store is not None
+        old, self._follower = self._follower, None
+        if old is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await old.unsubscribe()
+        self._follower = await self.store.follow(self.config.subjects.events_all, self.models.position,
+                                                 feed or self.models.follow)
 
     async def _answering(self, attempts: int = 200) -> None:
         """Ping until the server routes the engines' ping subject to a responder (any replica's):

@@ -11,7 +11,7 @@ from agentledger.handlers.app import Engine
 from agentledger.schemas.common import BLOCKING_STATUSES
 from agentledger.schemas.replies import CommandReply
 from tests.conftest import AGENT
-from tests.replicas import body, replay
+from tests.replicas import body, race_seed, replay
 
 TENANT = "tnt_race"
 
@@ -19,7 +19,7 @@ TENANT = "tnt_race"
 async def run_gate_race(a: Engine, b: Engine, trials: int) -> None:
     """Shared with the 3-node cluster test: the same race on a replicated stream."""
     assert a.commands and b.commands and a.store
-    rng = random.Random(20261125)
+    rng = random.Random(race_seed(20261125))
     await a.commands.execute(TENANT, "project.create", body(project_id="prj_r", name="race"))
     outcomes: list[tuple[str, str, CommandReply, CommandReply]] = []
     for trial in range(trials):
