@@ -230,9 +230,11 @@ class Repository:
             model.live_buffer = []
             try:
                 if self.snapshots is not None and model.position == 0:
-                    data = await self.snapshots.get(model.boundary)
-                    if data is not None and snapshots.restore(model, data):
+                    stored = await self.snapshots.read(model.boundary)  # verified, or quarantined and ignored
+                    if stored.body is not None and snapshots.restore(model, stored.body):
                         model.since_snapshot = 0
+                    elif stored.present:  # unusable (refused, or written by other code): replace it once loaded
+                        model.since_snapshot = self.snapshot_every
                 await self._read_tail(store, model, latest=False)
                 behind = True  # the load may come from a lagging replica: buffered events may not follow it
                 for raw in model.live_buffer:
@@ -255,7 +257,7 @@ class Repository:
         return model
 
     def _maybe_snapshot(self, model: BoundaryModel) -> None:
-        if self.snapshots is None or model.since_snapshot < self.snapshot_every or not model.ready:
+        if self.snapshots is None or model.since_snapshot < self.snapshot_every or not model.ready or not model.position:
             return
         model.since_snapshot = 0
         task = asyncio.get_running_loop().create_task(self.snapshots.put(model))

@@ -15,11 +15,6 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from agentledger.engine.admission import Quarantine
-from agentledger.engine.repository import Repository
-from agentledger.engine.sandbox_model import SandboxState
-from agentledger.engine.store import EventStore
-from agentledger.engine.subjects import Subjects
 from agentledger.handlers.providers.base import ProviderError, SandboxProvider, SandboxRef
 from agentledger.schemas.commands import SandboxReportOutcome
 from agentledger.schemas.common import Actor
@@ -30,32 +25,47 @@ from agentledger.schemas.events import (
     SandboxPauseRequested,
     SandboxResumeRequested,
 )
-from agentledger.schemas.replies import CommandReply
+from agentledger.schemas.queries import SandboxGet, SandboxResult
+from agentledger.schemas.replies import CommandReply, QueryReply
 
 log = logging.getLogger("agentledger.effects")
 FX_ACTOR = Actor(kind="system", id="sys_sandbox_effects")
 CRASH_ENV = "AGENTLEDGER_FX_CRASH_AFTER_PROVIDER"  # fault injection for tests: die between call and outcome
 
 Send = Callable[[str, str, bytes], Awaitable[CommandReply]]
+Query = Callable[[str, str, bytes], Awaitable[QueryReply]]
 REQUESTS = (SandboxCreateRequested, SandboxPauseRequested, SandboxResumeRequested, SandboxDestroyRequested)
 ACTS_ON = tuple(r.__struct_config__.tag for r in REQUESTS)  # type: ignore[misc]
 """The sandbox event types the effect handler fetches: requests, not outcomes."""
 
 
+class Pending(msgspec.Struct, frozen=True):
+    """What the effect handler needs of a sandbox: its provider and its requests still without an outcome."""
+
+    provider: str = ""
+    pending: dict[int, str] = {}  # request position -> op
+
+
+_sandbox = msgspec.json.Decoder(SandboxResult)
+
+
 class SandboxEffects:
-    def __init__(self, store: EventStore, subjects: Subjects, providers: dict[str, SandboxProvider], send: Send,
-                 quarantine: Quarantine | None = None) -> None:
-        self.store = store
-        # private models: sandbox state as of each request; what they skip is counted with the worker's
-        self.models = Repository(subjects, cache_size=1000, quarantine=quarantine)
+    def __init__(self, query: Query, providers: dict[str, SandboxProvider], send: Send) -> None:
+        self.query = query  # the engines' `sandbox.get`: the effect handler never reads the log itself
         self.providers = providers
         self.send = send
 
-    async def _state_at(self, tenant: str, sandbox_id: str, position: int) -> SandboxState:
-        state = self.models.sandbox(tenant, sandbox_id)
-        if state.position < position:
-            await self.models.refresh(self.store, state)
-        return state
+    async def _state_at(self, tenant: str, sandbox_id: str, position: int) -> Pending:
+        """The sandbox as the engines have it once they applied `position` (a sandbox they do not
+        know has nothing pending); `unavailable` and the like raise, and the event is tried again."""
+        reply = await self.query(tenant, SandboxGet.NAME, msgspec.json.encode(SandboxGet(sandbox_id=sandbox_id,
+                                                                                          min_position=position)))
+        if reply.error is not None:
+            if type(reply.error).__struct_config__.tag == "not_found":
+                return Pending()
+            raise RuntimeError(f"sandbox.get {sandbox_id}: {reply.error.message}")
+        view = _sandbox.decode(msgspec.json.encode(reply.result)).sandbox
+        return Pending(provider=view.provider, pending=dict(zip(view.pending_positions, view.pending, strict=True)))
 
     async def handle(self, envelope: Envelope, position: int) -> bool:
         data = envelope.data
@@ -70,7 +80,7 @@ class SandboxEffects:
         if min(state.pending) < position:
             # Requests of one sandbox are carried out in log order, whichever replica holds them:
             # an earlier one still without an outcome goes first (we are asked again later).
-            await self.models.refresh(self.store, state)
+            state = await self._state_at(tenant, data.sandbox_id, position)
             if position not in state.pending:
                 return True
             if min(state.pending) < position:

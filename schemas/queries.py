@@ -219,7 +219,8 @@ class SandboxView(msgspec.Struct, frozen=True, kw_only=True):
     thread_id: ThreadId | None
     forked_from: SandboxId | None
     location: str | None
-    pending: list[str]
+    pending: list[str]  # the ops requested and not yet carried out, oldest first
+    pending_positions: list[int]  # the log position of each request in `pending`
     last_error: str | None
     position: int
 

@@ -56,9 +56,14 @@ def config_for(deployment: Deployment, url: str, **fields: Any) -> EngineConfig:
 
 
 def effects_creds(config: EngineConfig) -> str:
-    """The effect handler's own credentials (it may not append, nor serve requests)."""
+    """The effect handler's own credentials for this config's prefix and stream (its permissions are
+    an allow-list naming its own consumer): it may not append, serve requests, or read the log."""
     assert config.creds is not None
-    return str(Path(config.creds).with_name("effects.creds"))
+    auth = Path(config.creds).parent
+    path = auth / f"effects-{config.prefix}.creds"
+    if not path.exists():
+        Deployment.write(Deployment.open(auth).engine_creds("effects", prefix=config.prefix, stream=config.stream), path)
+    return str(path)
 
 
 async def connect(deployment: Deployment, url: str | list[str], role: Literal["engine", "effects", "admin"] = "admin",
