@@ -63,7 +63,8 @@ class DurableWorker:
     def __init__(self, js: JetStreamContext, stream: str, subject_filter: str | list[str], durable: str,
                  handler: Handler, subjects: Subjects, ack_wait: float = 30.0, retry_delay: float = 0.05,
                  max_retry_delay: float = 5.0, max_attempts: int = 8, quarantine: admission.Quarantine | None = None,
-                 key: Callable[[str], str] | None = None, concurrency: int = 1, on_park: OnPark | None = None) -> None:
+                 key: Callable[[str], str] | None = None, concurrency: int = 1, on_park: OnPark | None = None,
+                 check_every: float = 5.0) -> None:
         self.js, self.stream, self.durable = js, stream, durable
         self.filters = [subject_filter] if isinstance(subject_filter, str) else list(subject_filter)
         self.subjects = subjects
@@ -84,10 +85,10 @@ class DurableWorker:
         self.handled = 0
         self.parked = 0  # messages given up on (also in the parking lot)
         self.retries = 0
-        self.check_every = 5.0  # seconds between checks that the consumer still exists
+        self.check_every = check_every  # seconds between checks that the consumer still exists
         self.missing: str | None = None  # why the consumer is not there, until it is made again
         self.recreated = 0
-        self._floor = 0  # the consumer's acknowledged floor (stream position) as last seen
+        self.floor = 0  # the consumer's acknowledged floor (stream position) as last seen
         self._watching: asyncio.Task[None] | None = None
         self._checking = asyncio.Lock()
 
@@ -114,15 +115,24 @@ class DurableWorker:
         start_after = 0
         try:
             info = await self.js.consumer_info(self.stream, self.durable)
-            self._floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+            self.floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
             if info.config.deliver_policy == DeliverPolicy.BY_START_SEQUENCE and info.config.opt_start_seq:
                 start_after = info.config.opt_start_seq - 1
+            if self._as_configured(info.config):
+                return
         except nats.js.errors.NotFoundError:
             pass
         try:
             await self.js.add_consumer(self.stream, self.config(start_after))
-        except nats.js.errors.APIError as e:
-            log.warning("%s: consumer not updated (%s); using it as it is", self.durable, e.description)
+        except (nats.js.errors.APIError, nats.errors.TimeoutError) as e:
+            log.warning("%s: consumer not updated (%s); using it as it is", self.durable, e)
+
+    def _as_configured(self, existing: ConsumerConfig) -> bool:
+        """Does the consumer already read what this build would have it read, as it would?"""
+        ours = self.config()
+        return (existing.filter_subject, sorted(existing.filter_subjects or []), existing.max_ack_pending,
+                existing.ack_wait, existing.ack_policy) == (ours.filter_subject, sorted(ours.filter_subjects or []),
+                                                             ours.max_ack_pending, ours.ack_wait, ours.ack_policy)
 
     async def _watch(self) -> None:
         while not self._stopping:
@@ -144,14 +154,14 @@ class DurableWorker:
             log.debug("%s: consumer check: %s", self.durable, e)
             return
         if info.ack_floor is not None:
-            self._floor = max(self._floor, int(info.ack_floor.stream_seq or 0))
+            self.floor = max(self.floor, int(info.ack_floor.stream_seq or 0))
         self.missing = None
 
     async def _recreate(self) -> None:
         self.missing = f"consumer {self.durable} missing"
-        log.error("%s: the durable consumer is gone; making it again after position %d", self.durable, self._floor)
+        log.error("%s: the durable consumer is gone; making it again after position %d", self.durable, self.floor)
         try:
-            await self.js.add_consumer(self.stream, self.config(self._floor))
+            await self.js.add_consumer(self.stream, self.config(self.floor))
         except nats.js.errors.APIError as e:
             try:  # another replica made it first (with its own start): it is back either way
                 await self.js.consumer_info(self.stream, self.durable)
@@ -165,7 +175,7 @@ class DurableWorker:
             return
         self.recreated += 1
         self.missing = None
-        log.warning("%s: consumer made again; events after position %d come (again)", self.durable, self._floor)
+        log.warning("%s: consumer made again; events after position %d come (again)", self.durable, self.floor)
 
     # -- fetching ---------------------------------------------------------------------------
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:

@@ -97,7 +97,8 @@ def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send,
     durable = cfg.subjects.durable("pm")
     return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_of(PM_ACTS_ON), durable,
                          _with_log_ids(durable, pm.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
-                         quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts)
+                         quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts,
+                         check_every=cfg.worker_check_every)
 
 
 def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, query: Query, quarantine: Quarantine | None = None,
@@ -115,5 +116,6 @@ def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, query: Quer
     return DurableWorker(store.js, cfg.stream, cfg.subjects.sandbox_events_all, durable,
                          _with_log_ids(durable, effects.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
                          quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts,
-                         key=cfg.subjects.boundary_of, concurrency=cfg.effects_concurrency, on_park=effects.give_up)
+                         key=cfg.subjects.boundary_of, concurrency=cfg.effects_concurrency, on_park=effects.give_up,
+                         check_every=cfg.worker_check_every)
 

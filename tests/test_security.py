@@ -37,7 +37,8 @@ class Hostile:
         self.errors: list[str] = []
 
     @classmethod
-    async def connect(cls, url: str, creds: Any) -> Hostile:
+    async def connect(cls, url: str, creds: Any, **options: Any) -> Hostile:
+        """`creds`: a `Creds` or the path of a `.creds` file; `options` go to `nats.connect`."""
         me = cls()
 
         async def on_error(e: Exception) -> None:
@@ -45,7 +46,8 @@ class Hostile:
             if "permissions violation" in str(e).lower():
                 me.refused.set()
 
-        me.nc = await nats.connect(servers=[url], user_credentials=creds.raw(), error_cb=on_error)
+        me.nc = await nats.connect(servers=[url], user_credentials=creds if isinstance(creds, str) else creds.raw(),
+                                   error_cb=on_error, **options)
         return me
 
     async def refused_before(self, attempt: Awaitable[Any]) -> bool:
