@@ -31,8 +31,8 @@ SECURITY = {
         "caller's account, never a claim. A user's role is a tag in its JWT: `member` sends commands and "
         "queries; `auditor` sends queries and reads its tenant's own copy of the event stream (a command gets "
         "`forbidden`); `admin` (the deployment's, `.agentledger/auth/admin.creds` of an embedded server) may "
-        "act on any tenant. Every event records "
-        "the authenticated `principal` (id, role, public key)."),
+        "act on any tenant; `effects` (the deployment's sandbox effect handler) alone sends `sandbox.report_outcome`, "
+        "on its own subject. Every event records the authenticated `principal` (id, role, public key)."),
 }
 
 
