@@ -55,14 +55,16 @@ class SandboxEffects:
         self.providers = providers
         self.send = send
 
-    async def _state_at(self, tenant: str, sandbox_id: str, position: int) -> Pending:
+    async def _state_at(self, tenant: str, sandbox_id: str, position: int) -> Pending | None:
         """The sandbox as the engines have it once they applied `position` (a sandbox they do not
-        know has nothing pending); `unavailable` and the like raise, and the event is tried again."""
+        know has nothing pending); None when they cannot say now (`unavailable`: try again later)."""
         reply = await self.query(tenant, SandboxGet.NAME, msgspec.json.encode(SandboxGet(sandbox_id=sandbox_id,
                                                                                           min_position=position)))
         if reply.error is not None:
             if type(reply.error).__struct_config__.tag == "not_found":
                 return Pending()
+            if reply.error.retryable:
+                return None
             raise RuntimeError(f"sandbox.get {sandbox_id}: {reply.error.message}")
         view = _sandbox.decode(msgspec.json.encode(reply.result)).sandbox
         return Pending(provider=view.provider, pending=dict(zip(view.pending_positions, view.pending, strict=True)))
@@ -73,6 +75,8 @@ class SandboxEffects:
             return True
         tenant = envelope.tenant_id
         state = await self._state_at(tenant, data.sandbox_id, position)
+        if state is None:
+            return False
         if position not in state.pending:
             # Its outcome is already recorded, or the boundary never took the request (quarantined:
             # say, a forged second create): either way there is nothing to carry out.
@@ -81,6 +85,8 @@ class SandboxEffects:
             # Requests of one sandbox are carried out in log order, whichever replica holds them:
             # an earlier one still without an outcome goes first (we are asked again later).
             state = await self._state_at(tenant, data.sandbox_id, position)
+            if state is None:
+                return False
             if position not in state.pending:
                 return True
             if min(state.pending) < position:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 
 from agentledger.engine.admission import Quarantine
@@ -21,6 +22,7 @@ from agentledger.handlers.process_manager import ACTS_ON as PM_ACTS_ON
 from agentledger.handlers.process_manager import SandboxProcessManager, Send
 from agentledger.handlers.providers.base import SandboxProvider
 from agentledger.handlers.providers.local import LocalProvider
+from agentledger.schemas.errors import Unavailable
 from agentledger.schemas.events import Envelope
 from agentledger.schemas.replies import CommandReply, QueryReply
 from agentledger.schemas.sandboxes import ProviderCapabilities
@@ -66,6 +68,11 @@ def traced_send(send: Send) -> Send:
     return traced
 
 
+def _unreachable(e: Exception) -> Unavailable:
+    """No engine answered: an engine restart or an outage, which a worker waits out (never parks for)."""
+    return Unavailable(message=f"no engine answered ({type(e).__name__}); retry")
+
+
 def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
     """Send the effect handler's commands to the engine over NATS, on the subject only its identity
     may publish on (for an effect handler running outside an engine)."""
@@ -73,8 +80,11 @@ def nats_sender(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Send:
 
     async def send(tenant: str, name: str, body: bytes) -> CommandReply:
         with tracing.send_span(name):
-            msg = await nc.request(subjects.effects_command(tenant, name), body, timeout=timeout,
-                                   headers=tracing.current_headers())
+            try:
+                msg = await nc.request(subjects.effects_command(tenant, name), body, timeout=timeout,
+                                       headers=tracing.current_headers())
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as e:
+                return CommandReply(ok=False, error=_unreachable(e))  # not now: the same command id again later
         return decoder.decode(msg.data)
 
     return send
@@ -85,7 +95,10 @@ def nats_query(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Query:
     decoder = msgspec.json.Decoder(QueryReply)
 
     async def query(tenant: str, name: str, body: bytes) -> QueryReply:
-        msg = await nc.request(subjects.query(tenant, name), body, timeout=timeout, headers=tracing.current_headers())
+        try:
+            msg = await nc.request(subjects.query(tenant, name), body, timeout=timeout, headers=tracing.current_headers())
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError) as e:
+            return QueryReply(ok=False, error=_unreachable(e))
         return decoder.decode(msg.data)
 
     return query

@@ -227,6 +227,39 @@ async def test_the_effect_handlers_credentials_reach_only_what_it_acts_on(
     await settled(other, "sbx_other", "running")
 
 
+async def test_an_effect_handler_on_its_own_waits_out_an_engine_restart(
+        engine_config: EngineConfig, nc: Client, tenants: Tenants, tmp_path: Path) -> None:
+    """It reads what it acts on from the engines now, so an engine that does not answer is "not
+    now" (waited out with backoff, however long), never a failure that parks the request."""
+    engine = Engine(engine_config)
+    await engine.start()
+    config = EngineConfig(nats_url=engine_config.nats_url, prefix=engine_config.prefix, stream=engine_config.stream,
+                          sandbox_dir=tmp_path / "fx", creds=effects_creds(engine_config), worker_max_attempts=3,
+                          worker_retry_delay=0.01)
+    member = Client_(nc, engine_config, tenants=tenants)
+    await member.ok("sandbox.create", sandbox_id="sbx_wait")
+    await engine.stop()  # the request is in the log; no engine answers
+    process = EffectsProcess(config)
+    await process.start()
+    try:
+        worker = _worker(process, "fx")
+        await eventually(lambda: asyncio.sleep(0, worker.retries > 2 * config.worker_max_attempts),
+                         "the effect handler keeps waiting")
+        assert worker.parked == 0
+        engine = Engine(engine_config)
+        await engine.start()
+        try:
+            await settled(member, "sbx_wait", "running")
+            assert worker.parked == 0
+            assert await _history(member, "sbx_wait") == [("sandbox.create_requested", "member"),
+                                                          ("sandbox.created", "effects")]
+        finally:
+            await engine.stop()
+    finally:
+        await process.stop()
+        await destroy_all(tmp_path / "fx")
+
+
 # -- item 4: a snapshot written by anyone but an engine -----------------------------------------------
 
 def _forged_thread(engine: Engine, tenant: str, thread_id: str) -> tuple[str, bytes]:
