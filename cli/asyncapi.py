@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentledger.engine.subjects import Subjects
-from agentledger.handlers.auth.permissions import EFFECTS_COMMANDS, TENANT_ROLES, may_query, may_send
+from agentledger.handlers.auth.permissions import TENANT_ROLES, may_ask, may_send
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.contract import event_types, json_schema, version
 from agentledger.schemas.queries import QUERIES
@@ -92,18 +92,18 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
             struct = table[name]
             doc = (struct.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
             channel = f"{kind}.{name}"
-            # the effect handler's commands have a subject of their own, which only its identity may publish on
-            address = subjects.effects_command(TENANT, name) if name in EFFECTS_COMMANDS else subject(TENANT, name)
+            if kind == "command":
+                roles = [r for r in (*TENANT_ROLES, "admin", "effects") if may_send(r, name)]
+            else:
+                roles = [r for r in (*TENANT_ROLES, "admin") if may_ask(r, name)]
+            # a command only the effect handler sends has a subject of its own, which only its identity may publish on
+            address = subjects.effects_command(TENANT, name) if roles == ["effects"] else subject(TENANT, name)
             channels[channel] = {
                 "address": address,
                 "title": f"{kind} {name}",
                 "parameters": {"tenant": tenant},
                 "messages": {"request": message(f"{kind}.{name}", struct.__name__, doc or f"The `{name}` {kind}.")},
             }
-            if kind == "command":
-                roles = [r for r in (*TENANT_ROLES, "admin", "effects") if may_send(r, name)]
-            else:
-                roles = [r for r in (*TENANT_ROLES, "admin") if may_query(r)]
             operations[name] = {
                 "security": [_ref("securitySchemes", "natsCredentials")],
                 "x-roles": roles,

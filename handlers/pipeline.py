@@ -8,8 +8,8 @@ anyway is answered `internal` by `handlers.responder`.
 The effect handler's commands come on a subject of their own (`Subjects.effects_all`), which only
 its identity may publish on (`auth.permissions.effects_grant`; the admin's grant denies it, no
 tenant imports it): a request there is the effect handler's. Which role may send which command is
-the permission table's (`may_send`): `sandbox.report_outcome` on the ordinary command subject is
-`forbidden` for every caller.
+the permission table's (`may_send`, `may_ask`): `sandbox.report_outcome` on the ordinary command
+subject is `forbidden` for every caller, and `sandbox.list_live` for every tenant's user.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from agentledger.engine.decoding import too_large
 from agentledger.engine.outcomes import unexpected
 from agentledger.engine.subjects import Subjects
 from agentledger.handlers.auth.identity import REQUEST_INFO, TenantDirectory, authorize, identify
-from agentledger.handlers.auth.permissions import may_send
+from agentledger.handlers.auth.permissions import may_ask, may_send
 from agentledger.handlers.observability import tracing
 from agentledger.handlers.responder import Responder, header_bytes
 from agentledger.schemas.commands import MAX_REQUEST_BYTES
@@ -108,6 +108,8 @@ class RequestPipeline:
         if kind == "command" and not may_send(p.role, name):
             return _not_yours(p.id, p.role, tenant, f"role {p.role} may not send {name}: only the effect handler "
                                                     "sends it, on its own subject")
+        if kind == "query" and not may_ask(p.role, name):
+            return _not_yours(p.id, p.role, tenant, f"role {p.role} may not ask {name}: the deployment's only")
         return p
 
     @staticmethod

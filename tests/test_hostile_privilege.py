@@ -164,6 +164,21 @@ async def test_the_effect_handlers_credentials_reach_only_what_it_acts_on(
     await settled(member, "sbx_work", "running")
     # what it acts on works, and its outcomes are recorded as the effect handler's
     assert await _history(member, "sbx_work") == [("sandbox.create_requested", "member"), ("sandbox.created", "effects")]
+    await member.ok("sandbox.create", sandbox_id="sbx_gone")
+    await settled(member, "sbx_gone", "running")
+    await member.ok("sandbox.destroy", sandbox_id="sbx_gone")
+    await settled(member, "sbx_gone", "destroyed")
+    # what a reconciler compares with its provider: every tenant's live sandboxes, from the engines
+    assert (await member.qry("sandbox.list_live"))["error"]["code"] == "forbidden"  # the deployment's only
+    fx_conn = await nats.connect(servers=[nats_server.url], user_credentials=effects_creds(engine_config),
+                                 inbox_prefix=EFFECTS_INBOX)
+    try:
+        msg = await fx_conn.request(engine_config.subjects.query("tnt_acme", "sandbox.list_live"), b"{}", timeout=60)
+    finally:
+        await fx_conn.close()
+    live = msgspec.json.decode(msg.data)["result"]["sandboxes"]
+    assert [(s["tenant_id"], s["sandbox"]["sandbox_id"], s["sandbox"]["status"]) for s in live] == [
+        ("tnt_acme", "sbx_work", "running")]
     subjects, stream = engine_config.subjects, engine_config.stream
     fx, pm = subjects.durable("fx"), subjects.durable("pm")
     account = deployment.tenant_account("tnt_acme")

@@ -315,6 +315,11 @@ async def sandbox_get(rig: Rig, who: As) -> str:
     return await _request(who, rig.config.subjects.query(TENANT, "sandbox.get"), b'{"sandbox_id": "sbx_seed"}')
 
 
+async def list_live(rig: Rig, who: As) -> str:
+    """Every tenant's live sandboxes: the deployment's query (a reconciler's), asked on the own tenant's subject."""
+    return await _request(who, rig.config.subjects.query(TENANT, "sandbox.list_live"), b"{}")
+
+
 async def direct_get(rig: Rig, who: As) -> str:
     """A direct get on the engine's stream: its JSON body may name any subject, any tenant's."""
     async def attempt() -> str:
@@ -398,6 +403,8 @@ MATRIX: dict[str, tuple[Op, dict[str, str]]] = {
     "command, other tenant": (cmd_other, {"member": "denied", "auditor": "denied", "admin": "ok", "effects": "denied"}),
     "query, other tenant": (qry_other, {"member": "denied", "auditor": "denied", "admin": "ok", "effects": "denied"}),
     "query sandbox.get": (sandbox_get, {"member": "ok", "auditor": "ok", "admin": "ok", "effects": "ok"}),
+    "query sandbox.list_live (every tenant's)": (list_live, {"member": "forbidden", "auditor": "forbidden", "admin": "ok",
+                                                             "effects": "ok"}),
     "report a sandbox outcome on the command subject": (report_on_commands, {
         "member": "forbidden", "auditor": "forbidden", "admin": "forbidden", "effects": "denied"}),
     "report a sandbox outcome on the effect handler's subject": (report_on_effects, {

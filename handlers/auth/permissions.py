@@ -30,8 +30,11 @@ EFFECTS_INBOX = "_INBOX_fx"  # the effect handler's reply subjects: it may read 
 # `forbidden`, nothing appended). The effect handler sends exactly these, on its own subject
 # (`Subjects.effects_command`); the engine's own workers call the command service in process.
 COMMAND_ROLES: dict[str, frozenset[str]] = {"sandbox.report_outcome": frozenset({"engine", "effects"})}
-EFFECTS_COMMANDS = tuple(name for name, roles in COMMAND_ROLES.items() if "effects" in roles)
-EFFECTS_QUERIES = ("sandbox.get",)  # the effect handler reads a sandbox's pending requests, nothing else
+EFFECTS_COMMANDS = ("sandbox.report_outcome",)  # all the effect handler sends (and only there)
+# Queries only the deployment may ask (they span tenants); and the two the effect handler needs:
+# a sandbox's pending requests, and the live sandboxes a reconciler compares with its provider.
+QUERY_ROLES: dict[str, frozenset[str]] = {"sandbox.list_live": frozenset({"admin", "engine", "effects"})}
+EFFECTS_QUERIES = ("sandbox.get", "sandbox.list_live")
 
 # JetStream API calls that change or remove a stream or its messages: no one but the engine makes them.
 STREAM_WRITES = ("$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>",
@@ -112,10 +115,19 @@ def may_command(role: str) -> bool:
 
 
 def may_send(role: str, command: str) -> bool:
-    """May `role` send `command`? The table of restricted commands first, then the role's rights."""
+    """May `role` send `command`? The effect handler its own list; anyone else the table of
+    restricted commands first, then the role's rights."""
+    if role == "effects":
+        return command in EFFECTS_COMMANDS
     only = COMMAND_ROLES.get(command)
     return role in only if only is not None else may_command(role)
 
 
 def may_query(role: str) -> bool:
     return role in ("member", "auditor", "admin", "engine", "effects")
+
+
+def may_ask(role: str, query: str) -> bool:
+    """May `role` ask `query`? The table of deployment-only queries first, then the role's rights."""
+    only = QUERY_ROLES.get(query)
+    return role in only if only is not None else may_query(role)
