@@ -50,8 +50,7 @@ async def nats_server(tmp_path_factory: pytest.TempPathFactory, deployment: Depl
 
 def config_for(deployment: Deployment, url: str, **fields: Any) -> EngineConfig:
     """An EngineConfig with the engine's credentials (for tests that run their own servers);
-    `effects_creds(config)` is the effect handler's, beside them."""
-    deployment.creds_path("effects")
+    `effects_creds(config)` writes the effect handler's for it, beside them."""
     return EngineConfig(nats_url=url, creds=deployment.creds_path("engine"), **fields)
 
 
