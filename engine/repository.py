@@ -3,8 +3,8 @@ bounded cache of the ones in use, loaded from the log on demand.
 
 A boundary model here is both what queries read and what decisions are checked against. The
 cache holds at most `cache_size` models (least recently used out first); any other boundary is
-loaded when asked for, from its snapshot (if any) plus the log's tail after it, by batched
-direct get. Three feeds then keep a loaded model current: the live follower (which starts at
+loaded when asked for, from its snapshot (if any, and only if its seal verifies) plus the log's
+tail after it, by batched direct get. Three feeds then keep a loaded model current: the live follower (which starts at
 the stream's head, so a start never replays the log), the engine's own successful appends, and
 refresh reads after a conflict. `BoundaryModel.apply` ignores what it has already applied, so
 the feeds never double-count; what the follower delivers while a model loads is buffered on

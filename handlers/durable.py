@@ -137,7 +137,10 @@ class DurableWorker:
     async def _watch(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.check_every)
-            await self._check_consumer()
+            try:
+                await self._check_consumer()
+            except Exception:  # a check that fails in a way not foreseen must not end the watch
+                log.exception("%s: consumer check failed", self.durable)
 
     async def _check_consumer(self) -> None:
         """Is the consumer still there? Note its floor if so; make it again if it is gone."""

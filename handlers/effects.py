@@ -1,5 +1,6 @@
-"""The sandbox effect handler: it reads `sandbox.*_requested` events from the log, calls the
-provider, and records the outcome with `sandbox.report_outcome`.
+"""The sandbox effect handler: it reads `sandbox.*_requested` events from its consumer, asks the
+engines for the sandbox's pending requests (`sandbox.get`: it never reads the log itself), calls
+the provider, and records the outcome with `sandbox.report_outcome`.
 
 It can run inside an engine or on its own (`agentledger effects`, e.g. on the machine that
 hosts the sandboxes). Every step survives a crash: the provider call is idempotent for the
