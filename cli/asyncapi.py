@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentledger.engine.subjects import Subjects
-from agentledger.handlers.auth.permissions import TENANT_ROLES, may_command, may_query
+from agentledger.handlers.auth.permissions import TENANT_ROLES, may_ask, may_send
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.contract import event_types, json_schema, version
 from agentledger.schemas.queries import QUERIES
@@ -31,8 +31,8 @@ SECURITY = {
         "caller's account, never a claim. A user's role is a tag in its JWT: `member` sends commands and "
         "queries; `auditor` sends queries and reads its tenant's own copy of the event stream (a command gets "
         "`forbidden`); `admin` (the deployment's, `.agentledger/auth/admin.creds` of an embedded server) may "
-        "act on any tenant. Every event records "
-        "the authenticated `principal` (id, role, public key)."),
+        "act on any tenant; `effects` (the deployment's sandbox effect handler) alone sends `sandbox.report_outcome`, "
+        "on its own subject. Every event records the authenticated `principal` (id, role, public key)."),
 }
 
 
@@ -92,14 +92,18 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
             struct = table[name]
             doc = (struct.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
             channel = f"{kind}.{name}"
+            if kind == "command":
+                roles = [r for r in (*TENANT_ROLES, "admin", "effects") if may_send(r, name)]
+            else:
+                roles = [r for r in (*TENANT_ROLES, "admin") if may_ask(r, name)]
+            # a command only the effect handler sends has a subject of its own, which only its identity may publish on
+            address = subjects.effects_command(TENANT, name) if roles == ["effects"] else subject(TENANT, name)
             channels[channel] = {
-                "address": subject(TENANT, name),
+                "address": address,
                 "title": f"{kind} {name}",
                 "parameters": {"tenant": tenant},
                 "messages": {"request": message(f"{kind}.{name}", struct.__name__, doc or f"The `{name}` {kind}.")},
             }
-            allowed = may_command if kind == "command" else may_query
-            roles = [r for r in (*TENANT_ROLES, "admin") if allowed(r)]
             operations[name] = {
                 "security": [_ref("securitySchemes", "natsCredentials")],
                 "x-roles": roles,

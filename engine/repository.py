@@ -3,8 +3,8 @@ bounded cache of the ones in use, loaded from the log on demand.
 
 A boundary model here is both what queries read and what decisions are checked against. The
 cache holds at most `cache_size` models (least recently used out first); any other boundary is
-loaded when asked for, from its snapshot (if any) plus the log's tail after it, by batched
-direct get. Three feeds then keep a loaded model current: the live follower (which starts at
+loaded when asked for, from its snapshot (if any, and only if its seal verifies) plus the log's
+tail after it, by batched direct get. Three feeds then keep a loaded model current: the live follower (which starts at
 the stream's head, so a start never replays the log), the engine's own successful appends, and
 refresh reads after a conflict. `BoundaryModel.apply` ignores what it has already applied, so
 the feeds never double-count; what the follower delivers while a model loads is buffered on
@@ -251,9 +251,11 @@ class Repository:
             model.live_buffer = []
             try:
                 if self.snapshots is not None and model.position == 0:
-                    data = await self.snapshots.get(model.boundary)
-                    if data is not None and snapshots.restore(model, data):
+                    stored = await self.snapshots.read(model.boundary)  # verified, or quarantined and ignored
+                    if stored.body is not None and snapshots.restore(model, stored.body):
                         model.since_snapshot = 0
+                    elif stored.present:  # unusable (refused, or written by other code): replace it once loaded
+                        model.since_snapshot = self.snapshot_every
                 await self._read_tail(store, model, latest=False)
                 reread = False  # the load may come from a replica behind the follower: then read the rest from the leader
                 for raw in model.live_buffer:  # what the follower delivered meanwhile (more may arrive while we read)
@@ -274,7 +276,7 @@ class Repository:
         return model
 
     def _maybe_snapshot(self, model: BoundaryModel) -> None:
-        if self.snapshots is None or model.since_snapshot < self.snapshot_every or not model.ready:
+        if self.snapshots is None or model.since_snapshot < self.snapshot_every or not model.ready or not model.position:
             return
         model.since_snapshot = 0
         task = asyncio.get_running_loop().create_task(self.snapshots.put(model))

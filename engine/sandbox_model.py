@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from eventsourcing.domain import event
 
 from agentledger.engine.boundary_model import COMMAND_WINDOW, BoundaryModel
@@ -22,9 +20,7 @@ from agentledger.schemas.events import (
     SandboxResumed,
     SandboxResumeRequested,
 )
-from agentledger.schemas.sandboxes import SandboxOp, SandboxOptions, SandboxStatus
-
-SandboxIntent = Literal["running", "paused", "destroyed"]
+from agentledger.schemas.sandboxes import SandboxIntent, SandboxOp, SandboxOptions, SandboxStatus
 
 
 class SandboxState(BoundaryModel):

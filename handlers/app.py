@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -18,12 +20,15 @@ from agentledger.engine.service import CommandService
 from agentledger.engine.snapshots import SnapshotStore
 from agentledger.engine.store import RawEvent
 from agentledger.handlers.auth.identity import TenantDirectory
+from agentledger.handlers.auth.keys import snapshot_key
+from agentledger.handlers.auth.permissions import EFFECTS_INBOX
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.pipeline import RequestPipeline
 from agentledger.handlers.process import LedgerProcess
 from agentledger.handlers.responder import Responder
 from agentledger.handlers.workers import (
     effects_worker,
+    nats_query,
     nats_sender,
     process_manager_worker,
     provider_catalog,
@@ -56,16 +61,28 @@ class Engine(LedgerProcess):
                                    "or one worker's", ("reader",),
                                    lambda: {("engine",): self.models.quarantine.count,
                                             **{(w.durable,): w.quarantine.count for w in self.workers}})
+        self.metrics.read_counter("agentledger_quarantined_snapshots", "Snapshots refused because their seal did not "
+                                  "verify (not written by an engine of this deployment): ignored, the boundary read "
+                                  "from the log", lambda: self.models.snapshots.quarantined if self.models.snapshots else 0)
 
     def _repository(self, snapshots: SnapshotStore | None = None) -> Repository:
         cfg = self.config
         return Repository(cfg.subjects, cache_size=cfg.cache_size, snapshots=snapshots, snapshot_every=cfg.snapshot_every)
 
+    def _snapshot_key(self) -> bytes:
+        """From the engine's credentials, so every replica with the deployment's engine.creds seals and
+        verifies alike; without credentials (a server without authentication) a key of this process's own."""
+        cfg = self.config
+        if cfg.creds is None:
+            log.warning("no credentials: snapshots are sealed with a key of this process only")
+            return os.urandom(32)
+        return snapshot_key(Path(cfg.creds).read_text(), cfg.stream)
+
     async def start(self, serve: bool = True) -> None:
         cfg = self.config
         store = await self._connect()
         await store.ensure_stream(cfg.subjects.stream_subjects, replicas=cfg.replicas)
-        self.models = self._repository(await SnapshotStore.open(store.js, cfg.stream, cfg.replicas))
+        self.models = self._repository(await SnapshotStore.open(store.js, cfg.stream, self._snapshot_key(), cfg.replicas))
         # Nothing is replayed: models load on demand, and the follower starts at the stream's head.
         head = (await store.js.stream_info(cfg.stream)).state.last_seq
         self.models.position = head
@@ -79,7 +96,8 @@ class Engine(LedgerProcess):
         if cfg.process_manager:
             workers.append(process_manager_worker(cfg, store, send, self.models.quarantine))
         if cfg.sandbox_dir is not None:
-            workers.append(effects_worker(cfg, store, send, self.models.quarantine, metrics=self.metrics))
+            workers.append(effects_worker(cfg, store, send, self.queries.execute, self.models.quarantine,
+                                          metrics=self.metrics))
         await self._start_workers(workers)
         if serve:
             assert self.nc is not None
@@ -161,6 +179,7 @@ class EffectsProcess(LedgerProcess):
     """An effect handler on its own: sandboxes live where this runs; the engine may be elsewhere."""
 
     role = "effects"
+    inbox_prefix = EFFECTS_INBOX  # its identity may read no other inbox of the engine's account
 
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
@@ -171,8 +190,9 @@ class EffectsProcess(LedgerProcess):
     async def start(self) -> None:
         store = await self._connect()
         assert self.nc is not None
-        await self._start_workers([effects_worker(self.config, store, nats_sender(self.nc, self.config.subjects),
-                                                  metrics=self.metrics)])
+        subjects = self.config.subjects
+        await self._start_workers([effects_worker(self.config, store, nats_sender(self.nc, subjects),
+                                                  nats_query(self.nc, subjects), metrics=self.metrics)])
 
     async def stop(self) -> None:
         await self._stop_workers()

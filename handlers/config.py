@@ -35,6 +35,7 @@ class EngineConfig:
     reconnect: Reconnect = field(default_factory=Reconnect)  # past its budget a lost NATS ends the process
     worker_retry_delay: float = 0.05  # first backoff of a failing worker event (doubling, at most 5 s)
     worker_max_attempts: int = 8  # a worker event failing this often is parked (`agentledger workers parked`)
+    worker_check_every: float = 5.0  # seconds between a worker's checks that its durable consumer still exists
     effects_concurrency: int = 16  # sandboxes the effect handler works on at once (each one's requests in order)
     creds: str | Path | None = None  # this replica's NATS credentials (.creds); None: the server needs none
     tenants_bucket: str = TENANTS_BUCKET  # where `tenant add` records which account is which tenant

@@ -18,6 +18,14 @@ hand, being handled or waiting in its lane, has its ack timer reset every third 
 however long that takes (an exec runs for minutes): JetStream delivers an event again only when
 the worker that held it stopped (or lost its connection for longer than `ack_wait`), and
 `delivery()` tells a handler which delivery it is handling.
+
+The consumer itself may vanish (deleted by an operator, or by anyone who could): a fetch then
+finds no one answering, and a check every `check_every` seconds finds it gone even when idle.
+The worker then makes it again with its configuration, starting after the acknowledged floor it
+last saw (not from the start of the log: the floor is lost with the consumer), and counts and
+logs it; `missing` says so (readiness reports it) until the consumer is back. What lies between
+that floor and where the old consumer had got to comes again, which command ids derived from the
+events make harmless.
 """
 
 from __future__ import annotations
@@ -71,7 +79,8 @@ class DurableWorker:
     def __init__(self, js: JetStreamContext, stream: str, subject_filter: str | list[str], durable: str,
                  handler: Handler, subjects: Subjects, ack_wait: float = 30.0, retry_delay: float = 0.05,
                  max_retry_delay: float = 5.0, max_attempts: int = 8, quarantine: admission.Quarantine | None = None,
-                 key: Callable[[str], str] | None = None, concurrency: int = 1, on_park: OnPark | None = None) -> None:
+                 key: Callable[[str], str] | None = None, concurrency: int = 1, on_park: OnPark | None = None,
+                 check_every: float = 5.0) -> None:
         self.js, self.stream, self.durable = js, stream, durable
         self.filters = [subject_filter] if isinstance(subject_filter, str) else list(subject_filter)
         self.subjects = subjects
@@ -93,23 +102,101 @@ class DurableWorker:
         self.handled = 0
         self.parked = 0  # messages given up on (also in the parking lot)
         self.retries = 0
+        self.check_every = check_every  # seconds between checks that the consumer still exists
+        self.missing: str | None = None  # why the consumer is not there, until it is made again
+        self.recreated = 0
+        self.floor = 0  # the consumer's acknowledged floor (stream position) as last seen
+        self._watching: asyncio.Task[None] | None = None
+        self._checking = asyncio.Lock()
 
-    def config(self) -> ConsumerConfig:
+    def config(self, start_after: int = 0) -> ConsumerConfig:
+        """The consumer this worker reads: from the start of the log, or after `start_after`."""
         one = len(self.filters) == 1
+        start = {"deliver_policy": DeliverPolicy.ALL} if not start_after else \
+            {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start_after + 1}
         return ConsumerConfig(durable_name=self.durable, name=self.durable, ack_policy=AckPolicy.EXPLICIT,
-                              max_ack_pending=self.concurrency, deliver_policy=DeliverPolicy.ALL,
-                              filter_subject=self.filters[0] if one else None,
-                              filter_subjects=None if one else self.filters, ack_wait=self.ack_wait)
+                              max_ack_pending=self.concurrency, filter_subject=self.filters[0] if one else None,
+                              filter_subjects=None if one else self.filters, ack_wait=self.ack_wait, **start)
 
     async def start(self) -> None:
         self._lot = await ParkingLot.open(self.js, self.stream)
-        try:  # create, or bring an existing consumer to this build's filters and concurrency
-            await self.js.add_consumer(self.stream, self.config())
-        except nats.js.errors.APIError as e:
-            log.warning("%s: consumer not updated (%s); using it as it is", self.durable, e.description)
+        await self._ensure_consumer()
         self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
         self._task = asyncio.create_task(self._run(self._sub), name=f"worker-{self.durable}")
         self._keeping = asyncio.create_task(self._keep_in_hand(), name=f"keep-{self.durable}")
+        self._watching = asyncio.create_task(self._watch(), name=f"watch-{self.durable}")
+
+    # -- the consumer itself --------------------------------------------------------------------
+    async def _ensure_consumer(self) -> None:
+        """Create the consumer, or bring an existing one to this build's filters and concurrency (where
+        it starts is kept: that cannot change, and one made again starts after a floor)."""
+        start_after = 0
+        try:
+            info = await self.js.consumer_info(self.stream, self.durable)
+            self.floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+            if info.config.deliver_policy == DeliverPolicy.BY_START_SEQUENCE and info.config.opt_start_seq:
+                start_after = info.config.opt_start_seq - 1
+            if self._as_configured(info.config):
+                return
+        except nats.js.errors.NotFoundError:
+            pass
+        try:
+            await self.js.add_consumer(self.stream, self.config(start_after))
+        except (nats.js.errors.APIError, nats.errors.TimeoutError) as e:
+            log.warning("%s: consumer not updated (%s); using it as it is", self.durable, e)
+
+    def _as_configured(self, existing: ConsumerConfig) -> bool:
+        """Does the consumer already read what this build would have it read, as it would?"""
+        ours = self.config()
+        return (existing.filter_subject, sorted(existing.filter_subjects or []), existing.max_ack_pending,
+                existing.ack_wait, existing.ack_policy) == (ours.filter_subject, sorted(ours.filter_subjects or []),
+                                                             ours.max_ack_pending, ours.ack_wait, ours.ack_policy)
+
+    async def _watch(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.check_every)
+            try:
+                await self._check_consumer()
+            except Exception:  # a check that fails in a way not foreseen must not end the watch
+                log.exception("%s: consumer check failed", self.durable)
+
+    async def _check_consumer(self) -> None:
+        """Is the consumer still there? Note its floor if so; make it again if it is gone."""
+        async with self._checking:  # the watch and a failed fetch may both ask
+            await self._check_consumer_once()
+
+    async def _check_consumer_once(self) -> None:
+        try:
+            info = await self.js.consumer_info(self.stream, self.durable)
+        except nats.js.errors.NotFoundError:
+            await self._recreate()
+            return
+        except (nats.errors.Error, TimeoutError) as e:  # cannot tell now (reconnecting, an election): next time
+            log.debug("%s: consumer check: %s", self.durable, e)
+            return
+        if info.ack_floor is not None:
+            self.floor = max(self.floor, int(info.ack_floor.stream_seq or 0))
+        self.missing = None
+
+    async def _recreate(self) -> None:
+        self.missing = f"consumer {self.durable} missing"
+        log.error("%s: the durable consumer is gone; making it again after position %d", self.durable, self.floor)
+        try:
+            await self.js.add_consumer(self.stream, self.config(self.floor))
+        except nats.js.errors.APIError as e:
+            try:  # another replica made it first (with its own start): it is back either way
+                await self.js.consumer_info(self.stream, self.durable)
+            except (nats.errors.Error, TimeoutError):
+                log.error("%s: cannot make the consumer again: %s", self.durable, e.description)
+                return
+            self.missing = None
+            return
+        except (nats.errors.Error, TimeoutError) as e:
+            log.error("%s: cannot make the consumer again: %s", self.durable, e)
+            return
+        self.recreated += 1
+        self.missing = None
+        log.warning("%s: consumer made again; events after position %d come (again)", self.durable, self.floor)
 
     # -- fetching ---------------------------------------------------------------------------
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
@@ -123,12 +210,24 @@ class DurableWorker:
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
                 return
+            except (nats.js.errors.ServiceUnavailableError, nats.js.errors.NotFoundError):
+                await self._consumer_unanswered()
+                continue
             except Exception:
                 log.exception("%s: fetch failed", self.durable)
                 await asyncio.sleep(self.max_retry_delay)
                 continue
             for msg in msgs:
                 self._take(msg)
+
+    async def _consumer_unanswered(self) -> None:
+        """Nobody answered a fetch: the consumer may be gone (checked, and made again), or briefly
+        without a leader (then wait a little before fetching again)."""
+        await self._check_consumer()
+        if self.missing is not None:
+            await asyncio.sleep(self.max_retry_delay)
+        else:
+            await asyncio.sleep(self.retry_delay)
 
     def _take(self, msg: Msg) -> None:
         key = self.key(msg.subject)
@@ -245,13 +344,13 @@ class DurableWorker:
         The flag matters: a pull fetch can turn a cancellation into its own timeout error, which
         the loop treats as "nothing yet", so cancelling alone may not end it."""
         self._stopping = True
-        tasks = [t for t in (self._task, self._keeping, *self._lanes) if t is not None]
+        tasks = [t for t in (self._task, self._keeping, self._watching, *self._lanes) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._task = self._keeping = None
+        self._task = self._keeping = self._watching = None
         self._lanes.clear()
         self._queues.clear()
         self._in_hand = 0

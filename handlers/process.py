@@ -25,6 +25,7 @@ log = logging.getLogger("agentledger")
 
 class LedgerProcess:
     role = "process"  # names the connection (`agentledger-<role>`) and its metrics
+    inbox_prefix = "_INBOX"  # where replies to this process's requests come back
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -48,7 +49,7 @@ class LedgerProcess:
         cfg = self.config
         drop_malformed_messages()  # no frame a client sends may stop this connection's reading
         self.nc = await nats.connect(servers=cfg.servers, name=f"agentledger-{self.role}", **connect_options(cfg),
-                                     **self.watch.options(cfg.reconnect))
+                                     inbox_prefix=self.inbox_prefix, **self.watch.options(cfg.reconnect))
         await self.watch.check_reading(self.nc, cfg.reconnect)  # and if reading stops anyway, the process exits
         # an appended event carries the trace of the command that made it
         self.store = EventStore(self.nc, cfg.stream, header_source=tracing.current_headers)

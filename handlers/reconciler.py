@@ -17,24 +17,24 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from agentledger.engine.admission import Quarantine
-from agentledger.engine.repository import Repository
-from agentledger.engine.sandbox_model import SandboxState
-from agentledger.engine.store import EventStore
-from agentledger.engine.subjects import Subjects
 from agentledger.handlers.durable import DurableWorker
+from agentledger.handlers.effects import Query
 from agentledger.handlers.process_manager import Send
 from agentledger.providers.base import SandboxProvider, SandboxRef
 from agentledger.schemas.commands import SandboxDestroy
 from agentledger.schemas.common import Actor
+from agentledger.schemas.queries import Query as Query_
+from agentledger.schemas.queries import SandboxGet, SandboxListLive, SandboxListResult, SandboxResult, SandboxView
 
 log = logging.getLogger("agentledger.reconciler")
 RECONCILER = Actor(kind="system", id="sys_sandbox_reconciler")
 LOST = "lost: gone at the provider"
+ROUTE = "tnt_deployment"  # a tenant token for the deployment's own queries: `sandbox.list_live` spans tenants
+R = TypeVar("R")
 
 
 @dataclass
@@ -44,42 +44,51 @@ class ReconcileReport:
 
 
 class Reconciler:
-    def __init__(self, store: EventStore, subjects: Subjects, stream: str, providers: dict[str, SandboxProvider],
-                 send: Send, every: float = 60.0, quarantine: Quarantine | None = None) -> None:
-        self.store, self.subjects, self.stream = store, subjects, stream
-        self.models = Repository(subjects, cache_size=1000, quarantine=quarantine)
-        self.providers, self.send, self.every = providers, send, every
+    """Compares the provider's sandboxes with the ledger's, as the engines answer for it (`sandbox.get`,
+    `sandbox.list_live`): like the effect handler, it never reads the log itself."""
+
+    def __init__(self, query: Query, providers: dict[str, SandboxProvider], send: Send, every: float = 60.0) -> None:
+        self.query, self.providers, self.send, self.every = query, providers, send, every
         self.orphans = 0  # destroyed since start
         self.lost = 0  # reported since start
         self.runs = 0
         self.failures = 0
         self._task: asyncio.Task[None] | None = None
 
-    async def _ledger(self, ref: SandboxRef) -> SandboxState:
-        state = self.models.sandbox(ref.tenant_id, ref.sandbox_id)
-        await self.models.refresh(self.store, state)
-        return state
+    async def _ask(self, tenant: str, query: Query_, result: type[R]) -> R | None:
+        """The query's result; None for `not_found`; any other refusal ends this pass (tried again next time)."""
+        reply = await self.query(tenant, query.NAME, msgspec.json.encode(query))
+        if reply.error is not None:
+            if type(reply.error).__struct_config__.tag == "not_found":
+                return None
+            raise RuntimeError(f"{query.NAME}: {reply.error.message}")
+        return msgspec.convert(reply.result, result)
+
+    async def _ledger(self, ref: SandboxRef) -> SandboxView | None:
+        found = await self._ask(ref.tenant_id, SandboxGet(sandbox_id=ref.sandbox_id), SandboxResult)
+        return None if found is None else found.sandbox
 
     @staticmethod
-    def _dead(state: SandboxState) -> bool:
-        return not state.exists or (state.intent == "destroyed" and not state.pending)
+    def _dead(view: SandboxView | None) -> bool:
+        return view is None or (view.intent == "destroyed" and not view.pending)
 
     @staticmethod
-    def _live(state: SandboxState) -> bool:
-        return state.exists and state.intent != "destroyed" and not state.pending and state.status in ("running", "paused")
+    def _live(view: SandboxView | None) -> bool:
+        return (view is not None and view.intent != "destroyed" and not view.pending
+                and view.status in ("running", "paused"))
 
-    async def _ledger_candidates(self) -> set[SandboxRef]:
-        """Sandboxes the log says were created and not destroyed (read from its subjects, not replayed)."""
-        found: dict[str, set[SandboxRef]] = {}
-        for kind in ("sandbox.created", "sandbox.destroyed"):
-            refs: set[SandboxRef] = set()
-            for pattern in self.subjects.sandbox_events_of((kind,)):
-                info = await self.store.js.stream_info(self.stream, subjects_filter=pattern)
-                for subject in (info.state.subjects or {}):
-                    named = self.subjects.parse_boundary(self.subjects.boundary_of(subject))
-                    refs.add(SandboxRef(named.tenant, named.entity))
-            found[kind] = refs
-        return found["sandbox.created"] - found["sandbox.destroyed"]
+    async def _ledger_candidates(self) -> list[tuple[SandboxRef, SandboxView]]:
+        """Every tenant's sandboxes created and not destroyed, a page at a time (the subject's tenant only routes)."""
+        found: list[tuple[SandboxRef, SandboxView]] = []
+        after = 0
+        while True:
+            page = await self._ask(ROUTE, SandboxListLive(after=after, limit=1000), SandboxListResult)
+            if page is None:
+                return found
+            found += [(SandboxRef(live.tenant_id, live.sandbox.sandbox_id), live.sandbox) for live in page.sandboxes]
+            if not page.more:
+                return found
+            after = page.next_after
 
     async def run_once(self) -> ReconcileReport:
         report = ReconcileReport()
@@ -93,16 +102,14 @@ class Reconciler:
                     self.orphans += 1
                     log.warning("reconciler: destroyed orphan sandbox %s/%s at provider %s (not live in the ledger)",
                                 ref.tenant_id, ref.sandbox_id, name)
-        for ref in sorted(await self._ledger_candidates(), key=lambda r: (r.tenant_id, r.sandbox_id)):
-            state = self.models.sandbox(ref.tenant_id, ref.sandbox_id)
-            await self.models.loaded(self.store, state)
-            provider = self.providers.get(state.provider)
-            if provider is None or not self._live(state):
+        for ref, view in sorted(await self._ledger_candidates(), key=lambda c: (c[0].tenant_id, c[0].sandbox_id)):
+            provider = self.providers.get(view.provider)
+            if provider is None or not self._live(view):
                 continue
             if (await provider.status(ref)).exists:
                 continue
             state = await self._ledger(ref)  # asked after the provider said it is gone
-            if not self._live(state):
+            if state is None or not self._live(state):
                 continue
             command = SandboxDestroy(command_id=f"rc-lost-{ref.sandbox_id}-{state.position}", actor=RECONCILER,
                                      sandbox_id=ref.sandbox_id, reason=f"{LOST} {state.provider}")

@@ -25,10 +25,13 @@ from agentledger.schemas.queries import (
     QUERIES,
     EventsPage,
     EventsRead,
+    LiveSandbox,
     QuarantineList,
     QuarantineResult,
     Query,
     SandboxGet,
+    SandboxListLive,
+    SandboxListResult,
     SandboxResult,
     SessionGet,
     SessionResult,
@@ -91,6 +94,26 @@ class QueryService:
 
         return list(await asyncio.gather(*(load(t) for t in thread_ids)))
 
+    async def _live_sandboxes(self, query: SandboxListLive) -> SandboxListResult:
+        """Every tenant's sandboxes whose creation was recorded after `query.after` (one batched read
+        of the `sandbox.created` subjects), each from its model, leaving out those destroyed."""
+        subjects = self.models.subjects
+        (created,) = subjects.sandbox_events_of(("sandbox.created",))
+        raws = await self.store.read(created, after=query.after, limit=query.limit + 1)
+        page = raws[:query.limit]
+        slots = asyncio.Semaphore(LOADS_AT_ONCE)
+
+        async def load(subject: str) -> SandboxState:
+            named = subjects.parse_boundary(subjects.boundary_of(subject))
+            async with slots:
+                return await self.models.loaded(self.store, self.models.sandbox(named.tenant, named.entity))
+
+        states = await asyncio.gather(*(load(raw.subject) for raw in page))
+        live = [LiveSandbox(tenant_id=s.tenant_id, sandbox=sandbox_view(s)) for s in states
+                if s.exists and not (s.intent == "destroyed" and s.status == "destroyed" and not s.pending)]
+        return SandboxListResult(sandboxes=live, next_after=page[-1].position if page else query.after,
+                                 more=len(raws) > query.limit)
+
     async def _session_thread(self, tenant: str, session_id: str) -> ThreadState:
         thread_id = await self.models.resolve_session(self.store, tenant, session_id)
         if thread_id is None:
@@ -127,6 +150,8 @@ class QueryService:
                 return TreeResult(tree(state, state.sessions[query.session_id]))
             case SandboxGet():
                 return SandboxResult(sandbox_view(await self._sandbox(tenant, query.sandbox_id)))
+            case SandboxListLive():
+                return await self._live_sandboxes(query)
             case EventsRead():
                 read = await self._reader(tenant, query)
                 if query.before is None:

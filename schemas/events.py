@@ -264,13 +264,14 @@ AnyEvent = (
 )
 
 
-Role = Literal["member", "auditor", "admin", "engine"]
+Role = Literal["member", "auditor", "admin", "engine", "effects"]
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """Who sent a command, as the broker authenticated it (never a field of the command): the
     user named in its credentials, its role, and its public nkey when it is a tenant's user.
-    Commands from inside the engine's own account are the deployment's (`admin`) or the engine's."""
+    Commands from inside the engine's own account are the deployment's (`admin`), the engine's, or
+    the effect handler's (`effects`: sandbox outcomes, on the subject only it may publish on)."""
 
     id: str
     role: Role

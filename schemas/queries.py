@@ -19,7 +19,7 @@ from agentledger.schemas.common import (
 )
 from agentledger.schemas.events import ForkPoint, StoredEvent
 from agentledger.schemas.ids import EdgeId, ProjectId, SandboxId, SessionId, SummaryId, TenantId, ThreadId
-from agentledger.schemas.sandboxes import SandboxBinding
+from agentledger.schemas.sandboxes import SandboxBinding, SandboxIntent, SandboxOp, SandboxStatus
 
 
 class Query(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -93,6 +93,18 @@ class SandboxGet(Query, kw_only=True):
     sandbox_id: SandboxId
 
 
+class SandboxListLive(Query, kw_only=True):
+    """List the deployment's sandboxes, every tenant's, created and not destroyed (the deployment's only).
+
+    What a reconciler compares with its provider, without reading the log itself: those whose
+    creation was recorded after position `after`, at most `limit` creations per page, oldest
+    first; ask again from `next_after` while `more` is true. The subject's tenant only routes it."""
+
+    NAME: ClassVar[str] = "sandbox.list_live"
+    after: NonNegInt = 0
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+
+
 class QuarantineList(Query, kw_only=True):
     """List log messages skipped because they failed admission (an operator's query)."""
 
@@ -102,7 +114,7 @@ class QuarantineList(Query, kw_only=True):
 
 
 QUERIES: dict[str, type[Query]] = {q.NAME: q for q in (ThreadGet, ThreadList, SessionGet, SessionTree, EventsRead, SandboxGet,
-                                                        QuarantineList)}
+                                                        SandboxListLive, QuarantineList)}
 
 
 class SessionRef(msgspec.Struct, frozen=True):
@@ -223,20 +235,32 @@ class EventsPage(msgspec.Struct, frozen=True):
 
 class SandboxView(msgspec.Struct, frozen=True, kw_only=True):
     sandbox_id: SandboxId
-    status: str
-    intent: str
+    status: SandboxStatus
+    intent: SandboxIntent
     provider: str
     owner_session_id: SessionId | None
     thread_id: ThreadId | None
     forked_from: SandboxId | None
     location: str | None
-    pending: list[str]
+    pending: list[SandboxOp]  # the ops requested and not yet carried out, oldest first
+    pending_positions: list[int]  # the log position of each request in `pending`
     last_error: str | None
     position: int
 
 
 class SandboxResult(msgspec.Struct, frozen=True):
     sandbox: SandboxView
+
+
+class LiveSandbox(msgspec.Struct, frozen=True, kw_only=True):
+    tenant_id: TenantId
+    sandbox: SandboxView
+
+
+class SandboxListResult(msgspec.Struct, frozen=True, kw_only=True):
+    sandboxes: list[LiveSandbox]
+    next_after: int = 0  # the position to ask `after` for the next page (the last creation read)
+    more: bool = False
 
 
 class Quarantined(msgspec.Struct, frozen=True, kw_only=True):
@@ -262,5 +286,6 @@ QUERY_RESULTS: dict[str, type[msgspec.Struct]] = {
     SessionTree.NAME: TreeResult,
     EventsRead.NAME: EventsPage,
     SandboxGet.NAME: SandboxResult,
+    SandboxListLive.NAME: SandboxListResult,
     QuarantineList.NAME: QuarantineResult,
 }

@@ -14,6 +14,7 @@ from agentledger.schemas.ids import END, SandboxId, SessionId
 SandboxMode = Literal["new", "continue", "fork", "inherit"]
 ShutdownPolicy = Literal["destroy", "pause", "keep", "pause-until-parent-close"]
 SandboxStatus = Literal["creating", "running", "paused", "destroyed", "failed"]
+SandboxIntent = Literal["running", "paused", "destroyed"]  # what was last asked of a sandbox
 SandboxOp = Literal["create", "fork", "pause", "resume", "destroy", "exec"]
 ProviderName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,31}" + END)]
 

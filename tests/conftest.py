@@ -53,15 +53,19 @@ async def nats_server(tmp_path_factory: pytest.TempPathFactory, deployment: Depl
 
 def config_for(deployment: Deployment, url: str, **fields: Any) -> EngineConfig:
     """An EngineConfig with the engine's credentials (for tests that run their own servers);
-    `effects_creds(config)` is the effect handler's, beside them."""
-    deployment.creds_path("effects")
+    `effects_creds(config)` writes the effect handler's for it, beside them."""
     return EngineConfig(nats_url=url, creds=deployment.creds_path("engine"), **fields)
 
 
 def effects_creds(config: EngineConfig) -> str:
-    """The effect handler's own credentials (it may not append, nor serve requests)."""
+    """The effect handler's own credentials for this config's prefix and stream (its permissions are
+    an allow-list naming its own consumer): it may not append, serve requests, or read the log."""
     assert config.creds is not None
-    return str(Path(config.creds).with_name("effects.creds"))
+    auth = Path(config.creds).parent
+    path = auth / f"effects-{config.prefix}.creds"
+    if not path.exists():
+        Deployment.write(Deployment.open(auth).engine_creds("effects", prefix=config.prefix, stream=config.stream), path)
+    return str(path)
 
 
 async def connect(deployment: Deployment, url: str | list[str], role: Literal["engine", "effects", "admin"] = "admin",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentledger.cli.asyncapi import asyncapi
+from agentledger.handlers.auth.permissions import EFFECTS_COMMANDS
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.contract import event_types
 from agentledger.schemas.queries import QUERIES
@@ -34,10 +35,13 @@ def test_every_request_reply_and_event_has_its_payload() -> None:
     for kind, table, letters in (("command", COMMANDS, "cmd"), ("query", QUERIES, "qry")):
         for name, struct in table.items():
             channel = doc["channels"][f"{kind}.{name}"]
-            assert channel["address"] == f"ledger.{letters}.{{tenant}}.{name}"
+            on = "fx" if name in EFFECTS_COMMANDS else letters  # the effect handler's commands: its own subject
+            assert channel["address"] == f"ledger.{on}.{{tenant}}.{name}"
             assert payload(channel["messages"]["request"])["title"] == struct.__name__
             reply = doc["operations"][name]["reply"]["messages"][0]["$ref"].rsplit("/", 1)[1]
             assert payload(doc["channels"]["replies"]["messages"][reply])["oneOf"], name  # a union on ok
+            if kind == "command":
+                assert (doc["operations"][name]["x-roles"] == ["effects"]) == (name in EFFECTS_COMMANDS), name
     events = {m["$ref"].rsplit("/", 1)[1].removeprefix("event."): payload(m) for c in doc["channels"].values()
               if c["address"] and ".evt." in c["address"] for m in c["messages"].values()}
     assert set(events) == {str(e.__struct_config__.tag) for e in event_types()}

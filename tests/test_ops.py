@@ -22,7 +22,7 @@ from agentledger.handlers.nats_server import EmbeddedNats, free_port
 from agentledger.handlers.observability.health import EngineProbe
 from agentledger.handlers.observability.http import OpsServer
 from agentledger.handlers.observability.logs import JsonFormatter, bind
-from tests.conftest import AGENT, Client_
+from tests.conftest import AGENT, Client_, effects_creds
 from tests.ops_support import get, samples, value
 from tests.sandbox_support import destroy_all, eventually, settled
 
@@ -163,11 +163,11 @@ def test_json_log_line_carries_level_logger_bound_ids_and_the_error_on_one_line(
 
 
 async def test_effect_handler_on_its_own_serves_health_and_metrics_and_stops_with_0(
-        engine: Engine, deployment: Deployment, tmp_path: Path) -> None:
+        engine: Engine, tmp_path: Path) -> None:
     cfg, port = engine.config, free_port()
     proc = await asyncio.create_subprocess_exec(
         AGENTLEDGER, "--log-format", "json", "effects", "--nats-url", cfg.nats_url, "--prefix", cfg.prefix,
-        "--stream", cfg.stream, "--creds", str(deployment.creds_path("effects")), "--sandbox-dir",
+        "--stream", cfg.stream, "--creds", effects_creds(cfg), "--sandbox-dir",
         str(tmp_path / "fx"), "--http-port", str(port), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None

@@ -140,6 +140,11 @@ async def scenario(c: Recorder) -> None:
         ("session.get", {"session_id": "ses_none"}), ("thread.get", {"thread_id": "bad id"}),
     ]:
         await c.qry(query, **fields)
+    tenants, c.tenants = c.tenants, None  # the deployment's own query, asked through its connection
+    try:
+        await c.qry("sandbox.list_live", limit=2)
+    finally:
+        c.tenants = tenants
     after = 0
     while True:
         page = await c.qry("events.read", after=after, limit=7)

@@ -11,6 +11,8 @@ own (the system account's, a tenant account's provisioner) expire minutes after 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -80,12 +82,25 @@ def _pub(kp: nkeys.KeyPair) -> str:
     return kp.public_key.decode()
 
 
-def user_key_of(creds_text: str) -> str:
-    """The user public key of a `.creds` file, from its seed (as a NATS client derives it)."""
+def _seed_of(creds_text: str) -> str:
     match = re.search(r"-{3,}BEGIN USER NKEY SEED-{3,}\s*(\S+)\s*-{3,}END USER NKEY SEED", creds_text)
     if match is None:
         raise ValueError("not a .creds file: no user nkey seed in it")
-    return _pub(nkeys.from_seed(match.group(1).encode()))
+    return match.group(1)
+
+
+def user_key_of(creds_text: str) -> str:
+    """The user public key of a `.creds` file, from its seed (as a NATS client derives it)."""
+    return _pub(nkeys.from_seed(_seed_of(creds_text).encode()))
+
+
+def snapshot_key(creds_text: str, stream: str) -> bytes:
+    """The key engines sign snapshots with: HMAC-SHA256 keyed by the engine user's nkey seed (the
+    secret of its `.creds` file, 32 random bytes) over a label and the stream. Every replica started
+    with the deployment's `engine.creds` derives the same key; no other identity (effect handler,
+    admin, tenants) holds that seed, so none can write a snapshot an engine accepts."""
+    seed = _seed_of(creds_text).encode()
+    return hmac.new(seed, b"agentledger snapshots v1\0" + stream.encode(), hashlib.sha256).digest()
 
 
 def is_user_key(key: str) -> bool:
@@ -263,9 +278,15 @@ class Deployment:
         return Creds(_CREDS.format(jwt=claims.encode(account), seed=user.seed.decode()), _pub(user),
                      claims.exp or None)
 
-    def engine_creds(self, role: EngineRole = "engine", name: str | None = None) -> Creds:
+    def engine_creds(self, role: EngineRole = "engine", name: str | None = None, prefix: str | None = None,
+                     stream: str | None = None, grant: Grant | None = None) -> Creds:
+        """A user of the engine's account. Its permissions name the deployment's prefix and stream;
+        `prefix`/`stream` write them for another (the test suite's deployment serves any prefix,
+        and the effect handler's allow-list names its own consumer on one stream). `grant` gives
+        narrower permissions than the role's own (an operator's restricted user)."""
         assert role in ENGINE_ROLES
-        return self._user(self._engine, name or role, [ROLE_TAG + role], engine_grant(self.prefix, role))
+        grant = grant or engine_grant(prefix or self.prefix, stream or self.stream, role)
+        return self._user(self._engine, name or role, [ROLE_TAG + role], grant)
 
     def system_creds(self) -> Creds:
         """The system account's user, to push one account JWT: minted for each push, expiring soon after."""
