@@ -82,13 +82,13 @@ UNREACHABLE_RUNS = [
 ]
 
 
-async def test_timeout_bounds_connecting_to_a_closed_port() -> None:
+async def test_a_closed_port_fails_at_once_not_after_the_timeout() -> None:
     url = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
-    runs = await asyncio.gather(*(agentledger(*args, "--nats-url", url, "--timeout", "0.5") for args in UNREACHABLE_RUNS))
+    # a timeout far beyond HANG: a run that waited for it would be reported stuck
+    runs = await asyncio.gather(*(agentledger(*args, "--nats-url", url, "--timeout", "3600") for args in UNREACHABLE_RUNS))
     for args, (code, out, err) in zip(UNREACHABLE_RUNS, runs, strict=True):
-        assert (code, out, len(err.splitlines())) == (EXIT_RETRYABLE, "", 1), (args, code, out, err)
-        assert err.startswith(f"error unavailable: cannot reach NATS at {url} within 0.5s: "), err
-        assert "Connect call failed" in err and err.endswith("(retryable)\n"), err
+        assert (code, out, err) == (EXIT_RETRYABLE, "", f"error unavailable: cannot reach NATS at {url}: connection "
+                                                        "refused (is the server running?) (retryable)\n"), args
 
 
 async def test_timeout_bounds_connecting_to_a_server_that_never_answers(silent_port: int) -> None:
@@ -111,7 +111,7 @@ async def test_a_server_without_jetstream_gets_one_line(plain_nats: str) -> None
         code, out, err = await agentledger(*args, "--nats-url", plain_nats)
         assert (code, out) == (EXIT_RETRYABLE, ""), (args, code, err)
         assert err.splitlines() == [f"error unavailable: no engine answers on ledger.qry.tnt_default.{query} "
-                                    "(check --nats-url and --prefix) (retryable)"], err
+                                    "(check the NATS URL and the prefix) (retryable)"], err
 
 
 async def test_version_and_shell_completion() -> None:

@@ -55,5 +55,5 @@ class NotAuthorised(LedgerError):
     code = "not_authorised"
 
     def __init__(self, server: str, creds: Path | None, reason: str) -> None:
-        super().__init__(f"NATS at {server} refused the credentials {creds}: {reason}")
+        super().__init__(f"NATS at {server} refused the credentials{f' in {creds}' if creds else ''}: {reason}")
         self.server, self.creds = server, creds

@@ -276,5 +276,5 @@ class Ledger(Groups):
         engine's own model (as `agentledger replay` does); with `diff`, what changed between the two."""
         from agentledger.client import replay
 
-        return await replay.replay(self._sender.answer, thread_id, at, diff, self.tenant)
+        return await replay.replay(self, thread_id, at, diff)
 

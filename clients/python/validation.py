@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
 
-from agentledger.client.api import exception
-from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.common import Actor
-from agentledger.schemas.errors import InvalidCommand, InvalidCommandDetails, PathError
 from agentledger.schemas.ids import END, id_pattern
-from agentledger.schemas.queries import QUERIES
+
+if TYPE_CHECKING:
+    from agentledger.schemas.errors import InvalidCommand
 
 S = TypeVar("S", bound=msgspec.Struct)
 _SHAPE = re.compile(r"^\^(?P<prefix>[A-Za-z0-9_]*)\[(?P<chars>[^\]]+)\]\{(?P<low>\d+),(?P<high>\d+)\}$")
@@ -45,6 +44,9 @@ def describe(pattern: str, what: str = "value") -> str:
 @cache
 def _patterns() -> dict[str, str]:
     """Every pattern of the contract's requests -> the words for what it constrains ("session id")."""
+    from agentledger.schemas.commands import COMMANDS
+    from agentledger.schemas.queries import QUERIES
+
     found: dict[str, str] = {id_pattern(p): f"{kind} actor id" for kind, p in _ACTOR_PREFIX.items()}
 
     def walk(t: mi.Type, description: str | None = None) -> None:
@@ -88,12 +90,16 @@ def humane(message: str) -> str:
 
 
 def invalid(message: str, path: str = "$") -> InvalidCommand:
+    from agentledger.schemas.errors import InvalidCommand, InvalidCommandDetails, PathError
+
     return InvalidCommand(message=f"invalid request: {message}" + ("" if path == "$" else f" (at {path})"),
                           details=InvalidCommandDetails(errors=[PathError(path, message)]))
 
 
 def check(cls: type[S], body: dict[str, Any]) -> S:
     """`body` as the request type, validated as the engine will validate it (InvalidCommand otherwise)."""
+    from agentledger.client.api import exception
+
     try:
         return msgspec.convert(body, cls)
     except msgspec.ValidationError as e:
