@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import importlib.abc
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
@@ -84,9 +87,34 @@ class Target:
         return Subjects(self.prefix)
 
 
+class _NoWebSockets(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None) -> None:
+        if name.partition(".")[0] == "aiohttp":
+            raise ModuleNotFoundError(f"{name} is not loaded by the CLI's NATS connections", name=name)
+
+
+def without_websockets(url: str) -> None:
+    """Import nats-py as if its optional WebSocket extra (aiohttp) were not installed.
+
+    nats-py imports aiohttp when it is imported, for its WebSocket transport, and that is about
+    half of what a command costs before it sends anything (docs/clients.md); a connection to
+    `nats://` or `tls://` never uses it. Once nats-py is loaded this changes nothing, and aiohttp
+    itself stays importable (the web timeline serves with it)."""
+    schemes = {server.strip().partition("://")[0] for server in url.split(",")}
+    if "nats.aio.transport" in sys.modules or "aiohttp" in sys.modules or schemes & {"ws", "wss"}:
+        return
+    finder = _NoWebSockets()
+    sys.meta_path.insert(0, finder)
+    try:
+        importlib.import_module("nats.aio.transport")
+    finally:
+        sys.meta_path.remove(finder)
+
+
 async def connection(target: Target, on_closed: Callable[[], None] | None = None) -> Connection:
     """The client's connection for a few requests; with `on_closed`, a long-lived one that rides out
     reconnects. `target.timeout` bounds the attempt; a refused connection or refused credentials end it at once."""
+    without_websockets(target.nats_url)
     from agentledger.client import credentials
     from agentledger.client.connection import connect as open_connection
 
@@ -115,7 +143,7 @@ async def request(target: Target, subject: str, body: bytes) -> bytes:
 def tool_connect(timeout: float = DEFAULT_TIMEOUT) -> Callable[[str, RawCredentials], Awaitable[Client]]:
     """How deployment tools (`tenant add`, `tenant revoke`) connect with the keys they hold: the
     client's connection, which fails at once and says why."""
-    from agentledger.client.connection import connect as open_connection
+    from agentledger.client.connection import connect as open_connection  # the deployment tools keep nats-py whole
 
     async def connect_with(url: str, creds: RawCredentials) -> Client:
         return (await open_connection(url, creds, timeout=timeout)).nc

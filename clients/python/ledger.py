@@ -107,15 +107,15 @@ class _Sender:
 
     async def send(self, subject: str, payload: bytes, decoder: msgspec.json.Decoder[Any], deadline: float | None = None,
                    timeout: float | None = None) -> Any:
-        """The decoded reply; retryable errors are retried with backoff until `deadline` seconds."""
+        """The decoded reply. A retryable error is sent again, with backoff, as long as the retry
+        starts within `deadline` seconds of the first attempt; then the last error is raised."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + (self.deadline if deadline is None else deadline)
         attempt = 0
         while True:
             sent = loop.time()
             try:
-                data = await self.connection.request(subject, payload, max(min(timeout or self.timeout, give_up - sent),
-                                                                            0.05), self.tenant)
+                data = await self.connection.request(subject, payload, timeout or self.timeout, self.tenant)
                 reply = decoder.decode(data)
                 if reply.ok:
                     return reply
@@ -128,7 +128,7 @@ class _Sender:
             pause = random.uniform(0, min(BACKOFF[1], BACKOFF[0] * 2**attempt))
             if isinstance(error, NoReply):  # it may still be decided: never retry before the engine's bound
                 pause = max(pause, sent + DECIDE_WITHIN - loop.time())
-            if loop.time() + pause >= give_up:
+            if loop.time() + pause > give_up:
                 raise error
             await asyncio.sleep(pause)
 
@@ -225,7 +225,8 @@ class Ledger(Groups):
         Defaults come from the environment: `NATS_URL` (else nats://127.0.0.1:4222),
         `AGENTLEDGER_TENANT` (tnt_default), `AGENTLEDGER_PREFIX` (ledger), `AGENTLEDGER_STREAM`
         (LEDGER), `AGENTLEDGER_ACTOR` (usr_client, the actor of commands that name none).
-        `timeout` bounds connecting and each request; `deadline` each call's retries.
+        `timeout` bounds connecting and each attempt of a request; a retry starts only within
+        `deadline` seconds of a call's first attempt.
         Raises CredsFileMissing, NoCredentials, NotAuthorised, or Unavailable (ConnectionRefused at once)."""
         env = os.environ if env is None else env
         found = credentials.find(creds, env=env, cwd=cwd)
