@@ -46,7 +46,7 @@ def test_every_request_reply_and_event_has_its_payload() -> None:
 def test_the_official_parser_accepts_it() -> None:
     r = node("asyncapi.mjs", str(DOC))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"parsed: {len(COMMANDS) + len(QUERIES) + 6} channels" in r.stdout, r.stdout
+    assert f"parsed: {len(COMMANDS) + len(QUERIES) + 7} channels" in r.stdout, r.stdout
 
 
 def test_the_parser_refuses_a_broken_document(tmp_path: Path) -> None:

@@ -128,3 +128,23 @@ async def test_version_and_shell_completion() -> None:
     assert "request-input" in complete("agentledger session re", 2)
     code, out, err = await agentledger("--show-completion", "bash")
     assert code == 0 and "_AGENTLEDGER_COMPLETE=complete_bash" in out, out + err
+
+
+def test_the_cli_loads_what_a_subcommand_needs_and_no_more(tmp_path: Path) -> None:
+    """`--version` loads typer and nothing of the ledger; a command loads its options and the client,
+    not the engine's store or processes, nor nats-py's WebSocket transport (aiohttp)."""
+    probe = ("import sys\nfrom agentledger.cli.main import main\nsys.argv = ['agentledger', *sys.argv[1:]]\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(' '.join(m if m.startswith('agentledger.') else m.split('.')[0] for m in sys.modules), file=sys.stderr)\n")
+
+    def loaded(*args: str) -> set[str]:
+        r = subprocess.run([sys.executable, "-c", probe, *args], env=ENV, capture_output=True, text=True, cwd=tmp_path)
+        return set(r.stderr.splitlines()[-1].split())
+
+    version = loaded("--version")
+    assert "typer" in version and not version & {"nats", "msgspec", "pydantic", "rich"}
+    assert not {m for m in version if m.startswith("agentledger.") and not m.startswith("agentledger.cli")}
+    command = loaded("thread", "get", "--thread-id", "thd_x", "--nats-url", f"nats://127.0.0.1:{free_port()}")
+    assert {"nats", "agentledger.client.connection", "agentledger.schemas.queries"} <= command
+    assert not command & {"aiohttp", "agentledger.engine.store", "agentledger.engine.service", "agentledger.handlers.app"}
+    assert not {m for m in command if m.startswith("agentledger.projections")}

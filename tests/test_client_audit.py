@@ -162,3 +162,19 @@ async def test_replay_is_what_agentledger_replay_shows(engine: Engine, engine_co
         if isinstance(value, Replay):  # the log may have grown between the two readings (other tests' events)
             shown["log_end"] = value.log_end
         assert shown == msgspec.to_builtins(value), args
+
+
+def test_the_asyncapi_document_describes_the_audit_stream() -> None:
+    from agentledger.cli.asyncapi import asyncapi
+    from agentledger.schemas.contract import event_types
+
+    doc = asyncapi()
+    channel, operation = doc["channels"]["audit.events"], doc["operations"]["audit.read"]
+    assert channel["address"] == "ledger.evt.{tenant}.>" and "AUDIT_LEDGER" in channel["description"]
+    assert set(channel["messages"]) == {str(e.__struct_config__.tag) for e in event_types()}
+    assert (operation["action"], operation["x-roles"]) == ("receive", ["auditor"])
+    headers = doc["components"]["schemas"]["EventHeaders"]
+    assert headers["required"] == ["Ledger-Expected-Position", "Ledger-Boundary"]
+    assert {"traceparent", "Nats-Stream-Source"} <= set(headers["properties"])
+    assert all(m["headers"] == {"$ref": "#/components/schemas/EventHeaders"}
+               for name, m in doc["components"]["messages"].items() if name.startswith("event."))
