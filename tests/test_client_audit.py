@@ -99,14 +99,12 @@ async def test_audit_yields_each_event_with_its_headers_and_resumes_with_the_sam
     await add_audit_stream(nats_server.url, deployment, "tnt_acme", engine_config.prefix, engine_config.stream)
     history = await _history(engine_config, member)
 
-    async with ledger_for(engine_config, auditor) as audit:  # first run: two events, then it stops
+    async with ledger_for(engine_config, auditor) as audit:  # first run: two events, then it stops and closes
         first: list[AuditRecord] = []
-        feed = audit.audit("auditor-1")
-        async for record in feed:
+        async for record in audit.audit("auditor-1"):
             first.append(record)
             if len(first) == 2:
                 break
-        await feed.aclose()
     assert [(r.position, r.event and r.event.type) for r in first] == history[:2]
     created = first[1]  # thread.created: the first event of its boundary
     assert created.event is not None and created.boundary == created.event.boundary == \

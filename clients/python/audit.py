@@ -11,7 +11,7 @@ ledger position itself is the engine stream's sequence, in `Nats-Stream-Source`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import msgspec
 from nats.aio.msg import Msg
@@ -70,7 +70,7 @@ def record(msg: Msg) -> AuditRecord:
 
 
 async def read(js: JetStreamContext, stream: str, subject: str, durable: str, after: int = 0, follow: bool = True,
-               batch: int = 100) -> AsyncIterator[AuditRecord]:
+               batch: int = 100) -> AsyncGenerator[AuditRecord, None]:
     """Each message of `stream` on `subject` through the durable pull consumer `durable`, skipping
     ledger positions up to `after`. A message is acknowledged when the next one is asked for, and
     those handed out but not yet acknowledged when the iteration stops are given back (nak), so

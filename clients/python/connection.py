@@ -40,8 +40,13 @@ class NoReply(Unavailable):
     """No reply in time: the engine may still decide the request."""
 
 
+class ConnectionClosed(Unavailable):
+    """The connection was closed (by `close()`, or after its reconnects gave out): not retryable on it."""
+
+
 def unavailable(message: str, cls: type[Unavailable] = Unavailable) -> Unavailable:
-    return cls(message, retryable=True, details=None, error=UnavailableError(message=message))
+    retryable = cls is not ConnectionClosed
+    return cls(message, retryable=retryable, details=None, error=UnavailableError(message=message, retryable=retryable))
 
 
 def _refused(e: BaseException) -> bool:
@@ -99,7 +104,7 @@ class Connection:
         creds = str(self.creds) if isinstance(self.creds, Path) else self.creds
         connecting = asyncio.ensure_future(self.nc.connect(
             servers=self._servers, connect_timeout=timeout, allow_reconnect=reconnect, error_cb=self._on_error,
-            closed_cb=closed, max_reconnect_attempts=-1 if reconnect else 1, reconnect_time_wait=0 if not reconnect else 2,
+            closed_cb=closed, **({} if reconnect else {"max_reconnect_attempts": 1, "reconnect_time_wait": 0}),
             **({"user_credentials": creds} if creds is not None else {})))
         stopped = asyncio.ensure_future(self._stop.wait())
         try:
@@ -163,7 +168,7 @@ class Connection:
         except nats.errors.ConnectionClosedError:
             if self.fatal is None and self.nc.last_error is not None and _auth(self.nc.last_error):
                 self.fatal = self._refusal(self.nc.last_error)  # the server closed it: revoked or expired
-            raise self.fatal or unavailable(f"the connection to {self.url} is closed") from None
+            raise self.fatal or unavailable(f"the connection to {self.url} is closed", ConnectionClosed) from None
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

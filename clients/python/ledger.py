@@ -18,7 +18,7 @@ import os
 import random
 import typing
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar, overload
@@ -31,7 +31,7 @@ from agentledger.client.api import EventsGroup, Groups, Unavailable, exception
 from agentledger.client.connection import Connection, NoReply, NoResponders, connect
 from agentledger.client.errors import LedgerError
 from agentledger.client.validation import actor as as_actor
-from agentledger.client.validation import check, invalid
+from agentledger.client.validation import check, check_id, invalid
 from agentledger.engine.subjects import Subjects
 from agentledger.schemas.commands import Command
 from agentledger.schemas.common import Actor
@@ -165,6 +165,22 @@ class _Sender:
             after = following
 
 
+@typing.overload
+def _checked(value: str, prefix: str, what: str) -> str: ...
+
+
+@typing.overload
+def _checked(value: Actor | str, prefix: str, what: str) -> Actor: ...
+
+
+def _checked(value: Actor | str, prefix: str, what: str) -> Actor | str:
+    """An argument of the client itself (not a request field), checked as a request's would be."""
+    try:
+        return as_actor(value) if what == "actor" else check_id(str(value), prefix, f"{what.replace('_', ' ')}")
+    except ValueError as e:
+        raise exception(invalid(str(e), what)) from None
+
+
 class EventsFeed(EventsGroup):
     """`ledger.events.read(...)` reads one page; `ledger.events(...)` iterates the stored events
     (of a thread, or of the tenant): the history, then, with `follow`, live ones as they land."""
@@ -173,7 +189,8 @@ class EventsFeed(EventsGroup):
         super().__init__(sender)
         self._feed = sender
 
-    async def __call__(self, thread_id: str | None = None, *, after: int = 0, follow: bool = True) -> AsyncIterator[StoredEvent]:
+    async def __call__(self, thread_id: str | None = None, *, after: int = 0,
+                       follow: bool = True) -> AsyncGenerator[StoredEvent, None]:
         sender, waiting, pause = self._feed, False, BACKOFF[0]
         while True:
             fields = {"thread_id": thread_id, "after": after, "limit": EVENTS_PAGE,
@@ -182,7 +199,7 @@ class EventsFeed(EventsGroup):
                 reply = await sender.answer(EventsRead, EventsPage, fields, deadline=0 if waiting else None,
                                             timeout=sender.timeout + MIN_POSITION_WAIT if waiting else None)
             except Unavailable as e:
-                if not waiting:
+                if not waiting or not e.retryable:
                     raise
                 if isinstance(e, NoResponders | NoReply):  # no engine for now: keep following, slowly
                     await asyncio.sleep(pause)
@@ -210,10 +227,13 @@ class Ledger(Groups):
                  stream: str = DEFAULT_STREAM, actor: Actor | str = DEFAULT_ACTOR, timeout: float = 5.0,
                  deadline: float = 10.0) -> None:
         self._connection = connection
-        self.tenant, self.prefix, self.stream = tenant, prefix, stream
-        self._sender = _Sender(connection, Subjects(prefix), tenant, as_actor(actor), timeout, deadline)
+        self.tenant, self.prefix, self.stream = _checked(tenant, "tnt_", "tenant"), prefix, stream
+        self._sender = _Sender(connection, Subjects(prefix), tenant, _checked(actor, "", "actor"), timeout, deadline)
         super().__init__(self._sender)
         self.events = EventsFeed(self._sender)
+        # open audit iterations, held so that `close()` can give back what they hold (one a caller
+        # broke out of is not finalised until later, when its connection may be gone)
+        self._audits: set[AsyncGenerator[Any, None]] = set()
 
     @classmethod
     async def connect(cls, tenant: str | None = None, *, nats_url: str | None = None,
@@ -249,6 +269,9 @@ class Ledger(Groups):
         return self._sender.position
 
     async def close(self) -> None:
+        """Close the connection, after giving back what open `audit()` iterations hold."""
+        for feed in list(self._audits):
+            await feed.aclose()
         await self._connection.close()
 
     async def __aenter__(self) -> Ledger:
@@ -258,13 +281,17 @@ class Ledger(Groups):
         await self.close()
 
     def audit(self, durable: str, *, after: int = 0, thread_id: str | None = None,
-              follow: bool = True) -> AsyncIterator[audit_feed.AuditRecord]:
+              follow: bool = True) -> AsyncGenerator[audit_feed.AuditRecord, None]:
         """The tenant's events from its audit stream `AUDIT_<stream>`, for auditors, through the
-        durable consumer `durable` (created on first use): the same name resumes where it stopped."""
+        durable consumer `durable` (created on first use): the same name resumes where it stopped.
+        What it handed out and was not yet acknowledged goes back when it stops (`aclose()`, or `close()`)."""
         subjects = self._sender.subjects
-        subject = subjects.thread_filter(self.tenant, thread_id) if thread_id else subjects.tenant_filter(self.tenant)
-        return audit_feed.read(self.nc.jetstream(timeout=self._sender.timeout), audit_feed.audit_stream(self.stream),
+        subject = subjects.thread_filter(self.tenant, _checked(thread_id, "thd_", "thread_id")) if thread_id \
+            else subjects.tenant_filter(self.tenant)
+        feed = audit_feed.read(self.nc.jetstream(timeout=self._sender.timeout), audit_feed.audit_stream(self.stream),
                                subject, durable, after, follow)
+        self._audits = {f for f in self._audits if f.ag_frame is not None} | {feed}  # forget the finished ones
+        return feed
 
     @overload
     async def replay(self, thread_id: str, at: int | None = None) -> Replay: ...
