@@ -90,7 +90,7 @@ def render(tp: Any, actor_ids: bool = False) -> str:
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
         return _name(tp)
     if tp in (str, int, float, bool):
-        return tp.__name__
+        return str(tp.__name__)
     if tp is Any:
         return "Any"
     raise TypeError(f"cannot render {tp!r}")

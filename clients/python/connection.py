@@ -14,9 +14,10 @@ import contextlib
 import errno
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nats.errors
-from nats.aio.client import Client, RawCredentials
+from nats.aio.client import DEFAULT_MAX_RECONNECT_ATTEMPTS, DEFAULT_RECONNECT_TIME_WAIT, Client, RawCredentials
 
 from agentledger.client.api import Forbidden, Unavailable
 from agentledger.client.errors import LedgerError, NoCredentials, NotAuthorised
@@ -101,11 +102,12 @@ class Connection:
             if on_closed is not None:
                 on_closed()
 
-        creds = str(self.creds) if isinstance(self.creds, Path) else self.creds
         connecting = asyncio.ensure_future(self.nc.connect(
-            servers=self._servers, connect_timeout=timeout, allow_reconnect=reconnect, error_cb=self._on_error,
-            closed_cb=closed, **({} if reconnect else {"max_reconnect_attempts": 1, "reconnect_time_wait": 0}),
-            **({"user_credentials": creds} if creds is not None else {})))
+            servers=self._servers, connect_timeout=timeout, allow_reconnect=reconnect,  # type: ignore[arg-type]
+            error_cb=self._on_error, closed_cb=closed, user_credentials=self.creds,
+            # a long-lived connection reconnects as nats-py does by default; a short one tries once
+            max_reconnect_attempts=DEFAULT_MAX_RECONNECT_ATTEMPTS if reconnect else 1,
+            reconnect_time_wait=DEFAULT_RECONNECT_TIME_WAIT if reconnect else 0))
         stopped = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait([connecting, stopped], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -144,9 +146,9 @@ class Connection:
         denied: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         waiting = self._denied.setdefault(subject, set())
         waiting.add(denied)
-        asking = asyncio.ensure_future(self.nc.request(subject, body, timeout=timeout))
+        asking: asyncio.Future[Any] = asyncio.ensure_future(self.nc.request(subject, body, timeout=timeout))
         try:
-            await asyncio.wait([asking, denied], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({asking, denied}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiting.discard(denied)
             if not waiting:
@@ -160,7 +162,8 @@ class Connection:
             message = f"NATS at {self.url} does not let these credentials send on {subject} ({denied.result()})"
             raise Forbidden(message, details=details, error=ForbiddenError(message=message, details=details))
         try:
-            return asking.result().data
+            data: bytes = asking.result().data
+            return data
         except nats.errors.NoRespondersError:
             raise unavailable(f"no engine answers on {subject} (check the NATS URL and the prefix)", NoResponders) from None
         except nats.errors.TimeoutError:

@@ -65,9 +65,15 @@ class _Answer(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
     error: AnyError | None = None
 
 
-@cache
-def _decoder(kind: str, result: type[Any]) -> msgspec.json.Decoder[Any]:
-    return msgspec.json.Decoder(CommandReply[result] if kind == "command" else _Answer[result])  # type: ignore[valid-type]
+_DECODERS: dict[tuple[str, Any], msgspec.json.Decoder[Any]] = {}
+
+
+def _decoder(kind: str, result: Any) -> msgspec.json.Decoder[Any]:
+    """A reply decoder with the result typed, made once per result type."""
+    key = (kind, result)
+    if key not in _DECODERS:
+        _DECODERS[key] = msgspec.json.Decoder(CommandReply[result] if kind == "command" else _Answer[result])
+    return _DECODERS[key]
 
 
 @cache
@@ -165,20 +171,19 @@ class _Sender:
             after = following
 
 
-@typing.overload
-def _checked(value: str, prefix: str, what: str) -> str: ...
-
-
-@typing.overload
-def _checked(value: Actor | str, prefix: str, what: str) -> Actor: ...
-
-
-def _checked(value: Actor | str, prefix: str, what: str) -> Actor | str:
-    """An argument of the client itself (not a request field), checked as a request's would be."""
+def _checked(value: str, prefix: str, what: str) -> str:
+    """An id the client itself is given (not a request field), checked as a request's would be."""
     try:
-        return as_actor(value) if what == "actor" else check_id(str(value), prefix, f"{what.replace('_', ' ')}")
+        return check_id(value, prefix, what.replace("_", " "))
     except ValueError as e:
         raise exception(invalid(str(e), what)) from None
+
+
+def _actor(value: Actor | str) -> Actor:
+    try:
+        return as_actor(value)
+    except ValueError as e:
+        raise exception(invalid(str(e), "actor")) from None
 
 
 class EventsFeed(EventsGroup):
@@ -228,7 +233,7 @@ class Ledger(Groups):
                  deadline: float = 10.0) -> None:
         self._connection = connection
         self.tenant, self.prefix, self.stream = _checked(tenant, "tnt_", "tenant"), prefix, stream
-        self._sender = _Sender(connection, Subjects(prefix), tenant, _checked(actor, "", "actor"), timeout, deadline)
+        self._sender = _Sender(connection, Subjects(prefix), tenant, _actor(actor), timeout, deadline)
         super().__init__(self._sender)
         self.events = EventsFeed(self._sender)
         # open audit iterations, held so that `close()` can give back what they hold (one a caller
@@ -290,7 +295,7 @@ class Ledger(Groups):
             else subjects.tenant_filter(self.tenant)
         feed = audit_feed.read(self.nc.jetstream(timeout=self._sender.timeout), audit_feed.audit_stream(self.stream),
                                subject, durable, after, follow)
-        self._audits = {f for f in self._audits if f.ag_frame is not None} | {feed}  # forget the finished ones
+        self._audits = {f for f in self._audits if getattr(f, "ag_frame", None) is not None} | {feed}  # not the finished
         return feed
 
     @overload

@@ -29,7 +29,8 @@ async def replays(ledger: Ledger, thread_id: str, stops: Sequence[int | None]) -
         nonlocal log_end
         reply = await ledger._sender.answer(EventsRead, EventsPage, {"thread_id": thread_id, "after": after, "limit": limit})
         log_end = max(log_end, reply.position or 0)
-        return reply.result  # type: ignore[no-any-return]
+        assert reply.result is not None
+        return reply.result
 
     views = await replay_at(read, thread_id, stops)
     out = []
