@@ -12,10 +12,12 @@ from pathlib import Path
 import msgspec
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from agentledger.client import (
     ERRORS,
     AlreadyExists,
+    BadReply,
     CapacityExceeded,
     Conflict,
     CrossProject,
@@ -319,3 +321,23 @@ async def test_events_reads_the_history_then_follows_live(engine: Engine, engine
         assert (await asyncio.wait_for(anext(tenant_feed), HANG)).type == "session.started"
         await thread_feed.aclose()
         await tenant_feed.aclose()
+
+
+async def test_a_reply_that_is_no_engines_is_refused_and_not_sent_again(
+        engine_config: EngineConfig, deployment: Deployment, tenants: Tenants, nc: Client, tmp_path: Path) -> None:
+    """Something else answers on the engine's subjects (no engine runs): its reply is not trusted."""
+    creds = await creds_file(deployment, tenants, tmp_path)
+    asked: list[bytes] = []
+
+    async def impostor(msg: Msg) -> None:
+        asked.append(msg.data)
+        await msg.respond(b'{"ok": true, "command_id": "x", "position": 1, "events": [], "result": {"owned": "yes"}}')
+
+    sub = await nc.subscribe(f"{engine_config.prefix}.cmd.>", cb=impostor)
+    try:
+        async with ledger_for(engine_config, creds) as ledger:
+            with pytest.raises(BadReply) as caught:
+                await ledger.project.create(name="p")
+    finally:
+        await sub.unsubscribe()
+    assert not caught.value.retryable and "owned" in caught.value.message and len(asked) == 1

@@ -16,8 +16,8 @@ _WHERE = {
                                "NotFound", "ThreadClosed", "ThreadNotEmpty", "Unavailable", "UnknownCommand",
                                "Unsupported", "VersionConflict"),
     "agentledger.client.audit": ("AuditRecord",),
-    "agentledger.client.connection": ("ConnectionRefused", "NoReply", "NoResponders"),
-    "agentledger.client.errors": ("CredsFileMissing", "LedgerError", "NoCredentials", "NotAuthorised"),
+    "agentledger.client.connection": ("ConnectionClosed", "ConnectionRefused", "NoReply", "NoResponders"),
+    "agentledger.client.errors": ("BadReply", "CredsFileMissing", "LedgerError", "NoCredentials", "NotAuthorised"),
     "agentledger.client.ledger": ("Ledger",),
     "agentledger.schemas.common": ("Actor", "ProjectConfig", "Summary"),
     "agentledger.schemas.sandboxes": ("SandboxOptions", "SandboxSpec"),
@@ -28,8 +28,10 @@ __all__ = [
     "Actor",
     "AlreadyExists",
     "AuditRecord",
+    "BadReply",
     "CapacityExceeded",
     "Conflict",
+    "ConnectionClosed",
     "ConnectionRefused",
     "CredsFileMissing",
     "CrossProject",
@@ -81,8 +83,8 @@ if TYPE_CHECKING:
         VersionConflict,
     )
     from agentledger.client.audit import AuditRecord
-    from agentledger.client.connection import ConnectionRefused, NoReply, NoResponders
-    from agentledger.client.errors import CredsFileMissing, LedgerError, NoCredentials, NotAuthorised
+    from agentledger.client.connection import ConnectionClosed, ConnectionRefused, NoReply, NoResponders
+    from agentledger.client.errors import BadReply, CredsFileMissing, LedgerError, NoCredentials, NotAuthorised
     from agentledger.client.ledger import Ledger
     from agentledger.schemas.common import Actor, ProjectConfig, Summary
     from agentledger.schemas.sandboxes import SandboxOptions, SandboxSpec

@@ -19,10 +19,10 @@ CONFIG_CREDS = Path("agentledger") / "credentials.creds"
 
 @dataclass(frozen=True)
 class Credentials:
-    """The file found (None: none anywhere, connect without) and where the lookup went."""
+    """The file found (None: none anywhere, so connect without), and the places the lookup goes,
+    in order (for the error that says where it looked)."""
 
     path: Path | None
-    source: str
     looked: tuple[str, ...]
 
 
@@ -36,8 +36,8 @@ def data_dir(cwd: Path | None = None) -> Path | None:
 
 
 def config_dir(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
-    return Path(base)
+    """`$XDG_CONFIG_HOME`, by default `~/.config`."""
+    return Path(env.get("XDG_CONFIG_HOME") or Path(env.get("HOME") or Path.home()) / ".config")
 
 
 def _named(path: str | os.PathLike[str], source: str) -> Path:
@@ -50,17 +50,16 @@ def _named(path: str | os.PathLike[str], source: str) -> Path:
 
 def find(explicit: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None,
          cwd: Path | None = None) -> Credentials:
+    """The credentials to connect with; CredsFileMissing when a file is named that does not exist."""
     env = os.environ if env is None else env
-    if explicit:
-        return Credentials(_named(explicit, "--creds"), "--creds", ("--creds",))
-    if env.get("NATS_CREDS"):
-        return Credentials(_named(env["NATS_CREDS"], "NATS_CREDS"), "NATS_CREDS", ("--creds", "NATS_CREDS"))
     start = (cwd or Path.cwd()).resolve()
-    for here in (start, *start.parents):
-        if (here / ADMIN_CREDS).is_file():
-            return Credentials(here / ADMIN_CREDS, "data directory", ())
     user = config_dir(env) / CONFIG_CREDS
     looked = ("--creds", "NATS_CREDS", f"{ADMIN_CREDS} in {start} and its parents", str(user))
-    if user.is_file():
-        return Credentials(user, "config directory", looked)
-    return Credentials(None, "none", looked)
+    if explicit:
+        return Credentials(_named(explicit, "--creds"), looked)
+    if env.get("NATS_CREDS"):
+        return Credentials(_named(env["NATS_CREDS"], "NATS_CREDS"), looked)
+    for here in (start, *start.parents):
+        if (here / ADMIN_CREDS).is_file():
+            return Credentials(here / ADMIN_CREDS, looked)
+    return Credentials(user if user.is_file() else None, looked)

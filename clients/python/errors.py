@@ -57,3 +57,13 @@ class NotAuthorised(LedgerError):
     def __init__(self, server: str, creds: Path | None, reason: str) -> None:
         super().__init__(f"NATS at {server} refused the credentials{f' in {creds}' if creds else ''}: {reason}")
         self.server, self.creds = server, creds
+
+
+class BadReply(LedgerError):
+    """A reply this client cannot read: from a newer engine, or from something that is not one."""
+
+    code = "bad_reply"
+
+    def __init__(self, subject: str, data: bytes, reason: str) -> None:
+        super().__init__(f"cannot read the reply on {subject}: {reason}")
+        self.subject, self.data = subject, data

@@ -6,8 +6,8 @@
             ...
 
 Each command call makes one command id (unless given) and sends it again on every retry of a
-retryable error (`conflict`, `unavailable`, no responders, no reply) until `deadline` seconds
-have passed, so a retried command is decided once. Errors are raised as the exception class of
+retryable error (`conflict`, `unavailable`, no responders, no reply) that can start within
+`deadline` seconds of the first attempt, so a retried command is decided once. Errors are raised as the exception class of
 their code (`agentledger.client.api`), each with its typed `details`.
 """
 
@@ -29,7 +29,7 @@ from agentledger.client import audit as audit_feed
 from agentledger.client import credentials
 from agentledger.client.api import EventsGroup, Groups, Unavailable, exception
 from agentledger.client.connection import Connection, NoReply, NoResponders, connect
-from agentledger.client.errors import LedgerError
+from agentledger.client.errors import BadReply, LedgerError
 from agentledger.client.validation import actor as as_actor
 from agentledger.client.validation import check, check_id, invalid
 from agentledger.engine.subjects import Subjects
@@ -122,7 +122,10 @@ class _Sender:
             sent = loop.time()
             try:
                 data = await self.connection.request(subject, payload, timeout or self.timeout, self.tenant)
-                reply = decoder.decode(data)
+                try:
+                    reply = decoder.decode(data)
+                except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                    raise BadReply(subject, data[:4096], str(e)) from None
                 if reply.ok:
                     return reply
                 error = exception(reply.error)
