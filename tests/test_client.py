@@ -341,3 +341,24 @@ async def test_a_reply_that_is_no_engines_is_refused_and_not_sent_again(
     finally:
         await sub.unsubscribe()
     assert not caught.value.retryable and "owned" in caught.value.message and len(asked) == 1
+
+
+async def test_events_keeps_following_across_an_engine_restart(
+        engine: Engine, engine_config: EngineConfig, deployment: Deployment, tenants: Tenants, tmp_path: Path) -> None:
+    creds = await creds_file(deployment, tenants, tmp_path)
+    async with ledger_for(engine_config, creds, deadline=HANG) as ledger:
+        await ledger.project.create(name="p", project_id="prj_x")
+        await ledger.thread.create(project_id="prj_x", thread_id="thd_x")
+        await ledger.session.create(thread_id="thd_x", session_id="ses_x", owner="agt_x")
+        feed = ledger.events(thread_id="thd_x")
+        assert [(await anext(feed)).type for _ in range(2)] == ["thread.created", "session.created"]
+        following = asyncio.ensure_future(anext(feed))
+        await engine.stop()  # the feed meets no engine for a while
+        replacement = Engine(engine_config)
+        await replacement.start()
+        try:
+            await ledger.session.start(session_id="ses_x")
+            assert (await asyncio.wait_for(following, HANG)).type == "session.started"
+        finally:
+            await feed.aclose()
+            await replacement.stop()

@@ -28,7 +28,7 @@ import msgspec
 from agentledger.client import audit as audit_feed
 from agentledger.client import credentials
 from agentledger.client.api import EventsGroup, Groups, Unavailable, exception
-from agentledger.client.connection import Connection, NoReply, NoResponders, connect
+from agentledger.client.connection import Connection, NoReply, connect
 from agentledger.client.errors import BadReply, LedgerError
 from agentledger.client.validation import actor as as_actor
 from agentledger.client.validation import check, check_id, invalid
@@ -209,9 +209,8 @@ class EventsFeed(EventsGroup):
             except Unavailable as e:
                 if not waiting or not e.retryable:
                     raise
-                if isinstance(e, NoResponders | NoReply):  # no engine for now: keep following, slowly
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, BACKOFF[1])
+                await asyncio.sleep(pause)  # nothing new for a while, or no engine for now: keep following
+                pause = min(pause * 2, BACKOFF[1])
                 continue
             pause = BACKOFF[0]
             page = reply.result
