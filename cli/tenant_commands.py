@@ -12,14 +12,11 @@ from typing import Annotated
 
 import typer
 
-from agentledger.cli.main import app
 from agentledger.cli.output import EXIT_REFUSED, EXIT_RETRYABLE, EXIT_USAGE
-from agentledger.cli.transport import DEFAULT_URL
+from agentledger.cli.transport import DEFAULT_URL, fail, tool_connect
 
 auth = typer.Typer(no_args_is_help=True, help="The deployment's NATS keys (operator mode).")
 tenant = typer.Typer(no_args_is_help=True, help="Tenants: one NATS account each, and their users' credentials.")
-app.add_typer(auth, name="auth")
-app.add_typer(tenant, name="tenant")
 
 AuthDir = Annotated[Path, typer.Option("--auth-dir", envvar="AGENTLEDGER_AUTH_DIR",
                                        help="the deployment's keys (keep it secret)")]
@@ -27,7 +24,12 @@ DEFAULT_AUTH_DIR = Path(".agentledger/auth")
 
 
 def _deployment(auth_dir: Path):  # type: ignore[no-untyped-def]
+    from agentledger.client.credentials import data_dir
     from agentledger.handlers.auth.keys import Deployment
+
+    found = data_dir()  # the default is found from here upwards, as the CLI's credentials are
+    if auth_dir == DEFAULT_AUTH_DIR and not auth_dir.exists() and found is not None:
+        auth_dir = found / "auth"
 
     if not Deployment.exists(auth_dir):
         typer.echo(f"error: no deployment keys in {auth_dir} (run `agentledger serve` or `agentledger auth init`)",
@@ -63,16 +65,20 @@ def add(
     auth_dir: AuthDir = DEFAULT_AUTH_DIR,
     nats_url: Annotated[str, typer.Option("--nats-url", envvar="NATS_URL", help="a server of the deployment")] = DEFAULT_URL,
 ) -> None:
-    """Register a tenant: its account goes to the running NATS (no restart) and engines know it at once."""
+    """Register a tenant: its account goes to the running NATS (no restart) and engines know it at once.
+    If it fails, nothing usable is left: run it again."""
+    from agentledger.client.errors import LedgerError
     from agentledger.handlers.auth.tenants import add_tenant
 
     deployment = _deployment(auth_dir)
     try:
-        account = asyncio.run(add_tenant(nats_url, deployment, name))
+        account = asyncio.run(add_tenant(nats_url, deployment, name, connect=tool_connect()))
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_REFUSED) from None
-    except Exception as e:  # nats-py raises several unrelated types for "could not connect"
+    except LedgerError as e:  # NATS refused the connection or the deployment's credentials
+        fail(e)
+    except Exception as e:  # the server refused a step (the account, the audit stream)
         typer.echo(f"error unavailable: cannot add {name} at {nats_url}: {str(e) or type(e).__name__}", err=True)
         raise typer.Exit(EXIT_RETRYABLE) from None
     typer.echo(f"tenant {name}: account {account}")
@@ -139,7 +145,7 @@ def revoke(
     deployment = _deployment(auth_dir)
     try:
         key = user_key if user_key is not None else user_key_of(creds_file.read_text())  # type: ignore[union-attr]
-        at = asyncio.run(revoke_user(nats_url, deployment, name, key))
+        at = asyncio.run(revoke_user(nats_url, deployment, name, key, connect=tool_connect()))
     except (KeyError, ValueError, OSError) as e:
         typer.echo(f"error: {e.args[0] if isinstance(e, KeyError) else e}", err=True)
         raise typer.Exit(EXIT_REFUSED) from None

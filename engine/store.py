@@ -22,6 +22,10 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
 H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+# The same two facts in headers of the ledger's own: JetStream drops the `Nats-Expected-*` ones when
+# it sources a message into another stream (a tenant's audit stream), and these it keeps.
+H_LEDGER_EXPECTED = "Ledger-Expected-Position"
+H_LEDGER_BOUNDARY = "Ledger-Boundary"
 CONFLICT_CODES = frozenset({10071, 10164})  # 10164: R3 leader already has a check in flight for this filter
 READ_PAGE = 1000
 # an append that may or may not have landed, or found no stream leader (an R3 node died): retryable
@@ -112,7 +116,9 @@ class EventStore:
             await self.js.update_stream(config)
 
     def _event_headers(self, expected: int, boundary: str) -> dict[str, str]:
-        headers = {H_EXPECTED_SEQ: str(expected), H_EXPECTED_SUBJECT: boundary}
+        """The append's conditions for JetStream, and what an auditor needs to see of them."""
+        headers = {H_EXPECTED_SEQ: str(expected), H_EXPECTED_SUBJECT: boundary,
+                   H_LEDGER_EXPECTED: str(expected), H_LEDGER_BOUNDARY: boundary}
         if self.header_source is not None:
             headers.update(self.header_source())
         return headers

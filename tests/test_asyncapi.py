@@ -53,7 +53,7 @@ def test_every_request_reply_and_event_has_its_payload() -> None:
 def test_the_official_parser_accepts_it() -> None:
     r = node("asyncapi.mjs", str(DOC))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"parsed: {len(COMMANDS) + len(QUERIES) + 6} channels" in r.stdout, r.stdout
+    assert f"parsed: {len(COMMANDS) + len(QUERIES) + 7} channels" in r.stdout, r.stdout
 
 
 @pytest.mark.integration  # the AsyncAPI parser runs in node

@@ -1,5 +1,6 @@
 """The README's walkthrough and Python snippet run exactly as written, in order, on a fresh
-engine started the way `make run` starts it (only the port differs: NATS_URL points at it)."""
+engine started the way `make run` starts it (only the port differs: NATS_URL points at it), and
+so does the raw-NATS request of docs/protocol.md that continues it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.sandbox_support import destroy_all
 pytestmark = pytest.mark.integration  # runs `agentledger serve` and the README's commands
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+PROTOCOL = (ROOT / "docs" / "protocol.md").read_text()
 HANG = 60  # a step still running after this long is stuck
 
 
@@ -33,12 +35,11 @@ def walkthrough() -> tuple[str, list[str]]:
     return preamble, [line for line in lines if line.strip()]
 
 
-def snippet() -> tuple[str, str]:
-    """The Python block, and the command the README gives to run it."""
-    code = blocks("python")[0]
-    after = README[README.index(code) + len(code):]
-    run = re.search(r"`(\.venv/bin/python \S+\.py)`", after)
-    assert run, "the README says how to run the snippet"
+def snippet(text: str = README) -> tuple[str, str]:
+    """The first Python block of a page, and the command the page gives to run it."""
+    code = re.findall(r"^```python\n(.*?)^```", text, re.M | re.S)[0]
+    run = re.search(r"`(\.venv/bin/python \S+\.py)`", text)
+    assert run, "the page says how to run the snippet"
     return code, run.group(1)
 
 
@@ -112,5 +113,9 @@ async def test_the_readme_walkthrough_and_snippet_run_as_written(fresh: tuple[Pa
     code, run = snippet()
     (cwd / run.split()[-1]).write_text(code)
     status, out, err = await sh(cwd, env, run)
-    assert status == 0, (out, err)
-    assert '"ok":true' in out.replace(" ", ""), out
+    assert (status, out) == (0, "awaiting_hitl\n"), (out, err)
+
+    code, run = snippet(PROTOCOL)  # the same engine, in raw NATS: the session resumes
+    (cwd / run.split()[-1]).write_text(code)
+    status, out, err = await sh(cwd, env, run)
+    assert status == 0 and '"ok":true' in out.replace(" ", "") and '"status":"active"' in out.replace(" ", ""), (out, err)

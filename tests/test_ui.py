@@ -567,11 +567,11 @@ async def test_an_auditor_sees_its_own_tenant_only(client: Client_, engine: Engi
         finally:
             await stop_ui(server, qc)
 
-    # acme's auditor asking as tnt_other: the broker gives its account no such service
+    # acme's auditor asking as tnt_other: the broker refuses the publish (at once, not after a timeout)
     url, server, qc = await start_ui(engine.config, acme, "tnt_other")
     try:
         async with aiohttp.ClientSession() as http, http.get(url + "api/threads") as r:
-            assert r.status == 503 and (await r.json())["error"]["code"] == "unavailable"
+            assert r.status == 403 and (await r.json())["error"]["code"] == "forbidden"
     finally:
         await stop_ui(server, qc)
 

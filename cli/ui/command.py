@@ -29,6 +29,7 @@ def ui(
     from agentledger.cli import output
     from agentledger.cli.query_client import QueryClient
     from agentledger.cli.ui.server import serve
+    from agentledger.client.errors import LedgerError
     from agentledger.schemas.errors import DomainError
 
     def ready(bound: int) -> None:
@@ -40,8 +41,7 @@ def ui(
 
     try:
         asyncio.run(run())
-    except DomainError as e:
-        output.error(e.error)
-        raise typer.Exit(output.exit_code(e.error)) from None
+    except (DomainError, LedgerError) as e:
+        transport.fail(e)
     except KeyboardInterrupt:
         pass

@@ -209,6 +209,11 @@ class Deployment:
     def tenants(self) -> list[str]:
         return sorted(p.stem for p in (self.root / "tenants").glob("*.seed"))
 
+    def remove_tenant(self, tenant: str) -> None:
+        """Forget a tenant's keys (a `tenant add` that failed half-way): no credential can be issued for it."""
+        if self._tenant_key(tenant, False) is not None:
+            (self.root / "tenants" / f"{tenant}.seed").unlink()
+
     def tenant_account(self, tenant: str, create: bool = True) -> str | None:
         kp = self._tenant_key(tenant, create)
         return None if kp is None else _pub(kp)
