@@ -1,0 +1,76 @@
+// Retryable failures are retried with the same command id until the deadline, against a real
+// engine that is held up (`unavailable`) or stopped (no responders) by the test rig.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { type Ledger, NoRespondersError, type RetryInfo, UnavailableError } from "../src/index.js";
+import { control, fresh, member } from "./env.js";
+
+let ledger: Ledger;
+before(async () => {
+  ledger = await member();
+});
+after(async () => {
+  await ledger.close();
+});
+
+test("each call gets its own command id, unless it names one", async () => {
+  const { project_id } = await ledger.project.create({ name: "ids" });
+  const one = await ledger.command("thread.create", { project_id });
+  const two = await ledger.command("thread.create", { project_id });
+  assert.notEqual(one.command_id, two.command_id);
+  assert.notEqual(one.result.thread_id, two.result.thread_id);
+  const command_id = `mine-${fresh()}`;
+  const named = await ledger.command("thread.create", { project_id, command_id });
+  assert.equal(named.command_id, command_id);
+});
+
+test("unavailable (not decided in time) is retried with the same command id and then decided", async () => {
+  const { project_id } = await ledger.project.create({ name: "held" });
+  const { thread_id } = await ledger.thread.create({ project_id });
+  const { session_id } = await ledger.session.create({ thread_id, owner: { kind: "agent", id: "agt_a" } });
+  // the engine holds the thread for 1 s and decides only within 0.3 s of a command's arrival
+  await control("hold", { thread_id, seconds: 1.0, decide_within: 0.3 });
+  const retries: RetryInfo[] = [];
+  const reply = await ledger.command("session.start", { session_id }, { onRetry: (r) => retries.push(r) });
+  assert.ok(retries.length >= 1, "the first attempt was refused");
+  assert.ok(retries[0]?.error instanceof UnavailableError);
+  assert.equal(retries[0]?.error.retryable, true);
+  assert.deepEqual(retries.map((r) => r.commandId), retries.map(() => reply.command_id)); // one id for every attempt
+  assert.equal(reply.events[0]?.command_id, reply.command_id);
+  const page = await ledger.events.read({ thread_id });
+  assert.equal(page.events.filter((e) => e.type === "session.started").length, 1);
+});
+
+test("no engine: retried until one answers, with the same command id", async () => {
+  await control("stop");
+  const retries: RetryInfo[] = [];
+  let restart: Promise<void> | undefined;
+  try {
+    const reply = await ledger.command("project.create", { name: "later" }, {
+      retryFor: 120_000,
+      onRetry: (r) => {
+        retries.push(r);
+        restart ??= control("start"); // the engine comes back after the first refusal
+      },
+    });
+    assert.ok(retries[0]?.error instanceof NoRespondersError);
+    assert.ok(retries.every((r) => r.commandId === reply.command_id));
+    assert.match(reply.result.project_id, /^prj_/);
+  } finally {
+    await (restart ?? control("start"));
+  }
+});
+
+test("past the deadline the last error is raised", async () => {
+  await control("stop");
+  try {
+    const retries: RetryInfo[] = [];
+    await assert.rejects(ledger.project.create({ name: "never" }, { retryFor: 1000, onRetry: (r) => retries.push(r) }),
+                         (e: unknown) => e instanceof NoRespondersError && e.retryable && e.commandId === retries[0]?.commandId);
+    assert.ok(retries.length >= 1);
+    await assert.rejects(ledger.project.create({ name: "never" }, { retryFor: 0 }), NoRespondersError); // no retry at all
+  } finally {
+    await control("start");
+  }
+});
