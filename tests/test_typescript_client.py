@@ -14,13 +14,15 @@ import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import nats
 import pytest
 from aiohttp import web
+from nats.aio.msg import Msg
 
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.auth.tenants import add_audit_stream
-from agentledger.handlers.config import EngineConfig
+from agentledger.handlers.config import EngineConfig, connect_options
 from agentledger.handlers.nats_server import EmbeddedNats, free_port
 from tests.conftest import Tenants
 from tests.node_tools import installed
@@ -82,6 +84,7 @@ class Rig:
         self.config = config
         self.engine: Engine | None = None
         self.holds: list[asyncio.Task[None]] = []
+        self.impostors: list[nats.aio.client.Client] = []
 
     async def start(self) -> None:
         if self.engine is None:
@@ -113,6 +116,19 @@ class Rig:
         self.holds.append(asyncio.create_task(holding()))
         await held.wait()
 
+    async def impostor(self, prefix: str, replies: list[str]) -> None:
+        """Something that is not an engine answering the tenant's requests under `prefix`, with `replies` in turn."""
+        nc = await nats.connect(servers=self.config.servers, **connect_options(self.config))
+        self.impostors.append(nc)
+        answers = iter(replies)
+
+        async def answer(msg: Msg) -> None:
+            await msg.respond(next(answers, replies[-1]).encode())
+
+        await nc.subscribe(f"{prefix}.qry.{TENANT}.>", cb=answer)
+        await nc.subscribe(f"{prefix}.cmd.{TENANT}.>", cb=answer)
+        await nc.flush()
+
     def app(self) -> web.Application:
         async def act(request: web.Request) -> web.Response:
             action = request.match_info["action"]
@@ -123,6 +139,8 @@ class Rig:
                 await self.stop()
             elif action == "hold":
                 await self.hold(body["thread_id"], float(body["seconds"]), float(body["decide_within"]))
+            elif action == "impostor":
+                await self.impostor(body["prefix"], list(body["replies"]))
             else:
                 raise web.HTTPNotFound()
             return web.Response(text="done")
@@ -145,6 +163,8 @@ async def rig(engine_config: EngineConfig) -> AsyncIterator[tuple[Rig, str]]:
     finally:
         await runner.cleanup()
         await asyncio.gather(*rig.holds, return_exceptions=True)
+        for nc in rig.impostors:
+            await nc.close()
         await rig.stop()
 
 

@@ -131,6 +131,11 @@ function api() {
   }
   out.push(`};`, "");
 
+  const tenant = Object.values(defs).map((d) => d.properties?.tenant_id).find((p) => p?.pattern);
+  if (!tenant) throw new Error("no tenant id pattern in the schema");
+  out.push(`/** The tenant id a connection's subjects carry, checked when connecting. */`,
+    `export const TENANT_CHECK: IdCheck = { path: ["tenant"], pattern: /${tenant.pattern}/, message: ${JSON.stringify(humanise(tenant, ["tenant_id"]))} };`, "");
+
   for (const group of groups) {
     out.push(`/** The \`${group}.*\` commands and queries. */`, `export interface ${pascal(group)}Api {`);
     for (const op of ops.filter((o) => o.group === group)) {
@@ -196,17 +201,18 @@ function errors() {
       `export class ${def}Error extends LedgerError {`,
       `  declare readonly code: ${JSON.stringify(code)};`,
       `  declare readonly details: C.${def}["details"];`,
-      `  constructor(error: C.${def}, commandId?: string | null) {`,
-      `    super(error.code, error.message, error.retryable, error.details, commandId);`,
+      `  constructor(error: C.${def}, commandId?: string | null, options?: ErrorOptions) {`,
+      `    super(error.code, error.message, error.retryable, error.details, commandId, options);`,
       `    this.name = ${JSON.stringify(`${def}Error`)};`,
       `  }`, `}`, "");
   }
   out.push(`/** Any error an engine replies with, as its class: narrow it with \`instanceof\` or on \`code\`. */`,
     `export type RefusalError = ${codes.map((c) => `${refName({ $ref: mapping[c] })}Error`).join(" | ")};`, "",
-    `/** The class for an engine's error reply. */`,
-    `export function refusal(error: WireError, commandId?: string | null): RefusalError {`,
+    `/** The class for an engine's error reply; null for a code this contract does not have. */`,
+    `export function refusal(error: WireError, commandId?: string | null): RefusalError | null {`,
     `  switch (error.code) {`,
     ...codes.map((c) => `    case ${JSON.stringify(c)}:\n      return new ${refName({ $ref: mapping[c] })}Error(error, commandId);`),
+    `    default:`, `      return null;`,
     `  }`, `}`, "");
   return out.join("\n");
 }

@@ -148,6 +148,9 @@ export const ID_CHECKS: { readonly [name: string]: readonly IdCheck[] } = {
   ],
 };
 
+/** The tenant id a connection's subjects carry, checked when connecting. */
+export const TENANT_CHECK: IdCheck = { path: ["tenant"], pattern: /^tnt_[A-Za-z0-9_-]{1,64}(?!\n)$/, message: "tenant id must start with tnt_ followed by 1-64 letters, digits, _ or -" };
+
 /** The `events.*` commands and queries. */
 export interface EventsApi {
   /**

@@ -1,5 +1,9 @@
 // An auditor's view of the log: the tenant's own audit stream `AUDIT_<stream>` in its own account
 // (a source of its events in the engine's stream), read with a durable pull consumer, resumable by name.
+// JetStream drops the `Nats-Expected-Last-Subject-Sequence(-Subject)` headers when it sources a
+// message, so the engine also writes what each decision was based on in headers of its own, which
+// survive: `Ledger-Expected-Position` and `Ledger-Boundary`, beside `traceparent`; the ledger
+// position is the engine stream's sequence, in `Nats-Stream-Source`.
 import { AckPolicy, DeliverPolicy, type JetStreamManager, jetstream, jetstreamManager, JetStreamApiError,
          type JsMsg } from "@nats-io/jetstream";
 import { type NatsConnection, PermissionViolationError } from "@nats-io/transport-node";
@@ -7,37 +11,43 @@ import { type NatsConnection, PermissionViolationError } from "@nats-io/transpor
 import type * as C from "./contract.js";
 import { PermissionDeniedError } from "./ledger-error.js";
 
-/** The header each sourced message carries: `<stream>[:…] <position> <filter> <transform> <subject>`. */
+/** The header each sourced message carries: `<stream>[:…] <position> <filter> > <subject> …`. */
 export const STREAM_SOURCE = "Nats-Stream-Source";
+export const EXPECTED_POSITION = "Ledger-Expected-Position";
+export const BOUNDARY = "Ledger-Boundary";
 
 export interface AuditOptions {
   /** The durable consumer's name: reading again with the same name goes on after the last acknowledged event. */
   durable: string;
-  /** When the durable is new, skip the events up to this engine position (0: from the beginning). */
+  /** Skip the events up to this engine position (on a new durable: where to start; 0: from the beginning). */
   after?: number;
+  /** Only this thread's events (the durable's filter; a durable keeps the filter it was made with). */
+  thread_id?: string;
   /** Keep waiting for new events once caught up (default true); false ends when nothing is pending. */
   follow?: boolean;
   /** Messages asked for per pull (default 100). */
   batch?: number;
 }
 
-/** One stored event as the audit stream keeps it. */
+/** One message of the audit stream: the stored event, and what the audit stream keeps beside it. */
 export interface AuditEvent {
-  /** The event as the engine stored it, with its position in the engine's stream. */
-  event: C.StoredEvent;
+  /** The event as the engine stored it, with its position; null (and `error` says why) for a message whose body is no event. */
+  event: C.StoredEvent | null;
   /** The engine stream's position of the event (from the `Nats-Stream-Source` header). */
-  position: number;
+  position: number | null;
+  /** The boundary's position the decision was based on (`Ledger-Expected-Position`; 0 for a boundary's first event). */
+  expectedPosition: number | null;
+  /** The boundary filter the append was checked against (`Ledger-Boundary`). */
+  boundary: string | null;
+  /** The W3C trace context of the command that appended it (`traceparent`). */
+  traceparent: string | null;
+  subject: string;
   /** The message's own sequence in `AUDIT_<stream>` (its numbers are its own). */
   auditSequence: number;
-  subject: string;
-  /** Every header of the audit stream's message, by name, each with all its values. */
+  /** Every header of the message, by name, each with all its values. */
   headers: Record<string, string[]>;
-  /** The boundary position the decision was made on (`Nats-Expected-Last-Subject-Sequence`), when the audit stream keeps it. */
-  basedOn: number | null;
-  /** The boundary filter of that check (`Nats-Expected-Last-Subject-Sequence-Subject`), when kept. */
-  boundary: string | null;
-  /** The W3C trace context of the command that appended it (`traceparent`), when kept. */
-  traceparent: string | null;
+  /** Why `event` is null. */
+  error: string | null;
   /** Acknowledge now; otherwise the event is acknowledged when the loop asks for the next one. */
   ack(): void;
 }
@@ -67,7 +77,7 @@ export async function* readAudit(nc: NatsConnection, stream: string, filter: str
         current = next.value;
         got++;
         const item = auditEvent(current);
-        if (item.position > after) yield item;
+        if (item.position === null || item.position > after) yield item;
         item.ack();
         current = null;
       }
@@ -99,25 +109,35 @@ function auditEvent(msg: JsMsg): AuditEvent {
   const headers: Record<string, string[]> = {};
   for (const [name, values] of msg.headers ?? []) headers[name] = values;
   const first = (name: string): string | null => msg.headers?.get(name) || null;
-  const position = Number(first(STREAM_SOURCE)?.split(" ")[1]);
-  if (!Number.isSafeInteger(position)) {
-    throw new Error(`audit message ${msg.seq} of ${msg.info.stream} has no engine position in ${STREAM_SOURCE}`);
+  const position = integer(first(STREAM_SOURCE)?.split(" ")[1]);
+  let event: C.StoredEvent | null = null;
+  let error: string | null = null;
+  try {
+    const envelope: C.Envelope = msg.json();
+    if (typeof envelope !== "object" || envelope === null || typeof envelope.type !== "string") error = "not an event: no type";
+    else if (position === null) error = "no source position (not sourced from the engine's stream)";
+    else event = { ...envelope, position };
+  } catch (e) {
+    error = `not an event: ${e instanceof Error ? e.message : String(e)}`;
   }
-  const envelope: C.Envelope = msg.json();
-  const basedOn = first("Nats-Expected-Last-Subject-Sequence");
   let acked = false;
   return {
-    event: { ...envelope, position },
+    event,
     position,
-    auditSequence: msg.seq,
-    subject: msg.subject,
-    headers,
-    basedOn: basedOn === null ? null : Number(basedOn),
-    boundary: first("Nats-Expected-Last-Subject-Sequence-Subject"),
+    expectedPosition: integer(first(EXPECTED_POSITION)),
+    boundary: first(BOUNDARY),
     traceparent: first("traceparent"),
+    subject: msg.subject,
+    auditSequence: msg.seq,
+    headers,
+    error,
     ack: () => {
       if (!acked) msg.ack();
       acked = true;
     },
   };
+}
+
+function integer(text: string | null | undefined): number | null {
+  return text && /^\d+$/.test(text) ? Number(text) : null;
 }

@@ -4,9 +4,17 @@ import { randomUUID } from "node:crypto";
 
 import { ID_CHECKS } from "./api.js";
 import type * as C from "./contract.js";
-import { InvalidCommandError, refusal } from "./errors.js";
-import { LedgerError } from "./ledger-error.js";
+import { InvalidCommandError, type RefusalError, refusal, type WireError } from "./errors.js";
+import { BadReplyError, LedgerError } from "./ledger-error.js";
 import type { Link } from "./link.js";
+import { NoReplyError } from "./unavailable.js";
+
+/**
+ * The engine decides a command within this long of its arrival or answers `unavailable`
+ * (`serve --decide-within`): after a request that got no reply, the retry waits at least this long
+ * after it, so the first attempt can never be decided after the retry was answered.
+ */
+export const DECIDE_WITHIN_MS = 2000;
 
 export type CommandName = keyof C.Commands;
 export type QueryName = keyof C.Queries;
@@ -67,10 +75,13 @@ export interface Requester {
 
 /** A new command id: one per call, reused by each of its retries. */
 export function newCommandId(): string {
-  return `cmd_${randomUUID().replaceAll("-", "")}`;
+  return `cmd-${randomUUID().replaceAll("-", "")}`;
 }
 
 export class Caller implements Requester {
+  /** The highest log position this client's accepted commands reached (0: none yet). */
+  position = 0;
+
   constructor(private readonly link: Link, readonly settings: CallSettings) {}
 
   async command<N extends CommandName>(name: N, args: CommandArgs<C.Commands[N]>,
@@ -87,8 +98,9 @@ export class Caller implements Requester {
     const subject = `${this.settings.prefix}.cmd.${this.settings.tenant}.${name}`;
     return this.retrying(name, commandId, options, async (timeout) => {
       const reply = await this.link.request(subject, body, timeout, commandId);
-      if (reply.ok !== true) throw refusal(reply.error, reply.command_id ?? commandId);
+      if (reply.ok !== true) throw refused(subject, reply.error, reply.command_id ?? commandId);
       const accepted: CommandAccepted<N> = reply; // the engine's reply to `name`, as the contract types it
+      this.position = Math.max(this.position, accepted.position);
       return accepted;
     });
   }
@@ -104,24 +116,27 @@ export class Caller implements Requester {
     const subject = `${this.settings.prefix}.qry.${this.settings.tenant}.${name}`;
     return this.retrying(name, null, options, async (timeout) => {
       const reply = await this.link.request(subject, args, timeout, null);
-      if (reply.ok !== true) throw refusal(reply.error);
+      if (reply.ok !== true) throw refused(subject, reply.error, null);
       const answer: QueryAnswer<N> = reply; // the engine's answer to `name`, as the contract types it
       return answer;
     });
   }
 
-  /** One attempt after another while the error is retryable and the deadline allows another. */
+  /** One attempt after another while the error is retryable and a retry can start before the deadline. */
   private async retrying<T>(name: string, commandId: string | null, options: CallOptions | undefined,
                             attempt: (timeout: number) => Promise<T>): Promise<T> {
     const timeout = options?.timeout ?? this.settings.timeout;
     const deadline = Date.now() + (options?.retryFor ?? this.settings.retryFor);
     const onRetry = options?.onRetry ?? this.settings.onRetry;
     for (let n = 1; ; n++) {
+      const sent = Date.now();
       try {
         return await attempt(timeout);
       } catch (error) {
         if (!(error instanceof LedgerError) || !error.retryable) throw error;
-        const delayMs = backoff(n);
+        let delayMs = backoff(n);
+        // no reply: the engine may still decide that attempt; never send the retry before it must have
+        if (error instanceof NoReplyError) delayMs = Math.max(delayMs, sent + DECIDE_WITHIN_MS - Date.now());
         if (Date.now() + delayMs >= deadline) throw error;
         onRetry?.({ name, attempt: n, commandId, error, delayMs });
         await new Promise((resolve) => setTimeout(resolve, delayMs));
@@ -130,15 +145,19 @@ export class Caller implements Requester {
   }
 }
 
-/** 100 ms doubling to at most 2 s, each wait drawn from its upper half (jitter spreads retrying clients). */
+/** 50 ms doubling to at most 1 s, each wait drawn at random below that (full jitter spreads retrying clients). */
 export function backoff(attempt: number): number {
-  const cap = Math.min(2000, 100 * 2 ** (attempt - 1));
-  return Math.round(cap * (0.5 + Math.random() / 2));
+  return Math.round(Math.random() * Math.min(1000, 50 * 2 ** (attempt - 1)));
+}
+
+/** The error class of a refusal; an error this client cannot read is a bad reply. */
+function refused(subject: string, error: WireError, commandId: string | null): RefusalError | BadReplyError {
+  return refusal(error, commandId) ?? new BadReplyError(subject, JSON.stringify(error), "an error of no known code");
 }
 
 /** Refuse a malformed id here, with the message the contract's pattern stands for. */
-export function checkIds(name: string, body: object): void {
-  for (const check of ID_CHECKS[name] ?? []) {
+export function checkIds(name: string, body: object, checks: readonly IdCheck[] = ID_CHECKS[name] ?? []): void {
+  for (const check of checks) {
     for (const [path, value] of at(body, check.path, "$")) {
       if (typeof value === "string" && !check.pattern.test(value)) {
         const message = `invalid command: ${check.message} (got ${JSON.stringify(value)}) at \`${path}\``;

@@ -3,15 +3,16 @@ import { existsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 
-import { CredsFileMissingError, NoCredentialsError } from "./ledger-error.js";
+import { CredsFileMissingError } from "./ledger-error.js";
 
 /** The data directory's admin credentials, as `agentledger serve` / `make run` writes them. */
 export const DATA_DIR_CREDS = join(".agentledger", "auth", "admin.creds");
 
-/** A credentials file and why it was chosen. */
+/** The credentials file found and why it was chosen, or none (`path` null), and where the lookup went. */
 export interface FoundCredentials {
-  path: string;
-  source: "argument" | "NATS_CREDS" | "data directory" | "config directory";
+  path: string | null;
+  source: "argument" | "NATS_CREDS" | "data directory" | "config directory" | null;
+  looked: string[];
 }
 
 /** What the lookup reads: the process's by default, anything in tests. */
@@ -25,7 +26,8 @@ export interface LookupContext {
  * The first of: the explicit `creds` argument; `NATS_CREDS`; `.agentledger/auth/admin.creds` in
  * the working directory or any parent; `$XDG_CONFIG_HOME/agentledger/credentials.creds` (default
  * `~/.config/agentledger/credentials.creds`). A file named by the argument or `NATS_CREDS` must
- * exist (`CredsFileMissingError`); when none is found, `NoCredentialsError` lists where it looked.
+ * exist (`CredsFileMissingError`). None found: the client connects without credentials, and a server
+ * that wants some is answered with `NoCredentialsError`, listing `looked`.
  */
 export function findCredentials(creds?: string, context: LookupContext = {}): FoundCredentials {
   const env = context.env ?? process.env;
@@ -34,7 +36,7 @@ export function findCredentials(creds?: string, context: LookupContext = {}): Fo
   const named = (path: string, source: "argument" | "NATS_CREDS"): FoundCredentials => {
     const full = resolve(cwd, path);
     if (!isFile(full)) throw new CredsFileMissingError(full, source === "argument" ? "the creds argument" : "NATS_CREDS");
-    return { path: full, source };
+    return { path: full, source, looked: [...looked, full] };
   };
   if (creds) return named(creds, "argument");
   looked.push("the creds argument (not given)");
@@ -42,15 +44,15 @@ export function findCredentials(creds?: string, context: LookupContext = {}): Fo
   looked.push("NATS_CREDS (not set)");
   for (let dir = cwd; ; dir = dirname(dir)) {
     const path = join(dir, DATA_DIR_CREDS);
-    if (isFile(path)) return { path, source: "data directory" };
+    if (isFile(path)) return { path, source: "data directory", looked: [...looked, path] };
     if (dirname(dir) === dir) break;
   }
   looked.push(`${DATA_DIR_CREDS} in ${cwd} and its parents`);
   const config = env.XDG_CONFIG_HOME || join(context.home ?? homedir(), ".config");
   const path = join(config, "agentledger", "credentials.creds");
-  if (isFile(path)) return { path, source: "config directory" };
   looked.push(path);
-  throw new NoCredentialsError(looked);
+  if (isFile(path)) return { path, source: "config directory", looked };
+  return { path: null, source: null, looked };
 }
 
 function isFile(path: string): boolean {

@@ -12,8 +12,8 @@ export type WireError = C.CommandRefused["error"];
 export class AlreadyExistsError extends LedgerError {
   declare readonly code: "already_exists";
   declare readonly details: C.AlreadyExists["details"];
-  constructor(error: C.AlreadyExists, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.AlreadyExists, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "AlreadyExistsError";
   }
 }
@@ -22,8 +22,8 @@ export class AlreadyExistsError extends LedgerError {
 export class CapacityExceededError extends LedgerError {
   declare readonly code: "capacity_exceeded";
   declare readonly details: C.CapacityExceeded["details"];
-  constructor(error: C.CapacityExceeded, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.CapacityExceeded, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "CapacityExceededError";
   }
 }
@@ -32,8 +32,8 @@ export class CapacityExceededError extends LedgerError {
 export class ConflictError extends LedgerError {
   declare readonly code: "conflict";
   declare readonly details: C.Conflict["details"];
-  constructor(error: C.Conflict, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.Conflict, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "ConflictError";
   }
 }
@@ -42,8 +42,8 @@ export class ConflictError extends LedgerError {
 export class CrossProjectError extends LedgerError {
   declare readonly code: "cross_project";
   declare readonly details: C.CrossProject["details"];
-  constructor(error: C.CrossProject, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.CrossProject, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "CrossProjectError";
   }
 }
@@ -52,8 +52,8 @@ export class CrossProjectError extends LedgerError {
 export class CrossThreadError extends LedgerError {
   declare readonly code: "cross_thread";
   declare readonly details: C.CrossThread["details"];
-  constructor(error: C.CrossThread, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.CrossThread, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "CrossThreadError";
   }
 }
@@ -62,8 +62,8 @@ export class CrossThreadError extends LedgerError {
 export class ForbiddenError extends LedgerError {
   declare readonly code: "forbidden";
   declare readonly details: C.Forbidden["details"];
-  constructor(error: C.Forbidden, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.Forbidden, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "ForbiddenError";
   }
 }
@@ -72,8 +72,8 @@ export class ForbiddenError extends LedgerError {
 export class HandoffRejectedError extends LedgerError {
   declare readonly code: "handoff_rejected";
   declare readonly details: C.HandoffRejected["details"];
-  constructor(error: C.HandoffRejected, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.HandoffRejected, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "HandoffRejectedError";
   }
 }
@@ -82,8 +82,8 @@ export class HandoffRejectedError extends LedgerError {
 export class IllegalTransitionError extends LedgerError {
   declare readonly code: "illegal_transition";
   declare readonly details: C.IllegalTransition["details"];
-  constructor(error: C.IllegalTransition, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.IllegalTransition, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "IllegalTransitionError";
   }
 }
@@ -92,8 +92,8 @@ export class IllegalTransitionError extends LedgerError {
 export class InternalError extends LedgerError {
   declare readonly code: "internal";
   declare readonly details: C.Internal["details"];
-  constructor(error: C.Internal, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.Internal, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "InternalError";
   }
 }
@@ -102,8 +102,8 @@ export class InternalError extends LedgerError {
 export class InvalidCommandError extends LedgerError {
   declare readonly code: "invalid_command";
   declare readonly details: C.InvalidCommand["details"];
-  constructor(error: C.InvalidCommand, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.InvalidCommand, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "InvalidCommandError";
   }
 }
@@ -112,8 +112,8 @@ export class InvalidCommandError extends LedgerError {
 export class NotFoundError extends LedgerError {
   declare readonly code: "not_found";
   declare readonly details: C.NotFound["details"];
-  constructor(error: C.NotFound, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.NotFound, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "NotFoundError";
   }
 }
@@ -122,8 +122,8 @@ export class NotFoundError extends LedgerError {
 export class ThreadClosedError extends LedgerError {
   declare readonly code: "thread_closed";
   declare readonly details: C.ThreadClosed["details"];
-  constructor(error: C.ThreadClosed, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.ThreadClosed, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "ThreadClosedError";
   }
 }
@@ -132,8 +132,8 @@ export class ThreadClosedError extends LedgerError {
 export class ThreadNotEmptyError extends LedgerError {
   declare readonly code: "thread_not_empty";
   declare readonly details: C.ThreadNotEmpty["details"];
-  constructor(error: C.ThreadNotEmpty, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.ThreadNotEmpty, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "ThreadNotEmptyError";
   }
 }
@@ -142,8 +142,8 @@ export class ThreadNotEmptyError extends LedgerError {
 export class UnavailableError extends LedgerError {
   declare readonly code: "unavailable";
   declare readonly details: C.Unavailable["details"];
-  constructor(error: C.Unavailable, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.Unavailable, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "UnavailableError";
   }
 }
@@ -152,8 +152,8 @@ export class UnavailableError extends LedgerError {
 export class UnknownCommandError extends LedgerError {
   declare readonly code: "unknown_command";
   declare readonly details: C.UnknownCommand["details"];
-  constructor(error: C.UnknownCommand, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.UnknownCommand, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "UnknownCommandError";
   }
 }
@@ -162,8 +162,8 @@ export class UnknownCommandError extends LedgerError {
 export class UnsupportedError extends LedgerError {
   declare readonly code: "unsupported";
   declare readonly details: C.Unsupported["details"];
-  constructor(error: C.Unsupported, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.Unsupported, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "UnsupportedError";
   }
 }
@@ -172,8 +172,8 @@ export class UnsupportedError extends LedgerError {
 export class VersionConflictError extends LedgerError {
   declare readonly code: "version_conflict";
   declare readonly details: C.VersionConflict["details"];
-  constructor(error: C.VersionConflict, commandId?: string | null) {
-    super(error.code, error.message, error.retryable, error.details, commandId);
+  constructor(error: C.VersionConflict, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
     this.name = "VersionConflictError";
   }
 }
@@ -181,8 +181,8 @@ export class VersionConflictError extends LedgerError {
 /** Any error an engine replies with, as its class: narrow it with `instanceof` or on `code`. */
 export type RefusalError = AlreadyExistsError | CapacityExceededError | ConflictError | CrossProjectError | CrossThreadError | ForbiddenError | HandoffRejectedError | IllegalTransitionError | InternalError | InvalidCommandError | NotFoundError | ThreadClosedError | ThreadNotEmptyError | UnavailableError | UnknownCommandError | UnsupportedError | VersionConflictError;
 
-/** The class for an engine's error reply. */
-export function refusal(error: WireError, commandId?: string | null): RefusalError {
+/** The class for an engine's error reply; null for a code this contract does not have. */
+export function refusal(error: WireError, commandId?: string | null): RefusalError | null {
   switch (error.code) {
     case "already_exists":
       return new AlreadyExistsError(error, commandId);
@@ -218,5 +218,7 @@ export function refusal(error: WireError, commandId?: string | null): RefusalErr
       return new UnsupportedError(error, commandId);
     case "version_conflict":
       return new VersionConflictError(error, commandId);
+    default:
+      return null;
   }
 }

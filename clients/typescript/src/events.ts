@@ -3,7 +3,6 @@
 import type { Caller } from "./call.js";
 import { backoff } from "./call.js";
 import type * as C from "./contract.js";
-import { UnavailableError } from "./errors.js";
 import { LedgerError } from "./ledger-error.js";
 
 /** How long an engine holds a `min_position` query before answering `unavailable` (docs/protocol.md). */
@@ -26,14 +25,16 @@ export async function* followEvents(caller: Caller, options: EventsOptions = {})
   let waitFor: number | null = null; // the position the next read waits for: past everything read so far
   for (let failures = 0; ;) {
     let answer;
+    const sent = Date.now();
     try {
       const timeout: number = caller.settings.timeout + (waitFor === null ? 0 : ENGINE_WAIT_MS);
       answer = await caller.queryAnswer("events.read", { thread_id, after: cursor, limit, min_position: waitFor },
                                         { timeout, retryFor: waitFor === null ? undefined : 0 });
     } catch (error) {
-      // While following, nothing new within the engine's wait is no error; a blip is waited out.
+      // While following, nothing new within the engine's wait is no error, and a blip (an engine
+      // restarting, the log unreachable) is waited out with backoff.
       if (waitFor === null || !(error instanceof LedgerError) || !error.retryable) throw error;
-      if (!(error instanceof UnavailableError)) await new Promise((r) => setTimeout(r, backoff(++failures)));
+      if (Date.now() - sent < ENGINE_WAIT_MS) await new Promise((r) => setTimeout(r, backoff(++failures)));
       continue;
     }
     failures = 0;

@@ -19,3 +19,4 @@ export * from "./errors.js";
 export type { EventsOptions } from "./events.js";
 export { actorOf, Ledger, type LedgerOptions } from "./ledger.js";
 export * from "./ledger-error.js";
+export * from "./unavailable.js";

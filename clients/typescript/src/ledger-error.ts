@@ -1,18 +1,10 @@
-// The base of every error the client raises, and the errors that happen before or around a request
-// (credentials, connection, transport); the engine's own error codes are in errors.ts (generated).
+// The base of every error the client raises, and the client's own errors (credentials, permissions,
+// unreadable replies); the engine's error codes are in errors.ts (generated), and a transport failure
+// is an `UnavailableError` of its own kind (unavailable.ts).
 import type { ErrorCode } from "./errors.js";
 
 /** What the client itself reports, beside the engine's codes. */
-export type ClientErrorCode =
-  | "no_credentials"
-  | "creds_file_missing"
-  | "not_authorised"
-  | "connection_refused"
-  | "unreachable"
-  | "timeout"
-  | "no_responders"
-  | "closed"
-  | "permission_denied";
+export type ClientErrorCode = "no_credentials" | "creds_file_missing" | "not_authorised" | "permission_denied" | "bad_reply";
 
 /**
  * Every error of this client: an engine's refusal (one subclass per code, in errors.ts) or a
@@ -37,12 +29,13 @@ export class LedgerError extends Error {
   }
 }
 
-/** No credentials were given and none were found where the client looks (listed in `details.looked`). */
+/** The server wants credentials and none were given or found (`details.looked` lists where the lookup went). */
 export class NoCredentialsError extends LedgerError {
   declare readonly code: "no_credentials";
-  declare readonly details: { looked: string[] };
-  constructor(looked: string[]) {
-    super("no_credentials", `no credentials found; looked at: ${looked.join("; ")}`, false, { looked });
+  declare readonly details: { url: string; looked: string[] };
+  constructor(url: string, looked: string[], cause: unknown) {
+    super("no_credentials", `no credentials found for NATS at ${url}; looked at: ${looked.join("; ")}`, false,
+          { url, looked }, null, { cause });
     this.name = "NoCredentialsError";
   }
 }
@@ -60,62 +53,20 @@ export class CredsFileMissingError extends LedgerError {
 /** The server refused the credentials (unknown, revoked or expired user). */
 export class NotAuthorisedError extends LedgerError {
   declare readonly code: "not_authorised";
-  declare readonly details: { url: string; creds: string | null };
-  constructor(url: string, creds: string | null, cause: unknown) {
-    super("not_authorised", `not authorised by ${url}${creds ? ` with ${creds}` : " without credentials"}`, false,
-          { url, creds }, null, { cause });
+  declare readonly details: { url: string; creds: string };
+  constructor(url: string, creds: string, cause: unknown) {
+    super("not_authorised", `NATS at ${url} refused the credentials in ${creds}`, false, { url, creds }, null, { cause });
     this.name = "NotAuthorisedError";
   }
 }
 
-/** Nothing listens at the address: reported at once, not after the connect timeout. */
-export class ConnectionRefusedError extends LedgerError {
-  declare readonly code: "connection_refused";
-  declare readonly details: { url: string };
-  constructor(url: string, cause: unknown) {
-    super("connection_refused", `connection refused: nothing listens at ${url}`, true, { url }, null, { cause });
-    this.name = "ConnectionRefusedError";
-  }
-}
-
-/** The server could not be reached otherwise (no answer within the timeout, a name that does not resolve). */
-export class UnreachableError extends LedgerError {
-  declare readonly code: "unreachable";
-  declare readonly details: { url: string };
-  constructor(url: string, cause: unknown) {
-    const why = cause instanceof Error ? cause.message : String(cause);
-    super("unreachable", `cannot reach NATS at ${url}: ${why}`, true, { url }, null, { cause });
-    this.name = "UnreachableError";
-  }
-}
-
-/** No reply within the request timeout (the engine may still have decided the command: retry with its id). */
-export class RequestTimeoutError extends LedgerError {
-  declare readonly code: "timeout";
-  declare readonly details: { subject: string; timeoutMs: number };
-  constructor(subject: string, timeoutMs: number, commandId: string | null, cause: unknown) {
-    super("timeout", `no reply to ${subject} within ${timeoutMs} ms`, true, { subject, timeoutMs }, commandId, { cause });
-    this.name = "RequestTimeoutError";
-  }
-}
-
-/** No engine listens on the subject right now (none running, or all restarting). */
-export class NoRespondersError extends LedgerError {
-  declare readonly code: "no_responders";
-  declare readonly details: { subject: string };
-  constructor(subject: string, commandId: string | null, cause: unknown) {
-    super("no_responders", `no engine answers ${subject}`, true, { subject }, commandId, { cause });
-    this.name = "NoRespondersError";
-  }
-}
-
-/** The connection was closed (by `close()`, or the server cut this user off). */
-export class ConnectionClosedError extends LedgerError {
-  declare readonly code: "closed";
-  declare readonly details: Record<string, never>;
-  constructor(cause: unknown) {
-    super("closed", "the connection is closed", false, {}, null, { cause });
-    this.name = "ConnectionClosedError";
+/** A reply this client cannot read: from a newer engine, or from something that is not one. Never retried. */
+export class BadReplyError extends LedgerError {
+  declare readonly code: "bad_reply";
+  declare readonly details: { subject: string; reply: string };
+  constructor(subject: string, reply: string, reason: string) {
+    super("bad_reply", `cannot read the reply on ${subject}: ${reason}`, false, { subject, reply });
+    this.name = "BadReplyError";
   }
 }
 

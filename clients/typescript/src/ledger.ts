@@ -1,10 +1,11 @@
 // The client: a connection to one tenant of an Agent Ledger deployment, with one method per command
 // and query (src/api.ts, generated from the contract), events, audit and paged queries.
-import { type LedgerApi, bindApi, type EventsApi } from "./api.js";
+import { bindApi, type EventsApi, type LedgerApi, TENANT_CHECK } from "./api.js";
 import { type AuditEvent, type AuditOptions, readAudit } from "./audit.js";
 import {
   type CallOptions,
   Caller,
+  checkIds,
   type CommandAccepted,
   type CommandArgs,
   type CommandName,
@@ -14,7 +15,8 @@ import {
   type RetryInfo,
 } from "./call.js";
 import type * as C from "./contract.js";
-import { findCredentials } from "./credentials.js";
+import { type FoundCredentials, findCredentials } from "./credentials.js";
+import { InvalidCommandError } from "./errors.js";
 import { type EventsOptions, followEvents } from "./events.js";
 import { Link } from "./link.js";
 
@@ -25,10 +27,10 @@ export interface LedgerOptions {
   natsUrl?: string;
   /**
    * A `.creds` file. When absent: `NATS_CREDS`, then `.agentledger/auth/admin.creds` in the working
-   * directory or a parent, then `$XDG_CONFIG_HOME/agentledger/credentials.creds`. `false`: connect
-   * without credentials (a server without authentication).
+   * directory or a parent, then `$XDG_CONFIG_HOME/agentledger/credentials.creds`; none found:
+   * connect without credentials (a server without authentication).
    */
-  creds?: string | false;
+  creds?: string;
   /** The subject prefix; default `AGENTLEDGER_PREFIX`, else `ledger`. */
   prefix?: string;
   /** The engine's stream name (auditors read `AUDIT_<stream>`); default `AGENTLEDGER_STREAM`, else `LEDGER`. */
@@ -43,10 +45,14 @@ export interface LedgerOptions {
   onRetry?: (retry: RetryInfo) => void;
 }
 
+const KINDS = { usr_: "user", agt_: "agent", sys_: "system" } as const;
+
 /** The actor an id stands for, from its prefix: `usr_` a user, `agt_` an agent, `sys_` the system. */
 export function actorOf(id: string): C.Actor {
-  const kind = id.startsWith("agt_") ? "agent" : id.startsWith("sys_") ? "system" : "user";
-  return { kind, id };
+  for (const [prefix, kind] of Object.entries(KINDS)) if (id.startsWith(prefix)) return { kind, id };
+  const message = `actor id must start with usr_, agt_ or sys_ (got ${JSON.stringify(id)})`;
+  throw new InvalidCommandError({ code: "invalid_command", message, retryable: false,
+                                  details: { errors: [{ path: "$.actor.id", message }] } });
 }
 
 export interface Ledger extends Omit<LedgerApi, "events"> {}
@@ -63,8 +69,8 @@ export class Ledger {
   readonly tenant: string;
   readonly prefix: string;
   readonly stream: string;
-  /** The credentials file the connection used, and where it was found (null: none). */
-  readonly creds: { path: string; source: string } | null;
+  /** The credentials file the connection used and where it was found (`path` null: none), and where the lookup went. */
+  readonly creds: FoundCredentials;
   private readonly caller: Caller;
 
   private constructor(private readonly link: Link, caller: Caller, stream: string, creds: Ledger["creds"]) {
@@ -82,19 +88,27 @@ export class Ledger {
   static async connect(options: LedgerOptions = {}): Promise<Ledger> {
     const env = process.env;
     const natsUrl = options.natsUrl ?? env.NATS_URL ?? "nats://127.0.0.1:4222";
-    const creds = options.creds === false ? null : findCredentials(options.creds);
+    const creds = findCredentials(options.creds);
     const timeout = options.timeout ?? 5000;
-    const actor = options.actor ?? env.AGENTLEDGER_ACTOR ?? "usr_client";
-    const link = await Link.open(natsUrl, creds?.path ?? null, timeout, "agentledger-ts");
+    const tenant = options.tenant ?? env.AGENTLEDGER_TENANT ?? "tnt_default";
+    checkIds("connect", { tenant }, [TENANT_CHECK]);
+    const named = options.actor ?? env.AGENTLEDGER_ACTOR ?? "usr_client";
+    const actor = typeof named === "string" ? actorOf(named) : named;
+    const link = await Link.open(natsUrl, creds, timeout, "agentledger-ts");
     const caller = new Caller(link, {
-      tenant: options.tenant ?? env.AGENTLEDGER_TENANT ?? "tnt_default",
+      tenant,
       prefix: options.prefix ?? env.AGENTLEDGER_PREFIX ?? "ledger",
-      actor: typeof actor === "string" ? actorOf(actor) : actor,
+      actor,
       timeout,
       retryFor: options.retryFor ?? 10_000,
       onRetry: options.onRetry,
     });
     return new Ledger(link, caller, options.stream ?? env.AGENTLEDGER_STREAM ?? "LEDGER", creds);
+  }
+
+  /** The highest log position this client's commands reached: pass it as `min_position` to read your own writes on any engine. */
+  get position(): number {
+    return this.caller.position;
   }
 
   /** A command by name, answered with its whole accepted reply (`position`, `events`, `result`). */
@@ -112,7 +126,9 @@ export class Ledger {
    * consumer `durable` (made on first use, resumed by name), with the headers the audit stream keeps.
    */
   audit(options: AuditOptions): AsyncGenerator<AuditEvent, void, undefined> {
-    return readAudit(this.link.nc, `AUDIT_${this.stream}`, `${this.prefix}.evt.${this.tenant}.>`, options);
+    checkIds("events.read", { thread_id: options.thread_id });
+    const filter = options.thread_id ? `thr.${options.thread_id}.>` : ">";
+    return readAudit(this.link.nc, `AUDIT_${this.stream}`, `${this.prefix}.evt.${this.tenant}.${filter}`, options);
   }
 
   /** Finish what is in flight and close the connection. */

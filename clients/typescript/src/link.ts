@@ -1,5 +1,5 @@
-// The NATS connection: opened with the credentials found, its failures told apart (refused,
-// not authorised, unreachable), and JSON request/reply with transport errors as LedgerErrors.
+// The NATS connection: opened with the credentials found, its failures told apart (refused, not
+// authorised, no credentials, unreachable), and JSON request/reply with transport errors as LedgerErrors.
 import { readFileSync } from "node:fs";
 
 import {
@@ -12,22 +12,17 @@ import {
   TimeoutError,
 } from "@nats-io/transport-node";
 
-import {
-  ConnectionClosedError,
-  ConnectionRefusedError,
-  NoRespondersError,
-  NotAuthorisedError,
-  RequestTimeoutError,
-  UnreachableError,
-} from "./ledger-error.js";
+import type { FoundCredentials } from "./credentials.js";
+import { BadReplyError, NoCredentialsError, NotAuthorisedError } from "./ledger-error.js";
+import { ConnectionClosedError, ConnectionRefusedError, NoReplyError, NoRespondersError, UnreachableError } from "./unavailable.js";
 
 export class Link {
   private constructor(readonly nc: NatsConnection) {}
 
-  /** Connect to `url` (servers comma-separated) with the `.creds` file at `creds`, or none. */
-  static async open(url: string, creds: string | null, timeout: number, name: string): Promise<Link> {
+  /** Connect to `url` (servers comma-separated) with the `.creds` file found, or without credentials. */
+  static async open(url: string, creds: FoundCredentials, timeout: number, name: string): Promise<Link> {
     const servers = url.split(",").map((s) => s.trim()).filter(Boolean);
-    const authenticator = creds === null ? undefined : credsAuthenticator(new Uint8Array(readFileSync(creds)));
+    const authenticator = creds.path === null ? undefined : credsAuthenticator(new Uint8Array(readFileSync(creds.path)));
     try {
       // Reconnect for as long as it takes once connected (requests retry meanwhile); the first
       // connect is tried once per server, so a refused connection is reported at once.
@@ -47,7 +42,17 @@ export class Link {
     } catch (error) {
       throw requestError(error, subject, timeout, commandId);
     }
-    return JSON.parse(reply.string());
+    const text = reply.string();
+    let decoded;
+    try {
+      decoded = JSON.parse(text);
+    } catch (error) {
+      throw new BadReplyError(subject, text, `not JSON (${error instanceof Error ? error.message : String(error)})`);
+    }
+    if (typeof decoded !== "object" || decoded === null || typeof decoded.ok !== "boolean") {
+      throw new BadReplyError(subject, text, "no `ok`: not an engine's reply");
+    }
+    return decoded;
   }
 
   async close(): Promise<void> {
@@ -56,8 +61,10 @@ export class Link {
   }
 }
 
-function connectError(error: unknown, url: string, creds: string | null): Error {
-  if (error instanceof AuthorizationError) return new NotAuthorisedError(url, creds, error);
+function connectError(error: unknown, url: string, creds: FoundCredentials): Error {
+  if (error instanceof AuthorizationError) {
+    return creds.path === null ? new NoCredentialsError(url, creds.looked, error) : new NotAuthorisedError(url, creds.path, error);
+  }
   const cause = error instanceof Error ? error.cause : undefined;
   const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined;
   if (code === "ECONNREFUSED") return new ConnectionRefusedError(url, error);
@@ -65,7 +72,7 @@ function connectError(error: unknown, url: string, creds: string | null): Error 
 }
 
 function requestError(error: unknown, subject: string, timeout: number, commandId: string | null): unknown {
-  if (error instanceof TimeoutError) return new RequestTimeoutError(subject, timeout, commandId, error);
+  if (error instanceof TimeoutError) return new NoReplyError(subject, timeout, commandId, error);
   if (error instanceof RequestError && error.isNoResponders()) return new NoRespondersError(subject, commandId, error);
   if (error instanceof ClosedConnectionError) return new ConnectionClosedError(error);
   return error;

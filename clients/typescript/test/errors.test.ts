@@ -5,6 +5,7 @@ import { after, before, test } from "node:test";
 
 import {
   AlreadyExistsError,
+  BadReplyError,
   CapacityExceededError,
   CrossProjectError,
   CrossThreadError,
@@ -15,11 +16,12 @@ import {
   type Ledger,
   LedgerError,
   NotFoundError,
+  type RetryInfo,
   ThreadClosedError,
   ThreadNotEmptyError,
   VersionConflictError,
 } from "../src/index.js";
-import { auditor, fresh, member, started } from "./env.js";
+import { auditor, control, fresh, member, started } from "./env.js";
 
 let ledger: Ledger;
 before(async () => {
@@ -45,7 +47,7 @@ test("not_found and already_exists, with the entity's kind and id", async () => 
   assert.deepEqual(missing.details, { kind: "session", id: "ses_nobody" });
   assert.equal(missing.code, "not_found");
   assert.equal(missing.retryable, false);
-  assert.match(missing.commandId ?? "", /^cmd_/);
+  assert.match(missing.commandId ?? "", /^cmd-[0-9a-f]{32}$/); // made by the client for this call
   assert.ok(missing instanceof LedgerError);
   const s = fresh();
   await ledger.project.create({ project_id: `prj_${s}`, name: "one" });
@@ -130,5 +132,22 @@ test("forbidden: an auditor may query but not command", async () => {
     assert.equal(forbidden.retryable, false);
   } finally {
     await reader.close();
+  }
+});
+
+test("a reply that is no engine's is a bad reply, never retried", async () => {
+  const prefix = `impostor${fresh()}`;
+  await control("impostor", { prefix, replies: ["<html>", '{"answer": 42}', '{"ok": false, "error": {"code": "teapot"}}'] });
+  const other = await member({ prefix });
+  try {
+    const retries: RetryInfo[] = [];
+    const onRetry = (r: RetryInfo) => retries.push(r);
+    for (const why of [/not JSON/, /no `ok`/, /no known code/]) {
+      await assert.rejects(other.thread.get({ thread_id: "thd_a" }, { onRetry }), (e: unknown) =>
+        e instanceof BadReplyError && e.code === "bad_reply" && !e.retryable && why.test(e.message));
+    }
+    assert.deepEqual(retries, []);
+  } finally {
+    await other.close();
   }
 });

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
 import type { Ledger, StoredEvent } from "../src/index.js";
-import { member, started } from "./env.js";
+import { control, member, started } from "./env.js";
 
 let ledger: Ledger;
 before(async () => {
@@ -63,5 +63,19 @@ test("a follower waits without error while nothing happens, and wakes for the ne
   await ledger.session.cancel({ session_id });
   const { value } = await waiting;
   assert.equal(value?.type, "session.cancelled");
+  await live.return();
+});
+
+test("a follower rides out an engine restart", async () => {
+  const { thread_id, session_id } = await started(ledger);
+  const now = (await ledger.events.read({ thread_id })).next_after;
+  const live = ledger.events({ thread_id, after: now });
+  const waiting = live.next();
+  await control("stop");
+  await new Promise((resolve) => setTimeout(resolve, 1000)); // the follower meets no engine meanwhile
+  await control("start");
+  await ledger.session.requestInput({ session_id, prompt: "still there?" });
+  const { value } = await waiting;
+  assert.equal(value?.type, "session.input_requested");
   await live.return();
 });

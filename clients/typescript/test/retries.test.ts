@@ -29,8 +29,8 @@ test("unavailable (not decided in time) is retried with the same command id and 
   const { project_id } = await ledger.project.create({ name: "held" });
   const { thread_id } = await ledger.thread.create({ project_id });
   const { session_id } = await ledger.session.create({ thread_id, owner: { kind: "agent", id: "agt_a" } });
-  // the engine holds the thread for 1 s and decides only within 0.3 s of a command's arrival
-  await control("hold", { thread_id, seconds: 1.0, decide_within: 0.3 });
+  // the engine holds the thread for 3 s and decides only within 0.3 s of a command's arrival
+  await control("hold", { thread_id, seconds: 3.0, decide_within: 0.3 });
   const retries: RetryInfo[] = [];
   const reply = await ledger.command("session.start", { session_id }, { onRetry: (r) => retries.push(r) });
   assert.ok(retries.length >= 1, "the first attempt was refused");
@@ -66,10 +66,14 @@ test("past the deadline the last error is raised", async () => {
   await control("stop");
   try {
     const retries: RetryInfo[] = [];
-    await assert.rejects(ledger.project.create({ name: "never" }, { retryFor: 1000, onRetry: (r) => retries.push(r) }),
-                         (e: unknown) => e instanceof NoRespondersError && e.retryable && e.commandId === retries[0]?.commandId);
-    assert.ok(retries.length >= 1);
-    await assert.rejects(ledger.project.create({ name: "never" }, { retryFor: 0 }), NoRespondersError); // no retry at all
+    const command_id = `never-${fresh()}`;
+    await assert.rejects(ledger.project.create({ name: "never", command_id }, { retryFor: 1000, onRetry: (r) => retries.push(r) }),
+                         (e: unknown) => e instanceof NoRespondersError && e.retryable && e.commandId === command_id);
+    assert.ok(retries.every((r) => r.commandId === command_id && r.error instanceof NoRespondersError));
+    const once: RetryInfo[] = [];
+    await assert.rejects(ledger.project.create({ name: "never" }, { retryFor: 0, onRetry: (r) => once.push(r) }),
+                         NoRespondersError);
+    assert.deepEqual(once, []); // no retry at all
   } finally {
     await control("start");
   }
