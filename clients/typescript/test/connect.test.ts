@@ -1,6 +1,7 @@
 // Connecting: credentials found in the documented order, and each way of failing told apart, at once.
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -15,6 +16,8 @@ import {
   type LookupContext,
   NoCredentialsError,
   NotAuthorisedError,
+  UnavailableError,
+  UnreachableError,
 } from "../src/index.js";
 import { member, rig } from "./env.js";
 
@@ -178,4 +181,19 @@ test("a tenant id or an actor that is malformed is refused before connecting, wi
   } finally {
     await ledger.close();
   }
+});
+
+test("a server that accepts and never answers: unreachable after the timeout", async (t) => {
+  const sockets: Socket[] = [];
+  const silent = createServer((socket) => sockets.push(socket)); // takes the connection, says nothing
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  t.after(() => {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  });
+  const address = silent.address();
+  assert.ok(address !== null && typeof address === "object");
+  const url = `nats://127.0.0.1:${address.port}`;
+  await assert.rejects(member({ natsUrl: url, timeout: 1000 }), (e: unknown) =>
+    e instanceof UnreachableError && e.url === url && e.retryable && e instanceof UnavailableError);
 });

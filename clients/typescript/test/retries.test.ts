@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { type Ledger, NoRespondersError, type RetryInfo, UnavailableError } from "../src/index.js";
+import { type Ledger, NoReplyError, NoRespondersError, type RetryInfo, UnavailableError } from "../src/index.js";
 import { control, fresh, member } from "./env.js";
 
 let ledger: Ledger;
@@ -40,6 +40,26 @@ test("unavailable (not decided in time) is retried with the same command id and 
   assert.equal(reply.events[0]?.command_id, reply.command_id);
   const page = await ledger.events.read({ thread_id });
   assert.equal(page.events.filter((e) => e.type === "session.started").length, 1);
+});
+
+test("no reply in time: retried with the same command id once the engine must have decided, and decided once", async () => {
+  const { project_id } = await ledger.project.create({ name: "slow" });
+  const { thread_id } = await ledger.thread.create({ project_id });
+  const { session_id } = await ledger.session.create({ thread_id, owner: { kind: "agent", id: "agt_a" } });
+  await control("hold", { thread_id, seconds: 3.0, decide_within: 2.0 }); // the thread is busy for 3 s
+  const retries: { info: RetryInfo; at: number }[] = [];
+  const first = Date.now();
+  const reply = await ledger.command("session.start", { session_id }, {
+    timeout: 500, retryFor: 60_000, onRetry: (info) => retries.push({ info, at: Date.now() }),
+  });
+  assert.ok(retries[0]?.info.error instanceof NoReplyError);
+  for (const { info, at } of retries) {
+    assert.equal(info.commandId, reply.command_id);
+    if (info.error instanceof NoReplyError) assert.ok(at + info.delayMs >= first + 2000); // never before the engine's bound
+  }
+  const page = await ledger.events.read({ thread_id });
+  assert.equal(page.events.filter((e) => e.type === "session.started").length, 1);
+  assert.equal(page.events.find((e) => e.type === "session.started")?.command_id, reply.command_id);
 });
 
 test("no engine: retried until one answers, with the same command id", async () => {
