@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 NODE_TOOLS := tests/js/node_modules/.package-lock.json
+TS_CLIENT := clients/typescript/node_modules/.package-lock.json
 
 .PHONY: install run test test-unit bench soak clean
 
@@ -26,10 +27,14 @@ $(BENCH_STAMP): $(STAMP)
 $(NODE_TOOLS): tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 
+# the TypeScript client's dependencies (nats.js, and tsc to build it); its tests run in tests/test_typescript_client.py
+$(TS_CLIENT): clients/typescript/package.json clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error
+
 run: $(STAMP)
 	$(BIN)/agentledger serve
 
-test: $(STAMP) $(NODE_TOOLS)
+test: $(STAMP) $(NODE_TOOLS) $(TS_CLIENT)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	$(BIN)/pytest -q
 
@@ -46,4 +51,4 @@ soak: $(STAMP)
 	$(BIN)/python -m tests.soak --minutes $(MINUTES)
 
 clean:
-	rm -rf $(VENV) .agentledger tests/js/node_modules
+	rm -rf $(VENV) .agentledger tests/js/node_modules clients/typescript/node_modules clients/typescript/build
