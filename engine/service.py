@@ -93,7 +93,8 @@ class CommandService:
             return CommandReply(ok=False, command_id=command_id, error=unexpected(log, name))
 
     # -- decide and append -----------------------------------------------------------------
-    def _lock(self, boundary: str) -> Any:
+    def boundary_lock(self, boundary: str) -> Any:
+        """The lock this engine holds while it decides and appends on `boundary` (one decision at a time)."""
         lock = self._locks.get(boundary)
         if lock is None:
             lock = asyncio.Lock()
@@ -102,7 +103,7 @@ class CommandService:
 
     async def _run(self, tenant: str, spec: CommandSpec[Any, Any], cmd: Command, command_id: str, model: BoundaryModel,
                    ctx: Context, principal: Principal, deadline: float) -> CommandReply:
-        async with self._lock(model.boundary):
+        async with self.boundary_lock(model.boundary):
             for attempt in range(self.max_attempts):
                 record = model.commands.get(command_id)
                 if record is not None:

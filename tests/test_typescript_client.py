@@ -28,6 +28,7 @@ from tests.conftest import Tenants
 from tests.fresh_support import sh
 from tests.node_tools import installed
 
+pytestmark = pytest.mark.integration  # node, tsc and `agentledger serve` run as processes of their own
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "clients" / "typescript"
 TENANT = "tnt_tsclient"
@@ -107,7 +108,7 @@ class Rig:
             previous = commands.decide_within
             commands.decide_within = decide_within
             try:
-                async with commands._lock(boundary):
+                async with commands.boundary_lock(boundary):
                     held.set()
                     await asyncio.sleep(seconds)
             finally:
