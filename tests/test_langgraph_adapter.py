@@ -8,6 +8,7 @@ checked against the thread's events and its replay."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -17,6 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.capabilities import BASE_CAPABILITIES
+from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
 from agentledger.adapters.langgraph import RUN_KEY, LedgerGraph, LedgerSaver, linked_checkpoint, namespaces
@@ -26,7 +31,7 @@ from agentledger.handlers.auth.keys import Deployment
 from agentledger.schemas.events import StoredEvent
 from tests.client_support import creds_file, ledger_for
 from tests.conftest import Tenants
-from tests.langgraph_graph import build, build_failing, build_helpers, build_nested, build_reviewed
+from tests.langgraph_graph import State, build, build_failing, build_helpers, build_nested, build_reviewed
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "tnt_lgrun"
@@ -262,3 +267,89 @@ async def test_copy_thread_forks_the_ledger_thread_and_copies_the_checkpoints(se
 
     with pytest.raises(Exception, match="already_exists"):  # a fork that is refused copies nothing
         await setup.saver.acopy_thread(target, source)
+
+
+async def test_a_fresh_input_supersedes_a_run_that_waits(setup: Setup) -> None:
+    """LangGraph drops the unanswered question when a new input comes: so does the ledger."""
+    thread_id = await setup.thread()
+    graph = LedgerGraph(build(setup.saver))
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    await graph.ainvoke({"request": "merge"}, config)
+    await graph.ainvoke({"request": "revert"}, config)
+    events = await setup.events(thread_id)
+    assert _types(events) == ["thread.created", "session.created", "session.started", "session.input_requested",
+                              "session.cancelled", "session.created", "session.started", "session.input_requested"]
+    first, second = events[1].data.session_id, events[5].data.session_id  # type: ignore[union-attr]
+    assert (events[4].data.session_id, events[4].data.reason) == (first, "superseded by a new input")  # type: ignore[union-attr]
+    assert events[7].data.prompt == '{"question": "may I revert?"}'  # type: ignore[union-attr]
+    replay = await setup.ledger.replay(thread_id)
+    assert {s.session_id: s.status for s in replay.sessions} == {first: "idle", second: "awaiting_hitl"}
+
+
+async def test_a_run_id_planted_in_the_checkpoints_is_not_trusted(setup: Setup) -> None:
+    """Any member can write the bucket: a checkpoint whose metadata names another thread's waiting
+    session (or no session at all) starts a run of its own, and the other thread is left alone."""
+    graph = LedgerGraph(build(setup.saver))
+    victim = await setup.thread()
+    await graph.ainvoke({"request": "pay"}, {"configurable": {"thread_id": victim}})
+    victim_events = await setup.events(victim)
+    waiting = victim_events[1].data.session_id  # type: ignore[union-attr]
+    plain = build(setup.saver)  # outside a LedgerGraph run the saver is the plain checkpointer
+    for planted in (waiting, "not a session"):
+        thread_id = await setup.thread()
+        await plain.ainvoke({"request": "pay"}, {"configurable": {"thread_id": thread_id, RUN_KEY: planted}})
+        assert (await plain.aget_state({"configurable": {"thread_id": thread_id}})).metadata[RUN_KEY] == planted  # type: ignore[index]
+        done = await graph.ainvoke(Command(resume="yes"), {"configurable": {"thread_id": thread_id}})
+        assert done["done"] == "pay: yes"
+        assert _types(await setup.events(thread_id)) == ["thread.created", "session.created", "session.started",
+                                                           "session.completed"]
+    assert await setup.events(victim) == victim_events
+
+
+async def test_a_breakpoint_asks_the_root_and_none_continues(setup: Setup) -> None:
+    thread_id = await setup.thread()
+    ran: list[str] = []
+    builder = StateGraph(State)
+    builder.add_node("draft", lambda s: ran.append("draft") or {"done": "drafted"})
+    builder.add_node("publish", lambda s: ran.append("publish") or {"done": "published"})
+    builder.add_edge(START, "draft")
+    builder.add_edge("draft", "publish")
+    builder.add_edge("publish", END)
+    graph = LedgerGraph(builder.compile(checkpointer=setup.saver, interrupt_before=["publish"]))
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    await graph.ainvoke({"request": "post"}, config)
+    assert ran == ["draft"]
+    events = await setup.events(thread_id)
+    assert (events[-1].type, events[-1].data.prompt) == ("session.input_requested", "paused before publish")  # type: ignore[union-attr]
+    assert (await graph.ainvoke(None, config))["done"] == "published"
+    assert ran == ["draft", "publish"]
+    assert _types(await setup.events(thread_id))[len(events):] == ["session.input_provided", "session.completed"]
+
+
+async def test_a_caller_that_stops_streaming_cancels_the_run(setup: Setup) -> None:
+    thread_id = await setup.thread()
+    graph = LedgerGraph(build_reviewed(setup.saver))
+    async with contextlib.aclosing(graph.astream({"request": "scan"}, {"configurable": {"thread_id": thread_id}})) as parts:
+        async for part in parts:
+            assert "plan" in part
+            break
+    events = await setup.events(thread_id)
+    root = events[1].data.session_id  # type: ignore[union-attr]
+    assert (events[-1].type, events[-1].data.session_id, events[-1].data.reason) == (  # type: ignore[union-attr]
+        "session.cancelled", root, "stopped by its caller")
+    assert (await setup.ledger.replay(thread_id)).thread.blocking_sessions == 0
+
+
+async def test_the_ledger_saver_keeps_the_checkpointers_conformance(setup: Setup) -> None:
+    """Outside a run the saver is the checkpointer, and LangGraph's suite says so (copy_thread forks
+    a ledger thread, so it is tested above with ledger threads instead)."""
+
+    @checkpointer_test(name="LedgerSaver")
+    async def factory() -> AsyncIterator[LedgerSaver]:
+        yield setup.saver
+
+    caps = {c.value for c in BASE_CAPABILITIES} | {"delete_for_runs", "prune"}
+    report = await validate(factory, capabilities=caps)
+    ran = {name: result.passed for name, result in report.results.items() if result.passed is not None}
+    assert ran == dict.fromkeys(caps, True), report.results
+    assert sum(r.tests_passed for r in report.results.values()) >= 60

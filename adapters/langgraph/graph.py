@@ -65,7 +65,10 @@ class LedgerGraph:
             yield {**config, "configurable": {**conf, RUN_KEY: run.root}}
         except BaseException as error:
             self.saver.runs.pop(run.root, None)
-            await asyncio.shield(self._stopped(run, thread_id, error))
+            try:
+                await asyncio.shield(self._stopped(run, thread_id, error))
+            except Exception as unrecorded:  # the run's own error is what the caller needs; this rides along
+                error.add_note(f"the ledger did not record the run's end: {unrecorded!r}")
             raise
         self.saver.runs.pop(run.root, None)
         await run.settle()

@@ -96,7 +96,7 @@ class LedgerRun:
             if continuing:
                 await run._resume(input, before)
                 return run
-            await run.stop("superseded by a new input", failed=False)
+            await run.stop("superseded by a new input", failed=False, checkpoint_id=_head(before))
         head = link(_head(before))
         created = await ledger.session.create(thread_id=thread_id, owner=agent, actor=agent, causation_id=head)
         await ledger.session.start(session_id=created.session_id, actor=agent, causation_id=head)
