@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
 import subprocess
 import sys
 import uuid
@@ -25,7 +27,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
 from agentledger.adapters.langgraph import RUN_KEY, LedgerGraph, LedgerSaver, linked_checkpoint, namespaces
-from agentledger.client import CapacityExceeded, Ledger, ProjectConfig, ThreadClosed
+from agentledger.client import CapacityExceeded, InvalidCommand, Ledger, NotFound, ProjectConfig, ThreadClosed
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.schemas.events import StoredEvent
@@ -353,3 +355,32 @@ async def test_the_ledger_saver_keeps_the_checkpointers_conformance(setup: Setup
     ran = {name: result.passed for name, result in report.results.items() if result.passed is not None}
     assert ran == dict.fromkeys(caps, True), report.results
     assert sum(r.tests_passed for r in report.results.values()) >= 60
+
+
+async def test_a_run_on_a_thread_the_ledger_does_not_know_is_refused(setup: Setup) -> None:
+    ran: list[tuple[str, str]] = []
+    graph = LedgerGraph(build_helpers(setup.saver, ran))
+    with pytest.raises(NotFound) as refused:
+        await graph.ainvoke({"items": ["a"]}, {"configurable": {"thread_id": "thd_nowhere"}})
+    assert (refused.value.details.kind, refused.value.details.id) == ("thread", "thd_nowhere")
+    with pytest.raises(InvalidCommand, match="thread id must start with thd_"):
+        await graph.ainvoke({"items": ["a"]}, {"configurable": {"thread_id": "my-thread"}})
+    assert ran == []
+
+
+async def test_the_integrations_example_runs_as_written(setup: Setup, deployment: Deployment, tenants: Tenants,
+                                                        tmp_path: Path) -> None:
+    doc = (ROOT / "docs" / "integrations.md").read_text()
+    section = doc[doc.index("## LangGraph\n"):doc.index("## LangGraph checkpointer")]
+    code, shown = re.findall(r"^```(?:python)?\n(.*?)^```", section, re.M | re.S)[:2]
+    assert "python merge.py" in section
+    await setup.ledger.close()  # the example connects on its own
+    (await creds_file(deployment, tenants, tmp_path, tenant="tnt_acme")).rename(tmp_path / "alice.creds")
+    (tmp_path / "merge.py").write_text(code)
+    config = setup.engine.config
+    env = {**os.environ, "NATS_URL": config.nats_url, "AGENTLEDGER_PREFIX": config.prefix, "AGENTLEDGER_STREAM": config.stream}
+    proc = await asyncio.to_thread(subprocess.run, [sys.executable, "merge.py"], cwd=tmp_path, capture_output=True,
+                                   text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    printed = re.sub(r"ses_lg-[a-z0-9]+", "ses_lg-…", proc.stdout)
+    assert re.sub(r"ses_[a-z0-9]{12}\b", "ses_…", printed) == shown
