@@ -5,8 +5,10 @@ process that resumes one.
 * `build_reviewed`: the root plans, a subgraph task reviews (and stops for a human inside the
   subgraph), the root reports: a subgraph task as a spawned session.
 * `build_nested`: a subgraph inside a subgraph (depth 2).
+* `build_sequence`: two subgraph tasks, one after the other.
 * `build_helpers`: the root sends one subgraph task per item (`Send`), concurrently; each helper
   records in the list given that it ran, and in which namespace.
+* `build_asking`: as `build_helpers`, each helper asking for input.
 * `build_failing`: a subgraph task whose node raises.
 
 `python -m tests.langgraph_graph URL CREDS THREAD ANSWER` resumes `build` with the plain
@@ -110,6 +112,24 @@ def build_nested(saver: BaseCheckpointSaver[Any]) -> Graph:
     return graph.compile(checkpointer=saver)
 
 
+def build_sequence(saver: BaseCheckpointSaver[Any]) -> Graph:
+    """Two subgraph tasks one after the other: the second starts right after the first ends."""
+    def step(name: str) -> Graph:
+        sub = StateGraph(Work)
+        sub.add_node("do", lambda s: {"verdict": name})
+        sub.add_edge(START, "do")
+        sub.add_edge("do", END)
+        return sub.compile()
+
+    graph = StateGraph(Work)
+    graph.add_node("first", step("first"))
+    graph.add_node("second", step("second"))
+    graph.add_edge(START, "first")
+    graph.add_edge("first", "second")
+    graph.add_edge("second", END)
+    return graph.compile(checkpointer=saver)
+
+
 class Items(TypedDict, total=False):
     items: list[str]
     done: Annotated[list[str], operator.add]
@@ -130,6 +150,23 @@ def build_helpers(saver: BaseCheckpointSaver[Any], ran: list[tuple[str, str]]) -
     helper.add_node("work", work)
     helper.add_edge(START, "work")
     helper.add_edge("work", END)
+    graph = StateGraph(Items)
+    graph.add_node("helper", helper.compile())
+    graph.add_conditional_edges(START, lambda s: [Send("helper", {"item": i}) for i in s["items"]], ["helper"])
+    graph.add_edge("helper", END)
+    return graph.compile(checkpointer=saver)
+
+
+def build_asking(saver: BaseCheckpointSaver[Any]) -> Graph:
+    """One subgraph task per item, concurrently, each asking before it is done."""
+    def ask_item(state: Item) -> Item:
+        item = state["item"]
+        return {"done": [f"{item}: {interrupt(f'may I {item}?')}"]}
+
+    helper = StateGraph(Item)
+    helper.add_node("ask", ask_item)
+    helper.add_edge(START, "ask")
+    helper.add_edge("ask", END)
     graph = StateGraph(Items)
     graph.add_node("helper", helper.compile())
     graph.add_conditional_edges(START, lambda s: [Send("helper", {"item": i}) for i in s["items"]], ["helper"])

@@ -33,7 +33,16 @@ from agentledger.handlers.auth.keys import Deployment
 from agentledger.schemas.events import StoredEvent
 from tests.client_support import creds_file, ledger_for
 from tests.conftest import Tenants
-from tests.langgraph_graph import State, build, build_failing, build_helpers, build_nested, build_reviewed
+from tests.langgraph_graph import (
+    State,
+    build,
+    build_asking,
+    build_failing,
+    build_helpers,
+    build_nested,
+    build_reviewed,
+    build_sequence,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "tnt_lgrun"
@@ -213,6 +222,22 @@ async def test_a_width_cap_refuses_a_concurrent_subgraph_before_it_runs(setup: S
         assert (await setup.ledger.thread.archive(thread_id=thread_id)).status == "archived"
 
 
+async def test_under_a_width_cap_of_one_subgraph_tasks_run_one_after_the_other(setup: Setup) -> None:
+    """The first task's session ends (with its writes) before the second's is spawned, so a width
+    cap of one lets subgraph tasks run one after the other (several times: ending and spawn are
+    sent from different LangGraph tasks)."""
+    await setup.ledger.project.create(project_id="prj_single", name="single", config=ProjectConfig(max_delegation_width=1))
+    for _ in range(5):
+        thread_id = f"thd_{uuid.uuid4().hex[:10]}"
+        await setup.ledger.thread.create(project_id="prj_single", thread_id=thread_id)
+        graph = LedgerGraph(build_sequence(setup.saver))
+        done = await graph.ainvoke({"request": "r"}, {"configurable": {"thread_id": thread_id}})
+        assert done["verdict"] == "second"
+        events = await setup.events(thread_id)
+        assert _types(events)[3:] == ["session.spawned", "session.completed", "session.spawned", "session.completed",
+                                      "session.completed"]
+
+
 async def test_a_failing_subgraph_fails_its_session_and_the_run(setup: Setup) -> None:
     thread_id = await setup.thread()
     graph = LedgerGraph(build_failing(setup.saver))
@@ -384,3 +409,29 @@ async def test_the_integrations_example_runs_as_written(setup: Setup, deployment
     assert proc.returncode == 0, proc.stderr
     printed = re.sub(r"ses_lg-[a-z0-9]+", "ses_lg-…", proc.stdout)
     assert re.sub(r"ses_[a-z0-9]{12}\b", "ses_…", printed) == shown
+
+
+async def test_a_resume_by_interrupt_id_answers_only_the_sessions_it_names(setup: Setup) -> None:
+    thread_id = await setup.thread()
+    graph = LedgerGraph(build_asking(setup.saver))
+    config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    paused = await graph.ainvoke({"items": ["tag", "push"]}, config)
+    asked = {i.value: i.id for i in paused["__interrupt__"]}
+    assert set(asked) == {"may I tag?", "may I push?"}
+    events = await setup.events(thread_id)
+    prompts = {e.data.prompt: e.data.session_id for e in events if e.type == "session.input_requested"}  # type: ignore[union-attr]
+    assert set(prompts) == set(asked) and len(set(prompts.values())) == 2  # one session per helper, each asking
+
+    paused = await graph.ainvoke(Command(resume={asked["may I tag?"]: "yes"}), config)
+    assert [i.value for i in paused["__interrupt__"]] == ["may I push?"]
+    later = (await setup.events(thread_id))[len(events):]
+    assert [(e.type, e.data.session_id) for e in later] == [  # type: ignore[union-attr]
+        ("session.input_provided", prompts["may I tag?"]), ("session.completed", prompts["may I tag?"])]
+
+    done = await graph.ainvoke(Command(resume="no"), config)  # the one question left
+    assert sorted(done["done"]) == ["push: no", "tag: yes"]
+    last = (await setup.events(thread_id))[len(events) + len(later):]
+    root = events[1].data.session_id  # type: ignore[union-attr]
+    assert [(e.type, e.data.session_id) for e in last] == [  # type: ignore[union-attr]
+        ("session.input_provided", prompts["may I push?"]), ("session.completed", prompts["may I push?"]),
+        ("session.completed", root)]

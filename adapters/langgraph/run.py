@@ -259,10 +259,17 @@ class LedgerRun:
         return view
 
     async def _ask(self, session_id: str, prompt: str, checkpoint_id: str | None) -> None:
+        """A session asks, unless it waits for an answer already (a question this run left open)."""
         if self.status.get(session_id) == "awaiting_hitl":
             return
-        result = await self.ledger.session.request_input(session_id=session_id, prompt=prompt, actor=self.agent,
-                                                         causation_id=link(checkpoint_id))
+        try:
+            result = await self.ledger.session.request_input(session_id=session_id, prompt=prompt, actor=self.agent,
+                                                             causation_id=link(checkpoint_id))
+        except IllegalTransition as e:
+            if e.details.from_ != "awaiting_hitl":
+                raise
+            self.status[session_id] = "awaiting_hitl"
+            return
         self.status[session_id] = result.status
 
     async def _complete(self, session_id: str, text: str, checkpoint_id: str | None) -> None:
