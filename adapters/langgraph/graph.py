@@ -15,7 +15,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
-from agentledger.adapters.langgraph.run import RUN_KEY, LedgerRun, reason
+from agentledger.adapters.langgraph.run import RUN_KEY, LedgerRun, head, reason
 from agentledger.adapters.langgraph.saver import LedgerSaver
 from agentledger.client.validation import actor as as_actor
 from agentledger.schemas.common import Actor, FailureMode
@@ -37,6 +37,8 @@ class LedgerGraph:
         self.summary = summary or (lambda values: "the graph reached its end")
 
     def __getattr__(self, name: str) -> Any:
+        if name == "graph":  # not set yet: no delegation to itself
+            raise AttributeError(name)
         return getattr(self.graph, name)
 
     async def ainvoke(self, input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
@@ -79,8 +81,7 @@ class LedgerGraph:
         await run.settle()
         failed = isinstance(error, Exception)
         at = await self._state({"configurable": {"thread_id": thread_id}})
-        await run.stop(reason(error) if failed else "stopped by its caller", failed=failed,
-                       checkpoint_id=at.config["configurable"].get("checkpoint_id"))
+        await run.stop(reason(error) if failed else "stopped by its caller", failed=failed, checkpoint_id=head(at))
 
     async def _state(self, config: RunnableConfig) -> StateSnapshot:
         return await self.graph.aget_state(config, subgraphs=True)

@@ -34,6 +34,9 @@ CONTROL = frozenset({ERROR, INTERRUPT, RESUME, SCHEDULED, "__error_source_node__
 finished exactly when it wrote something else (at least its `__no_writes__` marker)."""
 MAX_REASON = 2000  # the contract's limit on a fail or cancel reason
 _SESSION_ID = re.compile(id_pattern("ses_"))
+_ENDED_ALREADY = contextlib.suppress(IllegalTransition)
+"""Ending a session that has ended already (a fail_fast child took it down, another process ended
+it) changes nothing."""
 
 
 class RunMismatch(RuntimeError):
@@ -56,7 +59,8 @@ def reason(error: BaseException) -> str:
     return interrupts.bounded(f"{type(error).__name__}: {error}", MAX_REASON)
 
 
-def _head(snapshot: StateSnapshot) -> str | None:
+def head(snapshot: StateSnapshot) -> str | None:
+    """The checkpoint a state snapshot was read from."""
     checkpoint_id = snapshot.config.get("configurable", {}).get("checkpoint_id")
     return None if checkpoint_id is None else str(checkpoint_id)
 
@@ -96,10 +100,10 @@ class LedgerRun:
             if continuing:
                 await run._resume(input, before)
                 return run
-            await run.stop("superseded by a new input", failed=False, checkpoint_id=_head(before))
-        head = link(_head(before))
-        created = await ledger.session.create(thread_id=thread_id, owner=agent, actor=agent, causation_id=head)
-        await ledger.session.start(session_id=created.session_id, actor=agent, causation_id=head)
+            await run.stop("superseded by a new input", failed=False, checkpoint_id=head(before))
+        start = link(head(before))
+        created = await ledger.session.create(thread_id=thread_id, owner=agent, actor=agent, causation_id=start)
+        await ledger.session.start(session_id=created.session_id, actor=agent, causation_id=start)
         return cls(ledger, thread_id, created.session_id, agent, failure_mode)
 
     @staticmethod
@@ -127,7 +131,7 @@ class LedgerRun:
                 if answered & {i.id for i in a.interrupts}:
                     await self._provide(self.session_of(a.ns), a.checkpoint_id)
         elif input is None and not asked and before.next:
-            await self._provide(self.root, _head(before))
+            await self._provide(self.root, head(before))
 
     async def _provide(self, session_id: str, checkpoint_id: str | None) -> None:
         view = await self._get(session_id)
@@ -226,13 +230,13 @@ class LedgerRun:
             return
         if after.next:
             await self._ask(self.root, interrupts.bounded(f"paused before {', '.join(after.next)}",
-                                                          interrupts.MAX_PROMPT), _head(after))
+                                                          interrupts.MAX_PROMPT), head(after))
             return
         tree = (await self.ledger.session.tree(session_id=self.root)).tree
         for node in _below(tree):
             if node.status in RUNNING_STATUSES:
-                await self._complete(node.session_id, "ended with its run", _head(after))
-        await self._complete(self.root, summary(after.values), _head(after))
+                await self._complete(node.session_id, "ended with its run", head(after))
+        await self._complete(self.root, summary(after.values), head(after))
 
     async def stop(self, why: str, *, failed: bool, checkpoint_id: str | None = None) -> None:
         """The run ended without finishing: every session still running under the root is cancelled,
@@ -290,8 +294,3 @@ class LedgerRun:
             result = await self.ledger.session.cancel(session_id=session_id, reason=interrupts.bounded(why, MAX_REASON),
                                                       actor=self.agent, causation_id=link(checkpoint_id))
             self.status[session_id] = result.status
-
-
-_ENDED_ALREADY = contextlib.suppress(IllegalTransition)
-"""Ending a session that has ended already (a fail_fast child took it down, another process ended
-it) changes nothing."""
