@@ -8,6 +8,7 @@ process that resumes one.
 * `build_sequence`: two subgraph tasks, one after the other.
 * `build_helpers`: the root sends one subgraph task per item (`Send`), concurrently; each helper
   records in the list given that it ran, and in which namespace.
+* `build_recording`: one root node that records that it ran.
 * `build_asking`: as `build_helpers`, each helper asking for input.
 * `build_failing`: a subgraph task whose node raises.
 
@@ -154,6 +155,15 @@ def build_helpers(saver: BaseCheckpointSaver[Any], ran: list[tuple[str, str]]) -
     graph.add_node("helper", helper.compile())
     graph.add_conditional_edges(START, lambda s: [Send("helper", {"item": i}) for i in s["items"]], ["helper"])
     graph.add_edge("helper", END)
+    return graph.compile(checkpointer=saver)
+
+
+def build_recording(saver: BaseCheckpointSaver[Any], ran: list[tuple[str, str]]) -> Graph:
+    """One node, at the root, that records that it ran."""
+    graph = StateGraph(Item)
+    graph.add_node("record", lambda s: ran.append((s["item"], "")) or {"done": [s["item"]]})
+    graph.add_edge(START, "record")
+    graph.add_edge("record", END)
     return graph.compile(checkpointer=saver)
 
 

@@ -40,6 +40,7 @@ from tests.langgraph_graph import (
     build_failing,
     build_helpers,
     build_nested,
+    build_recording,
     build_reviewed,
     build_sequence,
 )
@@ -258,13 +259,16 @@ async def test_a_run_on_an_archived_thread_is_refused_before_any_node_runs(setup
     await setup.ledger.thread.archive(thread_id=thread_id)
     before = await setup.events(thread_id)
     ran: list[tuple[str, str]] = []
-    graph = LedgerGraph(build_helpers(setup.saver, ran))
+    graph = LedgerGraph(build_recording(setup.saver, ran))
     with pytest.raises(ThreadClosed) as refused:
-        await graph.ainvoke({"items": ["a"]}, {"configurable": {"thread_id": thread_id}})
+        await graph.ainvoke({"item": "a"}, {"configurable": {"thread_id": thread_id}})
     assert (refused.value.details.thread_id, refused.value.details.op) == (thread_id, "session.create")
     assert ran == []  # no node ran
     assert await setup.events(thread_id) == before  # nothing appended
     assert [t async for t in setup.saver.alist({"configurable": {"thread_id": thread_id}})] == []  # nothing checkpointed
+    await setup.ledger.thread.unarchive(thread_id=thread_id)  # the same run on the open thread: the node runs
+    assert (await graph.ainvoke({"item": "a"}, {"configurable": {"thread_id": thread_id}}))["done"] == ["a"]
+    assert ran == [("a", "")]
 
 
 async def test_copy_thread_forks_the_ledger_thread_and_copies_the_checkpoints(setup: Setup) -> None:
