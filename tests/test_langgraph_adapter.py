@@ -27,7 +27,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
 from agentledger.adapters.langgraph import RUN_KEY, LedgerGraph, LedgerSaver, linked_checkpoint, namespaces
-from agentledger.client import CapacityExceeded, InvalidCommand, Ledger, NotFound, ProjectConfig, ThreadClosed
+from agentledger.client import AlreadyExists, CapacityExceeded, InvalidCommand, Ledger, NotFound, ProjectConfig, ThreadClosed
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.schemas.events import StoredEvent
@@ -296,8 +296,9 @@ async def test_copy_thread_forks_the_ledger_thread_and_copies_the_checkpoints(se
     source_root = source_events[1].data.session_id  # type: ignore[union-attr]
     assert [(s.session_id, s.status) for s in (await setup.ledger.replay(source)).sessions] == [(source_root, "awaiting_hitl")]
 
-    with pytest.raises(Exception, match="already_exists"):  # a fork that is refused copies nothing
+    with pytest.raises(AlreadyExists):  # a fork that is refused copies nothing
         await setup.saver.acopy_thread(target, source)
+    assert "done" not in (await graph.aget_state({"configurable": {"thread_id": source}})).values
 
 
 async def test_a_fresh_input_supersedes_a_run_that_waits(setup: Setup) -> None:
