@@ -109,14 +109,7 @@ class JetStreamSaver(BaseCheckpointSaver[str]):
     @classmethod
     async def open(cls, nc: Client, *, bucket: str = CHECKPOINT_BUCKET, serde: SerializerProtocol | None = None,
                    timeout: float = 5.0) -> JetStreamSaver:
-        try:
-            kv = await nc.jetstream(timeout=timeout).key_value(bucket)
-        except nats.js.errors.NotFoundError:
-            raise CheckpointStoreError(f"no checkpoint bucket {bucket!r} in this account: `agentledger tenant add "
-                                       "<tenant>` makes it in the tenant's account") from None
-        except nats.errors.TimeoutError:
-            raise CheckpointStoreError(_NO_ANSWER) from None
-        return cls(nc, kv, bucket=bucket, serde=serde, timeout=timeout)
+        return cls(nc, await open_bucket(nc, bucket, timeout), bucket=bucket, serde=serde, timeout=timeout)
 
     # -- reading the bucket ---------------------------------------------------------------------
     async def _keys(self, key_filter: str) -> list[str]:
@@ -485,6 +478,17 @@ class JetStreamSaver(BaseCheckpointSaver[str]):
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         self._call(self.adelete_for_runs(run_ids))
+
+
+async def open_bucket(nc: Client, bucket: str = CHECKPOINT_BUCKET, timeout: float = 5.0) -> KeyValue:
+    """The tenant's checkpoint bucket, or CheckpointStoreError saying how to make it."""
+    try:
+        return await nc.jetstream(timeout=timeout).key_value(bucket)
+    except nats.js.errors.NotFoundError:
+        raise CheckpointStoreError(f"no checkpoint bucket {bucket!r} in this account: `agentledger tenant add "
+                                   "<tenant>` makes it in the tenant's account") from None
+    except nats.errors.TimeoutError:
+        raise CheckpointStoreError(_NO_ANSWER) from None
 
 
 _NO_ANSWER = ("no answer from the checkpoint bucket: is NATS up, and were these credentials issued after the "

@@ -17,7 +17,11 @@ MAX_LINK = 128  # the contract's limit on `causation_id`
 
 def checkpoint_link(config: RunnableConfig) -> str:
     """The link for the checkpoint a config names (as `aput` returns it)."""
-    checkpoint_id = str(config["configurable"]["checkpoint_id"])
+    return link_to(str(config["configurable"]["checkpoint_id"]))
+
+
+def link_to(checkpoint_id: str) -> str:
+    """The link for a checkpoint id."""
     link = PREFIX + checkpoint_id
     if len(link) > MAX_LINK or not checkpoint_id:
         raise ValueError(f"checkpoint id {checkpoint_id!r} does not fit a causation_id ({MAX_LINK} characters)")
