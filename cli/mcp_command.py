@@ -58,7 +58,8 @@ def mcp(
     from agentledger.client.ledger import Ledger
 
     def ready(where: str) -> None:
-        output.err.print(f"MCP server of {tenant} as {actor} on {where} (Ctrl-C stops it)", markup=False)
+        stop = "" if where == "stdio" else " (Ctrl-C stops it)"  # over stdio, the host stops it by closing stdin
+        output.err.print(f"MCP server of {tenant} as {actor} on {where}{stop}", markup=False)
 
     async def run() -> None:
         async with await Ledger.connect(tenant, nats_url=nats_url, creds=creds, prefix=prefix, actor=actor,

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +260,19 @@ async def test_agentledger_mcp_over_streamable_http(engine: Engine, engine_confi
         assert refusal(await mcp.call_tool("session_start", {"session_id": "ses_lead"}))["code"] == "illegal_transition"
         thread = json.loads((await mcp.read_resource("ledger://threads/thd_m")).contents[0].text)  # type: ignore[union-attr]
         assert thread["thread"]["blocking_sessions"] == 1
+
+        def post(**headers: str) -> int:
+            request = urllib.request.Request(url, data=b"{}", method="POST", headers={
+                "Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers})
+            try:
+                with urllib.request.urlopen(request, timeout=HANG) as answer:
+                    return int(answer.status)
+            except urllib.error.HTTPError as refused:
+                return refused.code
+
+        # a page elsewhere that gets a browser to call it by another name, or from another origin, is refused
+        assert await asyncio.to_thread(post, Host="ledger.attacker.example") == 421
+        assert await asyncio.to_thread(post, Origin="http://attacker.example") == 403
 
 
 async def test_without_credentials_that_work_it_fails_at_once_and_says_why(tmp_path: Path) -> None:
