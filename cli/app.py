@@ -35,6 +35,7 @@ LAZY: dict[str, tuple[str, str]] = {
     "auth": ("agentledger.cli.tenant_commands", "auth"),
     "tenant": ("agentledger.cli.tenant_commands", "tenant"),
     "workers": ("agentledger.cli.worker_commands", "workers"),
+    "mcp": ("agentledger.cli.mcp_command", "mcp"),
 }
 
 
