@@ -23,3 +23,17 @@ def test_layers_import_only_downwards() -> None:
     lint = Path(sys.executable).parent / "lint-imports"
     r = subprocess.run([str(lint), "--no-cache"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+def test_no_file_holds_a_merge_conflict() -> None:
+    """A conflict left in a file (docs included, which no interpreter reads) is caught here, not by a reader."""
+    files = subprocess.run(["git", "ls-files", "-z"], capture_output=True, cwd=ROOT, check=True).stdout.decode().split("\0")
+    marked = []
+    for name in filter(None, files):
+        path = ROOT / name
+        if not path.is_file() or path.suffix in (".png", ".ico", ".woff2"):
+            continue
+        for n, line in enumerate(path.read_bytes().decode(errors="replace").splitlines(), 1):
+            if line.startswith(("<<<<<<< ", ">>>>>>> ")) or line == "=======" and path.suffix != ".md":
+                marked.append(f"{name}:{n}")
+    assert marked == []
