@@ -11,11 +11,13 @@ from agentledger.adapters.openai_agents.errors import (
     NotAwaitingInput,
     NothingToResume,
     NotInLedgerRun,
+    SandboxUnavailable,
     StoreError,
     Unmapped,
 )
 from agentledger.adapters.openai_agents.hooks import LedgerHooks
 from agentledger.adapters.openai_agents.run import LedgerRun
+from agentledger.adapters.openai_agents.sandbox import LedgerSandboxClient, LedgerSandboxClientOptions
 from agentledger.adapters.openai_agents.tools import Refusal, ledger_tool
 
 __all__ = [
@@ -23,11 +25,14 @@ __all__ = [
     "CascadedFailure",
     "LedgerHooks",
     "LedgerRun",
+    "LedgerSandboxClient",
+    "LedgerSandboxClientOptions",
     "NotAwaitingInput",
     "NotInLedgerRun",
     "NothingToResume",
     "PendingApproval",
     "Refusal",
+    "SandboxUnavailable",
     "StoreError",
     "Unmapped",
     "actor_id",

@@ -37,5 +37,9 @@ class Unmapped(AdapterError):
     """Something the SDK did that has no place in the ledger's model (the message says what)."""
 
 
+class SandboxUnavailable(AdapterError):
+    """The sandbox bound to the agent's session failed or is being destroyed: there is nothing to run in."""
+
+
 class StoreError(AdapterError):
     """The tenant's checkpoint bucket could not be read or written (the message says what to do)."""
