@@ -16,14 +16,14 @@ from agents.sandbox import SandboxAgent, SandboxRunConfig
 from agents.testing import ScriptedModel
 from openai.types.responses import ResponseCustomToolCall
 
-from agentledger.adapters.openai_agents import LedgerRun, Unmapped, ledger_tool
+from agentledger.adapters.openai_agents import LedgerRun, Unmapped, decide, ledger_tool
 from agentledger.adapters.openai_agents.sandbox import LedgerSandboxClient
 from agentledger.client import SandboxSpec
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.config import EngineConfig
 from tests.conftest import Tenants
-from tests.openai_agents_support import calls, member_ledger, says, usage
+from tests.openai_agents_support import DEPLOYED, calls, deploy, member_ledger, says, usage
 from tests.sandbox_support import sandbox_engine, settled_view
 
 
@@ -170,3 +170,33 @@ async def test_a_sandbox_agent_in_a_session_without_a_sandbox_is_refused_and_its
         assert coder_model.calls == ()
         (root,) = (await ledger.replay("thd_nosbx")).sessions
         assert root.status == "failed"
+
+
+async def test_a_sandbox_agent_paused_for_approval_goes_on_in_the_same_sandbox_after_the_decision(
+        fx_engine: Engine, deployment: Deployment, tenants: Tenants, tmp_path: Path) -> None:
+    DEPLOYED.clear()
+    async with member_ledger(fx_engine.config, deployment, tenants, tmp_path) as (ledger, _, _):
+        def coder(*steps: Any) -> SandboxAgent[Any]:  # built again for the resume, as a second process would
+            return SandboxAgent(name="coder", model=ScriptedModel(list(steps)), tools=[deploy])
+
+        first = coder(calls(("exec_command", {"cmd": "echo built > build.txt"}, "x1"), tokens=3),
+                      calls(("deploy", {"branch": "main"}, "call_deploy"), tokens=3))
+        run = await LedgerRun.open(ledger, thread_id="thd_sbxhitl", project_id="prj_oa", agent=first,
+                                   sandbox=SandboxSpec(mode="new", sandbox_id="sbx_hitl", shutdown="pause"))
+        config = RunConfig(sandbox=SandboxRunConfig(client=LedgerSandboxClient(ledger)))
+        paused = await run.run(first, "build and deploy", run_config=config)
+        assert [i.call_id for i in paused.interruptions] == ["call_deploy"]
+        assert (await ledger.sandbox.get(sandbox_id="sbx_hitl")).sandbox.intent == "running"  # the session has not ended
+
+        await decide(ledger, run.session_id, approve=True)
+        after_model = ScriptedModel([calls(("exec_command", {"cmd": "cat build.txt"}, "x2"), tokens=3),
+                                     says("deployed what was built", tokens=2)])
+        after = SandboxAgent(name="coder", model=after_model, tools=[deploy])
+        result = await run.resume(after, timeout=60, run_config=config)
+        assert result.final_output == "deployed what was built" and DEPLOYED == ["main"]
+        assert "built" in tool_outputs(after_model, 1)[-1]
+
+        replay = await ledger.replay("thd_sbxhitl")
+        assert {e.session_id for e in replay.execs} == {run.session_id}
+        assert [e.argv[-1] for e in replay.execs if "build.txt" in e.argv[-1]] == ["echo built > build.txt", "cat build.txt"]
+        await settled_view(ledger, "sbx_hitl", "paused")
