@@ -104,3 +104,12 @@ async def destroy_all(root: Path) -> None:
     provider = local_provider(root)
     for ref in await provider.list():
         await provider.destroy(ref)
+
+
+async def settled_view(ledger: Any, sandbox_id: str, status: str) -> Any:
+    """As `settled`, through the Python client (`agentledger.client.Ledger`): the `SandboxView`."""
+    async def probe() -> Any:
+        view = (await ledger.sandbox.get(sandbox_id=sandbox_id)).sandbox
+        return view if not view.pending and view.status == status else None
+
+    return await eventually(probe, f"{sandbox_id} settles as {status}")
