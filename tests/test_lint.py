@@ -34,6 +34,6 @@ def test_no_file_holds_a_merge_conflict() -> None:
         if not path.is_file() or path.suffix in (".png", ".ico", ".woff2"):
             continue
         for n, line in enumerate(path.read_bytes().decode(errors="replace").splitlines(), 1):
-            if line.startswith(("<<<<<<< ", ">>>>>>> ")) or line == "=======" and path.suffix != ".md":
+            if line.startswith(("<<<<<<< ", ">>>>>>> ")) or (line == "=======" and path.suffix != ".md"):
                 marked.append(f"{name}:{n}")
     assert marked == []
