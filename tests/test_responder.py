@@ -40,7 +40,7 @@ async def no_query(tenant: str, name: str, body: bytes) -> QueryReply:
 
 async def test_a_handler_that_raises_still_answers_internal_with_a_trace_id(
         nc: Client, admin: Client, engine_config: EngineConfig) -> None:
-    async def broken(tenant: str, name: str, body: bytes, principal: Principal) -> CommandReply:
+    async def broken(tenant: str, name: str, body: bytes, principal: Principal, arrived: float) -> CommandReply:
         raise RuntimeError("a bug in a handler")
 
     responder = Responder(nc)
@@ -64,7 +64,7 @@ async def test_a_slow_request_does_not_hold_up_the_next_one(
     release = asyncio.Event()
     started: list[str] = []
 
-    async def handler(tenant: str, name: str, body: bytes, principal: Principal) -> CommandReply:
+    async def handler(tenant: str, name: str, body: bytes, principal: Principal, arrived: float) -> CommandReply:
         started.append(name)
         if name == "thread.archive":
             await release.wait()
@@ -93,7 +93,7 @@ async def test_stop_answers_what_it_took_and_then_takes_nothing(
     release = asyncio.Event()
     taken = asyncio.Event()
 
-    async def handler(tenant: str, name: str, body: bytes, principal: Principal) -> CommandReply:
+    async def handler(tenant: str, name: str, body: bytes, principal: Principal, arrived: float) -> CommandReply:
         taken.set()
         await release.wait()
         return CommandReply(ok=True, position=7)
