@@ -7,12 +7,16 @@ share; the one waiting longest among equals). So one lane never holds more than 
 lane that arrives behind a burst of another is served at the next free slot, and within a lane
 requests keep their order. A lane whose queue is full (in requests or bytes) is refused at once instead; so
 is a lane with too many requests parked outside any slot (waiting for the log to reach a
-position: `park`/`unpark`). Nothing here waits or answers: `handlers.responder` does.
+position: `park`/`unpark`). Nothing in `FairShare` waits or answers: `handlers.responder` does;
+`Turns` is the same sharing for tasks that wait for their turn (the durable workers' lanes).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
@@ -156,3 +160,39 @@ class FairShare(Generic[T]):
         """Slots the lane holds now."""
         lane = self._lanes.get(name)
         return 0 if lane is None else lane.running
+
+
+class Turns:
+    """`slots` turns at once shared among groups as `FairShare` shares them (a group holds at most
+    `per_group`; a freed turn goes to the waiting group holding the fewest): for workers, whose
+    lanes wait for a turn instead of being refused."""
+
+    def __init__(self, slots: int, per_group: int | None = None) -> None:
+        self._share: FairShare[asyncio.Future[None]] = FairShare(
+            Shares(slots=slots, per_lane=per_group or slots, queued=2**62, queued_bytes=2**62))
+
+    async def acquire(self, group: str) -> None:
+        future = asyncio.get_running_loop().create_future()
+        if self._share.admit(group, future, force=True) == "run":
+            return
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # the turn came as we were cancelled: give it back
+                self.release(group)
+            raise
+
+    def release(self, group: str) -> None:
+        for name, future in self._share.release(group):
+            if future.cancelled():  # its waiter is gone: pass the turn on
+                self.release(name)
+            else:
+                future.set_result(None)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, group: str) -> AsyncIterator[None]:
+        await self.acquire(group)
+        try:
+            yield
+        finally:
+            self.release(group)
