@@ -15,10 +15,12 @@ from nats.js import JetStreamContext
 from agentledger.engine.repository import Repository
 from agentledger.engine.service import CommandService
 from agentledger.engine.snapshots import SnapshotStore
+from agentledger.engine.store import RawEvent
 from agentledger.handlers.auth.identity import TenantDirectory
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.pipeline import RequestPipeline
 from agentledger.handlers.process import LedgerProcess
+from agentledger.handlers.quotas import TenantQuotas
 from agentledger.handlers.responder import Responder
 from agentledger.handlers.workers import (
     effects_worker,
@@ -44,6 +46,7 @@ class Engine(LedgerProcess):
         self.commands: CommandService | None = None
         self.queries: QueryService | None = None
         self.responder: Responder | None = None
+        self.quotas: TenantQuotas | None = None
         self._follower: JetStreamContext.PushSubscription | None = None
         self._refollowing: asyncio.Task[None] | None = None
         self.metrics.read_counter("agentledger_append_conflicts", "Appends the log refused because another writer "
@@ -54,10 +57,26 @@ class Engine(LedgerProcess):
                                    "or one worker's", ("reader",),
                                    lambda: {("engine",): self.models.quarantine.count,
                                             **{(w.durable,): w.quarantine.count for w in self.workers}})
+        self.metrics.read_counters("agentledger_refused_requests", "Tenants' requests refused before any work: over "
+                                   "their share of this replica's workers (share) or over a rate or quota their "
+                                   "operator set (quota)", ("reason",), self._refusals)
+        self.metrics.read_counter("agentledger_model_cache_evictions", "Boundary models dropped from this replica's "
+                                  "cache (over --cache-size or --cache-bytes)", lambda: self.models.evictions)
 
     def _repository(self, snapshots: SnapshotStore | None = None) -> Repository:
         cfg = self.config
-        return Repository(cfg.subjects, cache_size=cfg.cache_size, snapshots=snapshots, snapshot_every=cfg.snapshot_every)
+        return Repository(cfg.subjects, cache_size=cfg.cache_size, snapshots=snapshots, snapshot_every=cfg.snapshot_every,
+                          cache_bytes=cfg.cache_bytes)
+
+    def _refusals(self) -> dict[tuple[str, ...], float]:
+        return {("share",): self.responder.refused if self.responder is not None else 0,
+                ("quota",): self.quotas.refused if self.quotas is not None else 0}
+
+    def _followed(self, raw: RawEvent) -> None:
+        """The live follower's feed: the models, and the tenants' event counts (quotas)."""
+        if self.quotas is not None:
+            self.quotas.observe(raw)
+        self.models.follow(raw)
 
     async def start(self, serve: bool = True) -> None:
         cfg = self.config
@@ -67,7 +86,8 @@ class Engine(LedgerProcess):
         # Nothing is replayed: models load on demand, and the follower starts at the stream's head.
         head = (await store.js.stream_info(cfg.stream)).state.last_seq
         self.models.position = head
-        self._follower = await store.follow(cfg.subjects.events_all, head, self.models.follow)
+        self.quotas = TenantQuotas(store.js, store, cfg.subjects, cfg.tenants_bucket)
+        self._follower = await store.follow(cfg.subjects.events_all, head, self._followed)
         self.commands = CommandService(store, self.models, cfg.subjects, catalog=provider_catalog(),
                                        decide_within=cfg.decide_within)
         self.queries = QueryService(store, self.models)
@@ -81,9 +101,10 @@ class Engine(LedgerProcess):
         await self._start_workers(workers)
         if serve:
             assert self.nc is not None
-            self.responder = Responder(self.nc, cfg.max_workers)
+            self.responder = Responder(self.nc, cfg.max_workers, cfg.shares)
             pipeline = RequestPipeline(cfg.subjects, execute, self.metrics.queries_observed(self.queries.execute),
-                                       TenantDirectory(store.js, cfg.tenants_bucket))
+                                       TenantDirectory(store.js, cfg.tenants_bucket), limits=self.quotas,
+                                       query_wait=self.queries.wait_needed)
             await pipeline.serve(self.responder, cfg.queue_group)
             await self.responder.serve(cfg.subjects.ping, cfg.queue_group, self._pong, lambda subject: PONG)
             # the server must hold our subscriptions before anyone is told we are ready
@@ -108,7 +129,7 @@ class Engine(LedgerProcess):
             with contextlib.suppress(nats.errors.Error):
                 await old.unsubscribe()
             self._follower = await store.follow(self.config.subjects.events_all, self.models.position,
-                                                self.models.follow)
+                                                self._followed)
         except nats.errors.Error as e:  # lost again meanwhile: the next reconnect tries again
             log.warning("follow again after reconnect: %s: %s", type(e).__name__, e)
 

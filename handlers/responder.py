@@ -157,6 +157,11 @@ class Responder:
 
         self._subs.append(await self.nc.subscribe(subject, queue=queue, cb=deliver))
 
+    @property
+    def parked(self) -> int:
+        """Requests waiting outside any slot now."""
+        return len(self._parked)
+
     def _park(self, lane: str, job: _Job, later: Later, share: FairShare[_Job],
               start: Callable[[str, _Job], None]) -> None:
         """Wait for `later.until` holding no slot, then queue `later.then` in the lane's turn."""
