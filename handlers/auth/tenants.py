@@ -12,6 +12,8 @@ from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
 from agentledger.handlers.auth.identity import TENANTS_BUCKET, TenantDirectory
 from agentledger.handlers.auth.keys import AUDIT_API, AUDIT_DELIVERY, Deployment
 from agentledger.handlers.auth.permissions import audit_stream
+from agentledger.handlers.quotas import publish_quota
+from agentledger.schemas.tenants import TenantQuota
 
 
 class ClaimsUpdateFailed(RuntimeError):
@@ -66,14 +68,19 @@ async def add_audit_stream(url: str, deployment: Deployment, tenant: str, prefix
     return name
 
 
-async def add_tenant(url: str, deployment: Deployment, tenant: str, bucket: str = TENANTS_BUCKET) -> str:
+async def add_tenant(url: str, deployment: Deployment, tenant: str, bucket: str = TENANTS_BUCKET,
+                     quota: TenantQuota | None = None) -> str:
     """Create (or refresh) `tenant`'s account and make it known; returns its public key. Idempotent.
-    With a concrete prefix and stream (not the test suite's `*`), its audit stream is made too."""
+    With a concrete prefix and stream (not the test suite's `*`), its audit stream is made too.
+    `quota` replaces the tenant's quota (None: keep the one it has, if any)."""
     account = deployment.tenant_account(tenant)
     assert account is not None
+    if quota is not None:
+        deployment.set_quota(tenant, quota)
     nc = await nats.connect(servers=[url], user_credentials=deployment.engine_creds("admin").raw(),
                             allow_reconnect=False)
-    try:  # known to the engines before any of its users can reach them
+    try:  # known to the engines, with its quota, before any of its users can reach them
+        await publish_quota(nc.jetstream(), tenant, deployment.quota(tenant), bucket)
         await TenantDirectory(nc.jetstream(), bucket).register(account, tenant)
     finally:
         await nc.close()
@@ -81,3 +88,18 @@ async def add_tenant(url: str, deployment: Deployment, tenant: str, bucket: str 
     if "*" not in (deployment.prefix, deployment.stream):
         await add_audit_stream(url, deployment, tenant, deployment.prefix, deployment.stream)
     return account
+
+
+async def set_quota(url: str, deployment: Deployment, tenant: str, quota: TenantQuota,
+                    bucket: str = TENANTS_BUCKET) -> None:
+    """Change a tenant's quota: recorded with the deployment's keys, written to the tenant directory
+    bucket (engines apply it within their refresh interval) and, for storage, pushed to the running
+    NATS in the tenant's account JWT."""
+    deployment.set_quota(tenant, quota)
+    nc = await nats.connect(servers=[url], user_credentials=deployment.engine_creds("admin").raw(),
+                            allow_reconnect=False)
+    try:
+        await publish_quota(nc.jetstream(), tenant, quota, bucket)
+    finally:
+        await nc.close()
+    await push_account(url, deployment, deployment.tenant_jwt(tenant))
