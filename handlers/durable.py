@@ -175,10 +175,10 @@ class DurableWorker:
         queue = self._queues[key]
         try:
             while queue:
-                if not self._may_handle():  # the gate went elsewhere: hand the rest back at once
-                    await self._hand_back(queue)
-                    break
                 async with self._turns.turn(self.group(queue[0].subject)):
+                    if not self._may_handle():  # the gate went elsewhere: hand the rest back at once
+                        await self._hand_back(queue)
+                        break
                     self._busy.add(key)
                     try:
                         await self._handle(queue[0])

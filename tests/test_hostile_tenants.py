@@ -21,6 +21,8 @@ import msgspec
 import nats
 import pytest
 from nats.aio.client import Client
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
@@ -92,7 +94,15 @@ async def test_min_position_waits_hold_no_worker_and_are_bounded_per_tenant(
     assert all(e["details"]["limit"] == "waits_parked" and e["details"]["tenant"] == "tnt_flood"
                and e["retryable"] and e["details"]["retry_after"] > 0 for e in refused)
     assert await stream_messages(nc, engine_config.stream) == before
+    assert _metric(engine, "agentledger_refused_requests_total", reason="share") == 320 - parked
     print(f"\nother tenant's thread.get behind 320 far min_position waits: {took * 1000:.1f} ms")
+
+
+def _metric(engine: Engine, name: str, **labels: str) -> float | None:
+    text = generate_latest(engine.metrics.registry).decode()
+    found = [s.value for family in text_string_to_metric_families(text) for s in family.samples
+             if s.name == name and s.labels == labels]
+    return found[0] if found else None
 
 
 async def test_a_query_flood_is_contained_and_another_tenant_is_served_ahead_of_it(
@@ -175,6 +185,7 @@ async def test_a_tenant_at_its_events_quota_gets_quota_exceeded_and_nothing_more
     assert refused["error"]["code"] == "quota_exceeded" and not refused["error"]["retryable"], refused
     assert refused["error"]["details"] == {"tenant": tenant, "quota": "events", "limit": 3, "used": 3}
     assert await stream_messages(nc, engine_config.stream) == before
+    assert (_metric(engine, "agentledger_refused_requests_total", reason="quota") or 0) >= 1
     assert (await limited.qry("thread.get", thread_id="thd_e"))["ok"]  # reading goes on
     # the deployment's own commands for the tenant are not refused, and count towards its quota
     deployment_client = Client_(nc, engine_config, tenant=tenant)
