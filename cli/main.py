@@ -80,9 +80,8 @@ def serve(
                                              help="and their estimated size together, in bytes (0: no bound)")]
         = 256 * 1024 * 1024,
     tenant_workers: Annotated[int | None, typer.Option(envvar="AGENTLEDGER_TENANT_WORKERS", min=1, max=64,
-                                                       help="of the 64 requests in progress at once (commands, and "
-                                                            "queries), at most this many for one tenant "
-                                                            "[default: 48]")] = None,
+                                                       help="of the 64 commands in progress at once, at most this "
+                                                            "many for one tenant [default: 48]")] = None,
     decide_within: Annotated[float, typer.Option(envvar="AGENTLEDGER_DECIDE_WITHIN", min=0.1,
                                                  help="seconds after arrival a command may still be decided (later: "
                                                       "unavailable); keep it below your clients' retry interval")] = 2.0,

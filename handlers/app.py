@@ -105,7 +105,7 @@ class Engine(LedgerProcess):
             pipeline = RequestPipeline(cfg.subjects, execute, self.metrics.queries_observed(self.queries.execute),
                                        TenantDirectory(store.js, cfg.tenants_bucket), limits=self.quotas,
                                        query_wait=self.queries.wait_needed)
-            await pipeline.serve(self.responder, cfg.queue_group)
+            await pipeline.serve(self.responder, cfg.queue_group, cfg.query_shares)
             await self.responder.serve(cfg.subjects.ping, cfg.queue_group, self._pong, lambda subject: PONG)
             # the server must hold our subscriptions before anyone is told we are ready
             await self.nc.flush()

@@ -21,6 +21,8 @@ class EngineConfig:
     queue_group: str = "agentledger"
     max_workers: int = 64  # requests in progress at once, per subject pattern (commands, queries)
     tenant_workers: int | None = None  # of which one tenant may hold at most this many; None: 3/4 of them
+    tenant_query_workers: int = 16  # of the query workers, one tenant at most this many (queries need the CPU, not
+    # waiting: fewer at once keep the event loop free to read the next tenant's request sooner)
     cache_size: int = 4_000  # boundary models kept in memory; others are loaded from the log on demand
     cache_bytes: int | None = 256 * 1024 * 1024  # and their estimated size together (None: no bound)
     snapshot_every: int = 100  # events on a boundary between its snapshots (a load reads at most about this tail)
@@ -49,6 +51,10 @@ class EngineConfig:
     def shares(self) -> Shares:
         """How each subject pattern's workers are shared among tenants (`handlers.fairness`)."""
         return Shares.of(self.max_workers, self.tenant_workers)
+
+    @property
+    def query_shares(self) -> Shares:
+        return Shares.of(self.max_workers, min(self.tenant_query_workers, self.max_workers))
 
     @property
     def servers(self) -> list[str]:

@@ -22,6 +22,7 @@ from agentledger.engine import codec
 from agentledger.engine.outcomes import unexpected
 from agentledger.engine.subjects import Subjects
 from agentledger.handlers.auth.identity import REQUEST_INFO, Caller, TenantDirectory, authorize, identify
+from agentledger.handlers.fairness import Shares
 from agentledger.handlers.observability import tracing
 from agentledger.handlers.responder import Later, Refusal, Responder, arrived
 from agentledger.schemas.errors import (
@@ -72,12 +73,13 @@ class RequestPipeline:
         self.limits = limits
         self.query_wait = query_wait
 
-    async def serve(self, responder: Responder, queue_group: str) -> None:
-        """Answer `<prefix>.cmd.<tenant>.<command>` and `<prefix>.qry.<tenant>.<query>` in the queue group."""
+    async def serve(self, responder: Responder, queue_group: str, query_shares: Shares | None = None) -> None:
+        """Answer `<prefix>.cmd.<tenant>.<command>` and `<prefix>.qry.<tenant>.<query>` in the queue group
+        (`query_shares`: how the query workers are shared, if not as the command workers are)."""
         await responder.serve(self.subjects.commands_all, queue_group, self.command, self.failed_command,
                               lane_of=self.lane_of, refuse=self.refuse_command)
         await responder.serve(self.subjects.queries_all, queue_group, self.query, self.failed_query,
-                              lane_of=self.lane_of, refuse=self.refuse_query)
+                              lane_of=self.lane_of, refuse=self.refuse_query, shares=query_shares)
 
     def lane_of(self, msg: Msg) -> str:
         """A request's share of the workers is its tenant's: the subject's tenant token, which for a

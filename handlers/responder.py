@@ -80,11 +80,14 @@ class Responder:
         self.refused = 0  # requests answered with a refusal because their lane was over its share
 
     async def serve(self, subject: str, queue: str, answer: Answer, failed: Callable[[str], bytes],
-                    lane_of: Callable[[Msg], str] | None = None, refuse: Refuse | None = None) -> None:
+                    lane_of: Callable[[Msg], str] | None = None, refuse: Refuse | None = None,
+                    shares: Shares | None = None) -> None:
         """Answer requests on `subject`. `answer` should not raise; if it does, the requester gets
         `failed(subject)`, called while the exception is handled (to log it and build an error
-        reply), rather than waiting for a timeout. Without `lane_of` every request is in one lane."""
-        share: FairShare[_Job] = FairShare(self.shares)
+        reply), rather than waiting for a timeout. Without `lane_of` every request is in one lane;
+        `shares` replaces the responder's own for this subject."""
+        shares = shares or self.shares
+        share: FairShare[_Job] = FairShare(shares)
         tasks = self._tasks
         pace = _Pace()
 
@@ -95,7 +98,7 @@ class Responder:
 
         def refusal(lane: str, refused: Refused) -> Refusal:
             waiting = share.waiting(lane) + share.held(lane)
-            retry = 1.0 if refused.limit == "waits_parked" else pace.seconds * max(1, waiting) / self.shares.per_lane
+            retry = 1.0 if refused.limit == "waits_parked" else pace.seconds * max(1, waiting) / shares.per_lane
             return Refusal(lane, refused.limit, refused.allowed, round(max(retry, 0.01), 3))
 
         async def reply(msg: Msg, data: bytes) -> None:
