@@ -18,9 +18,9 @@ from pathlib import Path
 import nats
 
 from agentledger.handlers.auth.keys import Deployment
-from agentledger.handlers.auth.permissions import audit_stream
 from agentledger.handlers.auth.tenants import add_tenant
 from agentledger.handlers.nats_server import free_port
+from agentledger.schemas.accounts import audit_stream
 
 PREFIX, STREAM, TENANT, OTHER = "ledger", "LEDGER", "tnt_a", "tnt_b"
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentledger.engine.store import H_EXPECTED_SEQ, H_EXPECTED_SUBJECT, H_LEDGER_BOUNDARY, H_LEDGER_EXPECTED
 from agentledger.engine.subjects import Subjects
-from agentledger.handlers.auth.permissions import TENANT_ROLES, may_command, may_query
+from agentledger.handlers.auth.permissions import TENANT_ROLES, may_ask, may_send
+from agentledger.schemas.accounts import audit_stream
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.contract import event_types, json_schema, version
 from agentledger.schemas.queries import QUERIES
@@ -31,8 +33,31 @@ SECURITY = {
         "caller's account, never a claim. A user's role is a tag in its JWT: `member` sends commands and "
         "queries; `auditor` sends queries and reads its tenant's own copy of the event stream (a command gets "
         "`forbidden`); `admin` (the deployment's, `.agentledger/auth/admin.creds` of an embedded server) may "
-        "act on any tenant. Every event records "
-        "the authenticated `principal` (id, role, public key)."),
+        "act on any tenant; `effects` (the deployment's sandbox effect handler) alone sends `sandbox.report_outcome`, "
+        "on its own subject. Every event records the authenticated `principal` (id, role, public key)."),
+}
+
+
+_DIGITS = {"type": "string", "pattern": "^[0-9]+$"}
+EVENT_HEADERS = {
+    "type": "object",
+    "description": "The NATS headers an event is stored with. JetStream drops the `Nats-Expected-*` pair when it "
+                   "sources a message into another stream, so the same two facts ride in `Ledger-*` headers too, "
+                   "which a tenant's audit stream keeps (with `Nats-Stream-Source` added).",
+    "required": [H_LEDGER_EXPECTED, H_LEDGER_BOUNDARY],
+    "properties": {
+        H_EXPECTED_SEQ: {**_DIGITS, "description": "JetStream's condition on the append: the boundary's last position "
+                                                   "the decision was made on (engine stream only)"},
+        H_EXPECTED_SUBJECT: {"type": "string", "description": "the boundary filter the condition was checked on "
+                                                              "(engine stream only)"},
+        H_LEDGER_EXPECTED: {**_DIGITS, "description": "the boundary's position the decision was based on (0: the "
+                                                      "boundary's first event)"},
+        H_LEDGER_BOUNDARY: {"type": "string", "description": "the boundary filter, e.g. `ledger.evt.tnt_demo.thr.thd_main.>`"},
+        "traceparent": {"type": "string", "description": "W3C trace context of the command that appended the event"},
+        "Nats-Stream-Source": {"type": "string", "description": "audit stream only, set by JetStream: `<stream>:<hash> "
+                                                                 "<position> <filter> > <subject> <hash>`; the second "
+                                                                 "word is the event's ledger position"},
+    },
 }
 
 
@@ -74,9 +99,9 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
 
-    def message(name: str, schema: str, summary: str) -> dict[str, str]:
+    def message(name: str, schema: str, summary: str, headers: str | None = None) -> dict[str, str]:
         messages[name] = {"name": name, "title": name, "summary": summary, "contentType": "application/json",
-                          "payload": _ref("schemas", schema)}
+                          "payload": _ref("schemas", schema), **({"headers": _ref("schemas", headers)} if headers else {})}
         return _ref("messages", name)
 
     replies = {name: message(f"reply.{name}", type_name(name) + "Reply", f"The one reply to `{name}`.")
@@ -92,14 +117,18 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
             struct = table[name]
             doc = (struct.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
             channel = f"{kind}.{name}"
+            if kind == "command":
+                roles = [r for r in (*TENANT_ROLES, "admin", "effects") if may_send(r, name)]
+            else:
+                roles = [r for r in (*TENANT_ROLES, "admin") if may_ask(r, name)]
+            # a command only the effect handler sends has a subject of its own, which only its identity may publish on
+            address = subjects.effects_command(TENANT, name) if roles == ["effects"] else subject(TENANT, name)
             channels[channel] = {
-                "address": subject(TENANT, name),
+                "address": address,
                 "title": f"{kind} {name}",
                 "parameters": {"tenant": tenant},
                 "messages": {"request": message(f"{kind}.{name}", struct.__name__, doc or f"The `{name}` {kind}.")},
             }
-            allowed = may_command if kind == "command" else may_query
-            roles = [r for r in (*TENANT_ROLES, "admin") if allowed(r)]
             operations[name] = {
                 "security": [_ref("securitySchemes", "natsCredentials")],
                 "x-roles": roles,
@@ -131,7 +160,8 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
         tag = str(event.__struct_config__.tag)
         by_boundary.setdefault(boundary_of(tag), {})[tag] = message(
             f"event.{tag}", f"{event.__name__}Envelope", (event.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
-            or f"The `{tag}` event.")
+            or f"The `{tag}` event.", "EventHeaders")
+    every_event = {tag: ref for msgs in by_boundary.values() for tag, ref in msgs.items()}
     for (field, word), msgs in sorted(by_boundary.items()):
         boundary = getattr(subjects, f"{word}_filter")(TENANT, "{" + field + "}")
         about = (f"Events of one {word} in the JetStream stream (default `LEDGER`); an event's position is its "
@@ -144,6 +174,29 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
                 {"thread.created": msgs.pop("thread.created")}, about)
         event_channel(f"events.{word}", f"{word} events", Subjects.event_subject(boundary, "{type}"),
                       {**ids, "type": {"description": "the event type", "enum": sorted(msgs)}}, msgs, about)
+
+    audit = audit_stream("LEDGER")
+    channels["audit.events"] = {
+        "address": subjects.tenant_filter(TENANT),
+        "title": "a tenant's audit stream",
+        "description": f"The tenant's own copy of its events, in its own NATS account: the JetStream stream `{audit}` "
+                       f"(`AUDIT_<stream>`), which `agentledger tenant add` creates as a source of `"
+                       f"{subjects.tenant_filter(TENANT)}` from the engine's stream. Same subjects and payloads as the "
+                       "event channels; its sequence numbers are its own (the ledger position is in `Nats-Stream-Source`). "
+                       "Direct get is allowed (`$JS.API.DIRECT.GET." + audit + "`); nothing can publish into it.",
+        "parameters": {"tenant": tenant},
+        "messages": dict(sorted(every_event.items())),
+    }
+    operations["audit.read"] = {
+        "security": [_ref("securitySchemes", "natsCredentials")],
+        "x-roles": ["auditor"],
+        "action": "receive",
+        "title": "read the audit stream",
+        "summary": "An auditor reads its tenant's events with any standard JetStream consumer (durable, from any "
+                   "position) or by direct get, with the headers each decision was based on (`EventHeaders`).",
+        "channel": _channel_ref("audit.events"),
+        "messages": [{"$ref": f"#/channels/audit.events/messages/{tag}"} for tag in sorted(every_event)],
+    }
 
     claim = subjects.session_claim_subject(TENANT, "{session_id}", "{thread_id}")
     channels["claims.session"] = {
@@ -183,6 +236,6 @@ def asyncapi(prefix: str = PREFIX) -> dict[str, Any]:
         },
         "channels": dict(sorted(channels.items())),
         "operations": dict(sorted(operations.items())),
-        "components": {"messages": dict(sorted(messages.items())), "schemas": schemas,
+        "components": {"messages": dict(sorted(messages.items())), "schemas": {**schemas, "EventHeaders": EVENT_HEADERS},
                        "securitySchemes": {"natsCredentials": SECURITY}},
     }

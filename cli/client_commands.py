@@ -1,9 +1,10 @@
 """One subcommand per protocol command and query, generated from the request Structs, grouped by
 the name's first part (`session.request_input` -> `agentledger session request-input`), plus
-`events tail` and `replay`, which read the log directly.
+`events tail` and `events export`, which read the log.
 
-A request is validated with the engine's own decoder before it is sent, so a bad value is
-refused locally with the same `invalid_command` error the engine would give.
+A group is built when it is asked for (`agentledger session ...` builds `session` only). A
+request is checked with the Python client's own validation before it is sent, so a bad value is
+refused locally with the same `invalid_command` error the engine would give, in words.
 """
 
 from __future__ import annotations
@@ -16,47 +17,12 @@ from typing import Any
 import msgspec
 import typer
 
-from agentledger.cli import log_commands, output, transport, worker_commands
-from agentledger.cli.main import app
+from agentledger.cli import transport
 from agentledger.cli.options import FieldOption, Spec, build_body, field_options
-from agentledger.cli.ui import command as ui_command
-from agentledger.engine.decoding import decode_request, decoders
 from agentledger.schemas.commands import COMMANDS, Command
-from agentledger.schemas.errors import DomainError
 from agentledger.schemas.queries import QUERIES, Query
 from agentledger.schemas.replies import CommandReply, QueryReply
 
-GROUP_HELP = {
-    "project.create": "Create a project.",
-    "thread.create": "Create a thread in a project.",
-    "thread.archive": "Archive a thread (refused while a session is busy).",
-    "thread.unarchive": "Reopen an archived thread.",
-    "thread.delete": "Delete a thread (refused while a session is busy).",
-    "session.create": "Create an idle session in a thread.",
-    "session.start": "Start a session.",
-    "session.request_input": "Pause a session for human input.",
-    "session.provide_input": "Resume a session waiting for input.",
-    "session.complete": "Complete a session with its summary.",
-    "session.cancel": "Interrupt a session; it returns to idle.",
-    "session.fail": "Mark a session failed.",
-    "session.archive": "Archive a session.",
-    "session.restore": "Restore an archived session.",
-    "session.spawn": "Spawn a child session for an agent.",
-    "handoff.single": "Hand a session over to one actor.",
-    "handoff.broadcast": "Broadcast a session to several actors and wait for all of them.",
-    "sandbox.create": "Create a sandbox.",
-    "sandbox.fork": "Fork a sandbox into a new one.",
-    "sandbox.pause": "Pause a sandbox.",
-    "sandbox.resume": "Resume a paused sandbox.",
-    "sandbox.destroy": "Destroy a sandbox.",
-    "thread.get": "Show a thread and its sessions.",
-    "thread.list": "List a project's threads (without --project-id, the tenant's), oldest first, a page at a time.",
-    "session.get": "Show one session.",
-    "session.tree": "Show the delegation tree under a session.",
-    "events.read": "Read one page of the event log.",
-    "sandbox.get": "Show one sandbox.",
-    "quarantine.list": "List log messages skipped because they failed admission.",
-}
 COMMAND_SPEC = Spec(common=frozenset({"actor", "command_id", "correlation_id", "causation_id"}),
                     env_defaults={"actor": ("AGENTLEDGER_ACTOR", "usr_cli")}, unprefixed=frozenset({"config", "options"}))
 QUERY_SPEC = Spec(common=frozenset({"min_position"}))
@@ -75,28 +41,51 @@ def _connection_params() -> list[inspect.Parameter]:
     ]
 
 
-_groups: dict[str, typer.Typer] = {}
+def _requests() -> list[tuple[str, str, type[Command] | type[Query], Spec]]:
+    return [*(("command", n, c, COMMAND_SPEC) for n, c in COMMANDS.items()),
+            *(("query", n, q, QUERY_SPEC) for n, q in QUERIES.items())]
 
 
-def group(name: str) -> typer.Typer:
-    if name not in _groups:
-        _groups[name] = typer.Typer(no_args_is_help=True, help=GROUP_HELP.get(name))
-        app.add_typer(_groups[name], name=name)
-    return _groups[name]
+def group_names() -> list[str]:
+    """`project`, `thread`, `session`, ...: the first part of every command and query name."""
+    return list(dict.fromkeys(name.partition(".")[0] for _, name, _, _ in _requests()))
+
+
+def group(head: str) -> typer.Typer | None:
+    """The subcommands of one group, or None when no command or query starts with `head`."""
+    members = [(kind, name, struct, spec) for kind, name, struct, spec in _requests() if name.partition(".")[0] == head]
+    if not members:
+        return None
+    built = typer.Typer(no_args_is_help=True)
+    for kind, name, struct, spec in members:
+        built.command(name.partition(".")[2].replace("_", "-"))(_make(kind, name, struct, spec))
+    if head == "events":
+        from agentledger.cli import log_commands
+
+        built.command("tail")(log_commands.tail)
+        built.command("export")(log_commands.export)
+    built.info.help = ", ".join(str(c.name) for c in built.registered_commands) + "."
+    return built
 
 
 def _send(kind: str, name: str, struct: type[msgspec.Struct], options: list[FieldOption],
           values: dict[str, Any]) -> None:
-    """Validate, send, print; exit with `output.exit_code` of the reply."""
+    """Check, send, print; exit with `output.exit_code` of the reply."""
+    from agentledger.cli import output
+    from agentledger.client.errors import LedgerError
+    from agentledger.client.validation import check
+
     target = transport.Target(values.pop("nats_url"), values.pop("prefix"), values.pop("tenant"), values.pop("timeout"),
                               values.pop("creds"))
     as_json = values.pop("json_")
-    reply_type: type[CommandReply] | type[QueryReply] = CommandReply if kind == "command" else QueryReply
+    reply_type: type[CommandReply[Any]] | type[QueryReply] = CommandReply if kind == "command" else QueryReply
     subject = (target.subjects.command if kind == "command" else target.subjects.query)(target.tenant, name)
     try:
-        request = decode_request(decoders({name: struct}), kind, name, msgspec.json.encode(build_body(options, values)))
+        request = check(struct, build_body(options, values))
         data = asyncio.run(transport.request(target, subject, msgspec.json.encode(request)))
-    except DomainError as e:
+    except LedgerError as e:
+        if e.error is None:  # the client's own: no credentials, a missing file, refused credentials
+            transport.fail(e)
         data = msgspec.json.encode(reply_type(ok=False, error=e.error))
     try:
         reply = msgspec.json.decode(data, type=reply_type)
@@ -129,20 +118,3 @@ def _make(kind: str, name: str, struct: type[msgspec.Struct], spec: Spec) -> Cal
     run.__doc__ = (struct.__doc__ or "").strip().split("\n")[0]  # the contract's own help line
     return run
 
-
-def register() -> None:
-    requests: list[tuple[str, str, type[Command] | type[Query], Spec]] = [
-        *(("command", n, c, COMMAND_SPEC) for n, c in COMMANDS.items()),
-        *(("query", n, q, QUERY_SPEC) for n, q in QUERIES.items()),
-    ]
-    for kind, name, struct, spec in requests:
-        head, _, tail = name.partition(".")
-        group(head).command(tail.replace("_", "-"))(_make(kind, name, struct, spec))
-    group("events").command("tail")(log_commands.tail)
-    group("events").command("export")(log_commands.export)
-    group("workers").command("parked")(worker_commands.parked)
-    app.command("replay")(log_commands.replay)
-    app.command("ui")(ui_command.ui)
-
-
-register()

@@ -6,33 +6,31 @@ may see, and a fork's history includes its source's."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import msgspec
-import nats.errors
 import typer
-from nats.aio.client import Client
-from nats.js.errors import NotFoundError, ServiceUnavailableError
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.text import Text
 
-from agentledger.cli import output, transport
-from agentledger.cli.query_client import QueryClient
+from agentledger.cli import transport
 from agentledger.cli.transport import Creds, Json, NatsUrl, Prefix, Stream, Target, Tenant, Timeout
-from agentledger.engine import codec
-from agentledger.engine.store import EventStore, LogUnavailable, RawEvent
-from agentledger.projections.history import diff, replay_at
-from agentledger.schemas.errors import DomainError, EntityDetails, NotFound, Unavailable
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+    from agentledger.engine.store import EventStore
 
 ThreadOpt = Annotated[str, typer.Option("--thread-id", callback=transport.check_thread, help="thread id (thd_…)")]
 EXPORT_PAGE = 1000
 
 
 async def _open_store(target: Target, stream: str, nc: Client) -> EventStore:
+    import nats.errors
+    from nats.js.errors import NotFoundError, ServiceUnavailableError
+
+    from agentledger.engine.store import EventStore
+    from agentledger.schemas.errors import DomainError, EntityDetails, NotFound, Unavailable
+
     try:
         await nc.jetstream(timeout=target.timeout).stream_info(stream)
     except NotFoundError:
@@ -50,11 +48,17 @@ async def _open_store(target: Target, stream: str, nc: Client) -> EventStore:
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:
     """Run a log command; its errors print like error replies, in one line, with the same exit codes."""
+    import nats.errors
+
+    from agentledger.cli import output
+    from agentledger.client.errors import LedgerError
+    from agentledger.engine.store import LogUnavailable
+    from agentledger.schemas.errors import DomainError, Unavailable
+
     try:
         asyncio.run(coro)
-    except DomainError as e:
-        output.error(e.error)
-        raise typer.Exit(output.exit_code(e.error)) from None
+    except (DomainError, LedgerError) as e:
+        transport.fail(e)
     except (LogUnavailable, nats.errors.Error) as e:
         error = Unavailable(message=f"the event log is unavailable: {str(e) or type(e).__name__}")
         output.error(error)
@@ -62,6 +66,15 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 async def _tail(target: Target, stream: str, thread: str | None, start: int, as_json: bool, limit: int | None) -> None:
+    import signal
+
+    import msgspec
+
+    from agentledger.cli import output
+    from agentledger.engine import codec
+    from agentledger.engine.store import RawEvent
+    from agentledger.schemas.errors import DomainError, Unavailable
+
     lost = asyncio.Event()
     nc = await transport.connect(target, on_closed=lost.set)
     try:
@@ -120,29 +133,34 @@ def tail(
     _run(_tail(Target(nats_url, prefix, tenant, timeout, creds), stream, thread, start, json_, limit))
 
 
-def _beyond(at: int | None, log_end: int) -> None:
+def _beyond(at: int | None, log_end: int | None) -> None:
+    from rich.text import Text
+
+    from agentledger.cli import output
+
     if at is not None and log_end and at > log_end:
         output.err.print(Text(f"note: the log ends at position {log_end}, before {at}: "
                               f"showing the thread as of position {log_end}", style="yellow"))
 
 
 async def _replay(target: Target, thread: str, at: int | None, against: int | None, as_json: bool) -> None:
+    """The client's replay (`agentledger.client.replay`), printed."""
+    import msgspec
+
+    from agentledger.cli import output
+    from agentledger.client.replay import replays
+    from agentledger.projections.history import diff
+
     stops: list[int | None] = [at] if against is None else sorted([at, against], key=lambda p: p or 1 << 62)
-    async with QueryClient(target) as client:
-        views = await replay_at(client.history(thread), thread, stops)
-    for stop, view in zip(stops, views, strict=True):
-        if view is None:
-            raise DomainError(NotFound(message=f"thread {thread} has no events at or before position {stop} "
-                                               f"(tenant {target.tenant})",
-                                       details=EntityDetails(kind="thread", id=thread)))
-    for stop in stops:
-        _beyond(stop, client.log_end)
-    shown = [msgspec.structs.replace(v, log_end=client.log_end) for v in views if v is not None]
+    async with transport.ledger(target) as ledger:
+        shown = await replays(ledger, thread, stops)
+    for stop, view in zip(stops, shown, strict=True):
+        _beyond(stop, view.log_end)
     if against is None:
         view = shown[0]
-        shown_at = at if at is None or not client.log_end else min(at, client.log_end)
+        shown_at = at if at is None or not view.log_end else min(at, view.log_end)
         output.raw(msgspec.json.encode(view)) if as_json else output.out.print(
-            output.replay(view.thread, view.sessions, view.trees, shown_at))
+            output.replay(view.thread, view.sessions, view.trees, shown_at, view.execs))
         return
     change = diff(shown[0], shown[1])
     output.raw(msgspec.json.encode(change)) if as_json else output.out.print(output.replay_diff(change))
@@ -163,14 +181,23 @@ def replay(
     """Rebuild a thread from its history in the log, as it was at a position, and show it.
 
     The history is read through the engine's `events.read` (a fork's includes its source's events
-    up to the fork point) and applied to the same thread model the engine decides on. With
-    --diff, shows what changed between the two positions instead.
+    up to the fork point) and applied to the same thread model the engine decides on; the execs
+    in the sandboxes its sessions were bound to are listed with their outcomes. With --diff,
+    shows what changed between the two positions instead.
     """
     _run(_replay(Target(nats_url, prefix, tenant, timeout, creds), thread, at, against, json_))
 
 
 async def _export(target: Target, thread: str | None, since: int, out: Path | None,
                   progress: bool) -> int:
+    import sys
+
+    import msgspec
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from agentledger.cli import output
+    from agentledger.cli.query_client import QueryClient
+
     written = 0
     async with QueryClient(target) as client:
         read = client.history(thread)
@@ -227,4 +254,8 @@ def export(
 
     _run(run())
     if out is not None:
+        from rich.text import Text
+
+        from agentledger.cli import output
+
         output.err.print(Text(f"{count[0]} events written to {out}", style="dim"))

@@ -39,6 +39,7 @@ FIELD_HELP = {
     "min_position": "wait until the read model has reached this log position",
     "after": "only what comes after this log position (a page's next_after)",
     "limit": "at most this many in the page",
+    "sandboxes": "with --thread-id: the events of the thread's sandboxes too, each from its binding on",
 }
 
 
@@ -156,7 +157,8 @@ def _options(fields: tuple[mi.Field, ...], path: tuple[str, ...], required: bool
         if isinstance(t, mi.BoolType):
             flag = f"{flag}/--no-{flag[2:]}"
         actor = _is_actor(_unwrap(item)[0])
-        base = str if actor else _scalar(_unwrap(item)[0])
+        # typer takes no list of choices: such a list is read as strings (the engine's decoder checks them)
+        base = str if actor or (is_list and isinstance(_unwrap(item)[0], mi.LiteralType)) else _scalar(_unwrap(item)[0])
         annotation: Any = list[base] if is_list else base
         envvar, default = (spec.env_defaults or {}).get(name, (None, _plain_default(field) if present else None))
         needed = needed and default is None

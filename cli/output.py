@@ -1,24 +1,27 @@
 """Human-readable rendering of replies, events and replayed state.
 
 Everything user-supplied (titles, summaries, reasons) is printed as plain Text, never as
-markup, so a `[` in a title cannot restyle or hide output.
+markup, so a `[` in a title cannot restyle or hide output; and every control character in what
+is printed (an escape sequence in a title would retitle or clear the terminal) is shown as its
+picture (ESC as `␛`), except line breaks and tabs. `--json` output is the reply exactly.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, ConsoleRenderable, Group, RenderHook, RenderResult
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
 from agentledger.schemas.common import Actor
 from agentledger.schemas.errors import Error
-from agentledger.schemas.events import StoredEvent
+from agentledger.schemas.events import SandboxExecFailed, SandboxExecFinished, SandboxExecRequested, StoredEvent
 from agentledger.schemas.queries import (
     QUERY_RESULTS,
     EventsPage,
@@ -31,13 +34,36 @@ from agentledger.schemas.queries import (
     TreeNode,
     TreeResult,
 )
-from agentledger.schemas.replay import ReplayDiff
+from agentledger.schemas.replay import ExecView, ReplayDiff
 from agentledger.schemas.replies import CommandReply, QueryReply
+
+# C0 controls and DEL as their Unicode pictures, C1 controls and bidirectional overrides as U+FFFD:
+# one character for one, so what rich laid out keeps its place.
+_VISIBLE = {c: 0x2400 + c for c in range(0x20) if chr(c) not in "\n\t"} | {0x7F: 0x2421} | \
+    dict.fromkeys((*range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)), 0xFFFD)
+
+
+class _Visible:
+    def __init__(self, inner: ConsoleRenderable) -> None:
+        self.inner = inner
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for segment in console.render(self.inner, options):
+            # the text of what is printed; rich's own styling is added after this, from `style`
+            yield segment if segment.control else segment._replace(text=segment.text.translate(_VISIBLE))
+
+
+class _ShowControls(RenderHook):
+    def process_renderables(self, renderables: list[ConsoleRenderable]) -> list[ConsoleRenderable]:
+        return [_Visible(r) for r in renderables]
+
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(highlight=False, soft_wrap=True, stderr=True)
+for _console in (out, err):
+    _console.push_render_hook(_ShowControls())
 
-_STATUS_STYLE = {"active": "green", "idle": "cyan", "awaiting_hitl": "yellow", "awaiting_merge": "yellow",
+_STATUS_STYLE = {"finished": "green", "active": "green", "idle": "cyan", "awaiting_hitl": "yellow", "awaiting_merge": "yellow",
                  "locked": "yellow", "failed": "red", "archived": "dim", "open": "green", "deleted": "red"}
 
 
@@ -112,10 +138,43 @@ def command_reply(reply: CommandReply) -> None:
     if "status" in result:
         line.append(" -> ").append_text(status(result.pop("status")))
     out.print(line)
-    for key, value in result.items():
-        out.print(Text(f"  {key}: {_compact(value)}"))
+    if kinds == ["sandbox.exec_requested"]:
+        out.print(exec_outcome(reply.position, result))
+    else:
+        for key, value in result.items():
+            out.print(Text(f"  {key}: {_compact(value)}"))
     if reply.command_id:
         out.print(Text(f"  command_id: {reply.command_id}", style="dim"))
+
+
+def _stream(name: str, o: dict[str, Any]) -> Group:
+    """One output stream of an exec: its kept text, indented (the program's text, shown as text)."""
+    size = f"{o['size']} bytes" if o["kept"] >= o["size"] else f"first {o['kept']} of {o['size']} bytes"
+    head = Text(f"  {name} ({size}" + (f", sha256 {o['sha256']})" if o["sha256"] else ")"), style="bold")
+    lines = o["text"].splitlines() or ([] if not o["text"] else [""])
+    return Group(head, *(Text("    " + line) for line in lines))
+
+
+def exec_outcome(position: int | None, result: dict[str, Any]) -> Group:
+    """An exec's outcome as a person reads it: exit code and time, then what it wrote."""
+    outcome, error = result.get("outcome"), result.get("error")
+    parts: list[Any] = []
+    if outcome is not None:
+        code = outcome["exit_code"]
+        how = ("killed at its timeout" if outcome["timed_out"] else f"exit code {code}") + \
+            (", killed: its sandbox was destroyed" if outcome["killed"] else "")
+        hit = f", reached its {' and '.join(outcome['limits_hit'])} limit" if outcome["limits_hit"] else ""
+        parts.append(Text(f"  {how}{hit}, after {outcome['duration_ms']} ms"))
+        parts += [_stream("stdout", outcome["stdout"]), _stream("stderr", outcome["stderr"])]
+    elif error is not None:
+        parts.append(Text.assemble(("  error: ", "red"), error))
+    else:
+        parts.append(Text(f"  still running: its outcome will be a sandbox.exec_finished or sandbox.exec_failed event "
+                          f"with request_position {position} (agentledger events tail), or repeat this command "
+                          "with the same --command-id", style="dim"))
+    if result.get("outcome_position") is not None:
+        parts.append(Text(f"  outcome at position {result['outcome_position']}", style="dim"))
+    return Group(*parts)
 
 
 def query_reply(name: str, reply: QueryReply) -> None:
@@ -206,8 +265,10 @@ def thread(t: ThreadView) -> Group:
     return Group(thread_header(t), sessions if t.sessions else Text("no sessions"))
 
 
-def replay(t: ThreadView, sessions: list[SessionView], roots: list[TreeNode], at: int | None) -> Group:
-    """A thread rebuilt from the log: its header, every session, and the delegation tree."""
+def replay(t: ThreadView, sessions: list[SessionView], roots: list[TreeNode], at: int | None,
+           execs: list[ExecView] | None = None) -> Group:
+    """A thread rebuilt from the log: its header, every session, the delegation tree, and the
+    execs in its sandboxes."""
     asked = "latest" if at is None else f"position {at}"
     title = Text(f"replayed from the log up to {asked}", style="dim")
     table = Table("session", "status", "owner", "depth", "parent", "sandbox", "summary", box=None)
@@ -219,7 +280,28 @@ def replay(t: ThreadView, sessions: list[SessionView], roots: list[TreeNode], at
     delegation = Tree(Text("delegation", style="bold"))
     for root in roots:
         tree(root, delegation)
-    return Group(title, thread_header(t), table if sessions else Text("no sessions"), delegation)
+    parts: list[Any] = [title, thread_header(t), table if sessions else Text("no sessions"), delegation]
+    if execs:
+        parts.append(exec_table(execs))
+    return Group(*parts)
+
+
+def exec_table(execs: list[ExecView]) -> Table:
+    """Execs in a thread's sandboxes: who ran what, and what came of it."""
+    table = Table("position", "sandbox", "session", "argv", "outcome", "stdout", box=None, title="execs",
+                  title_justify="left", title_style="bold")
+    for x in execs:
+        if x.outcome is not None:
+            o = x.outcome
+            result = "timed out" if o.timed_out else f"exit {o.exit_code}"
+            result += ", killed" if o.killed else ""
+            shown = o.stdout.text.strip().splitlines()
+            stdout = (shown[0][:60] + (" …" if len(shown) > 1 or len(shown[0]) > 60 else "")) if shown else "-"
+        else:
+            result, stdout = (f"failed: {x.error}" if x.error is not None else "running"), "-"
+        table.add_row(str(x.request_position), x.sandbox_id, x.session_id, Text(shlex.join(x.argv)),
+                      Text(result, style="red" if x.status == "failed" else ""), Text(stdout))
+    return table
 
 
 def _sandbox_cell(s: SessionView, held: set[str]) -> str:
@@ -302,9 +384,21 @@ def entity_ids(data: Any) -> str:
     return " ".join(pairs)
 
 
+def _exec_detail(data: Any) -> str:
+    """What an exec event adds to its line: the program, or what came of it."""
+    match data:
+        case SandboxExecRequested(argv=argv):
+            return f" argv={shlex.join(argv)[:200]}"
+        case SandboxExecFinished(request_position=at, outcome=o):
+            return f" of={at} " + ("timed out" if o.timed_out else f"exit={o.exit_code}") + (" killed" if o.killed else "")
+        case SandboxExecFailed(request_position=at, error=error):
+            return f" of={at} error={error[:200]}"
+    return ""
+
+
 def event_line(ev: StoredEvent) -> Text:
     return Text.assemble((f"{ev.position:>6}", "bold"), f"  {_when(ev.at)}  ", (f"{ev.type:<24}", "cyan"),
-                         f" {entity_ids(ev.data)}", (f"  by {actor(ev.actor)}", "dim"))
+                         f" {entity_ids(ev.data)}", _exec_detail(ev.data), (f"  by {actor(ev.actor)}", "dim"))
 
 
 def replay_diff(d: ReplayDiff) -> Group:

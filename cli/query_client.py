@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any, Generic, TypeVar
 
 import msgspec
-import nats.errors
-from nats.aio.client import Client
 
 from agentledger.cli import transport
 from agentledger.cli.transport import Target
+from agentledger.client.connection import Connection
+from agentledger.client.errors import LedgerError
 from agentledger.projections.history import PageReader
-from agentledger.schemas.errors import AnyError, DomainError, Unavailable
+from agentledger.schemas.errors import AnyError, DomainError
 from agentledger.schemas.queries import EventsPage, EventsRead, Query
 
 R = TypeVar("R")
@@ -33,29 +33,31 @@ _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 class QueryClient:
     def __init__(self, target: Target) -> None:
         self.target = target
-        self.nc: Client | None = None
+        self.connection: Connection | None = None
         self.log_end = 0  # the highest read-model position any reply reported
 
     async def __aenter__(self) -> QueryClient:
-        self.nc = await transport.connect(self.target, on_closed=lambda: None)  # long-lived: rides out reconnects
+        # long-lived: rides out reconnects
+        self.connection = await transport.connection(self.target, on_closed=lambda: None)
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        if self.nc is not None:
-            await self.nc.close()
+        if self.connection is not None:
+            await self.connection.close()
 
     async def ask(self, query: Query, result: type[R]) -> R:
-        """The query's typed result; an error reply is raised as DomainError."""
-        assert self.nc is not None, "use `async with QueryClient(...)`"
+        """The query's typed result; an error reply (or no reply) is raised as DomainError."""
+        assert self.connection is not None, "use `async with QueryClient(...)`"
         subject = self.target.subjects.query(self.target.tenant, query.NAME)
         try:
-            msg = await self.nc.request(subject, msgspec.json.encode(query), timeout=self.target.timeout)
-        except nats.errors.NoRespondersError:
-            raise DomainError(Unavailable(message=f"no engine answers on {subject} (check --nats-url and --prefix)")) from None
-        except nats.errors.TimeoutError:
-            raise DomainError(Unavailable(message=f"no reply on {subject} within {self.target.timeout}s")) from None
+            data = await self.connection.request(subject, msgspec.json.encode(query), self.target.timeout,
+                                                 self.target.tenant)
+        except LedgerError as e:
+            if e.error is None:
+                raise
+            raise DomainError(e.error) from None
         decoder = _decoders.get(result) or _decoders.setdefault(result, msgspec.json.Decoder(_Reply[result]))  # type: ignore[valid-type]
-        reply = decoder.decode(msg.data)
+        reply = decoder.decode(data)
         if not reply.ok:
             assert reply.error is not None
             raise DomainError(reply.error)
@@ -68,5 +70,13 @@ class QueryClient:
 
         async def read(after: int, limit: int) -> EventsPage:
             return await self.ask(EventsRead(thread_id=thread_id, after=after, limit=limit), EventsPage)
+
+        return read
+
+    def sandbox_history(self, sandbox_id: str) -> PageReader:
+        """Pages of one sandbox's events."""
+
+        async def read(after: int, limit: int) -> EventsPage:
+            return await self.ask(EventsRead(sandbox_id=sandbox_id, after=after, limit=limit), EventsPage)
 
         return read

@@ -124,6 +124,17 @@ async def serve(config: EngineConfig, nats_url: str | None, data_dir: Path, port
     return 0
 
 
+def _providers(process: EffectsProcess) -> str:
+    """Which provider isolates how, for the ready line (the start log has the details)."""
+    found = []
+    for worker in process.workers:
+        reconciler = getattr(worker, "reconciler", None)
+        for name, provider in (reconciler.providers.items() if reconciler is not None else ()):
+            info = provider.info()
+            found.append(f"{name}: {info.kind}, pause by {info.freeze}, limits {'on' if info.limits else 'off'}")
+    return "; ".join(found) or "no provider"
+
+
 async def effects(config: EngineConfig, http: HttpOptions = HttpOptions()) -> int:
     stop = _stop_on_signals()
     process = EffectsProcess(config)
@@ -136,8 +147,8 @@ async def effects(config: EngineConfig, http: HttpOptions = HttpOptions()) -> in
             ops = OpsServer(probe, process.metrics, http.host, http.port)
             await ops.start()
         await process.start()
-        print(f"agentledger effects ready: sandboxes in {config.sandbox_dir}, log {config.stream} at {config.nats_url}",
-              flush=True)
+        print(f"agentledger effects ready: sandboxes in {config.sandbox_dir} ({_providers(process)}), "
+              f"log {config.stream} at {config.nats_url}", flush=True)
         reason = await _until_stopped(stop, process.failed, lambda: process.failure)
     except Exception as e:
         reason = None if stop.is_set() else f"{type(e).__name__}: {e}"

@@ -6,24 +6,23 @@ which take them at once."""
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from agentledger.cli.main import app
 from agentledger.cli.output import EXIT_REFUSED, EXIT_RETRYABLE, EXIT_USAGE
-from agentledger.cli.transport import DEFAULT_URL
+from agentledger.cli.transport import DEFAULT_URL, fail, tool_connect
 
 auth = typer.Typer(no_args_is_help=True, help="The deployment's NATS keys (operator mode).")
 tenant = typer.Typer(no_args_is_help=True, help="Tenants: one NATS account each, and their users' credentials.")
-app.add_typer(auth, name="auth")
-app.add_typer(tenant, name="tenant")
 
 AuthDir = Annotated[Path, typer.Option("--auth-dir", envvar="AGENTLEDGER_AUTH_DIR",
                                        help="the deployment's keys (keep it secret)")]
 DEFAULT_AUTH_DIR = Path(".agentledger/auth")
-_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_SIZES = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
 def _limit(option: str, text: str | None, number: type, units: bool = False) -> object:
@@ -34,8 +33,8 @@ def _limit(option: str, text: str | None, number: type, units: bool = False) -> 
     value, scale = text.strip().upper(), 1
     if value == "NONE":
         return None
-    if units and value[-1:] in _UNITS:
-        value, scale = value[:-1], _UNITS[value[-1]]
+    if units and value[-1:] in _SIZES:
+        value, scale = value[:-1], _SIZES[value[-1]]
     try:
         return number(float(value) * scale)
     except ValueError:
@@ -80,7 +79,12 @@ Storage = Annotated[str | None, typer.Option(
 
 
 def _deployment(auth_dir: Path):  # type: ignore[no-untyped-def]
+    from agentledger.client.credentials import data_dir
     from agentledger.handlers.auth.keys import Deployment
+
+    found = data_dir()  # the default is found from here upwards, as the CLI's credentials are
+    if auth_dir == DEFAULT_AUTH_DIR and not auth_dir.exists() and found is not None:
+        auth_dir = found / "auth"
 
     if not Deployment.exists(auth_dir):
         typer.echo(f"error: no deployment keys in {auth_dir} (run `agentledger serve` or `agentledger auth init`)",
@@ -121,18 +125,21 @@ def add(
     storage: Storage = None,
 ) -> None:
     """Register a tenant: its account goes to the running NATS (no restart) and engines know it at once.
-    Quotas given here replace the tenant's (none by default)."""
+    Quotas given here replace the tenant's (none by default). If it fails, nothing usable is left: run it again."""
+    from agentledger.client.errors import LedgerError
     from agentledger.handlers.auth.tenants import add_tenant
 
     deployment = _deployment(auth_dir)
     limits = (commands_per_second, queries_per_second, max_events, storage)
     quota = None if all(v is None for v in limits) else _quota(deployment.quota(name), *limits)
     try:
-        account = asyncio.run(add_tenant(nats_url, deployment, name, quota=quota))
+        account = asyncio.run(add_tenant(nats_url, deployment, name, connect=tool_connect(), quota=quota))
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_REFUSED) from None
-    except Exception as e:  # nats-py raises several unrelated types for "could not connect"
+    except LedgerError as e:  # NATS refused the connection or the deployment's credentials
+        fail(e)
+    except Exception as e:  # the server refused a step (the account, the audit stream)
         typer.echo(f"error unavailable: cannot add {name} at {nats_url}: {str(e) or type(e).__name__}", err=True)
         raise typer.Exit(EXIT_RETRYABLE) from None
     typer.echo(f"tenant {name}: account {account}; {_shown(deployment.quota(name))}")
@@ -150,20 +157,37 @@ def set_(
 ) -> None:
     """Change a tenant's quotas (only those given; `none` removes one): engines apply them within
     seconds, the storage limit goes to the running NATS at once. No restart."""
+    from agentledger.client.errors import LedgerError
     from agentledger.handlers.auth.tenants import set_quota
 
     deployment = _deployment(auth_dir)
     quota = _quota(deployment.quota(name), commands_per_second, queries_per_second, max_events, storage)
     try:
-        asyncio.run(set_quota(nats_url, deployment, name, quota))
+        asyncio.run(set_quota(nats_url, deployment, name, quota, connect=tool_connect()))
     except (KeyError, ValueError) as e:
         typer.echo(f"error: {e.args[0] if isinstance(e, KeyError) else e}", err=True)
         raise typer.Exit(EXIT_REFUSED) from None
-    except Exception as e:  # nats-py raises several unrelated types for "could not connect"
+    except LedgerError as e:  # NATS refused the connection or the deployment's credentials
+        fail(e)
+    except Exception as e:  # the server refused a step
         typer.echo(f"error unavailable: recorded in {auth_dir}, but not yet on {nats_url}: "
                    f"{str(e) or type(e).__name__}; run it again", err=True)
         raise typer.Exit(EXIT_RETRYABLE) from None
     typer.echo(f"tenant {name}: {_shown(quota)}")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def _duration(text: str | None) -> int | None:
+    """`90s`, `30m`, `12h`, `30d`, `8w`, `1y` in seconds."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"([1-9][0-9]{0,9})([smhdwy])", text.strip())
+    if match is None:
+        raise typer.BadParameter(f"{text!r}: a whole number and a unit, s m h d w or y (e.g. 30d)",
+                                 param_hint="'--expires'")
+    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 @tenant.command("creds")
@@ -173,17 +197,24 @@ def creds(
     out: Annotated[Path, typer.Option("--out", help="the .creds file to write")],
     role: Annotated[str, typer.Option("--role", help="member: commands and queries; auditor: queries and the "
                                                      "tenant's events, read-only")] = "member",
+    expires: Annotated[str | None, typer.Option("--expires", metavar="DURATION",
+                                                help="valid this long (e.g. 12h, 30d, 1y); the server refuses them "
+                                                     "after and closes their connections; default: no expiry")] = None,
     auth_dir: AuthDir = DEFAULT_AUTH_DIR,
 ) -> None:
-    """Write a standard NATS .creds file for one user of a tenant (valid at once, no restart)."""
+    """Write a standard NATS .creds file for one user of a tenant (valid at once, no restart), readable
+    by its owner only (0600, also when the file was there before)."""
+    seconds = _duration(expires)
     deployment = _deployment(auth_dir)
     try:
-        issued = deployment.tenant_creds(name, user, role)  # type: ignore[arg-type]
+        issued = deployment.tenant_creds(name, user, role, seconds)  # type: ignore[arg-type]
     except (KeyError, ValueError) as e:
         typer.echo(f"error: {e.args[0]}", err=True)
         raise typer.Exit(EXIT_REFUSED) from None
     deployment.write(issued, out)
-    typer.echo(f"{out}: {role} {user} of {name} (user key {issued.public_key})")
+    until = "" if issued.expires is None else \
+        f", expires {datetime.fromtimestamp(issued.expires, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    typer.echo(f"{out}: {role} {user} of {name} (user key {issued.public_key}{until})")
 
 
 @tenant.command("revoke")
@@ -206,7 +237,7 @@ def revoke(
     deployment = _deployment(auth_dir)
     try:
         key = user_key if user_key is not None else user_key_of(creds_file.read_text())  # type: ignore[union-attr]
-        at = asyncio.run(revoke_user(nats_url, deployment, name, key))
+        at = asyncio.run(revoke_user(nats_url, deployment, name, key, connect=tool_connect()))
     except (KeyError, ValueError, OSError) as e:
         typer.echo(f"error: {e.args[0] if isinstance(e, KeyError) else e}", err=True)
         raise typer.Exit(EXIT_REFUSED) from None

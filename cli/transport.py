@@ -1,45 +1,62 @@
 """Where the CLI talks to: the shared connection options, and one request/reply over NATS.
 
-Transport failures are raised as the protocol's `unavailable` error, so they print (and come
-out of `--json`) exactly like an error reply from the engine.
+Credentials are found and the connection made by the Python client's own code
+(`agentledger.client.credentials`, `agentledger.client.connection`), so the CLI and the client
+look in the same places and fail the same way. Transport failures are the protocol's
+`unavailable` error, so they print (and come out of `--json`) exactly like an error reply from
+the engine; the client's own failures (no credentials, a missing creds file, credentials the
+server refuses) print in one line with exit codes of their own.
+
+This module is imported to build the options of every command: it imports nothing heavy itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Callable
+import contextlib
+import importlib.abc
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
-import nats
-import nats.errors
 import typer
-from nats.aio.client import Client
 
-from agentledger.engine.subjects import Subjects
-from agentledger.schemas.errors import DomainError, Forbidden, ForbiddenDetails, Unavailable
-from agentledger.schemas.ids import TENANT_RE, id_pattern
+if TYPE_CHECKING:
+    from nats.aio.client import Client, RawCredentials
+
+    from agentledger.client.connection import Connection
+    from agentledger.client.ledger import Ledger
+    from agentledger.engine.subjects import Subjects
 
 PANEL = "Common options"
-_TENANT = re.compile(TENANT_RE)
-_THREAD = re.compile(id_pattern("thd_"))
+DEFAULT_TENANT = "tnt_default"
+DEFAULT_URL = "nats://127.0.0.1:4222"
+DEFAULT_PREFIX = "ledger"
+DEFAULT_STREAM = "LEDGER"
+DEFAULT_TIMEOUT = 5.0
+# The client's own errors (raised before anything is sent), with sysexits(3) codes.
+EXIT_CREDS_MISSING, EXIT_NOT_AUTHORISED, EXIT_NO_CREDENTIALS = 66, 77, 78
+CLIENT_EXITS = {"creds_file_missing": EXIT_CREDS_MISSING, "not_authorised": EXIT_NOT_AUTHORISED,
+                "no_credentials": EXIT_NO_CREDENTIALS}
 
 
-def _check_tenant(value: str) -> str:
-    if not _TENANT.match(value):
-        raise typer.BadParameter(f"must match {TENANT_RE}")
-    return value
+def _id_option(prefix: str, what: str) -> Callable[[str | None], str | None]:
+    def check(value: str | None) -> str | None:
+        from agentledger.client.validation import check_id
+
+        try:
+            return value if value is None else check_id(value, prefix, what)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+
+    return check
 
 
-def check_thread(value: str | None) -> str | None:
-    if value is not None and not _THREAD.match(value):
-        raise typer.BadParameter(f"must match {_THREAD.pattern}")
-    return value
+check_thread = _id_option("thd_", "thread id")
 
-
-Tenant = Annotated[str, typer.Option("--tenant", envvar="AGENTLEDGER_TENANT", callback=_check_tenant,
+Tenant = Annotated[str, typer.Option("--tenant", envvar="AGENTLEDGER_TENANT", callback=_id_option("tnt_", "tenant id"),
                                      rich_help_panel=PANEL, help="tenant id (tnt_…)")]
 NatsUrl = Annotated[str, typer.Option("--nats-url", envvar="NATS_URL", rich_help_panel=PANEL, help="NATS server")]
 Prefix = Annotated[str, typer.Option("--prefix", envvar="AGENTLEDGER_PREFIX", rich_help_panel=PANEL,
@@ -48,23 +65,11 @@ Stream = Annotated[str, typer.Option("--stream", envvar="AGENTLEDGER_STREAM", ri
                                      help="event stream to read the log from")]
 Timeout = Annotated[float, typer.Option("--timeout", min=0.1, rich_help_panel=PANEL,
                                         help="seconds to wait for NATS and the reply, connecting included")]
-Creds = Annotated[str | None, typer.Option("--creds", envvar="NATS_CREDS", rich_help_panel=PANEL,
-                                           help="NATS credentials (.creds); default: the admin's of `make run`, if there")]
+Creds = Annotated[str | None, typer.Option(
+    "--creds", rich_help_panel=PANEL,
+    help="NATS credentials (.creds); default: NATS_CREDS, else .agentledger/auth/admin.creds here or in a parent "
+         "directory (what `make run` writes), else ~/.config/agentledger/credentials.creds")]
 Json = Annotated[bool, typer.Option("--json", rich_help_panel=PANEL, help="print raw JSON instead of a summary")]
-
-DEFAULT_TENANT = "tnt_default"
-DEFAULT_URL = "nats://127.0.0.1:4222"
-DEFAULT_PREFIX = "ledger"
-DEFAULT_STREAM = "LEDGER"
-DEFAULT_TIMEOUT = 5.0
-DEFAULT_CREDS = Path(".agentledger/auth/admin.creds")  # written by `agentledger serve` with an embedded server
-
-
-def creds_file(given: str | None) -> str | None:
-    """The credentials to connect with: the given file, else the local deployment's admin, else none."""
-    if given:
-        return given
-    return str(DEFAULT_CREDS) if DEFAULT_CREDS.exists() else None
 
 
 @dataclass(frozen=True)
@@ -77,44 +82,50 @@ class Target:
 
     @property
     def subjects(self) -> Subjects:
+        from agentledger.engine.subjects import Subjects
+
         return Subjects(self.prefix)
 
 
-def _refused(target: Target, why: str) -> DomainError:
-    """The broker said no (bad credentials, or a subject these credentials may not use): not retryable."""
-    return DomainError(Forbidden(message=f"NATS at {target.nats_url} refused: {why}",
-                                 details=ForbiddenDetails(principal="unknown", role="unknown", tenant=target.tenant)))
+class _NoWebSockets(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None) -> None:
+        if name.partition(".")[0] == "aiohttp":
+            raise ModuleNotFoundError(f"{name} is not loaded by the CLI's NATS connections", name=name)
 
 
-async def connect(target: Target, on_closed: Callable[[], None] | None = None,
-                  errors: list[BaseException] | None = None) -> Client:
-    """A connection for one request; with `on_closed`, a long-lived one that rides out reconnects.
+def without_websockets(url: str) -> None:
+    """Import nats-py as if its optional WebSocket extra (aiohttp) were not installed.
 
-    `target.timeout` bounds the whole attempt: nats-py on its own retries a refused server for
-    about two minutes before giving up, whatever its connect timeout says.
-    """
-    last: list[BaseException] = [] if errors is None else errors
-
-    async def remember(e: Exception) -> None:  # nats-py reports each failed attempt here as well
-        last.append(e)
-
-    async def closed() -> None:
-        if on_closed is not None:
-            on_closed()
-
+    nats-py imports aiohttp when it is imported, for its WebSocket transport, and that is about
+    half of what a command costs before it sends anything (docs/clients.md); a connection to
+    `nats://` or `tls://` never uses it. Once nats-py is loaded this changes nothing, and aiohttp
+    itself stays importable (the web timeline serves with it)."""
+    schemes = {server.strip().partition("://")[0] for server in url.split(",")}
+    if "nats.aio.transport" in sys.modules or "aiohttp" in sys.modules or schemes & {"ws", "wss"}:
+        return
+    finder = _NoWebSockets()
+    sys.meta_path.insert(0, finder)
     try:
-        creds = creds_file(target.creds)
-        return await asyncio.wait_for(
-            nats.connect(servers=[target.nats_url], connect_timeout=target.timeout,
-                         allow_reconnect=on_closed is not None, error_cb=remember, closed_cb=closed,
-                         **({"user_credentials": creds} if creds else {})),
-            target.timeout)
-    except Exception as e:  # nats-py raises several unrelated types for "could not connect"
-        cause = last[-1] if last else e
-        if isinstance(cause, nats.errors.AuthorizationError):
-            raise _refused(target, f"{cause} (check --creds / NATS_CREDS)") from None
-        raise DomainError(Unavailable(message=f"cannot reach NATS at {target.nats_url} within {target.timeout:g}s: "
-                                              f"{str(cause) or type(cause).__name__}")) from None
+        importlib.import_module("nats.aio.transport")
+    finally:
+        sys.meta_path.remove(finder)
+
+
+async def connection(target: Target, on_closed: Callable[[], None] | None = None) -> Connection:
+    """The client's connection for a few requests; with `on_closed`, a long-lived one that rides out
+    reconnects. `target.timeout` bounds the attempt; a refused connection or refused credentials end it at once."""
+    without_websockets(target.nats_url)
+    from agentledger.client import credentials
+    from agentledger.client.connection import connect as open_connection
+
+    found = credentials.find(target.creds)
+    return await open_connection(target.nats_url, found.path, timeout=target.timeout, reconnect=on_closed is not None,
+                                 looked=found.looked, on_closed=on_closed)
+
+
+async def connect(target: Target, on_closed: Callable[[], None] | None = None) -> Client:
+    """The nats-py connection of `connection(target, on_closed)`."""
+    return (await connection(target, on_closed)).nc
 
 
 async def request(target: Target, subject: str, body: bytes) -> bytes:
@@ -122,17 +133,49 @@ async def request(target: Target, subject: str, body: bytes) -> bytes:
     the reply together."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + target.timeout
-    errors: list[BaseException] = []
-    nc = await connect(target, errors=errors)
+    link = await connection(target)
     try:
-        msg = await nc.request(subject, body, timeout=max(deadline - loop.time(), 0.01))
-    except nats.errors.NoRespondersError:
-        raise DomainError(Unavailable(message=f"no engine answers on {subject} (check --nats-url and --prefix)")) from None
-    except nats.errors.TimeoutError:
-        denied = [e for e in errors if "permissions violation" in str(e).lower()]
-        if denied:
-            raise _refused(target, f"{denied[-1]} (these credentials are not for tenant {target.tenant}?)") from None
-        raise DomainError(Unavailable(message=f"no reply on {subject} within {target.timeout:g}s")) from None
+        return await link.request(subject, body, max(deadline - loop.time(), 0.01), target.tenant)
     finally:
-        await nc.close()
-    return msg.data
+        await link.close()
+
+
+def tool_connect(timeout: float = DEFAULT_TIMEOUT) -> Callable[[str, RawCredentials], Awaitable[Client]]:
+    """How deployment tools (`tenant add`, `tenant revoke`) connect with the keys they hold: the
+    client's connection, which fails at once and says why."""
+    from agentledger.client.connection import connect as open_connection  # the deployment tools keep nats-py whole
+
+    async def connect_with(url: str, creds: RawCredentials) -> Client:
+        return (await open_connection(url, creds, timeout=timeout)).nc
+
+    return connect_with
+
+
+@contextlib.asynccontextmanager
+async def ledger(target: Target) -> AsyncIterator[Ledger]:
+    """The Python client on one connection for a few requests, each call retried within `target.timeout`."""
+    from agentledger.client.ledger import Ledger
+
+    link = await connection(target)
+    try:
+        yield Ledger(link, tenant=target.tenant, prefix=target.prefix, timeout=target.timeout, deadline=target.timeout)
+    finally:
+        await link.close()
+
+
+def fail(e: Exception) -> NoReturn:
+    """Print an error raised on the way (the engine's, or the client's own) in one line, as an error
+    reply prints, and exit with its code."""
+    from rich.text import Text
+
+    from agentledger.cli import output
+    from agentledger.client.errors import LedgerError
+    from agentledger.schemas.errors import DomainError
+
+    error = e.error if isinstance(e, DomainError | LedgerError) else None
+    if error is not None:
+        output.error(error)
+        raise typer.Exit(output.exit_code(error))
+    assert isinstance(e, LedgerError), e
+    output.err.print(Text.assemble(("error ", "bold red"), (e.code, "bold red"), ": ", e.message))
+    raise typer.Exit(CLIENT_EXITS.get(e.code, output.EXIT_REFUSED))

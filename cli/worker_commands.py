@@ -3,15 +3,15 @@ parking lot beside the stream (so it works with no engine running)."""
 
 from __future__ import annotations
 
-import msgspec
-from rich.table import Table
+import typer
 
-from agentledger.cli import output, transport
-from agentledger.cli.log_commands import _run
+from agentledger.cli import transport
 from agentledger.cli.transport import Creds, Json, NatsUrl, Stream, Target, Timeout
-from agentledger.handlers.parking import parked as read_parked
+
+workers = typer.Typer(no_args_is_help=True, help="What the engine's workers gave up on.")
 
 
+@workers.command("parked")
 def parked(
     stream: Stream = transport.DEFAULT_STREAM,
     nats_url: NatsUrl = transport.DEFAULT_URL,
@@ -20,10 +20,18 @@ def parked(
     json_: Json = False,
 ) -> None:
     """List the log events workers parked after their retries (each was acknowledged and skipped)."""
+    from agentledger.cli.log_commands import _run
+
     _run(_parked(Target(nats_url, transport.DEFAULT_PREFIX, transport.DEFAULT_TENANT, timeout, creds), stream, json_))
 
 
 async def _parked(target: Target, stream: str, as_json: bool) -> None:
+    import msgspec
+    from rich.table import Table
+
+    from agentledger.cli import output
+    from agentledger.handlers.parking import parked as read_parked
+
     nc = await transport.connect(target)
     try:
         found = await read_parked(nc.jetstream(timeout=target.timeout), stream)

@@ -211,9 +211,16 @@ def _fits_sandbox(state: SandboxState, data: ev.Event) -> str | None:
         return "sandbox already exists" if state.exists else None
     if not state.exists:
         return "sandbox does not exist"
+    if isinstance(data, ev.SandboxExecRequested) and state.intent != "running":
+        return f"sandbox is {state.intent}"
     position = getattr(data, "request_position", None)
-    if position is not None and position not in state.pending:
+    if position is None:
+        return None
+    op = state.pending.get(position)
+    if op is None:
         return f"no pending request at {position}"
+    if isinstance(data, ev.SandboxExecFinished | ev.SandboxExecFailed) != (op == "exec"):
+        return f"the request at {position} is {op!r}, which a {type(data).__struct_config__.tag} does not answer"
     return None
 
 

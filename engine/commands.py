@@ -22,6 +22,7 @@ from agentledger.engine import targets as find
 from agentledger.engine.context import Context
 from agentledger.engine.ids import Minter
 from agentledger.engine.outcomes import Outcome
+from agentledger.engine.sandbox_model import SandboxState
 from agentledger.schemas.commands import (
     COMMANDS,
     Command,
@@ -30,6 +31,7 @@ from agentledger.schemas.commands import (
     ProjectCreate,
     SandboxCreate,
     SandboxDestroy,
+    SandboxExec,
     SandboxFork,
     SandboxPause,
     SandboxReportOutcome,
@@ -58,12 +60,23 @@ Decide = Callable[[Any, Any, Context], Outcome]
 
 
 @dataclass(frozen=True)
+class Awaits:
+    """A command whose reply waits, briefly, for a later event of its boundary: the outcome of what
+    it requested (an exec). The reply is the request's, with the outcome folded into its result
+    once it is in the log; a repeat of the command id is answered the same way."""
+
+    outcome_at: Callable[[Any, int], int | None]  # (boundary model, request position) -> the outcome's position
+    result: Callable[[Any, Any, int], Result]  # (the request's result, the outcome event, its position) -> result
+
+
+@dataclass(frozen=True)
 class CommandSpec(Generic[C, R]):
     command: type[C]
     find: find.Find
     decide: Decide
     result: Callable[[Any], R]  # the reply's result, from the command's event (the first reply and every repeat)
     new_id: tuple[str, str] | None = None  # (field, prefix) the engine mints when the client leaves it out
+    awaits: Awaits | None = None  # the reply waits for the request's outcome (engine/service.py)
 
     def with_id(self, cmd: C, mint: Minter) -> C:
         """Fill the id a client may leave out, before the boundary is chosen (derived from the
@@ -97,6 +110,8 @@ SPECS: dict[type[Command], CommandSpec[Any, Any]] = {spec.command: spec for spec
     CommandSpec(SandboxPause, find.sandbox, sd.decide_sandbox_pause, r.sandbox_status),
     CommandSpec(SandboxResume, find.sandbox, sd.decide_sandbox_resume, r.sandbox_status),
     CommandSpec(SandboxDestroy, find.sandbox, sd.decide_sandbox_destroy, r.sandbox_status),
+    CommandSpec(SandboxExec, find.sandbox_exec, sd.decide_sandbox_exec, r.sandbox_exec,
+                awaits=Awaits(SandboxState.exec_outcome_at, r.exec_outcome)),
     CommandSpec(SandboxReportOutcome, find.sandbox, sd.decide_sandbox_report, r.sandbox_status),
 )}
 assert set(SPECS) == set(COMMANDS.values()), "every command of the contract needs a CommandSpec"

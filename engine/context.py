@@ -19,3 +19,4 @@ class Context:
     source_thread: ThreadState | None = None  # thread.create fork: the source thread, fresh from the log
     parent_location: tuple[str, str] | None = None  # spawn: (thread, project) of a parent living elsewhere
     sandbox: SandboxState | None = None  # a sandbox a command refers to, fresh from the log
+    session_thread: ThreadState | None = None  # sandbox.exec: the thread of the session it names, fresh from the log

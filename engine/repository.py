@@ -3,8 +3,8 @@ bounded cache of the ones in use, loaded from the log on demand.
 
 A boundary model here is both what queries read and what decisions are checked against. The
 cache holds at most `cache_size` models (least recently used out first); any other boundary is
-loaded when asked for, from its snapshot (if any) plus the log's tail after it, by batched
-direct get. Three feeds then keep a loaded model current: the live follower (which starts at
+loaded when asked for, from its snapshot (if any, and only if its seal verifies) plus the log's
+tail after it, by batched direct get. Three feeds then keep a loaded model current: the live follower (which starts at
 the stream's head, so a start never replays the log), the engine's own successful appends, and
 refresh reads after a conflict. `BoundaryModel.apply` ignores what it has already applied, so
 the feeds never double-count; what the follower delivers while a model loads is buffered on
@@ -29,6 +29,7 @@ import heapq
 import itertools
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TypeVar
 
 from agentledger.engine import admission, snapshots
@@ -48,7 +49,18 @@ from agentledger.schemas.events import (
 )
 
 M = TypeVar("M", ThreadState, ProjectState, SandboxState)
+T = TypeVar("T")
 log = logging.getLogger("agentledger.models")
+
+
+def _follows(model: BoundaryModel, raw: RawEvent) -> bool:
+    """Whether `raw` is the next message of the model's boundary after the last one the model holds:
+    the log accepted it only because the boundary's last message was then at the model's position.
+    An event the follower delivers is applied only then; one that does not follow (an event the
+    model's load missed lies between, or a message appended without the boundary's condition) waits
+    for a read of the boundary in order. Otherwise a replica would decide on a model with a hole in
+    it, and its next append, expecting the model's position, would be accepted on that hole."""
+    return raw.condition == (model.boundary, model.position)
 
 
 def introduced_sessions(data: object) -> list[str]:
@@ -93,6 +105,7 @@ class Repository:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # (position, tie, future): a heap
         self._waiting = 0  # futures in the heap still waited on
         self._tie = itertools.count()
+        self._moved = asyncio.Event()  # set and renewed on every followed event (wait_until)
         self._writes: set[asyncio.Task[None]] = set()
         self.loads = 0  # boundaries read from the log (cache misses)
         self.evictions = 0
@@ -155,6 +168,10 @@ class Repository:
 
     def __len__(self) -> int:
         return len(self._models)
+
+    def __contains__(self, boundary: str) -> bool:
+        """Whether this replica holds the boundary's model now (evicted ones are read again on use)."""
+        return boundary in self._models
 
     def thread(self, tenant: str, thread_id: str) -> ThreadState:
         """The cached model, or a new one not yet loaded: `await loaded(...)` before deciding on it."""
@@ -237,17 +254,22 @@ class Repository:
     def _admit(self, raw: RawEvent, model: BoundaryModel | None = None, live: bool = False) -> bool:
         """Apply what the log holds at `raw.position` if `admission` lets it in; skip it otherwise.
 
-        A `live` event (from the follower, not from a read of the boundary) that does not fit is
-        neither applied nor skipped: the model may have missed events before it (a load served by
-        a lagging replica), so False tells the caller to re-read the boundary in order instead."""
+        A `live` event (from the follower, not from a read of the boundary) is applied or skipped
+        only when it comes right after the model's last event (`_follows`) and fits. Otherwise the
+        model may have missed events before it (a load served by a replica behind the follower),
+        so it is neither applied nor skipped, and False tells the caller to re-read the boundary
+        in order instead. (A quarantined one is still counted at once.)"""
         admitted = admission.admit(raw, self.subjects)
         if isinstance(admitted, admission.Quarantined):
             self.quarantine.add(admitted)
+        if live and model is not None and raw.position > model.position and (
+                not _follows(model, raw)
+                or (not isinstance(admitted, admission.Quarantined) and admission.fits(model, admitted))):
+            return False
+        if isinstance(admitted, admission.Quarantined):
             if model is not None:
                 admission.skip(model, raw.position)
             return True
-        if live and model is not None and raw.position > model.position and admission.fits(model, admitted):
-            return False
         self.apply(admitted, raw.position, model)
         return True
 
@@ -269,6 +291,8 @@ class Repository:
             if not future.done():
                 self._waiting -= 1
                 future.set_result(None)
+        self._moved.set()
+        self._moved = asyncio.Event()
 
     async def _read_tail(self, store: EventStore, model: BoundaryModel, latest: bool) -> None:
         read = store.read_latest if latest else store.read
@@ -294,17 +318,17 @@ class Repository:
             model.live_buffer = []
             try:
                 if self.snapshots is not None and model.position == 0:
-                    data = await self.snapshots.get(model.boundary)
-                    if data is not None and snapshots.restore(model, data):
+                    stored = await self.snapshots.read(model.boundary)  # verified, or quarantined and ignored
+                    if stored.body is not None and snapshots.restore(model, stored.body):
                         model.since_snapshot = 0
+                    elif stored.present:  # unusable (refused, or written by other code): replace it once loaded
+                        model.since_snapshot = self.snapshot_every
                 await self._read_tail(store, model, latest=False)
-                behind = True  # the load may come from a lagging replica: buffered events may not follow it
-                for raw in model.live_buffer:
-                    if raw.position > model.position and not self._admit(raw, model, live=behind):
+                reread = False  # the load may come from a replica behind the follower: then read the rest from the leader
+                for raw in model.live_buffer:  # what the follower delivered meanwhile (more may arrive while we read)
+                    if raw.position > model.position and not self._admit(raw, model, live=True) and not reread:
                         await self._read_tail(store, model, latest=True)
-                        behind = False
-                        if raw.position > model.position:
-                            self._admit(raw, model)
+                        reread = True
                 model.ready = True
                 self.loads += 1
                 model.loading.set_result(None)
@@ -322,7 +346,7 @@ class Repository:
         return model
 
     def _maybe_snapshot(self, model: BoundaryModel) -> None:
-        if self.snapshots is None or model.since_snapshot < self.snapshot_every or not model.ready:
+        if self.snapshots is None or model.since_snapshot < self.snapshot_every or not model.ready or not model.position:
             return
         model.since_snapshot = 0
         task = asyncio.get_running_loop().create_task(self.snapshots.put(model))
@@ -356,3 +380,18 @@ class Repository:
                     # drop the ones given up on (a far position is never popped by the follower)
                     self._waiters = [w for w in self._waiters if not w[2].done()]
                     heapq.heapify(self._waiters)
+
+    async def wait_until(self, found: Callable[[], T | None], timeout: float) -> T | None:
+        """Wait until `found()` (asked again after each event the follower applies) has an answer,
+        for at most `timeout` seconds; None if it has none by then."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (value := found()) is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(self._moved.wait(), remaining)
+            except TimeoutError:
+                return found()
+        return value

@@ -13,6 +13,9 @@ from agentledger.schemas.events import (
     SandboxCreateRequested,
     SandboxDestroyed,
     SandboxDestroyRequested,
+    SandboxExecFailed,
+    SandboxExecFinished,
+    SandboxExecRequested,
     SandboxFailed,
     SandboxPaused,
     SandboxPauseRequested,
@@ -37,6 +40,7 @@ from agentledger.schemas.results import (
     HandoffBroadcastResult,
     HandoffSingleResult,
     ProjectCreateResult,
+    SandboxExecResult,
     SandboxStatusResult,
     SessionCompleteResult,
     SessionCreateResult,
@@ -51,7 +55,9 @@ ThreadStatusEvent = ThreadArchived | ThreadUnarchived | ThreadDeleted
 SessionStatusEvent = (SessionStarted | SessionInputRequested | SessionInputProvided | SessionCancelled | SessionFailed
                       | SessionArchived | SessionRestored)
 SandboxEvent = (SandboxCreateRequested | SandboxPauseRequested | SandboxResumeRequested | SandboxDestroyRequested
-                | SandboxCreated | SandboxPaused | SandboxResumed | SandboxDestroyed | SandboxFailed)
+                | SandboxCreated | SandboxPaused | SandboxResumed | SandboxDestroyed | SandboxFailed
+                | SandboxExecFinished | SandboxExecFailed)
+ExecOutcomeEvent = SandboxExecFinished | SandboxExecFailed
 
 THREAD_STATUS_AFTER: dict[type[Event], ThreadStatus] = {
     ThreadArchived: "archived", ThreadUnarchived: "open", ThreadDeleted: "deleted"}
@@ -104,4 +110,19 @@ def handoff_broadcasted(e: HandoffBroadcasted) -> HandoffBroadcastResult:
 
 
 def sandbox_status(e: SandboxEvent) -> SandboxStatusResult:
+    if isinstance(e, SandboxExecFinished | SandboxExecFailed):  # an exec leaves the status as it was
+        return SandboxStatusResult(sandbox_id=e.sandbox_id, status=e.sandbox_status)
     return SandboxStatusResult(sandbox_id=e.sandbox_id, status=SANDBOX_STATUS_AFTER[type(e)])
+
+
+def sandbox_exec(e: SandboxExecRequested) -> SandboxExecResult:
+    """From the request alone: `running`. Its outcome, once recorded, is added by `exec_outcome`."""
+    return SandboxExecResult(sandbox_id=e.sandbox_id, status="running")
+
+
+def exec_outcome(requested: SandboxExecResult, e: ExecOutcomeEvent, position: int) -> SandboxExecResult:
+    """An exec's result once its outcome event (at `position`) is in the log."""
+    if isinstance(e, SandboxExecFinished):
+        return SandboxExecResult(sandbox_id=requested.sandbox_id, status="finished", outcome_position=position,
+                                 outcome=e.outcome)
+    return SandboxExecResult(sandbox_id=requested.sandbox_id, status="failed", outcome_position=position, error=e.error)

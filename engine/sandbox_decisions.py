@@ -14,6 +14,7 @@ from agentledger.engine.thread_model import ThreadState
 from agentledger.schemas.commands import (
     SandboxCreate,
     SandboxDestroy,
+    SandboxExec,
     SandboxFork,
     SandboxPause,
     SandboxReportOutcome,
@@ -25,6 +26,8 @@ from agentledger.schemas.errors import (
     IllegalTransitionDetails,
     InvalidCommand,
     InvalidCommandDetails,
+    NotHolder,
+    NotHolderDetails,
     PathError,
     Unsupported,
     UnsupportedDetails,
@@ -34,6 +37,9 @@ from agentledger.schemas.events import (
     SandboxCreateRequested,
     SandboxDestroyed,
     SandboxDestroyRequested,
+    SandboxExecFailed,
+    SandboxExecFinished,
+    SandboxExecRequested,
     SandboxFailed,
     SandboxPaused,
     SandboxPauseRequested,
@@ -240,6 +246,46 @@ def decide_sandbox_destroy(state: SandboxState, cmd: SandboxDestroy, ctx: Contex
     return Accepted(SandboxDestroyRequested(sandbox_id=state.sandbox_id, reason=cmd.reason))
 
 
+def _not_holder(state: SandboxState, session_id: str, holder: str | None, thread: ThreadState) -> DomainError:
+    sandbox_id = state.sandbox_id
+    if holder is not None:
+        why = f"it is held by session {holder}"
+    elif state.thread_id != thread.thread_id:
+        why = f"it belongs to {f'thread {state.thread_id}' if state.thread_id else 'no thread'}"
+    else:
+        why = "no session holds it now (its owner's run has ended, or it was never owned)"
+    return DomainError(NotHolder(
+        message=f"session {session_id} does not hold sandbox {sandbox_id}: {why}; only the session that holds a "
+                "sandbox may exec in it",
+        details=NotHolderDetails(sandbox_id=sandbox_id, session_id=session_id, holder=holder)))
+
+
+def decide_sandbox_exec(state: SandboxState, cmd: SandboxExec, ctx: Context) -> Outcome:
+    """Only the session that holds the sandbox (`ctx.session_thread`: its thread, fresh from the log)
+    may run a program in it, and only while the sandbox is to run: a pause or a destroy already
+    requested refuses it. Which programs may run is the effect handler's deployment's to say."""
+    _existing(state)
+    thread = ctx.session_thread
+    assert thread is not None
+    holder = thread.sandbox_holder(state.sandbox_id)
+    if holder != cmd.session_id:
+        raise _not_holder(state, cmd.session_id, holder, thread)
+    if state.intent != "running":
+        raise illegal("sandbox", state.sandbox_id, state.intent, cmd.NAME)
+    return Accepted(SandboxExecRequested(sandbox_id=state.sandbox_id, session_id=cmd.session_id, argv=list(cmd.argv),
+                                         timeout_ms=cmd.timeout_ms, stdin=cmd.stdin))
+
+
+def _report_exec(state: SandboxState, cmd: SandboxReportOutcome) -> Outcome:
+    if not cmd.ok:
+        return Accepted(SandboxExecFailed(sandbox_id=state.sandbox_id, request_position=cmd.request_position,
+                                          error=cmd.error or "provider error", sandbox_status=state.status))
+    if cmd.exec is None:
+        raise _invalid("$.exec", "a successful exec reports what the program did")
+    return Accepted(SandboxExecFinished(sandbox_id=state.sandbox_id, request_position=cmd.request_position,
+                                        outcome=cmd.exec, sandbox_status=state.status))
+
+
 _DONE = {"create": SandboxCreated, "fork": SandboxCreated, "pause": SandboxPaused, "resume": SandboxResumed,
          "destroy": SandboxDestroyed}
 
@@ -251,6 +297,8 @@ def decide_sandbox_report(state: SandboxState, cmd: SandboxReportOutcome, ctx: C
         return _unchanged(state, state.status)
     if op != cmd.op:
         raise _invalid("$.op", f"request at {cmd.request_position} was {op!r}, not {cmd.op!r}")
+    if op == "exec":
+        return _report_exec(state, cmd)
     if not cmd.ok:
         return Accepted(SandboxFailed(sandbox_id=state.sandbox_id, request_position=cmd.request_position, op=cmd.op,
                                       error=cmd.error or "provider error"))

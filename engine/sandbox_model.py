@@ -3,25 +3,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from eventsourcing.domain import event
 
-from agentledger.engine.boundary_model import BoundaryModel
+from agentledger.engine.boundary_model import COMMAND_WINDOW, BoundaryModel
 from agentledger.schemas.events import (
     SandboxCreated,
     SandboxCreateRequested,
     SandboxDestroyed,
     SandboxDestroyRequested,
+    SandboxExecFailed,
+    SandboxExecFinished,
+    SandboxExecRequested,
     SandboxFailed,
     SandboxPaused,
     SandboxPauseRequested,
     SandboxResumed,
     SandboxResumeRequested,
 )
-from agentledger.schemas.sandboxes import SandboxOp, SandboxOptions, SandboxStatus
-
-SandboxIntent = Literal["running", "paused", "destroyed"]
+from agentledger.schemas.sandboxes import SandboxIntent, SandboxOp, SandboxOptions, SandboxStatus
 
 
 class SandboxState(BoundaryModel):
@@ -38,6 +37,7 @@ class SandboxState(BoundaryModel):
     location: str | None
     pending: dict[int, SandboxOp]  # request position -> op, until its outcome is reported
     last_error: str | None
+    execs: dict[int, int]  # exec request position -> its outcome's position, for the last COMMAND_WINDOW execs
 
     def __init__(self, tenant_id: str, boundary: str, sandbox_id: str) -> None:
         super().__init__(tenant_id, boundary)
@@ -52,6 +52,7 @@ class SandboxState(BoundaryModel):
         self.location = None
         self.pending = {}
         self.last_error = None
+        self.execs = {}
 
     def _request(self, op: SandboxOp) -> None:
         self.pending[self._applying_position] = op
@@ -84,6 +85,30 @@ class SandboxState(BoundaryModel):
     def sandbox_destroy_requested(self) -> None:
         self.intent = "destroyed"
         self._request("destroy")
+
+    @event(SandboxExecRequested)
+    def sandbox_exec_requested(self) -> None:
+        self._request("exec")
+
+    def _exec_outcome(self, request_position: int) -> None:
+        """An exec changes nothing of the sandbox: its outcome is only remembered, by position, so a
+        reply (and a repeat of its command id) can find it."""
+        self._outcome(request_position)
+        self.execs[request_position] = self._applying_position
+        if len(self.execs) > COMMAND_WINDOW:
+            del self.execs[next(iter(self.execs))]
+
+    @event(SandboxExecFinished)
+    def sandbox_exec_finished(self, request_position: int) -> None:
+        self._exec_outcome(request_position)
+
+    @event(SandboxExecFailed)
+    def sandbox_exec_failed(self, request_position: int) -> None:
+        self._exec_outcome(request_position)
+
+    def exec_outcome_at(self, request_position: int) -> int | None:
+        """The position of the outcome of the exec requested at `request_position`, once recorded."""
+        return self.execs.get(request_position)
 
     @event(SandboxCreated)
     def sandbox_created(self, location: str, request_position: int) -> None:

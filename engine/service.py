@@ -17,9 +17,11 @@ import weakref
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from agentledger.engine import codec
 from agentledger.engine.boundary_model import BoundaryModel, CommandRecord
-from agentledger.engine.commands import SPECS, CommandSpec
+from agentledger.engine.commands import SPECS, Awaits, CommandSpec
 from agentledger.engine.context import Context
 from agentledger.engine.decoding import decode_request, decoders
 from agentledger.engine.ids import Minter
@@ -44,7 +46,7 @@ ENGINE = Principal(id="engine", role="engine")  # commands the engine's own work
 class CommandService:
     def __init__(self, store: EventStore, models: Repository, subjects: Subjects,
                  catalog: dict[str, ProviderCapabilities], max_attempts: int = 10,
-                 decide_within: float = 2.0) -> None:
+                 decide_within: float = 2.0, outcome_within: float = 3.0, outcome_waiters: int = 16) -> None:
         self.catalog = catalog  # the sandbox providers this deployment has, and what they can do
         self.store = store
         self.models = models
@@ -56,6 +58,12 @@ class CommandService:
         # decided later, on newer state, after the retry was answered (a refusal or a no-op leaves
         # nothing in the log for the first attempt to find).
         self.decide_within = decide_within
+        # A reply that waits for its request's outcome (`CommandSpec.awaits`: an exec) waits until this
+        # many seconds after the request arrived, and at most `outcome_waiters` replies wait at once
+        # (the others answer at once), so waiting never holds many of the request workers.
+        self.outcome_within = outcome_within
+        self.outcome_waiters = outcome_waiters
+        self._waiting = 0
         self.conflicts = 0  # appends the log refused as stale: a health signal, and proof races happen
         self._locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
@@ -64,7 +72,8 @@ class CommandService:
         """`principal` is who the broker says sent it; the engine's own workers send as `ENGINE`.
         `arrived` (`time.monotonic()`): when the request reached the engine, if it waited for a worker."""
         command_id: str | None = None
-        deadline = (time.monotonic() if arrived is None else arrived) + self.decide_within
+        arrived = time.monotonic() if arrived is None else arrived
+        deadline = arrived + self.decide_within
         try:
             cmd: Command = decode_request(_DECODERS, "command", name, body)
             spec = SPECS[type(cmd)]
@@ -74,7 +83,10 @@ class CommandService:
             command_id = command_id or mint("cmd_")
             model, ctx = await spec.find(self.lookup, tenant, cmd, Context(mint=mint, catalog=self.catalog))
             model = await self.models.loaded(self.store, model)
-            return await self._run(tenant, spec, cmd, command_id, model, ctx, principal, deadline)
+            reply = await self._run(tenant, spec, cmd, command_id, model, ctx, principal, deadline)
+            if spec.awaits is not None and reply.ok and reply.events and reply.position is not None:
+                reply = await self._with_outcome(spec.awaits, model, reply, arrived + self.outcome_within)
+            return reply
         except DomainError as e:
             return CommandReply(ok=False, command_id=command_id, error=e.error)
         except LogUnavailable as e:
@@ -83,7 +95,8 @@ class CommandService:
             return CommandReply(ok=False, command_id=command_id, error=unexpected(log, name))
 
     # -- decide and append -----------------------------------------------------------------
-    def _lock(self, boundary: str) -> Any:
+    def boundary_lock(self, boundary: str) -> Any:
+        """The lock this engine holds while it decides and appends on `boundary` (one decision at a time)."""
         lock = self._locks.get(boundary)
         if lock is None:
             lock = asyncio.Lock()
@@ -92,7 +105,7 @@ class CommandService:
 
     async def _run(self, tenant: str, spec: CommandSpec[Any, Any], cmd: Command, command_id: str, model: BoundaryModel,
                    ctx: Context, principal: Principal, deadline: float) -> CommandReply:
-        async with self._lock(model.boundary):
+        async with self.boundary_lock(model.boundary):
             for attempt in range(self.max_attempts):
                 record = model.commands.get(command_id)
                 if record is not None:
@@ -206,6 +219,36 @@ class CommandService:
         envelope = codec.decode(raw.data)
         return CommandReply(ok=True, command_id=command_id, position=record.position,
                             events=[codec.stored(envelope, record.position)], result=spec.result(envelope.data))
+
+    async def _with_outcome(self, awaits: Awaits, model: BoundaryModel, reply: CommandReply,
+                            until: float) -> CommandReply:
+        """The reply of a request (or a repeat of it) with its outcome, if that is in the log by
+        `until` (monotonic): waited for as the follower applies events, outside the boundary's lock,
+        so the outcome can be recorded meanwhile. Otherwise the request's own reply (`running`)."""
+        request = reply.position
+        assert request is not None
+        found = awaits.outcome_at(model, request)
+        try:
+            if found is None and self._waiting < self.outcome_waiters:
+                self._waiting += 1
+                try:
+                    found = await self.models.wait_until(lambda: awaits.outcome_at(model, request),
+                                                         until - time.monotonic())
+                finally:
+                    self._waiting -= 1
+                if found is None:  # evicted from the cache meanwhile, or the follower is behind: ask the log
+                    await self.models.refresh(self.store, model)
+                    found = awaits.outcome_at(model, request)
+            raw = None if found is None else await self.store.get(found)
+        except LogUnavailable:
+            return reply  # the request is recorded either way: its outcome can be read later
+        if raw is None:
+            return reply
+        try:  # the position came from the model, which applied only what admission let in
+            outcome = codec.decode(raw.data).data
+        except (msgspec.DecodeError, ValueError):
+            return reply
+        return msgspec.structs.replace(reply, result=awaits.result(reply.result, outcome, found))
 
     async def _moved_since(self, model: BoundaryModel, decided_at: int) -> bool:
         """Re-read the boundary from the log; True when the decision was made on a stale model.

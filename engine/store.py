@@ -22,6 +22,10 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 H_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
 H_EXPECTED_SUBJECT = "Nats-Expected-Last-Subject-Sequence-Subject"
+# The same two facts in headers of the ledger's own: JetStream drops the `Nats-Expected-*` ones when
+# it sources a message into another stream (a tenant's audit stream), and these it keeps.
+H_LEDGER_EXPECTED = "Ledger-Expected-Position"
+H_LEDGER_BOUNDARY = "Ledger-Boundary"
 CONFLICT_CODES = frozenset({10071, 10164})  # 10164: R3 leader already has a check in flight for this filter
 READ_PAGE = 1000
 # an append that may or may not have landed, or found no stream leader (an R3 node died): retryable
@@ -52,6 +56,16 @@ class RawEvent:
     position: int
     subject: str
     data: bytes
+    # (filter, position): the log accepted this message only because the last message on `filter`
+    # was then at `position` (its stored expected-sequence headers). Set on the live follower's events.
+    condition: tuple[str, int] | None = None
+
+
+def _condition(headers: dict[str, str] | None) -> tuple[str, int] | None:
+    if not headers or H_EXPECTED_SUBJECT not in headers:
+        return None
+    expected = headers.get(H_EXPECTED_SEQ, "")
+    return (headers[H_EXPECTED_SUBJECT], int(expected)) if expected.isascii() and expected.isdigit() else None
 
 
 def _parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -102,7 +116,9 @@ class EventStore:
             await self.js.update_stream(config)
 
     def _event_headers(self, expected: int, boundary: str) -> dict[str, str]:
-        headers = {H_EXPECTED_SEQ: str(expected), H_EXPECTED_SUBJECT: boundary}
+        """The append's conditions for JetStream, and what an auditor needs to see of them."""
+        headers = {H_EXPECTED_SEQ: str(expected), H_EXPECTED_SUBJECT: boundary,
+                   H_LEDGER_EXPECTED: str(expected), H_LEDGER_BOUNDARY: boundary}
         if self.header_source is not None:
             headers.update(self.header_source())
         return headers
@@ -255,7 +271,7 @@ class EventStore:
         """Deliver every event after `after`, then live ones, in order (an ordered consumer)."""
 
         async def on_msg(msg: Msg) -> None:
-            result = handler(RawEvent(int(msg.metadata.sequence.stream), msg.subject, msg.data))
+            result = handler(RawEvent(int(msg.metadata.sequence.stream), msg.subject, msg.data, _condition(msg.headers)))
             if asyncio.iscoroutine(result):
                 await result
 

@@ -60,6 +60,13 @@ class Subjects:
     def sandbox_events_of(self, types: tuple[str, ...]) -> list[str]:
         return [f"{self.prefix}.evt.*.sbx.*.{t}" for t in types]
 
+    @property
+    def sandbox_events_all(self) -> str:
+        """Every sandbox boundary's events, as one filter: what the effect handler's consumer reads.
+        One filter, so that it can travel in the consumer-create subject, where the server holds the
+        consumer to it and the effect handler's permissions can name it."""
+        return f"{self.prefix}.evt.*.sbx.*.>"
+
     def project_filter(self, tenant: str, project_id: str) -> str:
         return f"{self.prefix}.evt.{tenant}.prj.{project_id}.>"
 
@@ -124,6 +131,11 @@ class Subjects:
             return parts[-1]
         return parts[head + 3]
 
+    def durable(self, worker: str) -> str:
+        """The durable consumer name of one of the deployment's workers (`pm`, `fx`): shared by every
+        replica, and named in the effect handler's permissions (consumer names take no dots)."""
+        return f"{self.prefix}-{worker}".replace(".", "_")
+
     @staticmethod
     def snapshot_key(boundary_filter: str) -> str:
         """A boundary's key in the snapshot bucket (KV keys take no wildcards)."""
@@ -145,14 +157,23 @@ class Subjects:
         that touches no service. Only the deployment's own identities can reach it."""
         return f"{self.prefix}.ping"
 
+    @property
+    def effects_all(self) -> str:
+        """Commands only the effect handler's identity may send (`sandbox.report_outcome`): a subject
+        of their own, which no tenant imports and the admin may not publish on."""
+        return f"{self.prefix}.fx.*.>"
+
     def command(self, tenant: str, name: str) -> str:
         return f"{self.prefix}.cmd.{tenant}.{name}"
+
+    def effects_command(self, tenant: str, name: str) -> str:
+        return f"{self.prefix}.fx.{tenant}.{name}"
 
     def query(self, tenant: str, name: str) -> str:
         return f"{self.prefix}.qry.{tenant}.{name}"
 
     def parse_request(self, subject: str) -> tuple[str, str]:
-        """`<prefix>.cmd.<tenant>.<name>` -> (tenant, name); raises ValueError on a bad tenant."""
+        """`<prefix>.cmd|qry|fx.<tenant>.<name>` -> (tenant, name); raises ValueError on a bad tenant."""
         head = self.prefix.count(".") + 2
         parts = subject.split(".")
         tenant, name = parts[head], ".".join(parts[head + 1:])

@@ -22,6 +22,7 @@ from agentledger.schemas.commands import (
     HandoffBroadcast,
     HandoffSingle,
     ProjectCreate,
+    SandboxExec,
     SandboxFork,
     SessionCommand,
     SessionCreate,
@@ -133,3 +134,11 @@ async def sandbox_fork(lookup: Lookup, tenant: str, cmd: SandboxFork, ctx: Conte
     assert cmd.new_sandbox_id
     source = await lookup.fresh_sandbox(tenant, cmd.sandbox_id)
     return lookup.models.sandbox(tenant, cmd.new_sandbox_id), replace(ctx, sandbox=source)
+
+
+async def sandbox_exec(lookup: Lookup, tenant: str, cmd: SandboxExec, ctx: Context) -> Target:
+    """The sandbox, and the thread of the session that asks, fresh from the log: whether that session
+    holds the sandbox is the thread's to say."""
+    thread_state = await lookup.session_thread(tenant, cmd.session_id)
+    await lookup.models.refresh(lookup.store, thread_state)
+    return lookup.models.sandbox(tenant, cmd.sandbox_id), replace(ctx, session_thread=thread_state)

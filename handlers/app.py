@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -17,6 +20,8 @@ from agentledger.engine.service import CommandService
 from agentledger.engine.snapshots import SnapshotStore
 from agentledger.engine.store import RawEvent
 from agentledger.handlers.auth.identity import TenantDirectory
+from agentledger.handlers.auth.keys import snapshot_key
+from agentledger.handlers.auth.permissions import EFFECTS_INBOX
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.pipeline import RequestPipeline
 from agentledger.handlers.process import LedgerProcess
@@ -24,6 +29,7 @@ from agentledger.handlers.quotas import TenantQuotas
 from agentledger.handlers.responder import Responder
 from agentledger.handlers.workers import (
     effects_worker,
+    nats_query,
     nats_sender,
     process_manager_worker,
     provider_catalog,
@@ -62,6 +68,9 @@ class Engine(LedgerProcess):
                                    "operator set (quota)", ("reason",), self._refusals)
         self.metrics.read_counter("agentledger_model_cache_evictions", "Boundary models dropped from this replica's "
                                   "cache (over --cache-size or --cache-bytes)", lambda: self.models.evictions)
+        self.metrics.read_counter("agentledger_quarantined_snapshots", "Snapshots refused because their seal did not "
+                                  "verify (not written by an engine of this deployment): ignored, the boundary read "
+                                  "from the log", lambda: self.models.snapshots.quarantined if self.models.snapshots else 0)
 
     def _repository(self, snapshots: SnapshotStore | None = None) -> Repository:
         cfg = self.config
@@ -78,18 +87,27 @@ class Engine(LedgerProcess):
             self.quotas.observe(raw)
         self.models.follow(raw)
 
+    def _snapshot_key(self) -> bytes:
+        """From the engine's credentials, so every replica with the deployment's engine.creds seals and
+        verifies alike; without credentials (a server without authentication) a key of this process's own."""
+        cfg = self.config
+        if cfg.creds is None:
+            log.warning("no credentials: snapshots are sealed with a key of this process only")
+            return os.urandom(32)
+        return snapshot_key(Path(cfg.creds).read_text(), cfg.stream)
+
     async def start(self, serve: bool = True) -> None:
         cfg = self.config
         store = await self._connect()
         await store.ensure_stream(cfg.subjects.stream_subjects, replicas=cfg.replicas)
-        self.models = self._repository(await SnapshotStore.open(store.js, cfg.stream, cfg.replicas))
+        self.models = self._repository(await SnapshotStore.open(store.js, cfg.stream, self._snapshot_key(), cfg.replicas))
         # Nothing is replayed: models load on demand, and the follower starts at the stream's head.
         head = (await store.js.stream_info(cfg.stream)).state.last_seq
         self.models.position = head
         self.quotas = TenantQuotas(store.js, store, cfg.subjects, cfg.tenants_bucket)
         self._follower = await store.follow(cfg.subjects.events_all, head, self._followed)
         self.commands = CommandService(store, self.models, cfg.subjects, catalog=provider_catalog(),
-                                       decide_within=cfg.decide_within)
+                                       decide_within=cfg.decide_within, outcome_within=cfg.exec_reply_within)
         self.queries = QueryService(store, self.models)
         execute = self.metrics.commands_observed(self.commands.execute)
         send = traced_send(execute)
@@ -97,7 +115,8 @@ class Engine(LedgerProcess):
         if cfg.process_manager:
             workers.append(process_manager_worker(cfg, store, send, self.models.quarantine))
         if cfg.sandbox_dir is not None:
-            workers.append(effects_worker(cfg, store, send, self.models.quarantine, metrics=self.metrics))
+            workers.append(effects_worker(cfg, store, send, self.queries.execute, self.models.quarantine,
+                                          metrics=self.metrics))
         await self._start_workers(workers)
         if serve:
             assert self.nc is not None
@@ -122,16 +141,28 @@ class Engine(LedgerProcess):
         self._refollowing = asyncio.create_task(self._follow_again())
 
     async def _follow_again(self) -> None:
-        old, store = self._follower, self.store
-        if old is None or store is None:
+        if self._follower is None:
             return
         try:
-            with contextlib.suppress(nats.errors.Error):
-                await old.unsubscribe()
-            self._follower = await store.follow(self.config.subjects.events_all, self.models.position,
-                                                self._followed)
+            await self.follow_again()
         except nats.errors.Error as e:  # lost again meanwhile: the next reconnect tries again
             log.warning("follow again after reconnect: %s: %s", type(e).__name__, e)
+
+    @property
+    def follower(self) -> JetStreamContext.PushSubscription | None:
+        """The live follower's subscription: an ordered consumer of every event, from the head at start."""
+        return self._follower
+
+    async def follow_again(self, feed: Callable[[RawEvent], None] | None = None) -> None:
+        """Replace the live follower with a new one from the position applied so far, feeding
+        `feed` (the models and the quotas by default; a test may put itself in between)."""
+        assert self.store is not None
+        old, self._follower = self._follower, None
+        if old is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await old.unsubscribe()
+        self._follower = await self.store.follow(self.config.subjects.events_all, self.models.position,
+                                                 feed or self._followed)
 
     async def _answering(self, attempts: int = 200) -> None:
         """Ping until the server routes the engines' ping subject to a responder (any replica's):
@@ -168,6 +199,7 @@ class EffectsProcess(LedgerProcess):
     """An effect handler on its own: sandboxes live where this runs; the engine may be elsewhere."""
 
     role = "effects"
+    inbox_prefix = EFFECTS_INBOX  # its identity may read no other inbox of the engine's account
 
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)
@@ -178,8 +210,9 @@ class EffectsProcess(LedgerProcess):
     async def start(self) -> None:
         store = await self._connect()
         assert self.nc is not None
-        await self._start_workers([effects_worker(self.config, store, nats_sender(self.nc, self.config.subjects),
-                                                  metrics=self.metrics)])
+        subjects = self.config.subjects
+        await self._start_workers([effects_worker(self.config, store, nats_sender(self.nc, subjects),
+                                                  nats_query(self.nc, subjects), metrics=self.metrics)])
 
     async def stop(self) -> None:
         await self._stop_workers()

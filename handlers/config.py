@@ -10,6 +10,7 @@ from agentledger.engine.subjects import Subjects
 from agentledger.handlers.auth.identity import TENANTS_BUCKET
 from agentledger.handlers.fairness import Shares
 from agentledger.handlers.observability.connection import Reconnect
+from agentledger.providers.base import ProviderConfig
 
 
 @dataclass
@@ -27,9 +28,13 @@ class EngineConfig:
     cache_bytes: int | None = 256 * 1024 * 1024  # and their estimated size together (None: no bound)
     snapshot_every: int = 100  # events on a boundary between its snapshots (a load reads at most about this tail)
     decide_within: float = 2.0  # seconds after its arrival a command may still be decided; later: `unavailable`
+    exec_reply_within: float = 3.0  # seconds after its arrival a `sandbox.exec` reply waits for the outcome
     sandbox_dir: Path | None = None  # run the local sandbox effect handler here; None: effects run elsewhere
     sandbox_commands: tuple[str, ...] = ()  # programs a sandbox may run (argv[0]); none by default
     sandbox_repos: tuple[str, ...] = ()  # directories whose git repositories a sandbox may check out
+    sandbox_provider: str = "auto"  # an `agentledger.providers` entry point; auto: bubblewrap, else directory
+    sandbox_settings: ProviderConfig | None = None  # env, network, limits, private paths (docs/sandboxes.md)
+    reconcile_every: float = 60.0  # seconds between the sandbox reconciler's passes (one at start)
     process_manager: bool = True
     pm_concurrency: int = 8  # tenants whose thread events the process manager handles at once (each in log order)
     pm_window: int = 4_096  # thread events it reads ahead, so each tenant's next one is in reach
@@ -38,6 +43,7 @@ class EngineConfig:
     reconnect: Reconnect = field(default_factory=Reconnect)  # past its budget a lost NATS ends the process
     worker_retry_delay: float = 0.05  # first backoff of a failing worker event (doubling, at most 5 s)
     worker_max_attempts: int = 8  # a worker event failing this often is parked (`agentledger workers parked`)
+    worker_check_every: float = 5.0  # seconds between a worker's checks that its durable consumer still exists
     effects_concurrency: int = 16  # sandboxes the effect handler works on at once (each one's requests in order)
     effects_window: int = 4_096  # sandbox requests it reads ahead, so each tenant's next one is in reach of a turn
     creds: str | Path | None = None  # this replica's NATS credentials (.creds); None: the server needs none

@@ -7,6 +7,12 @@ so a requester never waits for a timeout; a handler that raises anyway is answer
 `handlers.responder`, which also shares its workers fairly among tenants (each request's lane is
 its subject's tenant) and refuses a tenant over its share with `rate_limited`. A query whose
 `min_position` the read models have not reached waits for it holding no worker (`Later`).
+
+The effect handler's commands come on a subject of their own (`Subjects.effects_all`), which only
+its identity may publish on (`auth.permissions.effects_grant`; the admin's grant denies it, no
+tenant imports it): a request there is the effect handler's. Which role may send which command is
+the permission table's (`may_send`, `may_ask`): `sandbox.report_outcome` on the ordinary command
+subject is `forbidden` for every caller, and `sandbox.list_live` for every tenant's user.
 """
 
 from __future__ import annotations
@@ -19,14 +25,19 @@ import msgspec
 from nats.aio.msg import Msg
 
 from agentledger.engine import codec
+from agentledger.engine.decoding import too_large
 from agentledger.engine.outcomes import unexpected
 from agentledger.engine.subjects import Subjects
 from agentledger.handlers.auth.identity import REQUEST_INFO, Caller, TenantDirectory, authorize, identify
+from agentledger.handlers.auth.permissions import may_ask, may_send
 from agentledger.handlers.fairness import Shares
 from agentledger.handlers.observability import tracing
-from agentledger.handlers.responder import Later, Refusal, Responder, arrived
+from agentledger.handlers.responder import Later, Refusal, Responder, arrived, header_bytes
+from agentledger.schemas.commands import MAX_REQUEST_BYTES
 from agentledger.schemas.errors import (
     Error,
+    Forbidden,
+    ForbiddenDetails,
     InvalidCommand,
     InvalidCommandDetails,
     PathError,
@@ -41,6 +52,7 @@ log = logging.getLogger("agentledger")
 _encode = msgspec.json.Encoder().encode
 
 Kind = Literal["command", "query"]
+EFFECTS = Principal(id="effects", role="effects")  # whoever sent a request on the effect handler's own subject
 CommandHandler = Callable[[str, str, bytes, Principal, float], Awaitable[CommandReply[Any]]]
 """(tenant, name, body, principal, arrival time): the command service's `execute`."""
 QueryHandler = Callable[[str, str, bytes], Awaitable[QueryReply]]
@@ -63,6 +75,10 @@ def _bad_tenant(error: ValueError) -> InvalidCommand:
     return InvalidCommand(message=str(error), details=InvalidCommandDetails(errors=[PathError("subject", str(error))]))
 
 
+def _not_yours(principal: str, role: Any, tenant: str, message: str) -> Forbidden:
+    return Forbidden(message=message, details=ForbiddenDetails(principal=principal, role=role, tenant=tenant))
+
+
 class RequestPipeline:
     def __init__(self, subjects: Subjects, commands: CommandHandler, queries: QueryHandler,
                  directory: TenantDirectory | None, limits: TenantLimits | None = None,
@@ -80,6 +96,8 @@ class RequestPipeline:
                               lane_of=self.lane_of, refuse=self.refuse_command)
         await responder.serve(self.subjects.queries_all, queue_group, self.query, self.failed_query,
                               lane_of=self.lane_of, refuse=self.refuse_query, shares=query_shares)
+        await responder.serve(self.subjects.effects_all, queue_group, self.effects_command, self.failed_command,
+                              lane_of=self.lane_of, refuse=self.refuse_command)
 
     def lane_of(self, msg: Msg) -> str:
         """A request's share of the workers is its tenant's: the subject's tenant token, which for a
@@ -104,13 +122,17 @@ class RequestPipeline:
     def refuse_query(self, subject: str, refusal: Refusal) -> bytes:
         return _encode(QueryReply(ok=False, error=_rate_limited(refusal)))
 
+    async def effects_command(self, msg: Msg) -> bytes | Later:
+        """A command on the effect handler's own subject: the broker let only its identity publish it."""
+        return await self._handle("command", msg, CommandReply, effects=True)
+
     def failed_command(self, subject: str) -> bytes:
         return _encode(CommandReply(ok=False, error=unexpected(log, subject)))
 
     def failed_query(self, subject: str) -> bytes:
         return _encode(QueryReply(ok=False, error=unexpected(log, subject)))
 
-    async def _caller(self, headers: dict[str, str] | None, tenant: str, kind: Kind) -> Caller | Error:
+    async def _caller(self, headers: dict[str, str] | None, tenant: str, kind: Kind, name: str) -> Caller | Error:
         """The authenticated caller, or the error to reply with (tenant from the broker, role allowed)."""
         try:
             who = await identify(headers, self.directory)
@@ -121,7 +143,25 @@ class RequestPipeline:
         if refused is not None:
             return refused
         assert who is not None
+        p = who.principal
+        if kind == "command" and not may_send(p.role, name):
+            return _not_yours(p.id, p.role, tenant, f"role {p.role} may not send {name}: only the effect handler "
+                                                    "sends it, on its own subject")
+        if kind == "query" and not may_ask(p.role, name):
+            return _not_yours(p.id, p.role, tenant, f"role {p.role} may not ask {name}: the deployment's only")
         return who
+
+    @staticmethod
+    def _effects_caller(headers: dict[str, str] | None, tenant: str, name: str) -> Principal | Error:
+        """On the effect handler's subject: the effect handler, for the commands the table gives it.
+        A request that came through an account import carries the broker's `Nats-Request-Info`; none
+        is routed here, and one that were would not be the effect handler's."""
+        if headers is not None and REQUEST_INFO in headers:
+            return _not_yours("unknown", "unknown", tenant, "a request through an account import is not the effect "
+                                                            "handler's")
+        if not may_send(EFFECTS.role, name):
+            return _not_yours(EFFECTS.id, EFFECTS.role, tenant, f"the effect handler may not send {name}")
+        return EFFECTS
 
     async def _refusal(self, caller: Caller, tenant: str, kind: Kind) -> Error | None:
         """A tenant's own request over its rate or quota is refused; the deployment's never are."""
@@ -134,23 +174,28 @@ class RequestPipeline:
             return Unavailable(message="cannot check the tenant's quota now; retry")
 
     async def _handle(self, kind: Kind, msg: Msg, reply_type: type[CommandReply[Any]] | type[QueryReply],
-                      parked: bool = False) -> bytes | Later:
+                      effects: bool = False, parked: bool = False) -> bytes | Later:
         try:
             tenant, name = self.subjects.parse_request(msg.subject)
         except ValueError as e:
             return _encode(reply_type(ok=False, error=_bad_tenant(e)))
+        if (extra := header_bytes(msg.headers)) and len(msg.data) + extra > MAX_REQUEST_BYTES:  # headers count
+            error = too_large(f"{kind} with its headers", len(msg.data) + extra, MAX_REQUEST_BYTES).error
+            return _encode(reply_type(ok=False, error=error))
         with tracing.request_span(kind, name, tenant, msg.headers, msg.subject) as span:
-            who = await self._caller(msg.headers, tenant, kind)
-            if not isinstance(who, Caller):
+            who = self._effects_caller(msg.headers, tenant, name) if effects else \
+                await self._caller(msg.headers, tenant, kind, name)
+            if isinstance(who, Error):
                 return _encode(reply_type(ok=False, error=who))
-            if not parked:  # a request back from waiting was counted when it came
+            if not parked and isinstance(who, Caller):  # a request back from waiting was counted when it came
                 refused = await self._refusal(who, tenant, kind)
                 if refused is not None:
                     tracing.outcome(span, type(refused).__struct_config__.tag)
                     return _encode(reply_type(ok=False, error=refused))
             reply: CommandReply[Any] | QueryReply
             if kind == "command":
-                reply = await self.commands(tenant, name, msg.data, who.principal, arrived())
+                principal = who.principal if isinstance(who, Caller) else who
+                reply = await self.commands(tenant, name, msg.data, principal, arrived())
             else:
                 wait = None if parked or self.query_wait is None else self.query_wait(msg.data)
                 if wait is not None:

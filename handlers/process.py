@@ -14,6 +14,7 @@ from nats.aio.client import Client
 from agentledger.engine.store import EventStore
 from agentledger.handlers.config import EngineConfig, connect_options
 from agentledger.handlers.durable import DurableWorker
+from agentledger.handlers.natsfix import apply as drop_malformed_messages
 from agentledger.handlers.observability import tracing
 from agentledger.handlers.observability.connection import ConnectionWatch
 from agentledger.handlers.observability.metrics import EngineMetrics
@@ -24,6 +25,7 @@ log = logging.getLogger("agentledger")
 
 class LedgerProcess:
     role = "process"  # names the connection (`agentledger-<role>`) and its metrics
+    inbox_prefix = "_INBOX"  # where replies to this process's requests come back
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -45,8 +47,10 @@ class LedgerProcess:
 
     async def _connect(self) -> EventStore:
         cfg = self.config
+        drop_malformed_messages()  # no frame a client sends may stop this connection's reading
         self.nc = await nats.connect(servers=cfg.servers, name=f"agentledger-{self.role}", **connect_options(cfg),
-                                     **self.watch.options(cfg.reconnect))
+                                     inbox_prefix=self.inbox_prefix, **self.watch.options(cfg.reconnect))
+        await self.watch.check_reading(self.nc, cfg.reconnect)  # and if reading stops anyway, the process exits
         # an appended event carries the trace of the command that made it
         self.store = EventStore(self.nc, cfg.stream, header_source=tracing.current_headers)
         return self.store

@@ -26,6 +26,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from agentledger.handlers.auth.identity import REQUEST_INFO
 from agentledger.handlers.fairness import FairShare, Refused, Shares
 
 log = logging.getLogger("agentledger.requests")
@@ -67,6 +68,17 @@ class _Job:
     msg: Msg
     work: Callable[[], Awaitable[bytes | Later]]
     arrived: float
+
+_HEADER_FRAME = len(b"NATS/1.0\r\n\r\n")
+
+
+def header_bytes(headers: dict[str, str] | None) -> int:
+    """The bytes of a request's headers as its sender wrote them: each `Name: value\r\n` line as
+    nats-py kept it, and the `NATS/1.0` frame. The broker's own `Nats-Request-Info` is not the
+    sender's and is left out, so a body's limit is not lowered by what the server adds."""
+    lines = sum(len(name.encode()) + len(value.encode()) + 4 for name, value in (headers or {}).items()
+                if name != REQUEST_INFO)
+    return lines + _HEADER_FRAME if lines else 0
 
 
 class Responder:

@@ -3,40 +3,69 @@ point (recursively), then the fork's own events. Nothing is copied; positions st
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from agentledger.engine import admission
 from agentledger.engine.repository import Repository
+from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.store import EventStore, RawEvent
 from agentledger.engine.thread_model import ThreadState
-from agentledger.projections.views import replay_view
-from agentledger.schemas.events import Envelope, ThreadCreated
-from agentledger.schemas.queries import EventsPage
-from agentledger.schemas.replay import FieldChange, Replay, ReplayDiff, Scalar, SessionChange
+from agentledger.projections.views import replay_view, sandbox_view
+from agentledger.schemas.events import (
+    Envelope,
+    SandboxExecFailed,
+    SandboxExecFinished,
+    SandboxExecRequested,
+    StoredEvent,
+    ThreadCreated,
+)
+from agentledger.schemas.queries import EventsPage, SandboxView
+from agentledger.schemas.replay import ExecView, FieldChange, Replay, ReplayDiff, Scalar, SessionChange
+
+
+def sandbox_bindings(thread: ThreadState) -> dict[str, int]:
+    """Each sandbox a session of the thread was bound to, with the position of its first binding
+    (the event that created the session). A binding precedes every request it causes, so the
+    thread's part of a sandbox's history starts there."""
+    out: dict[str, int] = {}
+    for session in thread.sessions.values():
+        if session.sandbox is not None:
+            sandbox_id = session.sandbox.sandbox_id
+            out[sandbox_id] = min(out.get(sandbox_id, session.created_position), session.created_position)
+    return out
 
 
 async def read_history(store: EventStore, models: Repository, thread: ThreadState, after: int = 0,
-                       limit: int | None = None, up_to: int | None = None) -> list[RawEvent]:
-    """Events of `thread`'s lineage with position in (after, up_to], oldest first, at most `limit`.
+                       limit: int | None = None, up_to: int | None = None, sandboxes: bool = False) -> list[RawEvent]:
+    """Events of `thread`'s lineage with position in (after, up_to], oldest first, at most `limit`;
+    with `sandboxes`, merged with the events of its sandboxes from their binding on.
 
     Positions are increasing along a lineage (a source's events before the fork point precede the
-    fork's creation), so `after` pages through the whole history like through one boundary.
+    fork's creation), so `after` pages through the whole history like through one boundary. What
+    lies below a position never changes later: a sandbox joins the history only after its binding.
     """
     out: list[RawEvent] = []
     fork = thread.forked_from
     if fork is not None and after < fork.position:
         source = await models.loaded(store, models.thread(thread.tenant_id, fork.thread_id))
         cap = fork.position if up_to is None else min(up_to, fork.position)
-        out = await read_history(store, models, source, after=after, limit=limit, up_to=cap)
+        out = await read_history(store, models, source, after=after, limit=limit, up_to=cap, sandboxes=sandboxes)
         if limit is not None and len(out) >= limit:
             return out[:limit]
     remaining = None if limit is None else limit - len(out)
-    own = await store.read(thread.boundary, after=max(after, out[-1].position if out else after), limit=remaining,
-                           up_to=up_to)
-    return out + own
+    start = max(after, out[-1].position if out else after)
+    reads = [store.read(thread.boundary, after=start, limit=remaining, up_to=up_to)]
+    if sandboxes:
+        reads += [store.read(models.subjects.sandbox_filter(thread.tenant_id, sandbox_id), after=max(start, bound),
+                             limit=remaining, up_to=up_to)
+                  for sandbox_id, bound in sandbox_bindings(thread).items() if up_to is None or bound < up_to]
+    own = list(heapq.merge(*await asyncio.gather(*reads), key=lambda raw: raw.position))
+    return out + (own if remaining is None else own[:remaining])
 
 
 # -- replay: a thread as it was at a position ----------------------------------------------------
@@ -45,7 +74,7 @@ async def read_history(store: EventStore, models: Repository, thread: ThreadStat
 # ThreadState the engine decides on.
 
 PageReader = Callable[[int, int], Awaitable[EventsPage]]
-"""`(after, limit)` -> the next page of the thread's history (an `events.read` with `thread_id`)."""
+"""`(after, limit)` -> the next page of a history (an `events.read` with `thread_id`, or `sandbox_id`)."""
 
 REPLAY_PAGE = 1000
 
@@ -76,13 +105,61 @@ class Replayer:
         return None if self.state is None else replay_view(self.state, at, self.events)
 
 
+class SandboxReplayer:
+    """Folds one sandbox's events (an `events.read` with `sandbox_id`) into the engine's own
+    SandboxState, as the engine applies them."""
+
+    def __init__(self, sandbox_id: str) -> None:
+        self.sandbox_id = sandbox_id
+        self.state: SandboxState | None = None
+        self.events = 0
+        self.position = 0
+        self.skipped = admission.Quarantine(quiet=True)
+
+    def feed(self, envelope: Envelope, position: int) -> None:
+        if self.state is None:
+            self.state = SandboxState(envelope.tenant_id, envelope.boundary, self.sandbox_id)
+        if envelope.boundary == self.state.boundary:
+            admission.enter(self.state, envelope, position, self.skipped, envelope.boundary)
+            self.state.commands.pop(envelope.command_id, None)
+        self.events += 1
+        self.position = position
+
+    def view(self, at: int | None) -> SandboxView | None:
+        return sandbox_view(self.state) if self.state is not None and self.state.exists else None
+
+
+V = TypeVar("V", covariant=True)
+
+
+class Fold(Protocol[V]):
+    """What `fold_at` drives: a replayer of one history."""
+
+    @property
+    def position(self) -> int: ...
+
+    def feed(self, envelope: Envelope, position: int) -> None: ...
+
+    def view(self, at: int | None) -> V | None: ...
+
+
 async def replay_at(read_page: PageReader, thread_id: str, stops: Sequence[int | None],
                     replayer: Replayer | None = None) -> list[Replay | None]:
     """The thread as of each position in `stops` (ascending; None means the latest), from one pass
     over its history, read a page at a time and never further than the last stop. None where the
     thread did not exist yet. `replayer` resumes from a state already folded (not past any stop)."""
-    r = replayer or Replayer(thread_id)
-    out: list[Replay | None] = []
+    return await fold_at(read_page, replayer or Replayer(thread_id), stops)
+
+
+async def sandbox_at(read_page: PageReader, sandbox_id: str, stops: Sequence[int | None],
+                     replayer: SandboxReplayer | None = None) -> list[SandboxView | None]:
+    """The sandbox as of each position in `stops`, the same way; None where it was not yet requested."""
+    return await fold_at(read_page, replayer or SandboxReplayer(sandbox_id), stops)
+
+
+async def fold_at(read_page: PageReader, r: Fold[V], stops: Sequence[int | None]) -> list[V | None]:
+    """`r`'s view as of each stop, feeding it the history from its own position on."""
+    out: list[V | None] = []
     pending = list(stops)
     after = r.position
     while pending:
@@ -98,6 +175,42 @@ async def replay_at(read_page: PageReader, thread_id: str, stops: Sequence[int |
             return out
         after = page.next_after
     return out
+
+
+def bound_sandboxes(replay: Replay) -> list[str]:
+    """The sandboxes a replayed thread's sessions were bound to, in the order they were first bound."""
+    return list(dict.fromkeys(s.sandbox.sandbox_id for s in replay.sessions if s.sandbox is not None))
+
+
+def exec_views(events: Sequence[StoredEvent], up_to: int | None = None) -> list[ExecView]:
+    """The execs among one sandbox's events (its history, in position order) as of `up_to` (pure)."""
+    execs: dict[int, ExecView] = {}
+    for e in events:
+        if up_to is not None and e.position > up_to:
+            break
+        match e.data:
+            case SandboxExecRequested(sandbox_id=sandbox_id, session_id=session_id, argv=argv):
+                execs[e.position] = ExecView(sandbox_id=sandbox_id, request_position=e.position, session_id=session_id,
+                                             argv=argv, status="running")
+            case SandboxExecFinished(request_position=at, outcome=outcome) if at in execs:
+                execs[at] = msgspec.structs.replace(execs[at], status="finished", outcome_position=e.position,
+                                                    outcome=outcome)
+            case SandboxExecFailed(request_position=at, error=error) if at in execs:
+                execs[at] = msgspec.structs.replace(execs[at], status="failed", outcome_position=e.position, error=error)
+    return list(execs.values())
+
+
+async def read_execs(read_page: PageReader, up_to: int | None) -> list[ExecView]:
+    """The execs of one sandbox (`read_page`: an `events.read` with `sandbox_id`) as of `up_to`."""
+    events: list[StoredEvent] = []
+    after = 0
+    while up_to is None or after < up_to:
+        page = await read_page(after, REPLAY_PAGE)
+        events += page.events
+        if page.next_after <= after:
+            break
+        after = page.next_after
+    return exec_views(events, up_to)
 
 
 def _scalar(value: Any) -> Scalar:

@@ -14,6 +14,7 @@ from agentledger.engine import codec
 from agentledger.engine.decoding import decode_request, decoders
 from agentledger.engine.outcomes import log_unavailable, not_found, unexpected
 from agentledger.engine.repository import Repository
+from agentledger.engine.sandbox_model import SandboxState
 from agentledger.engine.store import EventStore, LogUnavailable, RawEvent
 from agentledger.engine.thread_model import ThreadState
 from agentledger.projections.history import read_history
@@ -27,10 +28,13 @@ from agentledger.schemas.queries import (
     QUERIES,
     EventsPage,
     EventsRead,
+    LiveSandbox,
     QuarantineList,
     QuarantineResult,
     Query,
     SandboxGet,
+    SandboxListLive,
+    SandboxListResult,
     SandboxResult,
     SessionGet,
     SessionResult,
@@ -99,6 +103,12 @@ class QueryService:
             raise not_found("thread", thread_id)
         return state
 
+    async def _sandbox(self, tenant: str, sandbox_id: str) -> SandboxState:
+        sandbox = await self.models.loaded(self.store, self.models.sandbox(tenant, sandbox_id))
+        if not sandbox.exists:
+            raise not_found("sandbox", sandbox_id)
+        return sandbox
+
     async def _threads(self, tenant: str, thread_ids: list[str]) -> list[ThreadState]:
         """Models of these threads, in this order, loaded a few at a time (a page of a list may be
         mostly threads this replica has not loaded yet)."""
@@ -110,20 +120,43 @@ class QueryService:
 
         return list(await asyncio.gather(*(load(t) for t in thread_ids)))
 
+    async def _live_sandboxes(self, query: SandboxListLive) -> SandboxListResult:
+        """Every tenant's sandboxes whose creation was recorded after `query.after` (one batched read
+        of the `sandbox.created` subjects), each from its model, leaving out those destroyed."""
+        subjects = self.models.subjects
+        (created,) = subjects.sandbox_events_of(("sandbox.created",))
+        raws = await self.store.read(created, after=query.after, limit=query.limit + 1)
+        page = raws[:query.limit]
+        slots = asyncio.Semaphore(LOADS_AT_ONCE)
+
+        async def load(subject: str) -> SandboxState:
+            named = subjects.parse_boundary(subjects.boundary_of(subject))
+            async with slots:
+                return await self.models.loaded(self.store, self.models.sandbox(named.tenant, named.entity))
+
+        states = await asyncio.gather(*(load(raw.subject) for raw in page))
+        live = [LiveSandbox(tenant_id=s.tenant_id, sandbox=sandbox_view(s)) for s in states
+                if s.exists and not (s.intent == "destroyed" and s.status == "destroyed" and not s.pending)]
+        return SandboxListResult(sandboxes=live, next_after=page[-1].position if page else query.after,
+                                 more=len(raws) > query.limit)
+
     async def _session_thread(self, tenant: str, session_id: str) -> ThreadState:
         thread_id = await self.models.resolve_session(self.store, tenant, session_id)
         if thread_id is None:
             raise not_found("session", session_id)
         return await self.models.loaded(self.store, self.models.thread(tenant, thread_id))
 
-    async def _reader(self, tenant: str, thread_id: str | None) -> Reader:
-        """`(after, up_to, limit)` -> events of the tenant, or of a thread's history, in that range."""
-        if thread_id is None:
+    async def _reader(self, tenant: str, query: EventsRead) -> Reader:
+        """`(after, up_to, limit)` -> events of the tenant, of one sandbox, or of a thread's history
+        (with its sandboxes' if asked), in that range."""
+        if query.thread_id is None:
             boundary = self.models.subjects.tenant_filter(tenant)
+            if query.sandbox_id is not None:
+                boundary = (await self._sandbox(tenant, query.sandbox_id)).boundary
             return lambda after, up_to, limit: self.store.read(boundary, after=after, limit=limit, up_to=up_to)
-        thread = await self._thread(tenant, thread_id)
+        thread = await self._thread(tenant, query.thread_id)
         return lambda after, up_to, limit: read_history(self.store, self.models, thread, after=after, limit=limit,
-                                                        up_to=up_to)
+                                                        up_to=up_to, sandboxes=query.sandboxes)
 
     async def _answer(self, tenant: str, query: Query) -> Any:
         match query:
@@ -142,12 +175,11 @@ class QueryService:
                 state = await self._session_thread(tenant, query.session_id)
                 return TreeResult(tree(state, state.sessions[query.session_id]))
             case SandboxGet():
-                sandbox = await self.models.loaded(self.store, self.models.sandbox(tenant, query.sandbox_id))
-                if not sandbox.exists:
-                    raise not_found("sandbox", query.sandbox_id)
-                return SandboxResult(sandbox_view(sandbox))
+                return SandboxResult(sandbox_view(await self._sandbox(tenant, query.sandbox_id)))
+            case SandboxListLive():
+                return await self._live_sandboxes(query)
             case EventsRead():
-                read = await self._reader(tenant, query.thread_id)
+                read = await self._reader(tenant, query)
                 if query.before is None:
                     raws = await read(query.after, None, query.limit)
                 else:

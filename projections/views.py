@@ -65,7 +65,8 @@ def sandbox_view(state: SandboxState) -> SandboxView:
     return SandboxView(sandbox_id=state.sandbox_id, status=state.status, intent=state.intent, provider=state.provider,
                        owner_session_id=state.owner_session_id, thread_id=state.thread_id,
                        forked_from=state.forked_from, location=state.location,
-                       pending=[state.pending[p] for p in sorted(state.pending)], last_error=state.last_error,
+                       pending=[state.pending[p] for p in sorted(state.pending)], pending_positions=sorted(state.pending),
+                       last_error=state.last_error,
                        position=state.position)
 
 

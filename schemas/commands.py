@@ -17,6 +17,7 @@ from agentledger.schemas.results import (
     HandoffSingleResult,
     ProjectCreateResult,
     Result,
+    SandboxExecResult,
     SandboxStatusResult,
     SessionCompleteResult,
     SessionCreateResult,
@@ -25,7 +26,16 @@ from agentledger.schemas.results import (
     ThreadCreateResult,
     ThreadStatusResult,
 )
-from agentledger.schemas.sandboxes import ProviderName, SandboxOp, SandboxOptions, SandboxSpec
+from agentledger.schemas.sandboxes import (
+    EXEC_STDIN_MAX,
+    MAX_EXEC_TIMEOUT_MS,
+    Argv,
+    ExecOutcome,
+    ProviderName,
+    SandboxOp,
+    SandboxOptions,
+    SandboxSpec,
+)
 
 MAX_REQUEST_BYTES = 64 * 1024
 """A command or query body above this is `invalid_command` before it is decoded. With the
@@ -266,6 +276,19 @@ class SandboxDestroy(Command, kw_only=True):
     reason: Reason = ""
 
 
+class SandboxExec(Command, kw_only=True):
+    """Run a program in a sandbox as the session that holds it; the reply waits briefly for its outcome."""
+
+    NAME: ClassVar[str] = "sandbox.exec"
+    RESULT: ClassVar[type[Result]] = SandboxExecResult
+    sandbox_id: SandboxId
+    session_id: SessionId
+    argv: Argv
+    timeout_ms: Annotated[int, Meta(ge=1, le=MAX_EXEC_TIMEOUT_MS, description="milliseconds the program may run "
+                                    "before it is killed")] = 60_000
+    stdin: Annotated[str, Meta(max_length=EXEC_STDIN_MAX, description="text fed to the program")] = ""
+
+
 class SandboxReportOutcome(Command, kw_only=True):
     """Sent by effect handlers: what the provider did with a `*_requested` event."""
 
@@ -277,6 +300,11 @@ class SandboxReportOutcome(Command, kw_only=True):
     ok: bool
     location: Annotated[str, Meta(max_length=4096)] | None = None
     error: Annotated[str, Meta(max_length=4000)] | None = None
+    exec: ExecOutcome | None = None  # op `exec` with ok: what the program did
+
+    def __post_init__(self) -> None:
+        if self.exec is not None and not (self.op == "exec" and self.ok):
+            raise ValueError("exec goes only with a successful op 'exec'")
 
 
 COMMANDS: dict[str, type[Command]] = {
@@ -285,6 +313,6 @@ COMMANDS: dict[str, type[Command]] = {
         ProjectCreate, ThreadCreate, ThreadArchive, ThreadUnarchive, ThreadDelete, SessionCreate,
         SessionStart, SessionRequestInput, SessionProvideInput, SessionComplete, SessionCancel,
         SessionFail, SessionArchive, SessionRestore, SessionSpawn, HandoffSingle, HandoffBroadcast,
-        SandboxCreate, SandboxFork, SandboxPause, SandboxResume, SandboxDestroy, SandboxReportOutcome,
+        SandboxCreate, SandboxFork, SandboxPause, SandboxResume, SandboxDestroy, SandboxExec, SandboxReportOutcome,
     )
 }

@@ -8,13 +8,13 @@ import msgspec
 
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.common import SessionStatus
-from agentledger.schemas.ids import SessionId, TenantId, ThreadId
+from agentledger.schemas.ids import SandboxId, SessionId, TenantId, ThreadId
 
 CommandName = Literal[tuple(COMMANDS)]  # type: ignore[valid-type]
 EntityKind = Literal["project", "thread", "session", "sandbox", "command", "stream"]
-TransitionFrom = Literal[SessionStatus, "ended", "destroyed", "in_use"]
+TransitionFrom = Literal[SessionStatus, "ended", "destroyed", "paused", "in_use"]
 """What a command found that it may not follow: a session status, a delegated session whose run
-has `ended`, a `destroyed` sandbox, or a sandbox `in_use` by another session of the thread."""
+has `ended`, a `destroyed` or `paused` sandbox, or a sandbox `in_use` by another session of the thread."""
 CapacityDimension = Literal["depth", "width", "budget"]
 HandoffRejectReason = Literal["active_run", "pending_hitl", "pending_subsession"]
 CallerRole = Literal["member", "auditor", "admin", "engine", "effects", "unknown"]
@@ -95,6 +95,12 @@ class VersionConflictDetails(ErrorDetails, kw_only=True):
 class HandoffRejectedDetails(ErrorDetails, kw_only=True):
     session_id: SessionId
     reason: HandoffRejectReason
+
+
+class NotHolderDetails(ErrorDetails, kw_only=True):
+    sandbox_id: SandboxId
+    session_id: SessionId  # the session the command named
+    holder: SessionId | None  # the session that holds the sandbox, if one does
 
 
 class ConflictDetails(ErrorDetails, kw_only=True):
@@ -188,6 +194,10 @@ class Unsupported(Error, tag="unsupported", kw_only=True):
     details: UnsupportedDetails
 
 
+class NotHolder(Error, tag="not_holder", kw_only=True):
+    details: NotHolderDetails
+
+
 class Forbidden(Error, tag="forbidden", kw_only=True):
     details: ForbiddenDetails
 
@@ -218,7 +228,8 @@ class Internal(Error, tag="internal", kw_only=True):
 AnyError = (
     InvalidCommand | UnknownCommand | NotFound | AlreadyExists | ThreadClosed | ThreadNotEmpty
     | IllegalTransition | CapacityExceeded | CrossThread | CrossProject | VersionConflict
-    | HandoffRejected | Unsupported | Forbidden | Conflict | Unavailable | RateLimited | QuotaExceeded | Internal
+    | HandoffRejected | Unsupported | NotHolder | Forbidden | Conflict | Unavailable | RateLimited | QuotaExceeded
+    | Internal
 )
 
 

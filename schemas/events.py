@@ -14,7 +14,14 @@ from msgspec import Meta
 
 from agentledger.schemas.common import Actor, FailureMode, ProjectConfig, Summary
 from agentledger.schemas.ids import EdgeId, HandoffId, ProjectId, SandboxId, SessionId, SummaryId, TenantId, ThreadId
-from agentledger.schemas.sandboxes import SandboxAction, SandboxBinding, SandboxOp, SandboxOptions
+from agentledger.schemas.sandboxes import (
+    ExecOutcome,
+    SandboxAction,
+    SandboxBinding,
+    SandboxOp,
+    SandboxOptions,
+    SandboxStatus,
+)
 
 SCHEMA_VERSION = 1
 
@@ -184,6 +191,17 @@ class SandboxDestroyRequested(Event, kw_only=True, tag="sandbox.destroy_requeste
     reason: str = ""
 
 
+class SandboxExecRequested(Event, kw_only=True, tag="sandbox.exec_requested"):
+    """Run `argv` in the sandbox, asked by the session that held it. Carried out in log order with
+    the sandbox's other requests; its outcome is `sandbox.exec_finished` or `sandbox.exec_failed`."""
+
+    sandbox_id: SandboxId
+    session_id: SessionId
+    argv: list[str]
+    timeout_ms: int
+    stdin: str = ""
+
+
 class SandboxCreated(Event, kw_only=True, tag="sandbox.created"):
     sandbox_id: SandboxId
     location: str
@@ -215,6 +233,26 @@ class SandboxFailed(Event, kw_only=True, tag="sandbox.failed"):
     error: str
 
 
+class SandboxExecFinished(Event, kw_only=True, tag="sandbox.exec_finished"):
+    """The program of the exec at `request_position` ran: what it did. An exec leaves the sandbox's
+    status as it was (`sandbox_status`)."""
+
+    sandbox_id: SandboxId
+    request_position: int
+    outcome: ExecOutcome
+    sandbox_status: SandboxStatus
+
+
+class SandboxExecFailed(Event, kw_only=True, tag="sandbox.exec_failed"):
+    """The exec at `request_position` did not run (refused by the provider: a program the deployment
+    does not allow, a sandbox that is gone), or whether it ran is not known (`interrupted: …`)."""
+
+    sandbox_id: SandboxId
+    request_position: int
+    error: str
+    sandbox_status: SandboxStatus
+
+
 AnyEvent = (
     ProjectCreated | ThreadCreated | ThreadArchived | ThreadUnarchived | ThreadDeleted
     | SessionCreated | SessionStarted | SessionInputRequested | SessionInputProvided
@@ -222,16 +260,18 @@ AnyEvent = (
     | SessionSpawned | HandoffTransferred | HandoffBroadcasted
     | SandboxCreateRequested | SandboxPauseRequested | SandboxResumeRequested | SandboxDestroyRequested
     | SandboxCreated | SandboxPaused | SandboxResumed | SandboxDestroyed | SandboxFailed
+    | SandboxExecRequested | SandboxExecFinished | SandboxExecFailed
 )
 
 
-Role = Literal["member", "auditor", "admin", "engine"]
+Role = Literal["member", "auditor", "admin", "engine", "effects"]
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """Who sent a command, as the broker authenticated it (never a field of the command): the
     user named in its credentials, its role, and its public nkey when it is a tenant's user.
-    Commands from inside the engine's own account are the deployment's (`admin`) or the engine's."""
+    Commands from inside the engine's own account are the deployment's (`admin`), the engine's, or
+    the effect handler's (`effects`: sandbox outcomes, on the subject only it may publish on)."""
 
     id: str
     role: Role

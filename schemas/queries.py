@@ -19,7 +19,7 @@ from agentledger.schemas.common import (
 )
 from agentledger.schemas.events import ForkPoint, StoredEvent
 from agentledger.schemas.ids import EdgeId, ProjectId, SandboxId, SessionId, SummaryId, TenantId, ThreadId
-from agentledger.schemas.sandboxes import SandboxBinding
+from agentledger.schemas.sandboxes import SandboxBinding, SandboxIntent, SandboxOp, SandboxStatus
 
 
 class Query(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -65,14 +65,25 @@ class SessionTree(Query, kw_only=True):
 class EventsRead(Query, kw_only=True):
     """Read one page of the event log.
 
-    Events after `after`, oldest first, at most `limit`. With `before`, the page ends there
-    instead: the last `limit` events with after < position < before (paging backwards)."""
+    Events after `after`, oldest first, at most `limit`: the tenant's, a thread's history
+    (`thread_id`), or one sandbox's (`sandbox_id`). With `sandboxes`, a thread's history also
+    holds the events of every sandbox its sessions were bound to, each from the binding on. With
+    `before`, the page ends there instead: the last `limit` events with after < position < before
+    (paging backwards)."""
 
     NAME: ClassVar[str] = "events.read"
     thread_id: ThreadId | None = None
+    sandbox_id: SandboxId | None = None
+    sandboxes: bool = False
     after: NonNegInt = 0
     before: Annotated[int, Meta(ge=1)] | None = None
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+
+    def __post_init__(self) -> None:
+        if self.thread_id is not None and self.sandbox_id is not None:
+            raise ValueError("give thread_id or sandbox_id, not both")
+        if self.sandboxes and self.thread_id is None:
+            raise ValueError("sandboxes goes with thread_id (a thread's history with its sandboxes' events)")
 
 
 class SandboxGet(Query, kw_only=True):
@@ -80,6 +91,18 @@ class SandboxGet(Query, kw_only=True):
 
     NAME: ClassVar[str] = "sandbox.get"
     sandbox_id: SandboxId
+
+
+class SandboxListLive(Query, kw_only=True):
+    """List the deployment's sandboxes, every tenant's, created and not destroyed (the deployment's only).
+
+    What a reconciler compares with its provider, without reading the log itself: those whose
+    creation was recorded after position `after`, at most `limit` creations per page, oldest
+    first; ask again from `next_after` while `more` is true. The subject's tenant only routes it."""
+
+    NAME: ClassVar[str] = "sandbox.list_live"
+    after: NonNegInt = 0
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
 class QuarantineList(Query, kw_only=True):
@@ -91,7 +114,7 @@ class QuarantineList(Query, kw_only=True):
 
 
 QUERIES: dict[str, type[Query]] = {q.NAME: q for q in (ThreadGet, ThreadList, SessionGet, SessionTree, EventsRead, SandboxGet,
-                                                        QuarantineList)}
+                                                        SandboxListLive, QuarantineList)}
 
 
 class SessionRef(msgspec.Struct, frozen=True):
@@ -212,20 +235,32 @@ class EventsPage(msgspec.Struct, frozen=True):
 
 class SandboxView(msgspec.Struct, frozen=True, kw_only=True):
     sandbox_id: SandboxId
-    status: str
-    intent: str
+    status: SandboxStatus
+    intent: SandboxIntent
     provider: str
     owner_session_id: SessionId | None
     thread_id: ThreadId | None
     forked_from: SandboxId | None
     location: str | None
-    pending: list[str]
+    pending: list[SandboxOp]  # the ops requested and not yet carried out, oldest first
+    pending_positions: list[int]  # the log position of each request in `pending`
     last_error: str | None
     position: int
 
 
 class SandboxResult(msgspec.Struct, frozen=True):
     sandbox: SandboxView
+
+
+class LiveSandbox(msgspec.Struct, frozen=True, kw_only=True):
+    tenant_id: TenantId
+    sandbox: SandboxView
+
+
+class SandboxListResult(msgspec.Struct, frozen=True, kw_only=True):
+    sandboxes: list[LiveSandbox]
+    next_after: int = 0  # the position to ask `after` for the next page (the last creation read)
+    more: bool = False
 
 
 class Quarantined(msgspec.Struct, frozen=True, kw_only=True):
@@ -251,5 +286,6 @@ QUERY_RESULTS: dict[str, type[msgspec.Struct]] = {
     SessionTree.NAME: TreeResult,
     EventsRead.NAME: EventsPage,
     SandboxGet.NAME: SandboxResult,
+    SandboxListLive.NAME: SandboxListResult,
     QuarantineList.NAME: QuarantineResult,
 }

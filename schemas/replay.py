@@ -6,8 +6,23 @@ from __future__ import annotations
 import msgspec
 
 from agentledger.schemas.queries import SandboxHold, SessionView, ThreadView, TreeNode
+from agentledger.schemas.sandboxes import ExecOutcome, ExecStatus
 
 Scalar = str | int | bool | None
+
+
+class ExecView(msgspec.Struct, frozen=True, kw_only=True):
+    """One `sandbox.exec` in a sandbox of the thread, as of the replay's position: `running` while
+    its outcome lies beyond it."""
+
+    sandbox_id: str
+    request_position: int
+    session_id: str
+    argv: list[str]
+    status: ExecStatus
+    outcome_position: int | None = None
+    outcome: ExecOutcome | None = None
+    error: str | None = None
 
 
 class Replay(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,6 +38,7 @@ class Replay(msgspec.Struct, frozen=True, kw_only=True):
     trees: list[TreeNode]
     history_events: int = 0
     log_end: int | None = None
+    execs: list[ExecView] = []  # in the sandboxes the thread's sessions were bound to (`agentledger replay`)
 
 
 class FieldChange(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,7 +11,7 @@ import msgspec
 
 from agentledger.schemas.common import SessionStatus, ThreadStatus
 from agentledger.schemas.ids import EdgeId, HandoffId, ProjectId, SandboxId, SessionId, SummaryId, ThreadId
-from agentledger.schemas.sandboxes import SandboxStatus
+from agentledger.schemas.sandboxes import ExecOutcome, ExecStatus, SandboxStatus
 
 
 class Result(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -79,3 +79,15 @@ class SandboxStatusResult(Result):
 
     sandbox_id: SandboxId
     status: SandboxStatus
+
+
+class SandboxExecResult(Result):
+    """An exec: `running` until its outcome is recorded; then `finished` with the `outcome`, or
+    `failed` with the `error` (it did not run, or whether it ran is not known). The reply's
+    `position` is the request's; `outcome_position` that of the outcome event, once there is one."""
+
+    sandbox_id: SandboxId
+    status: ExecStatus
+    outcome_position: int | None = None
+    outcome: ExecOutcome | None = None
+    error: str | None = None

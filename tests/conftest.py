@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
+import sys
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +31,9 @@ from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.auth.tenants import add_tenant
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import ClusterNode, EmbeddedNats, free_port
+
+# every test is marked unit or integration; `cli`, `cli_env`: the console script against the test's engine
+pytest_plugins = ("tests.markers", "tests.cli_support")
 
 _counter = itertools.count()
 MONITOR_PORT: list[int] = []  # the session server's monitoring port, for failure reports
@@ -50,15 +56,19 @@ async def nats_server(tmp_path_factory: pytest.TempPathFactory, deployment: Depl
 
 def config_for(deployment: Deployment, url: str, **fields: Any) -> EngineConfig:
     """An EngineConfig with the engine's credentials (for tests that run their own servers);
-    `effects_creds(config)` is the effect handler's, beside them."""
-    deployment.creds_path("effects")
+    `effects_creds(config)` writes the effect handler's for it, beside them."""
     return EngineConfig(nats_url=url, creds=deployment.creds_path("engine"), **fields)
 
 
 def effects_creds(config: EngineConfig) -> str:
-    """The effect handler's own credentials (it may not append, nor serve requests)."""
+    """The effect handler's own credentials for this config's prefix and stream (its permissions are
+    an allow-list naming its own consumer): it may not append, serve requests, or read the log."""
     assert config.creds is not None
-    return str(Path(config.creds).with_name("effects.creds"))
+    auth = Path(config.creds).parent
+    path = auth / f"effects-{config.prefix}.creds"
+    if not path.exists():
+        Deployment.write(Deployment.open(auth).engine_creds("effects", prefix=config.prefix, stream=config.stream), path)
+    return str(path)
 
 
 async def connect(deployment: Deployment, url: str | list[str], role: Literal["engine", "effects", "admin"] = "admin",
@@ -208,3 +218,26 @@ async def stream_messages(nc: Client, stream: str) -> int:
     info = await nc.jetstream().stream_info(stream)
     return int(info.state.messages)
 
+
+@pytest.fixture
+async def fresh(tmp_path: Path) -> AsyncIterator[tuple[Path, dict[str, str]]]:
+    """A directory like a fresh checkout (the venv linked in) with `agentledger serve` running in it."""
+    from tests.fresh_support import HANG
+    from tests.sandbox_support import destroy_all
+
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTLEDGER_", "NATS_"))}
+    env |= {"COLUMNS": "200", "NO_COLOR": "1"}
+    server = await asyncio.create_subprocess_exec(".venv/bin/agentledger", "serve", "--port", str(port), cwd=tmp_path,
+                                                  env=env, stdout=asyncio.subprocess.PIPE,
+                                                  stderr=(tmp_path / "serve.log").open("wb"))
+    try:
+        assert server.stdout is not None
+        line = await asyncio.wait_for(server.stdout.readline(), HANG)
+        assert line.startswith(b"agentledger ready"), line
+        yield tmp_path, env | {"NATS_URL": f"nats://127.0.0.1:{port}"}  # the second terminal
+    finally:
+        server.send_signal(signal.SIGINT)
+        await asyncio.wait_for(server.wait(), HANG)
+        await destroy_all(tmp_path / ".agentledger" / "sandboxes")  # sandboxes outlive the engine: not the test

@@ -30,9 +30,11 @@ AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 MAX_ATTEMPTS = 200
 
 
-async def serve_process(config: EngineConfig, stderr: Path, *options: str) -> asyncio.subprocess.Process:
-    """`agentledger serve` as its own process (so it can be killed), returned once it says ready."""
-    env = {**os.environ, "NATS_URL": config.nats_url, "NATS_CREDS": str(config.creds)}
+async def serve_process(config: EngineConfig, stderr: Path, *options: str,
+                        env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    """`agentledger serve` as its own process (so it can be killed), returned once it says ready;
+    `env` adds to its environment (say, AGENTLEDGER_LOG_FORMAT)."""
+    env = {**os.environ, "NATS_URL": config.nats_url, "NATS_CREDS": str(config.creds), **(env or {})}
     with open(stderr, "ab") as errors:
         proc = await asyncio.create_subprocess_exec(
             AGENTLEDGER, "serve", "--prefix", config.prefix, "--stream", config.stream, "--no-effects", *options,

@@ -129,7 +129,8 @@ class Rules:
                 return "illegal_transition"
         return "ok"
 
-    def _bind(self, session_id: str, sandbox_id: str, policy: str | None) -> None:
+    def bind_sandbox(self, session_id: str, sandbox_id: str, policy: str | None) -> None:
+        """The session owns the sandbox, which it holds while running; `policy` applies when it stops."""
         sbx = self.sandboxes.setdefault(sandbox_id, Sbx(thread=self.sessions[session_id].thread, exists=False))
         sbx.owner, sbx.holding = session_id, True
         self.sessions[session_id].sandbox, self.sessions[session_id].policy = sandbox_id, policy or "destroy"
@@ -163,7 +164,7 @@ class Rules:
         self.sessions[session_id] = Ses(thread=thread_id, status="idle")
         self.by_thread.setdefault(thread_id, []).append(session_id)
         if sandbox is not None and owned:
-            self._bind(session_id, sandbox, policy)
+            self.bind_sandbox(session_id, sandbox, policy)
 
     def check_session_start(self, session_id: str) -> str:
         s = self._live(session_id)
@@ -175,7 +176,8 @@ class Rules:
             return "illegal_transition"
         return "ok"
 
-    def _status(self, s: Ses, status: str, session_id: str) -> None:
+    def move_to(self, s: Ses, status: str, session_id: str) -> None:
+        """A status change, with what it does to the sandbox the session owns."""
         was_running = s.status in RUNNING
         s.status = status
         sbx = self.sandboxes.get(s.sandbox) if s.sandbox else None
@@ -188,7 +190,7 @@ class Rules:
                     self._destroyed(sbx)
 
     def apply_session_start(self, session_id: str) -> None:
-        self._status(self.sessions[session_id], "active", session_id)
+        self.move_to(self.sessions[session_id], "active", session_id)
 
     def check_running(self, session_id: str) -> str:
         """complete, fail, cancel and request_input need a running session."""
@@ -199,7 +201,7 @@ class Rules:
         s = self.sessions[session_id]
         fails_parent = (outcome == "failed" and s.fail_fast and s.edge == "open" and s.parent is not None
                         and self.sessions[s.parent].status in RUNNING)
-        self._status(s, "failed" if outcome == "failed" else "idle", session_id)
+        self.move_to(s, "failed" if outcome == "failed" else "idle", session_id)
         if s.edge != "open":
             return
         s.edge = outcome
@@ -209,7 +211,7 @@ class Rules:
         if s.handoff is not None:
             self.pending[s.handoff].discard(session_id)
             if not self.pending[s.handoff] and parent.status == "awaiting_merge":
-                self._status(parent, "idle", s.parent)
+                self.move_to(parent, "idle", s.parent)
         if fails_parent:
             self.apply_end(s.parent, "failed")
 
@@ -217,13 +219,13 @@ class Rules:
         return self._from(session_id, ("idle", "failed"))
 
     def apply_session_archive(self, session_id: str) -> None:
-        self._status(self.sessions[session_id], "archived", session_id)
+        self.move_to(self.sessions[session_id], "archived", session_id)
 
     def check_session_restore(self, session_id: str) -> str:
         return self._from(session_id, ("archived",))
 
     def apply_session_restore(self, session_id: str) -> None:
-        self._status(self.sessions[session_id], "idle", session_id)
+        self.move_to(self.sessions[session_id], "idle", session_id)
 
     # -- delegation ---------------------------------------------------------------------------
     def _caps(self, parent: Ses, n: int) -> str:
@@ -263,7 +265,7 @@ class Rules:
                     owned: bool = False, policy: str | None = None) -> None:
         self._child(parent_id, session_id, fail_fast)
         if sandbox is not None and owned:
-            self._bind(session_id, sandbox, policy)
+            self.bind_sandbox(session_id, sandbox, policy)
 
     def check_handoff(self, source_id: str, expected: int, recipients: int = 1) -> str:
         s = self.sessions.get(source_id)
@@ -286,7 +288,7 @@ class Rules:
         s = self.sessions[source_id]
         s.owner_version += 1
         if broadcast:
-            self._status(s, "awaiting_merge", source_id)
+            self.move_to(s, "awaiting_merge", source_id)
             self.pending[handoff_id] = set(recipients)
         for r in recipients:
             self._child(source_id, r, handoff=handoff_id if broadcast else None)
@@ -359,7 +361,7 @@ def replay(rules: Rules, log: list[bytes]) -> list[str]:
                 _expect(violations, where, rules.check_spawn(d["parent_session_id"], d["session_id"], spec))
                 rules.apply_spawn(d["parent_session_id"], d["session_id"], d["failure_mode"] == "fail_fast")
             if b and b["owned"]:
-                rules._bind(d["session_id"], b["sandbox_id"], b.get("shutdown"))
+                rules.bind_sandbox(d["session_id"], b["sandbox_id"], b.get("shutdown"))
         elif kind == "session.started":
             _expect(violations, where, rules.check_session_start(d["session_id"]))
             rules.apply_session_start(d["session_id"])
@@ -367,12 +369,12 @@ def replay(rules: Rules, log: list[bytes]) -> list[str]:
             s = rules.sessions[d["session_id"]]
             if s.status != "active":
                 violations.append(f"{where}: session was {s.status}")
-            rules._status(s, "awaiting_hitl", d["session_id"])
+            rules.move_to(s, "awaiting_hitl", d["session_id"])
         elif kind == "session.input_provided":
             s = rules.sessions[d["session_id"]]
             if s.status != "awaiting_hitl":
                 violations.append(f"{where}: session was {s.status}")
-            rules._status(s, "active", d["session_id"])
+            rules.move_to(s, "active", d["session_id"])
         elif kind in ("session.completed", "session.failed", "session.cancelled"):
             _expect(violations, where, rules.check_running(d["session_id"]))
             rules.apply_end(d["session_id"], kind.split(".")[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,6 +19,12 @@ from agentledger.handlers.config import EngineConfig
 from agentledger.schemas.events import Envelope
 from agentledger.schemas.replies import CommandReply
 from tests.conftest import USER
+
+
+def race_seed(default: int) -> int:
+    """The seed of a race's jitter and replica choices: `default`, unless AGENTLEDGER_RACE_SEED
+    gives another (the soak, tests/soak.py, sets one per trial and keeps it with a failing trial)."""
+    return int(os.environ.get("AGENTLEDGER_RACE_SEED", default))
 
 
 def body(**fields: Any) -> bytes:
@@ -41,7 +48,7 @@ class Replicas:
     def __init__(self, a: Engine, b: Engine, tenant: str, seed: int = 7) -> None:
         self.engines = (a, b)
         self.tenant = tenant
-        self.rng = random.Random(seed)
+        self.rng = random.Random(race_seed(seed))
 
     async def send(self, engine: Engine, command: str, **fields: Any) -> CommandReply:
         await asyncio.sleep(self.rng.random() * 0.002)

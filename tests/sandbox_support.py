@@ -12,16 +12,20 @@ from typing import Any
 
 from agentledger.handlers.app import Engine
 from agentledger.handlers.config import EngineConfig
+from agentledger.providers import registry
+from agentledger.providers.base import ProviderConfig, SandboxProvider, SandboxRef
+from agentledger.providers.isolated import BubblewrapProvider
 from tests.conftest import Client_
 
 
 @contextlib.asynccontextmanager
 async def sandbox_engine(config: EngineConfig, sandbox_dir: Path, commands: tuple[str, ...] = (),
-                         ack_wait: float | None = None) -> AsyncIterator[Engine]:
+                         ack_wait: float | None = None, provider: str = "auto") -> AsyncIterator[Engine]:
     """An engine running the process manager and the local effect handler on `sandbox_dir`, whose
     sandboxes (with their processes) are destroyed when it stops."""
     config.sandbox_dir = sandbox_dir
     config.sandbox_commands = commands
+    config.sandbox_provider = provider
     if ack_wait is not None:
         config.worker_ack_wait = ack_wait
     engine = Engine(config)
@@ -76,11 +80,27 @@ def sandbox_dirs(root: Path, tenant: str) -> list[str]:
     return sorted(os.listdir(base)) if base.exists() else []
 
 
+def local_provider(root: Path, **settings: Any) -> SandboxProvider:
+    """The local provider this machine gets by default (bubblewrap where it can), on `root`."""
+    provider, _notes = registry.open_provider("auto", ProviderConfig(root=root, **settings))
+    return provider
+
+
+def frozen(root: Path, ref: SandboxRef) -> bool:
+    """Every process of the sandbox is stopped: its cgroup frozen, or each process in state T."""
+    provider = local_provider(root)
+    group = provider.cgroup(ref) if isinstance(provider, BubblewrapProvider) else None
+    if group is not None:
+        return group.frozen()
+    meta = provider.meta(ref)  # type: ignore[attr-defined]
+    pids = provider.processes(ref, meta)  # type: ignore[attr-defined]
+    return bool(pids) and all(process_state(pid) in ("T", "t") for pid in pids)
+
+
 async def destroy_all(root: Path) -> None:
     """Tests leave no sandbox processes behind: destroy whatever the provider still has."""
-    from agentledger.handlers.providers.base import SandboxRef
-    from agentledger.handlers.providers.local import LocalProvider
-
-    provider = LocalProvider(root)
-    for meta in sorted((root / ".meta").glob("*/*.json")):
-        await provider.destroy(SandboxRef(meta.parent.name, meta.stem))
+    if not root.exists():
+        return
+    provider = local_provider(root)
+    for ref in await provider.list():
+        await provider.destroy(ref)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from agentledger.cli.asyncapi import asyncapi
+from agentledger.handlers.auth.permissions import EFFECTS_COMMANDS
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.contract import event_types
 from agentledger.schemas.queries import QUERIES
@@ -32,10 +35,13 @@ def test_every_request_reply_and_event_has_its_payload() -> None:
     for kind, table, letters in (("command", COMMANDS, "cmd"), ("query", QUERIES, "qry")):
         for name, struct in table.items():
             channel = doc["channels"][f"{kind}.{name}"]
-            assert channel["address"] == f"ledger.{letters}.{{tenant}}.{name}"
+            on = "fx" if name in EFFECTS_COMMANDS else letters  # the effect handler's commands: its own subject
+            assert channel["address"] == f"ledger.{on}.{{tenant}}.{name}"
             assert payload(channel["messages"]["request"])["title"] == struct.__name__
             reply = doc["operations"][name]["reply"]["messages"][0]["$ref"].rsplit("/", 1)[1]
             assert payload(doc["channels"]["replies"]["messages"][reply])["oneOf"], name  # a union on ok
+            if kind == "command":
+                assert (doc["operations"][name]["x-roles"] == ["effects"]) == (name in EFFECTS_COMMANDS), name
     events = {m["$ref"].rsplit("/", 1)[1].removeprefix("event."): payload(m) for c in doc["channels"].values()
               if c["address"] and ".evt." in c["address"] for m in c["messages"].values()}
     assert set(events) == {str(e.__struct_config__.tag) for e in event_types()}
@@ -43,12 +49,14 @@ def test_every_request_reply_and_event_has_its_payload() -> None:
         assert schema["properties"]["type"] == {"enum": [tag]} and "data" in schema["required"], tag
 
 
+@pytest.mark.integration  # the AsyncAPI parser runs in node
 def test_the_official_parser_accepts_it() -> None:
     r = node("asyncapi.mjs", str(DOC))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"parsed: {len(COMMANDS) + len(QUERIES) + 6} channels" in r.stdout, r.stdout
+    assert f"parsed: {len(COMMANDS) + len(QUERIES) + 7} channels" in r.stdout, r.stdout
 
 
+@pytest.mark.integration  # the AsyncAPI parser runs in node
 def test_the_parser_refuses_a_broken_document(tmp_path: Path) -> None:
     """So the check above can fail: a dangling channel and a payload that is not a schema."""
     doc = asyncapi()

@@ -48,7 +48,7 @@ async def _evicted_everywhere(r: Replicas, thread: str, trial: int) -> None:
         for engine in r.engines:
             await r.send(engine, "thread.create", project_id="prj_c", thread_id=f"thd_f{trial}x{n}{id(engine) % 97}")
     for engine in r.engines:
-        assert engine.config.subjects.thread_filter(TENANT, thread) not in engine.models._models
+        assert engine.config.subjects.thread_filter(TENANT, thread) not in engine.models
 
 
 async def test_evicted_boundaries_decide_again_under_races(replicas: Replicas) -> None:

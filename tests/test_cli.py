@@ -7,71 +7,31 @@ through the protocol client instead.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 
+import click
 import msgspec
-import pytest
 import typer.main
 
-from agentledger.handlers.config import EngineConfig
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.errors import ThreadNotEmpty
 from agentledger.schemas.events import StoredEvent
 from agentledger.schemas.queries import QUERIES, SessionResult
 from agentledger.schemas.replies import CommandReply, QueryReply
 from agentledger.schemas.results import SessionSpawnResult
+from tests.cli_support import AGENTLEDGER, Cli, following
 from tests.conftest import AGENT, Client_
-
-AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-Cli = Callable[..., Awaitable[Run]]
-
-
-@pytest.fixture
-def cli_env(engine_config: EngineConfig) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
-    return env | {"NATS_URL": engine_config.nats_url, "AGENTLEDGER_PREFIX": engine_config.prefix,
-                  "AGENTLEDGER_STREAM": engine_config.stream, "AGENTLEDGER_TENANT": "tnt_acme",
-                  "NATS_CREDS": str(engine_config.creds),
-                  "COLUMNS": "200", "NO_COLOR": "1"}
-
-
-@pytest.fixture
-def cli(engine: object, cli_env: dict[str, str]) -> Cli:
-    """Run `agentledger ARGS` without blocking the loop the engine serves on."""
-
-    async def run(*args: str) -> Run:
-        proc = await asyncio.create_subprocess_exec(AGENTLEDGER, *args, env=cli_env, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode is not None
-        return Run(proc.returncode, out.decode(), err.decode())
-
-    return run
 
 
 def test_every_command_and_query_has_a_subcommand() -> None:
-    from agentledger.cli import client_commands  # noqa: F401  (registers the subcommands)
-    from agentledger.cli.main import app
+    from agentledger.cli.app import app
 
     root = typer.main.get_command(app)
-    names = {f"{g}.{c.replace('-', '_')}" for g, grp in root.commands.items()  # type: ignore[attr-defined]
-             for c in getattr(grp, "commands", {})}
+    ctx = click.Context(root)
+    groups = {name: root.get_command(ctx, name) for name in root.list_commands(ctx)}  # type: ignore[attr-defined]
+    names = {f"{g}.{c.replace('-', '_')}" for g, grp in groups.items() for c in getattr(grp, "commands", {})}
     assert set(COMMANDS) | set(QUERIES) | {"events.tail"} <= names
-    assert "replay" in root.commands  # type: ignore[attr-defined]
+    assert "replay" in groups
 
 
 async def test_command_round_trip_and_archive_gate(cli: Cli) -> None:
@@ -129,10 +89,10 @@ async def test_json_replies_nested_fields_and_views(cli: Cli, client: Client_) -
     assert r.code == 0 and r.out.startswith("sandbox sbx_cli") and "thd_t1" in r.out, r
 
 
-async def test_events_tail(cli: Cli, client: Client_, cli_env: dict[str, str]) -> None:
+async def test_events_tail_shows_the_log_from_a_position(cli: Cli, client: Client_) -> None:
     await client.setup_thread()
     created = (await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT))["position"]
-    started = (await client.ok("session.start", session_id="ses_a"))["position"]
+    await client.ok("session.start", session_id="ses_a")
 
     r = await cli("events", "tail", "--limit", "3")
     lines = r.out.splitlines()
@@ -145,12 +105,27 @@ async def test_events_tail(cli: Cli, client: Client_, cli_env: dict[str, str]) -
     assert [(e.position, e.type) for e in events] == [(2, "thread.created"), (created, "session.created")]
     assert created == 4  # position 3 is session ses_a's claim (not an event)
 
-    # live: the tail waits for an event that does not exist yet
-    tail = asyncio.ensure_future(cli("events", "tail", "--thread-id", "thd_t1", "--from", str(started + 1), "--limit", "1"))
-    await asyncio.sleep(0.3)
-    await client.ok("session.request_input", session_id="ses_a", prompt="?")
-    r = await tail
-    assert r.code == 0 and re.match(rf"\s*{started + 1}\s.*session\.input_requested\s+session=ses_a", r.out), r
+
+async def test_events_tail_follows_the_log_live(client: Client_, cli_env: dict[str, str]) -> None:
+    """The tail runs on its own, as a user leaves it in a terminal: the thread's history first,
+    then each event as it is appended, until Ctrl-C."""
+    await client.setup_thread()
+    await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT)
+    started = (await client.ok("session.start", session_id="ses_a"))["position"]
+
+    async with following(cli_env, "events", "tail", "--thread-id", "thd_t1") as tail:
+        history = [await tail.line() for _ in range(3)]
+        assert [line.split()[3] for line in history] == ["thread.created", "session.created", "session.started"], history
+        assert re.match(rf"\s*{started}\s", history[2]), history
+        # it has shown the last event there is: what comes now comes live
+        asked = (await client.ok("session.request_input", session_id="ses_a", prompt="?"))["position"]
+        line = await tail.line()
+        assert re.match(rf"\s*{asked}\s.*session\.input_requested\s+session=ses_a", line), line
+        answered = (await client.ok("session.provide_input", session_id="ses_a"))["position"]
+        line = await tail.line()
+        assert re.match(rf"\s*{answered}\s.*session\.input_provided\s+session=ses_a", line), line
+        code, err = await tail.interrupt()
+        assert (code, err) == (0, ""), err
 
 
 async def test_replay_at_an_earlier_position(cli: Cli, client: Client_) -> None:
@@ -176,3 +151,34 @@ async def test_replay_at_an_earlier_position(cli: Cli, client: Client_) -> None:
 
     r = await cli("replay", "--thread-id", "thd_t1", "--at", "1")  # position 1 is the project's, not the thread's
     assert r.code == 1 and "error not_found:" in r.err and "no events at or before position 1" in r.err, r
+
+
+HOSTILE_TITLE = "\x1b]0;pwned\x07\x1b[2J\x9bm\u202eevil\x7f"  # retitle, clear screen, C1 CSI, right-to-left, DEL
+CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+OWN_STYLES = re.compile(r"\x1b\[[0-9;]*m")  # what the CLI itself colours with when the terminal has colours
+
+
+async def test_human_output_shows_control_characters_and_json_keeps_them(cli: Cli, client: Client_,
+                                                                          cli_env: dict[str, str]) -> None:
+    await client.ok("project.create", project_id="prj_p1", name="proj")
+    await client.ok("thread.create", project_id="prj_p1", thread_id="thd_t1", title=HOSTILE_TITLE)
+    await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT)
+    await client.ok("session.start", session_id="ses_a")
+    await client.ok("session.complete", session_id="ses_a", summary={"outcome": "failed", "text": "x\x1b[8mhidden"})
+    coloured = {k: v for k, v in cli_env.items() if k != "NO_COLOR"} | {"FORCE_COLOR": "1"}
+    runs = [(cli_env, ("thread", "list", "--project-id", "prj_p1")), (cli_env, ("session", "get", "--session-id", "ses_a")),
+            (cli_env, ("replay", "--thread-id", "thd_t1")), (coloured, ("thread", "get", "--thread-id", "thd_t1"))]
+    for env, args in runs:
+        proc = await asyncio.create_subprocess_exec(AGENTLEDGER, *args, env=env, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        text = out.decode()
+        assert proc.returncode == 0 and "␛" in text, (args, text)  # the event text is there, its escapes shown
+        assert ("\x1b[" in text) == (env is coloured), (args, text)  # the CLI's own colours still work
+        assert not CONTROLS.search(OWN_STYLES.sub("", text)), (args, text)
+    r = await cli("thread", "get", "--thread-id", "thd_t1")
+    assert '"␛]0;pwned␛[2J\ufffdm\ufffdevil␡"' in r.out, r  # BEL (\x07) rich drops by itself
+    r = await cli("session", "get", "--session-id", "ses_a")
+    assert "x␛[8mhidden" in r.out, r
+    r = await cli("thread", "get", "--thread-id", "thd_t1", "--json")  # the reply exactly, escapes and all
+    assert msgspec.json.decode(r.out)["result"]["thread"]["title"] == HOSTILE_TITLE, r

@@ -13,9 +13,17 @@ from agentledger.engine.commands import SPECS
 from agentledger.engine.service import ENGINE
 from agentledger.engine.snapshots import MODELS
 from agentledger.handlers.app import Engine
+from agentledger.handlers.config import EngineConfig
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.results import Result
 from tests.conftest import AGENT, USER, Client_
+from tests.sandbox_support import eventually
+
+
+@pytest.fixture
+def engine_config(engine_config: EngineConfig) -> EngineConfig:
+    engine_config.exec_reply_within = 0.2  # no effect handler runs here: an exec's reply says `running`
+    return engine_config
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -91,4 +99,15 @@ async def test_a_repeat_of_every_command_answers_exactly_its_first_reply(client:
     await r.twice("sandbox.resume", sandbox_id="sbx_rep")
     await r.twice("sandbox.fork", sandbox_id="sbx_rep", new_sandbox_id="sbx_copy")
     await r.twice("sandbox.destroy", sandbox_id="sbx_copy")
+    await client.ok("session.create", thread_id="thd_rep", session_id="ses_runner", owner=AGENT,
+                    sandbox={"mode": "new", "sandbox_id": "sbx_run"})
+
+    async def requested() -> bool:
+        return bool((await client.qry("sandbox.get", sandbox_id="sbx_run"))["ok"])
+    await eventually(requested, "the process manager asked for the sandbox")
+    running = await r.twice("sandbox.exec", sandbox_id="sbx_run", session_id="ses_runner", argv=["true"])
+    assert running["result"]["status"] == "running"  # no effect handler here: its outcome is reported below
+    outcome = {"exit_code": 0, "duration_ms": 3}
+    await r.twice("sandbox.report_outcome", by_engine=True, sandbox_id="sbx_run", op="exec", ok=True, exec=outcome,
+                  request_position=running["position"])
     assert r.sent == set(COMMANDS), f"not exercised: {sorted(set(COMMANDS) - r.sent)}"

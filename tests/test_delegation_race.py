@@ -12,11 +12,11 @@ from agentledger.engine.repository import Repository
 from agentledger.handlers.config import EngineConfig
 from agentledger.schemas.common import BLOCKING_STATUSES
 from agentledger.schemas.events import Envelope, SessionCompleted, SessionFailed, SessionSpawned
+from tests.races.delegation_width import AGENT, run_width_race, thread_with_active_root
 from tests.replicas import Replicas, code, replay, started_pair
 
 TRIALS = 200
 TENANT = "tnt_deleg"
-AGENT = {"kind": "agent", "id": "agt_p"}
 DONE = {"outcome": "succeeded", "text": "ok"}
 
 
@@ -26,34 +26,8 @@ async def replicas(engine_config: EngineConfig) -> Any:
         yield Replicas(a, b, TENANT)
 
 
-async def _thread_with_active_root(r: Replicas, project: str, n: int) -> tuple[str, str]:
-    thread, root = f"thd_{project}{n}", f"ses_{project}{n}"
-    await r.ok("thread.create", project_id=f"prj_{project}", thread_id=thread)
-    await r.ok("session.create", thread_id=thread, session_id=root, owner=AGENT)
-    await r.ok("session.start", session_id=root)
-    return thread, root
-
-
 async def test_concurrent_spawns_fill_exactly_the_width(replicas: Replicas) -> None:
     await run_width_race(replicas, TRIALS)
-
-
-async def run_width_race(r: Replicas, trials: int) -> None:
-    """Shared with the 3-node cluster test."""
-    width, n = 3, 5
-    await r.ok("project.create", project_id="prj_w", name="w", config={"max_delegation_width": width})
-    for trial in range(trials):
-        _, root = await _thread_with_active_root(r, "w", trial)
-        replies = await r.race(*[("session.spawn", {"parent_session_id": root, "agent": AGENT})] * n)
-        codes = Counter(code(x) for x in replies)
-        assert codes == {"ok": min(n, width), "capacity_exceeded": n - width}, codes
-    a = r.engines[0]
-    assert a.store
-    models = await replay(a.store, a.config)
-    for trial in range(trials):
-        root = models.thread(r.tenant, f"thd_w{trial}").sessions[f"ses_w{trial}"]
-        assert root.open_children == width == len(root.children)
-    assert r.conflicts > 0
 
 
 async def test_complete_archive_and_spawn_at_once(replicas: Replicas) -> None:
@@ -70,7 +44,7 @@ async def test_complete_archive_and_spawn_at_once(replicas: Replicas) -> None:
 
     outcomes: Counter[tuple[str, str, str]] = Counter()
     for trial in range(TRIALS):
-        thread, root = await _thread_with_active_root(r, "c", trial)
+        thread, root = await thread_with_active_root(r, "c", trial)
         done, archived, spawned = await r.race(
             ("session.complete", {"session_id": root, "summary": DONE}),
             ("thread.archive", {"thread_id": thread}),

@@ -15,21 +15,29 @@ from nats.aio.client import Client
 from agentledger.handlers.app import Engine
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.effects import CRASH_ENV
+from agentledger.providers.base import SandboxRef
+from agentledger.providers.directory import STALL_ENV
+from agentledger.providers.isolated import BubblewrapProvider
 from tests.conftest import AGENT, Client_, effects_creds
-from tests.sandbox_support import eventually, sandbox_dirs, settled
+from tests.sandbox_support import destroy_all, eventually, local_provider, process_state, sandbox_dirs, settled
 
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
 DONE = {"outcome": "succeeded", "text": "ok"}
 
 
-async def start_effects(config: EngineConfig, sandbox_dir: Path, crash: bool) -> asyncio.subprocess.Process:
+async def start_effects(config: EngineConfig, sandbox_dir: Path, crash: bool, ack_wait: float = 1,
+                        stall: Path | None = None, commands: str = "sleep") -> asyncio.subprocess.Process:
     env = {**os.environ, "NATS_URL": config.nats_url, "AGENTLEDGER_PREFIX": config.prefix,
            "AGENTLEDGER_STREAM": config.stream, "AGENTLEDGER_SANDBOX_DIR": str(sandbox_dir),
-           "NATS_CREDS": effects_creds(config)}
+           "NATS_CREDS": effects_creds(config), "AGENTLEDGER_SANDBOX_COMMANDS": commands,
+           "AGENTLEDGER_RECONCILE_EVERY": "0.5"}
     env.pop(CRASH_ENV, None)
+    env.pop(STALL_ENV, None)
     if crash:
         env[CRASH_ENV] = "1"
-    proc = await asyncio.create_subprocess_exec(AGENTLEDGER, "effects", "--ack-wait", "1", env=env,
+    if stall is not None:
+        env[STALL_ENV] = str(stall)
+    proc = await asyncio.create_subprocess_exec(AGENTLEDGER, "effects", "--ack-wait", str(ack_wait), env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 30)
@@ -126,3 +134,126 @@ async def test_process_manager_redelivery_repeats_nothing(engine_config: EngineC
     finally:
         await worker.stop()
         await engine.stop()
+
+
+async def test_killed_mid_create_the_redelivered_create_goes_before_its_own_destroy(
+        engine_config: EngineConfig, nc: Client, tmp_path: Path) -> None:
+    """kill -9 of the effect handler in the middle of a create (its process started, its
+    bookkeeping not written). The session ends meanwhile, so the sandbox's destroy is requested
+    behind the create. A new effect handler gets the destroy first and the create back only after
+    the ack wait: the create must go first (not wait behind the destroy that waits for it), the
+    first attempt's process must die, and nothing may be left once the reconciler has run."""
+    sandbox_dir, stalled = tmp_path / "sandboxes", tmp_path / "stalled"
+    engine = Engine(engine_config)
+    await engine.start()
+    client = Client_(nc, engine_config)
+    ack_wait = 12  # long enough that the destroy is handed out before the create comes back
+    try:
+        await client.setup_thread()
+        created = await client.ok("session.create", thread_id="thd_t1", owner=AGENT,
+                                  sandbox={"mode": "new", "options": {"command": ["sleep", "300"]}})
+        session_id, sandbox_id = created["result"]["session_id"], created["result"]["sandbox_id"]
+        await client.ok("session.start", session_id=session_id)
+        crashing = await start_effects(engine_config, sandbox_dir, crash=False, ack_wait=ack_wait, stall=stalled)
+        await eventually(lambda: asyncio.sleep(0, stalled.exists()), "the create started its process")
+        first = int(stalled.read_text())
+        crashing.kill()  # SIGKILL, mid-create
+        assert await crashing.wait() == -9
+        assert process_state(first) not in (None, "Z")  # the first attempt's process outlived it
+
+        await client.ok("session.complete", session_id=session_id, summary=DONE)
+        types = await event_types(client, sandbox_id)
+        assert types["sandbox.create_requested"] == 1 and types["sandbox.destroy_requested"] == 1
+        assert types["sandbox.created"] == 0
+
+        worker = await start_effects(engine_config, sandbox_dir, crash=False, ack_wait=ack_wait)
+        try:
+            view = await eventually(lambda: _destroyed(client, sandbox_id), "the sandbox is destroyed",
+                                    attempts=int((3 * ack_wait + 30) / 0.05))
+            assert view["pending"] == []
+            types = await event_types(client, sandbox_id)
+            assert types["sandbox.created"] == 1 and types["sandbox.destroyed"] == 1 and types["sandbox.failed"] == 0
+            assert process_state(first) in (None, "Z")  # killed, not left running beside a second one
+            provider = local_provider(sandbox_dir)
+            await eventually(lambda: _nothing_left(provider), "the provider has nothing left")
+            assert sandbox_dirs(sandbox_dir, "tnt_acme") == []
+        finally:
+            worker.terminate()
+            await worker.wait()
+        assert worker.stderr is not None
+        logs = (await worker.stderr.read()).decode()
+        assert "sandbox provider local:" in logs and "reconciler pass failed" not in logs  # it ran, as effects.creds
+    finally:
+        await engine.stop()
+
+
+async def test_killed_mid_exec_the_exec_is_recorded_interrupted_and_never_run_twice(
+        engine_config: EngineConfig, nc: Client, tmp_path: Path) -> None:
+    """kill -9 of the effect handler while an exec's program runs. A program cannot be run
+    idempotently, so the request, delivered again to a new effect handler, is recorded as failed
+    (interrupted) rather than run a second time; the sandbox's next exec runs as usual."""
+    sandbox_dir = tmp_path / "sandboxes"
+    engine_config.exec_reply_within = 0.5
+    engine = Engine(engine_config)
+    await engine.start()
+    client = Client_(nc, engine_config)
+    try:
+        await client.setup_thread()
+        await client.ok("session.create", thread_id="thd_t1", session_id="ses_lead", owner=AGENT,
+                        sandbox={"mode": "new", "sandbox_id": "sbx_run"})
+        await client.ok("session.start", session_id="ses_lead")
+        crashing = await start_effects(engine_config, sandbox_dir, crash=False, commands="sleep sh")
+        view = await settled(client, "sbx_run", "running")
+        runs = Path(view["location"], "runs")
+        exec_ = {"sandbox_id": "sbx_run", "session_id": "ses_lead", "command_id": "exec-once",
+                 "argv": ["sh", "-c", "echo run >> runs; sleep 120"], "timeout_ms": 300_000}
+        reply = await client.ok("sandbox.exec", **exec_)
+        assert reply["result"]["status"] == "running"
+        await eventually(lambda: asyncio.sleep(0, runs.exists()), "the program started")
+        crashing.kill()  # SIGKILL, mid-exec
+        assert await crashing.wait() == -9
+
+        worker = await start_effects(engine_config, sandbox_dir, crash=False, commands="sleep sh")
+        try:
+            async def answered() -> dict[str, object] | None:
+                again = await client.ok("sandbox.exec", **exec_)  # a repeat: the outcome, once recorded
+                return again if again["result"]["status"] != "running" else None
+            again = await eventually(answered, "the exec's outcome", attempts=600)
+            assert again["result"]["status"] == "failed" and again["result"]["error"].startswith("interrupted:")
+            assert runs.read_text() == "run\n"  # it ran once, and not again
+            types = await event_types(client, "sbx_run")
+            assert types["sandbox.exec_failed"] == 1 and types["sandbox.exec_finished"] == 0
+            provider = local_provider(sandbox_dir)
+            if isinstance(provider, BubblewrapProvider):  # its program died with the handler that ran it
+                status = await provider.status(SandboxRef("tnt_acme", "sbx_run"))
+                assert status.processes == 0
+            later = await client.ok("sandbox.exec", sandbox_id="sbx_run", session_id="ses_lead",
+                                    argv=["sh", "-c", "cat runs"])
+            if later["result"]["status"] == "running":
+                later = await eventually(lambda: _outcome(client, later["command_id"], later),
+                                         "the next exec's outcome", attempts=600)
+            assert later["result"]["outcome"]["stdout"]["text"] == "run\n"
+        finally:
+            worker.terminate()
+            await worker.wait()
+    finally:
+        await engine.stop()
+        await destroy_all(sandbox_dir)
+
+
+async def _outcome(client: Client_, command_id: str, first: dict[str, object]) -> dict[str, object] | None:
+    events = first["events"]
+    assert isinstance(events, list)
+    body = events[0]["data"]
+    again = await client.ok("sandbox.exec", command_id=command_id, sandbox_id=body["sandbox_id"],
+                            session_id=body["session_id"], argv=body["argv"])
+    return again if again["result"]["status"] != "running" else None
+
+
+async def _destroyed(client: Client_, sandbox_id: str) -> dict[str, object] | None:
+    view = (await client.qry("sandbox.get", sandbox_id=sandbox_id))["result"]["sandbox"]
+    return view if view["status"] == "destroyed" and not view["pending"] else None  # type: ignore[no-any-return]
+
+
+async def _nothing_left(provider: object) -> bool:
+    return await provider.list() == []  # type: ignore[attr-defined, no-any-return]

@@ -99,3 +99,26 @@ async def test_events_read_over_big_events_pages_by_bytes(client: Client_, engin
             if not page["more"]:
                 break
         assert pages > 1 and seen == sorted(set(seen)) and len(seen) == count
+
+
+async def test_headers_count_toward_the_request_limit(running: Client_, nc: Client) -> None:
+    """900 KiB of headers on a small command are refused like a 900 KiB body; the headers the broker
+    adds itself (`Nats-Request-Info`) do not count against the sender."""
+    conn = await running.conn()
+    before = await stream_messages(nc, running.config.stream)
+    cancel = running.config.subjects.command("tnt_acme", "session.cancel")
+    body = msgspec.json.encode({"actor": USER, "session_id": "ses_a", "reason": "r"})
+    padding = {f"X-Pad-{i}": "p" * 1000 for i in range(900)}
+    reply = msgspec.json.decode((await conn.request(cancel, body, headers=padding, timeout=60)).data)
+    assert reply["error"]["code"] == "invalid_command", reply
+    assert "with its headers" in reply["error"]["message"] and "above the limit" in reply["error"]["message"]
+    assert [e["path"] for e in reply["error"]["details"]["errors"]] == ["$"]
+    # to the byte: body + `NATS/1.0\r\n` + `X-Pad: …\r\n` + `\r\n` at the limit is read, one more is not
+    get = running.config.subjects.query("tnt_acme", "session.get")
+    query = msgspec.json.encode({"session_id": "ses_a"})
+    fits = MAX_REQUEST_BYTES - len(query) - len(b"NATS/1.0\r\n\r\n") - len(b"X-Pad: \r\n")
+    for pad, ok in ((fits, True), (fits + 1, False)):
+        answer = msgspec.json.decode((await conn.request(get, query, headers={"X-Pad": "p" * pad}, timeout=60)).data)
+        assert answer["ok"] is ok, (pad, answer)
+    assert await stream_messages(nc, running.config.stream) == before
+    await still_serving(running)

@@ -14,8 +14,8 @@ from nats.aio.client import Client
 from agentledger.engine import codec
 from agentledger.handlers.app import Engine
 from agentledger.handlers.config import EngineConfig
-from agentledger.handlers.providers.base import ProviderError, SandboxRef
-from agentledger.handlers.providers.local import LocalProvider
+from agentledger.providers.base import ProviderConfig, ProviderError, SandboxRef
+from agentledger.providers.directory import DirectoryProvider
 from agentledger.schemas.common import Actor
 from agentledger.schemas.events import Envelope, Event, SandboxCreateRequested, SandboxDestroyRequested
 from agentledger.schemas.sandboxes import SandboxOptions
@@ -98,7 +98,7 @@ async def test_forged_requests_with_path_ids_touch_nothing_outside(
     ("tnt_a", "sbx_x\n"), ("tnt_a", ""), ("tnt_a", "."),
 ])
 async def test_the_provider_checks_ids_again(tmp_path: Path, victim: Path, tenant: str, sandbox_id: str) -> None:
-    provider = LocalProvider(tmp_path / "root", commands=["sleep"])
+    provider = DirectoryProvider(ProviderConfig(root=tmp_path / "root", commands=frozenset({"sleep"})))
     ref = SandboxRef(tenant, sandbox_id)
     for call in (provider.create(ref, SandboxOptions()), provider.destroy(ref), provider.pause(ref),
                  provider.resume(ref), provider.fork(ref, SandboxRef("tnt_a", "sbx_new"), SandboxOptions()),
@@ -110,7 +110,7 @@ async def test_the_provider_checks_ids_again(tmp_path: Path, victim: Path, tenan
 
 
 async def test_a_planted_symlink_is_not_followed_out_of_the_root(tmp_path: Path, victim: Path) -> None:
-    provider = LocalProvider(tmp_path / "root")
+    provider = DirectoryProvider(ProviderConfig(root=tmp_path / "root"))
     real = await provider.create(SandboxRef("tnt_a", "sbx_real"), SandboxOptions())
     (tmp_path / "root" / "tnt_a" / "sbx_link").symlink_to(victim)
     for call in (provider.destroy(SandboxRef("tnt_a", "sbx_link")),

@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration  # runs ruff and lint-imports
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -11,10 +11,9 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
+import nats
 import pytest
 from nats.aio.client import Client
-from prometheus_client.parser import text_string_to_metric_families
 
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
@@ -23,7 +22,8 @@ from agentledger.handlers.nats_server import EmbeddedNats, free_port
 from agentledger.handlers.observability.health import EngineProbe
 from agentledger.handlers.observability.http import OpsServer
 from agentledger.handlers.observability.logs import JsonFormatter, bind
-from tests.conftest import AGENT, Client_
+from tests.conftest import AGENT, Client_, effects_creds
+from tests.ops_support import get, samples, value
 from tests.sandbox_support import destroy_all, eventually, settled
 
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
@@ -41,22 +41,6 @@ async def ops_engine(engine_config: EngineConfig, tmp_path: Path) -> AsyncIterat
     await engine.stop()
     await ops.stop()
     await destroy_all(engine_config.sandbox_dir)
-
-
-async def get(url: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as http, http.get(url) as r:
-        return r.status, await r.text()
-
-
-async def samples(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    status, text = await get(f"{base}/metrics")
-    assert status == 200
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def value(metrics: dict, name: str, **labels: str) -> float | None:
-    return metrics.get((name, frozenset(labels.items())))
 
 
 async def test_metrics_count_commands_by_outcome_latency_lag_and_provider_calls(
@@ -116,20 +100,34 @@ async def test_metrics_count_commands_by_outcome_latency_lag_and_provider_calls(
 
 
 async def test_readyz_is_503_with_a_reason_until_the_follower_has_the_head(ops_engine: tuple[Engine, str],
-                                                                            nc: Client) -> None:
+                                                                            nc: Client, nats_server: EmbeddedNats,
+                                                                            deployment: Deployment) -> None:
     engine, base = ops_engine
     assert await get(f"{base}/readyz") == (200, '{"status": "ready"}')
     assert (await get(f"{base}/healthz"))[0] == 200
-    follower = engine._follower
-    assert follower is not None
-    await follower.unsubscribe()  # the follower stops hearing the log, as after a lost consumer
+    # the follower stops hearing the log: its consumer is gone on the server (the durable workers keep theirs)
+    js = nc.jetstream()
+    followers = [c.name for c in await js.consumers_info(engine.config.stream) if c.config.durable_name is None]
+    assert len(followers) == 1, followers
+    await js.delete_consumer(engine.config.stream, followers[0])
     await Client_(nc, engine.config).setup_thread()
     status, body = await get(f"{base}/readyz")
     assert status == 503 and json.loads(body)["reason"].startswith("catching up: applied position 0 of 2"), body
-    await engine._follow_again()  # what a reconnect does
+    # the server drops the engine's connection; the engine reconnects and follows the log again from
+    # what it applied
+    assert engine.nc is not None
+    _, varz = await get(f"http://127.0.0.1:{nats_server.http_port}/varz")
+    system = await nats.connect(servers=[nats_server.url], user_credentials=deployment.system_creds().raw())
+    try:
+        kicked = await system.request(f"$SYS.REQ.SERVER.{json.loads(varz)['server_id']}.KICK",
+                                      json.dumps({"cid": engine.nc.client_id}).encode(), timeout=5)
+        assert "error" not in json.loads(kicked.data), kicked.data
+    finally:
+        await system.close()
     await eventually(lambda: _ready(base), "ready again once the follower applied the head")
     m = await samples(base)
     assert value(m, "agentledger_ready") == 1
+    assert value(m, "agentledger_nats_reconnects_total", connection="engine") == 1
 
 
 async def _ready(base: str) -> bool:
@@ -165,11 +163,11 @@ def test_json_log_line_carries_level_logger_bound_ids_and_the_error_on_one_line(
 
 
 async def test_effect_handler_on_its_own_serves_health_and_metrics_and_stops_with_0(
-        engine: Engine, deployment: Deployment, tmp_path: Path) -> None:
+        engine: Engine, tmp_path: Path) -> None:
     cfg, port = engine.config, free_port()
     proc = await asyncio.create_subprocess_exec(
         AGENTLEDGER, "--log-format", "json", "effects", "--nats-url", cfg.nats_url, "--prefix", cfg.prefix,
-        "--stream", cfg.stream, "--creds", str(deployment.creds_path("effects")), "--sandbox-dir",
+        "--stream", cfg.stream, "--creds", effects_creds(cfg), "--sandbox-dir",
         str(tmp_path / "fx"), "--http-port", str(port), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None

@@ -20,6 +20,7 @@ from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import nats_server_binary
 
+pytestmark = pytest.mark.integration  # runs docker compose or check-jsonschema, and nats-server -t
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
 BIN = Path(sys.executable).parent

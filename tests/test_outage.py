@@ -1,6 +1,13 @@
 """NATS outages: an engine either serves again by itself or exits non-zero for its supervisor,
 never alive and deaf; a stop exits 0 whatever went first. The reconnect budget is made small
-so an outage longer than it takes seconds, not minutes."""
+so an outage longer than it takes seconds, not minutes.
+
+An outage past the budget is run twice: on a quiet engine, whose log then tells the story in a
+line per failure; and under load, where two engine processes must both exit 1 by themselves, a
+supervisor (the test) starts them again once NATS is back, and the clients' resends finish the
+load; then the log agrees with every answer (a resend of each answers from the log) and replays
+cleanly through the reference rules (tests/faults_support.py). Outages last as long as it takes
+the engines to give up: progress, not a clock."""
 
 from __future__ import annotations
 
@@ -8,40 +15,41 @@ import asyncio
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import msgspec
-import nats
 import pytest
 
+from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import EmbeddedNats, free_port
-from tests.conftest import USER
+from tests.conftest import Client_, config_for, connect
+from tests.faults_support import Load, check_log, serve_process
 
+pytestmark = pytest.mark.integration  # runs `agentledger serve` on nats-servers of its own
 AGENTLEDGER = str(Path(sys.executable).parent / "agentledger")
+TENANT = "tnt_outage"
+CLIENTS = 6
+ROUNDS = 8
+BUDGET = ("--reconnect-budget", "1", "--reconnect-wait", "0.2")  # an outage past it takes seconds, not minutes
 
 
 class Serving:
-    """`agentledger serve` in a child process, on a NATS server this test owns."""
+    """`agentledger serve` in a child process, with JSON logs and its health port."""
 
-    def __init__(self, server: EmbeddedNats, tmp: Path, *args: str) -> None:
-        self.server, self.tmp, self.args = server, tmp, args
+    def __init__(self, config: EngineConfig, stderr: Path, *args: str) -> None:
+        self.config, self.stderr, self.args = config, stderr, args
         self.http = free_port()
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        self.stderr = open(self.tmp / "stderr", "ab")  # noqa: SIM115
-        self.proc = await asyncio.create_subprocess_exec(
-            AGENTLEDGER, "--log-format", "json", "serve", "--nats-url", self.server.url, "--prefix", "o",
-            "--stream", "OUTAGE", "--no-effects", "--http-port", str(self.http), *self.args,
-            env={**os.environ}, stdout=asyncio.subprocess.PIPE, stderr=self.stderr)
-        assert self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
-        assert b"ready" in line, self.log()
+        self.proc = await serve_process(self.config, self.stderr, "--http-port", str(self.http), *self.args,
+                                        env={"AGENTLEDGER_LOG_FORMAT": "json"})
 
     def log(self) -> str:
-        return (self.tmp / "stderr").read_text()
+        return self.stderr.read_text()
 
     async def status(self, path: str) -> int:
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{self.http}{path}") as r:
@@ -55,34 +63,20 @@ class Serving:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
-        self.stderr.close()
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
-    srv = EmbeddedNats(tmp_path / "nats", port=free_port())
+async def server(tmp_path: Path, deployment: Deployment) -> AsyncIterator[EmbeddedNats]:
+    srv = deployment.embedded(tmp_path / "nats", port=free_port())
     await srv.start()
     yield srv
     await srv.stop()
 
 
-async def command_ok(url: str, project: str, attempts: int = 60) -> dict:
-    """Send one command until it is answered (the engine may still be reconnecting)."""
-    nc = await nats.connect(servers=[url])
-    try:
-        for _ in range(attempts):
-            try:
-                msg = await nc.request("o.cmd.tnt_a.project.create",
-                                       msgspec.json.encode({"actor": USER, "project_id": project, "name": "x",
-                                                            "command_id": f"c-{project}"}), timeout=1.0)
-            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-                await asyncio.sleep(0.5)
-                continue
-            reply: dict = msgspec.json.decode(msg.data)
-            return reply
-        raise AssertionError("never answered")
-    finally:
-        await nc.close()
+@pytest.fixture
+def config(server: EmbeddedNats, deployment: Deployment) -> EngineConfig:
+    name = uuid.uuid4().hex[:8]
+    return config_for(deployment, server.url, prefix=f"o{name}", stream=f"O_{name}")
 
 
 async def until_status(serving: Serving, path: str, want: int, attempts: int = 120) -> None:
@@ -93,12 +87,11 @@ async def until_status(serving: Serving, path: str, want: int, attempts: int = 1
     raise AssertionError(f"{path} never answered {want}: {serving.log()[-2000:]}")
 
 
-async def test_outage_longer_than_the_reconnect_budget_exits_1_and_a_restart_serves(
-        server: EmbeddedNats, tmp_path: Path) -> None:
-    serving = Serving(server, tmp_path, "--reconnect-budget", "1", "--reconnect-wait", "0.2")
+async def test_an_outage_past_the_budget_exits_1_with_a_line_per_failure(server: EmbeddedNats, config: EngineConfig,
+                                                                         tmp_path: Path) -> None:
+    serving = Serving(config, tmp_path / "stderr", *BUDGET)
     await serving.start()
     try:
-        assert (await command_ok(server.url, "prj_before"))["ok"]
         server.kill()
         # alive while it keeps trying, never ready without NATS, then gone for its supervisor
         assert await serving.status("/readyz") == 503
@@ -108,27 +101,60 @@ async def test_outage_longer_than_the_reconnect_budget_exits_1_and_a_restart_ser
         assert log.count("Traceback") == 0 and len(log.splitlines()) < 20, log  # a line per failure
     finally:
         await serving.stop()
-    await server.start()  # NATS is back: what the supervisor starts serves again, with the log intact
-    again = Serving(server, tmp_path)
-    await again.start()
+
+
+async def test_an_outage_past_the_budget_under_load_ends_both_engines_and_a_restart_finishes_it(
+        server: EmbeddedNats, config: EngineConfig, deployment: Deployment, tmp_path: Path) -> None:
+    engines = [Serving(config, tmp_path / f"engine{i}.err", *BUDGET) for i in range(2)]
+    for engine in engines:
+        await engine.start()
+    nc = await connect(deployment, server.url, role="engine", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     try:
-        assert (await command_ok(server.url, "prj_before"))["position"] == 1  # a repeat: answered from the log
-        assert (await command_ok(server.url, "prj_after"))["ok"]
-        await until_status(again, "/readyz", 200)
+        client = Client_(nc, config, tenant=TENANT)
+        threads = ["thd_o0", "thd_o1", "thd_o2"]
+        await client.ok("project.create", project_id="prj_o", name="outage")
+        for thread in threads:
+            await client.ok("thread.create", project_id="prj_o", thread_id=thread)
+        load = Load(nc, config, TENANT, threads, tag="o")
+        running = asyncio.create_task(load.run(CLIENTS, ROUNDS))
+        await load.reached(CLIENTS * ROUNDS)
+        server.kill()
+        codes = [await e.exit_code(120) for e in engines]  # past the budget: they give up
+        assert codes == [1, 1], codes
+        answered_during_outage = load.progress
+        await server.start()  # same data and port: the log is intact
+        engines = [Serving(config, tmp_path / f"restarted{i}.err", *BUDGET) for i in range(2)]  # the supervisor
+        for engine in engines:
+            await engine.start()
+        await running
+        assert load.progress > answered_during_outage
+        stats = await check_log(nc, config, [load])  # a resend of every acknowledged command answers from the log
+        for engine in engines:
+            await until_status(engine, "/readyz", 200)  # the restarted engines serve, and are ready
     finally:
-        await again.stop()
+        await nc.close()
+        for engine in engines:
+            await engine.stop()
+    print(f"outage past the reconnect budget: engines exited {codes}, {stats}, retries {dict(load.retries)}")
+    assert load.retries["no answer"] + load.retries["no responders"] > 0
 
 
-async def test_outage_within_the_budget_heals_and_the_follower_catches_up(server: EmbeddedNats,
+async def test_outage_within_the_budget_heals_and_the_follower_catches_up(server: EmbeddedNats, config: EngineConfig,
+                                                                          deployment: Deployment,
                                                                           tmp_path: Path) -> None:
-    serving = Serving(server, tmp_path, "--reconnect-budget", "60", "--reconnect-wait", "0.2")
+    serving = Serving(config, tmp_path / "stderr", "--reconnect-budget", "60", "--reconnect-wait", "0.2")
     await serving.start()
     try:
         server.kill()
         assert await serving.status("/readyz") == 503
         assert await serving.status("/healthz") == 200
         await server.start()
-        reply = await command_ok(server.url, "prj_healed")
+        nc = await connect(deployment, server.url, role="engine", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        try:
+            load = Load(nc, config, TENANT, [], tag="h")
+            reply = await load.send("c-healed", "project.create", project_id="prj_healed", name="x")  # resent until answered
+        finally:
+            await nc.close()
         assert reply["ok"], reply
         await until_status(serving, "/readyz", 200)  # its follower applied what it wrote after the outage
         assert serving.proc is not None and serving.proc.returncode is None
@@ -136,8 +162,8 @@ async def test_outage_within_the_budget_heals_and_the_follower_catches_up(server
         await serving.stop()
 
 
-async def test_stop_exits_0_when_nats_went_first(server: EmbeddedNats, tmp_path: Path) -> None:
-    serving = Serving(server, tmp_path)
+async def test_stop_exits_0_when_nats_went_first(server: EmbeddedNats, config: EngineConfig, tmp_path: Path) -> None:
+    serving = Serving(config, tmp_path / "stderr")
     await serving.start()
     try:
         server.kill()

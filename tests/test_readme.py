@@ -1,23 +1,22 @@
 """The README's walkthrough and Python snippet run exactly as written, in order, on a fresh
-engine started the way `make run` starts it (only the port differs: NATS_URL points at it)."""
+engine started the way `make run` starts it (only the port differs: NATS_URL points at it), and
+so does the raw-NATS request of docs/protocol.md that continues it."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from agentledger.handlers.nats_server import free_port
+from tests.fresh_support import HANG, sh
 
+pytestmark = pytest.mark.integration  # runs `agentledger serve` and the README's commands
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-HANG = 60  # a step still running after this long is stuck
+PROTOCOL = (ROOT / "docs" / "protocol.md").read_text()
 
 
 def blocks(lang: str) -> list[str]:
@@ -31,41 +30,12 @@ def walkthrough() -> tuple[str, list[str]]:
     return preamble, [line for line in lines if line.strip()]
 
 
-def snippet() -> tuple[str, str]:
-    """The Python block, and the command the README gives to run it."""
-    code = blocks("python")[0]
-    after = README[README.index(code) + len(code):]
-    run = re.search(r"`(\.venv/bin/python \S+\.py)`", after)
-    assert run, "the README says how to run the snippet"
+def snippet(text: str = README) -> tuple[str, str]:
+    """The first Python block of a page, and the command the page gives to run it."""
+    code = re.findall(r"^```python\n(.*?)^```", text, re.M | re.S)[0]
+    run = re.search(r"`(\.venv/bin/python \S+\.py)`", text)
+    assert run, "the page says how to run the snippet"
     return code, run.group(1)
-
-
-@pytest.fixture
-async def fresh(tmp_path: Path) -> AsyncIterator[tuple[Path, dict[str, str]]]:
-    """A directory like a fresh checkout (the venv linked in) with `agentledger serve` running in it."""
-    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTLEDGER_", "NATS_"))}
-    env |= {"COLUMNS": "200", "NO_COLOR": "1"}
-    server = await asyncio.create_subprocess_exec(".venv/bin/agentledger", "serve", "--port", str(port), cwd=tmp_path,
-                                                  env=env, stdout=asyncio.subprocess.PIPE,
-                                                  stderr=(tmp_path / "serve.log").open("wb"))
-    try:
-        assert server.stdout is not None
-        line = await asyncio.wait_for(server.stdout.readline(), HANG)
-        assert line.startswith(b"agentledger ready"), line
-        yield tmp_path, env | {"NATS_URL": f"nats://127.0.0.1:{port}"}  # the second terminal
-    finally:
-        server.send_signal(signal.SIGINT)
-        await asyncio.wait_for(server.wait(), HANG)
-
-
-async def sh(cwd: Path, env: dict[str, str], script: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec("bash", "-c", script, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), HANG)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def follow_until(cwd: Path, env: dict[str, str], preamble: str, line: str, last: str) -> str:
@@ -109,5 +79,9 @@ async def test_the_readme_walkthrough_and_snippet_run_as_written(fresh: tuple[Pa
     code, run = snippet()
     (cwd / run.split()[-1]).write_text(code)
     status, out, err = await sh(cwd, env, run)
-    assert status == 0, (out, err)
-    assert '"ok":true' in out.replace(" ", ""), out
+    assert (status, out) == (0, "awaiting_hitl\n"), (out, err)
+
+    code, run = snippet(PROTOCOL)  # the same engine, in raw NATS: the session resumes
+    (cwd / run.split()[-1]).write_text(code)
+    status, out, err = await sh(cwd, env, run)
+    assert status == 0 and '"ok":true' in out.replace(" ", "") and '"status":"active"' in out.replace(" ", ""), (out, err)

@@ -77,8 +77,9 @@ async def test_a_slow_request_does_not_hold_up_the_next_one(
     try:
         slow = asyncio.create_task(admin.request(engine_config.subjects.command("tnt_acme", "thread.archive"), b"{}",
                                                  timeout=10))
-        while not started:
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(30):  # the slow request reached its handler
+            while not started:
+                await asyncio.sleep(0.01)
         fast = await admin.request(engine_config.subjects.command("tnt_acme", "thread.restore"), b"{}", timeout=5)
         assert decode_reply(fast.data).ok
         assert not slow.done()
@@ -104,7 +105,7 @@ async def test_stop_answers_what_it_took_and_then_takes_nothing(
     await nc.flush()
     subject = engine_config.subjects.command("tnt_acme", "thread.archive")
     pending = asyncio.create_task(admin.request(subject, b"{}", timeout=10))
-    await taken.wait()
+    await asyncio.wait_for(taken.wait(), 30)
     stopping = asyncio.create_task(responder.stop())
     await asyncio.sleep(0.1)
     assert not stopping.done()  # waits for the request it took

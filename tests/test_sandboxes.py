@@ -14,11 +14,11 @@ from nats.aio.client import Client
 
 from agentledger.handlers.app import Engine
 from agentledger.handlers.config import EngineConfig
-from agentledger.handlers.providers.base import SandboxRef
-from agentledger.handlers.providers.local import LocalProvider
+from agentledger.providers.base import ProviderConfig, SandboxRef
+from agentledger.providers.directory import DirectoryProvider
 from agentledger.schemas.sandboxes import ProviderCapabilities
 from tests.conftest import AGENT, Client_, stream_messages
-from tests.sandbox_support import process_state, sandbox, sandbox_dirs, sandbox_engine, settled, writable
+from tests.sandbox_support import frozen, local_provider, sandbox, sandbox_dirs, sandbox_engine, settled, writable
 
 DONE = {"outcome": "succeeded", "text": "ok"}
 TENANT = "tnt_acme"
@@ -152,14 +152,15 @@ async def test_restarting_a_session_resumes_its_paused_sandbox(sbx: Client_) -> 
     sandbox_id = created["result"]["sandbox_id"]
     await sbx.ok("session.start", session_id="ses_r")
     view = await settled(sbx, sandbox_id, "running")
-    meta = LocalProvider(Path(view["location"]).parent.parent).meta(SandboxRef(TENANT, sandbox_id))
-    assert meta is not None and meta.pid is not None
+    root, ref = Path(view["location"]).parent.parent, SandboxRef(TENANT, sandbox_id)
+    assert (await local_provider(root).status(ref)).processes > 0
     await sbx.ok("session.complete", session_id="ses_r", summary=DONE)
     await settled(sbx, sandbox_id, "paused")
-    assert process_state(meta.pid) == "T" and not writable(view["location"])
+    assert frozen(root, ref) and not writable(view["location"])
     await sbx.ok("session.start", session_id="ses_r")
     await settled(sbx, sandbox_id, "running")
-    assert process_state(meta.pid) in ("S", "R") and writable(view["location"])
+    assert not frozen(root, ref) and writable(view["location"])
+    assert (await local_provider(root).status(ref)).processes > 0
 
 
 INVALID = [
@@ -228,13 +229,14 @@ async def test_a_failing_provider_is_recorded_and_never_changes_the_session_outc
     await settled(sbx, sandbox_id, "destroyed")  # cleanup still happens: the half-made directory goes
 
 
+@pytest.mark.integration  # runs git
 async def test_local_provider_git_worktree_and_fork(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     for args in (["init", "-q"], ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty", "-m", "x"]):
         subprocess.run(["git", "-C", str(repo), *args], check=True)
     (repo / "README").write_text("hello")
-    provider = LocalProvider(tmp_path / "root", repos=[repo])
+    provider = DirectoryProvider(ProviderConfig(root=tmp_path / "root", repos=(repo,)))
     a, b = SandboxRef("tnt_x", "sbx_a"), SandboxRef("tnt_x", "sbx_b")
     from agentledger.schemas.sandboxes import SandboxOptions
     location = await provider.create(a, SandboxOptions(repo=str(repo)))

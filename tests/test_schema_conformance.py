@@ -33,6 +33,7 @@ KID = {"kind": "agent", "id": "agt_kid"}
 @pytest.fixture
 def engine_config(engine_config: EngineConfig, tmp_path: Path) -> EngineConfig:
     engine_config.sandbox_dir = tmp_path / "sandboxes"  # with the effect handler, for sandbox outcomes
+    engine_config.sandbox_commands = ("sh",)  # for an exec that runs
     return engine_config
 
 
@@ -110,11 +111,21 @@ async def scenario(c: Recorder) -> None:
     await settled(c, "sbx_b", "destroyed")
     await c.ok("sandbox.create", sandbox_id="sbx_f", thread_id="thd_t1", options={"command": ["/nonexistent/tool"]})
     await settled(c, "sbx_f", "failed")
+    await c.ok("session.create", thread_id="thd_t1", session_id="ses_e", owner=AGENT,
+               sandbox={"mode": "new", "sandbox_id": "sbx_e"})
+    await c.ok("session.start", session_id="ses_e")
+    await settled(c, "sbx_e", "running")
+    for argv in (["sh", "-c", "echo ran; echo note >&2"], ["cat"]):  # finished; failed (not allowed)
+        reply = await c.ok("sandbox.exec", sandbox_id="sbx_e", session_id="ses_e", argv=argv, stdin="in")
+        if reply["result"]["status"] == "running":
+            await settled(c, "sbx_e", "running")
+    await c.qry("events.read", sandbox_id="sbx_e")
     # refusals
     for command, fields in [
         ("thread.archive", {"thread_id": "thd_t1"}),  # thread_not_empty
         ("session.spawn", {"parent_session_id": "ses_nobody", "agent": KID}),  # not_found
         ("sandbox.resume", {"sandbox_id": "sbx_b"}),  # illegal_transition
+        ("sandbox.exec", {"sandbox_id": "sbx_e", "session_id": "ses_d", "argv": ["sh"]}),  # not_holder
         ("session.create", {"thread_id": "thd_t1", "owner": {"kind": "agent", "id": "usr_x"}}),  # invalid_command
         ("handoff.single", {"source_session_id": "ses_c", "recipient": KID, "expected_owner_version": 9}),
         ("session.nonsense", {}),  # unknown_command
@@ -129,6 +140,11 @@ async def scenario(c: Recorder) -> None:
         ("session.get", {"session_id": "ses_none"}), ("thread.get", {"thread_id": "bad id"}),
     ]:
         await c.qry(query, **fields)
+    tenants, c.tenants = c.tenants, None  # the deployment's own query, asked through its connection
+    try:
+        await c.qry("sandbox.list_live", limit=2)
+    finally:
+        c.tenants = tenants
     after = 0
     while True:
         page = await c.qry("events.read", after=after, limit=7)
@@ -157,9 +173,9 @@ async def test_real_traffic_matches_the_published_schema(recorder: Recorder, nc:
             pattern = pattern.replace(re.escape("{" + name + "}"), re.escape(value))
         return re.fullmatch(re.sub(r"\\\{\w+\\\}", "[^.]+", pattern), subject) is not None
 
-    for m, envelope in zip(events, envelopes, strict=True):
-        channel = next(c for c in channels.values()
-                       if f"event.{envelope['type']}" in {x.get("$ref", "").rsplit("/", 1)[-1] for x in c["messages"].values()})
+    for m, envelope in zip(events, envelopes, strict=True):  # the engine stream's channels (not a tenant's audit copy)
+        channel = next(c for key, c in channels.items() if key.startswith("events.")
+                       and f"event.{envelope['type']}" in {x.get("$ref", "").rsplit("/", 1)[-1] for x in c["messages"].values()})
         assert on_channel(m.subject, channel, tenant=envelope["tenant_id"], type=envelope["type"]), m.subject
     assert len(claims) >= 6 and all(not m.data for m in claims)
     assert all(on_channel(m.subject, channels["claims.session"], tenant="tnt_acme") for m in claims)
@@ -170,7 +186,8 @@ async def test_real_traffic_matches_the_published_schema(recorder: Recorder, nc:
         set(COMMANDS) | set(QUERIES) - recorder.names
     assert {e["type"] for e in envelopes} == {str(t.__struct_config__.tag) for t in event_types()}
     codes = {v["error"]["code"] for k, v in seen if k.endswith("Reply") and not v["ok"]}
-    assert codes >= {"thread_not_empty", "not_found", "invalid_command", "unknown_command", "version_conflict"}, codes
+    assert codes >= {"thread_not_empty", "not_found", "invalid_command", "unknown_command", "version_conflict",
+                     "not_holder"}, codes
 
     instances = tmp_path / "instances.json"
     instances.write_text(json.dumps(seen))
@@ -179,6 +196,7 @@ async def test_real_traffic_matches_the_published_schema(recorder: Recorder, nc:
     assert f"checked {len(seen)}, failed 0" in r.stdout
 
 
+@pytest.mark.integration  # Ajv runs in node
 async def test_the_validator_rejects_what_the_schema_forbids(tmp_path: Path) -> None:
     """So the check above can fail: values that break discrimination, closure, patterns and bounds."""
     accepted = {"ok": True, "command_id": "c1", "position": 1, "events": [], "result": {}}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -21,50 +20,12 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.identity import REQUEST_INFO
 from agentledger.handlers.auth.keys import Deployment
-from agentledger.handlers.auth.permissions import audit_stream
 from agentledger.handlers.auth.tenants import add_audit_stream, add_tenant
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import EmbeddedNats
+from agentledger.schemas.accounts import audit_stream
 from tests.conftest import AGENT, USER, Client_, Tenants, stream_messages
-
-
-class Hostile:
-    """A tenant's user connection that notices when the broker refuses what it tried."""
-
-    def __init__(self) -> None:
-        self.nc: Client | None = None
-        self.refused = asyncio.Event()
-        self.errors: list[str] = []
-
-    @classmethod
-    async def connect(cls, url: str, creds: Any) -> Hostile:
-        me = cls()
-
-        async def on_error(e: Exception) -> None:
-            me.errors.append(str(e))
-            if "permissions violation" in str(e).lower():
-                me.refused.set()
-
-        me.nc = await nats.connect(servers=[url], user_credentials=creds.raw(), error_cb=on_error)
-        return me
-
-    async def refused_before(self, attempt: Awaitable[Any]) -> bool:
-        """True when the broker refuses before `attempt` finishes (an attempt that is refused never finishes)."""
-        task, refusal = asyncio.ensure_future(attempt), asyncio.ensure_future(self.refused.wait())
-        done, _ = await asyncio.wait({task, refusal}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-        for pending in (task, refusal):
-            if pending not in done:
-                pending.cancel()
-        self.refused.clear()
-        return refusal in done
-
-    async def close(self) -> None:
-        assert self.nc is not None
-        await self.nc.close()
-
-
-async def _never() -> None:
-    await asyncio.Event().wait()
+from tests.hostile_support import Hostile, never
 
 
 def _body(**fields: Any) -> bytes:
@@ -167,7 +128,7 @@ async def test_a_tenant_cannot_join_the_engines_queue_group(client: Client_, mal
     subjects, group = engine_config.subjects, engine_config.queue_group
     for subject in (subjects.commands_all, subjects.queries_all, subjects.command("tnt_evil", ">"), "_R_.>", ">"):
         await mallory.nc.subscribe(subject, queue=group)
-        assert await mallory.refused_before(_never()), subject
+        assert await mallory.refused_before(never()), subject
     before = await stream_messages(nc, engine_config.stream)
     replies = [await client.cmd("project.create", project_id=f"prj_q{i}", name="q") for i in range(20)]
     assert all(r["ok"] for r in replies), replies  # every one answered by the engine, none by a fake
@@ -179,7 +140,7 @@ async def test_a_tenant_sees_no_other_tenants_requests_events_or_replies(
     assert mallory.nc is not None
     for subject in ("ledger.>", f"{engine_config.prefix}.>", f"{engine_config.prefix}.evt.>", "$JS.>"):
         await mallory.nc.subscribe(subject)
-        assert await mallory.refused_before(_never()), subject
+        assert await mallory.refused_before(never()), subject
     seen: list[str] = []
 
     async def spy(msg: Any) -> None:
@@ -207,7 +168,7 @@ async def test_a_tenant_cannot_publish_onto_event_subjects(client: Client_, mall
             assert who.nc is not None
             subject = subjects.event_subject(subjects.thread_filter(tenant, "thd_t1"), "thread.archived")
             await who.nc.publish(subject, forged)
-            assert await who.refused_before(_never()), subject
+            assert await who.refused_before(never()), subject
             assert await who.refused_before(who.nc.jetstream().publish(subject, forged, stream=engine_config.stream))
     finally:
         await own_member.close()

@@ -2,6 +2,9 @@
 (a tenant's member and auditor, the deployment's admin and effect handler) tries each subject or
 JetStream API, and gets exactly what docs/security.md says: `ok`, the engine's `forbidden`
 reply, or the broker's permissions violation (`denied`). Nothing a refused cell tried is in the log.
+
+The deployment's own identities are minted for the rig's prefix and stream, as a deployment's are
+for its own: the effect handler's permissions are an allow-list that names its consumer.
 """
 
 from __future__ import annotations
@@ -14,15 +17,19 @@ from dataclasses import dataclass, field
 import msgspec
 import nats
 import nats.errors
+import nats.js.errors
 import pytest
 from nats.aio.client import Client
 
+from agentledger.engine.snapshots import bucket_name as snapshot_bucket
 from agentledger.handlers.app import Engine
+from agentledger.handlers.auth.identity import TENANTS_BUCKET
 from agentledger.handlers.auth.keys import Deployment
-from agentledger.handlers.auth.permissions import audit_stream
+from agentledger.handlers.auth.permissions import EFFECTS_INBOX
 from agentledger.handlers.auth.tenants import add_audit_stream, add_tenant
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.nats_server import EmbeddedNats
+from agentledger.schemas.accounts import CHECKPOINT_BUCKET, audit_stream, kv_stream
 from tests.conftest import USER, config_for, stream_messages
 
 TENANT, OTHER = "tnt_matrix", "tnt_matrix_other"
@@ -36,6 +43,7 @@ class Rig:
     config: EngineConfig
     engine: Engine
     log: Client  # the engine's identity, to count what is in the log
+    requested: int  # the position of sbx_seed's create request, still without an outcome
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +58,16 @@ async def rig(nats_server: EmbeddedNats, deployment: Deployment) -> AsyncIterato
     log = await nats.connect(servers=[nats_server.url], user_credentials=str(deployment.creds_path("engine")))
     body = msgspec.json.encode({"actor": USER, "project_id": "prj_seed", "name": "seed"})
     await log.request(config.subjects.command(TENANT, "project.create"), body, timeout=5)
+    body = msgspec.json.encode({"actor": USER, "sandbox_id": "sbx_seed"})  # no effect handler runs: it stays pending
+    created = msgspec.json.decode((await log.request(config.subjects.command(TENANT, "sandbox.create"), body,
+                                                     timeout=5)).data)
     await add_audit_stream(nats_server.url, deployment, TENANT, config.prefix, config.stream)
-    yield Rig(deployment, nats_server, config, engine, log)
+    for tenant, key in ((TENANT, "seed"), (OTHER, "other_secret")):  # one checkpoint key in each tenant's bucket
+        provisioner = await nats.connect(servers=[nats_server.url],
+                                         user_credentials=deployment.provisioner_creds(tenant).raw())
+        await (await provisioner.jetstream().key_value(CHECKPOINT_BUCKET)).put(key, tenant.encode())
+        await provisioner.close()
+    yield Rig(deployment, nats_server, config, engine, log, created["position"])
     await log.close()
     await engine.stop()
 
@@ -89,8 +105,10 @@ async def connect_as(rig: Rig, role: str) -> As:
     if role in ("member", "auditor"):
         creds = rig.deployment.tenant_creds(TENANT, f"usr_{role}", role)  # type: ignore[arg-type]
     else:
-        creds = rig.deployment.engine_creds(role)  # type: ignore[arg-type]
-    who.nc = await nats.connect(servers=[rig.server.url], user_credentials=creds.raw(), error_cb=on_error)
+        creds = rig.deployment.engine_creds(role, prefix=rig.config.prefix, stream=rig.config.stream)  # type: ignore[arg-type]
+    inbox = EFFECTS_INBOX if role == "effects" else "_INBOX"  # the effect handler reads only its own inboxes
+    who.nc = await nats.connect(servers=[rig.server.url], user_credentials=creds.raw(), error_cb=on_error,
+                                inbox_prefix=inbox)
     return who
 
 
@@ -180,6 +198,86 @@ async def audit_update(rig: Rig, who: As) -> str:
     return await _publish(who, f"$JS.API.STREAM.UPDATE.{audit_stream(rig.config.stream)}")
 
 
+CKPT = kv_stream(CHECKPOINT_BUCKET)
+
+
+async def ckpt_write(rig: Rig, who: As) -> str:
+    """Put a key in the tenant's checkpoint bucket (a stream of the caller's own account)."""
+    async def attempt() -> str:
+        try:
+            await who.nc.jetstream(timeout=60).publish(f"$KV.{CHECKPOINT_BUCKET}.matrix_{uuid.uuid4().hex[:8]}", b"x")
+        except nats.js.errors.NoStreamResponseError:  # no stream takes the subject in this account
+            return "no bucket"
+        return "ok"
+
+    return await who.race(attempt())
+
+
+async def _ckpt_get(who: As, key: str) -> str:
+    async def attempt() -> str:
+        body = msgspec.json.encode({"last_by_subj": f"$KV.{CHECKPOINT_BUCKET}.{key}"})
+        try:
+            msg = await who.nc.request(f"$JS.API.DIRECT.GET.{CKPT}", body, timeout=60)
+        except nats.errors.NoRespondersError:
+            return "no bucket"
+        if (msg.headers or {}).get("Status") == "404":
+            return "absent"
+        return "ok" if msg.data == TENANT.encode() else f"read {msg.data!r}"
+
+    return await who.race(attempt())
+
+
+async def ckpt_read(rig: Rig, who: As) -> str:
+    return await _ckpt_get(who, "seed")
+
+
+async def ckpt_read_other(rig: Rig, who: As) -> str:
+    """The other tenant's checkpoint, by its key: no subject of this account reaches that bucket."""
+    return await _ckpt_get(who, "other_secret")
+
+
+async def ckpt_purge(rig: Rig, who: As) -> str:
+    """Purge by subject filter, as deleting a LangGraph thread does (here a filter that matches nothing)."""
+    async def attempt() -> str:
+        body = msgspec.json.encode({"filter": f"$KV.{CHECKPOINT_BUCKET}.nothing_here"})
+        try:
+            reply = msgspec.json.decode((await who.nc.request(f"$JS.API.STREAM.PURGE.{CKPT}", body, timeout=60)).data)
+        except nats.errors.NoRespondersError:
+            return "no bucket"
+        return "ok" if reply.get("success") else f"error {reply.get('error', {}).get('code')}"
+
+    return await who.race(attempt())
+
+
+async def ckpt_stream_delete(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.DELETE.{CKPT}")
+
+
+async def ckpt_stream_update(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.UPDATE.{CKPT}")
+
+
+async def audit_purge(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.PURGE.{audit_stream(rig.config.stream)}")
+
+
+async def audit_msg_delete(rig: Rig, who: As) -> str:
+    return await _publish(who, f"$JS.API.STREAM.MSG.DELETE.{audit_stream(rig.config.stream)}", b'{"seq": 1}')
+
+
+async def stream_create(rig: Rig, who: As) -> str:
+    """A stream of one's own on the tenant's event subjects: refused by the broker in a tenant's
+    account, by JetStream (subjects overlap the engine's stream) in the engine's."""
+    async def attempt() -> str:
+        config = {"name": f"CAPTURE_{uuid.uuid4().hex[:8]}", "subjects": [rig.config.subjects.tenant_filter(TENANT)],
+                  "storage": "file"}
+        msg = await who.nc.request(f"$JS.API.STREAM.CREATE.{config['name']}", msgspec.json.encode(config), timeout=60)
+        reply = msgspec.json.decode(msg.data)
+        return f"error {reply['error']['err_code']}" if "error" in reply else "ok"
+
+    return await who.race(attempt())
+
+
 async def read_events(rig: Rig, who: As) -> str:
     """A durable consumer over the tenant's events from the first position: the audit stream in a
     tenant's account, the engine's stream in the engine's."""
@@ -195,24 +293,159 @@ async def read_events(rig: Rig, who: As) -> str:
     return await who.race(attempt())
 
 
+def _outcome(rig: Rig, request_position: int) -> bytes:
+    """A sandbox outcome as a forger would send it: sbx_seed's create done, at /etc."""
+    return _body(sandbox_id="sbx_seed", request_position=request_position, op="create", ok=True, location="/etc")
+
+
+async def report_on_commands(rig: Rig, who: As) -> str:
+    """A sandbox outcome on the ordinary command subject, for the request that is really pending."""
+    return await _request(who, rig.config.subjects.command(TENANT, "sandbox.report_outcome"),
+                          _outcome(rig, rig.requested))
+
+
+async def report_on_effects(rig: Rig, who: As) -> str:
+    """On the effect handler's own subject, for a position with no request (so even the effect
+    handler's attempt, which reaches the engine, changes nothing: `ok`, no event)."""
+    return await _request(who, rig.config.subjects.effects_command(TENANT, "sandbox.report_outcome"),
+                          _outcome(rig, 10**9))
+
+
+async def sandbox_get(rig: Rig, who: As) -> str:
+    return await _request(who, rig.config.subjects.query(TENANT, "sandbox.get"), b'{"sandbox_id": "sbx_seed"}')
+
+
+async def list_live(rig: Rig, who: As) -> str:
+    """Every tenant's live sandboxes: the deployment's query (a reconciler's), asked on the own tenant's subject."""
+    return await _request(who, rig.config.subjects.query(TENANT, "sandbox.list_live"), b"{}")
+
+
+async def direct_get(rig: Rig, who: As) -> str:
+    """A direct get on the engine's stream: its JSON body may name any subject, any tenant's."""
+    async def attempt() -> str:
+        try:
+            msg = await who.nc.request(f"$JS.API.DIRECT.GET.{rig.config.stream}", b'{"seq": 1}', timeout=60)
+        except nats.errors.NoRespondersError:
+            return "no stream"
+        return "ok" if (msg.headers or {}).get("Nats-Stream") == rig.config.stream else f"read {msg.data[:60]!r}"
+
+    return await who.race(attempt())
+
+
+async def msg_get(rig: Rig, who: As) -> str:
+    async def attempt() -> str:
+        msg = await who.nc.request(f"$JS.API.STREAM.MSG.GET.{rig.config.stream}", b'{"seq": 1}', timeout=60)
+        reply = msgspec.json.decode(msg.data)
+        return f"error {reply['error']['err_code']}" if "error" in reply else "ok"
+
+    return await who.race(attempt())
+
+
+async def _kv_put(who: As, bucket: str, key: str) -> str:
+    async def attempt() -> str:
+        try:
+            await who.nc.jetstream(timeout=60).publish(f"$KV.{bucket}.{key}", b"forged")
+        except nats.js.errors.NoStreamResponseError:
+            return "no bucket"
+        return "ok"
+
+    return await who.race(attempt())
+
+
+async def snapshot_write(rig: Rig, who: As) -> str:
+    boundary = rig.config.subjects.thread_filter(TENANT, "thd_matrix")
+    return await _kv_put(who, snapshot_bucket(rig.config.stream), rig.config.subjects.snapshot_key(boundary))
+
+
+async def tenant_map_write(rig: Rig, who: As) -> str:
+    """A key no account has: the map is shared by every engine of the run."""
+    return await _kv_put(who, TENANTS_BUCKET, "matrix_probe")
+
+
+async def consumer_delete(rig: Rig, who: As) -> str:
+    """Delete a durable consumer of the engine's stream (made afresh for each attempt)."""
+    js = rig.log.jetstream(timeout=60)
+    victim = f"victim_{uuid.uuid4().hex[:8]}"
+    await js.add_consumer(rig.config.stream, durable_name=victim, name=victim,
+                          filter_subject=rig.config.subjects.tenant_filter(TENANT))
+
+    async def attempt() -> str:
+        msg = await who.nc.request(f"$JS.API.CONSUMER.DELETE.{rig.config.stream}.{victim}", b"", timeout=60)
+        reply = msgspec.json.decode(msg.data)
+        return f"error {reply['error']['err_code']}" if "error" in reply else "ok"
+
+    return await who.race(attempt())
+
+
+async def every_inbox(rig: Rig, who: As) -> str:
+    """Subscribe to every inbox of one's account (in the engine's: the replies to the engine's own
+    reads). Allowed when the reply to one's own request (a query every role may send) comes through it too."""
+    got = asyncio.Event()
+
+    async def seen(msg: object) -> None:
+        got.set()
+
+    await who.nc.subscribe("_INBOX.>", cb=seen)
+
+    async def attempt() -> str:
+        await who.nc.request(rig.config.subjects.query(TENANT, "sandbox.get"), b'{"sandbox_id": "sbx_seed"}', timeout=60)
+        await got.wait()
+        return "ok"
+
+    return await who.race(attempt())
+
+
 Op = Callable[[Rig, As], Awaitable[str]]
 # role -> expected outcome, per operation; docs/security.md prints the same table.
 MATRIX: dict[str, tuple[Op, dict[str, str]]] = {
-    "command, own tenant": (cmd_own, {"member": "ok", "auditor": "forbidden", "admin": "ok", "effects": "ok"}),
-    "query, own tenant": (qry_own, {"member": "ok", "auditor": "ok", "admin": "ok", "effects": "ok"}),
-    "command, other tenant": (cmd_other, {"member": "denied", "auditor": "denied", "admin": "ok", "effects": "ok"}),
-    "query, other tenant": (qry_other, {"member": "denied", "auditor": "denied", "admin": "ok", "effects": "ok"}),
+    "command, own tenant": (cmd_own, {"member": "ok", "auditor": "forbidden", "admin": "ok", "effects": "denied"}),
+    "query, own tenant": (qry_own, {"member": "ok", "auditor": "ok", "admin": "ok", "effects": "denied"}),
+    "command, other tenant": (cmd_other, {"member": "denied", "auditor": "denied", "admin": "ok", "effects": "denied"}),
+    "query, other tenant": (qry_other, {"member": "denied", "auditor": "denied", "admin": "ok", "effects": "denied"}),
+    "query sandbox.get": (sandbox_get, {"member": "ok", "auditor": "ok", "admin": "ok", "effects": "ok"}),
+    "query sandbox.list_live (every tenant's)": (list_live, {"member": "forbidden", "auditor": "forbidden", "admin": "ok",
+                                                             "effects": "ok"}),
+    "report a sandbox outcome on the command subject": (report_on_commands, {
+        "member": "forbidden", "auditor": "forbidden", "admin": "forbidden", "effects": "denied"}),
+    "report a sandbox outcome on the effect handler's subject": (report_on_effects, {
+        "member": "denied", "auditor": "denied", "admin": "denied", "effects": "ok"}),
     "publish an event": (evt_publish, dict.fromkeys(ROLES, "denied")),
     "serve commands (queue group)": (serve_commands, dict.fromkeys(ROLES, "denied")),
     "serve queries (queue group)": (serve_queries, dict.fromkeys(ROLES, "denied")),
+    "subscribe to every inbox of the account": (every_inbox, {"member": "ok", "auditor": "ok", "admin": "ok",
+                                                              "effects": "denied"}),
     "JS stream delete": (stream_delete, dict.fromkeys(ROLES, "denied")),
     "JS stream purge": (stream_purge, dict.fromkeys(ROLES, "denied")),
     "JS stream update": (stream_update, dict.fromkeys(ROLES, "denied")),
     "JS message delete": (msg_delete, dict.fromkeys(ROLES, "denied")),
+    "JS direct get on the engine's stream": (direct_get, {"member": "denied", "auditor": "no stream", "admin": "ok",
+                                                          "effects": "denied"}),
+    "JS message get on the engine's stream": (msg_get, {"member": "denied", "auditor": "error 10059", "admin": "ok",
+                                                        "effects": "denied"}),
+    "JS write a snapshot": (snapshot_write, {"member": "denied", "auditor": "denied", "admin": "denied",
+                                             "effects": "denied"}),
+    "JS write the tenant map": (tenant_map_write, {"member": "denied", "auditor": "denied", "admin": "ok",
+                                                   "effects": "denied"}),
+    "JS delete a durable consumer of the engine's stream": (consumer_delete, {
+        "member": "denied", "auditor": "error 10059", "admin": "ok", "effects": "denied"}),
     "JS delete the tenant's audit stream": (audit_delete, dict.fromkeys(ROLES, "denied")),
     "JS update the tenant's audit stream": (audit_update, dict.fromkeys(ROLES, "denied")),
     "durable consumer on the tenant's events": (read_events, {"member": "denied", "auditor": "ok", "admin": "ok",
-                                                              "effects": "ok"}),
+                                                              "effects": "denied"}),
+    "JS purge the tenant's audit stream": (audit_purge, dict.fromkeys(ROLES, "denied")),
+    "JS delete a message of the tenant's audit stream": (audit_msg_delete, dict.fromkeys(ROLES, "denied")),
+    "JS create a stream on the tenant's events": (stream_create, {"member": "denied", "auditor": "denied",
+                                                                  "admin": "error 10065", "effects": "denied"}),
+    "checkpoints: put a key": (ckpt_write, {"member": "ok", "auditor": "denied", "admin": "no bucket",
+                                            "effects": "denied"}),
+    "checkpoints: read a key": (ckpt_read, {"member": "ok", "auditor": "ok", "admin": "no bucket",
+                                            "effects": "denied"}),
+    "checkpoints: read the other tenant's key": (ckpt_read_other, {"member": "absent", "auditor": "absent",
+                                                                   "admin": "no bucket", "effects": "denied"}),
+    "checkpoints: purge by subject": (ckpt_purge, {"member": "ok", "auditor": "denied", "admin": "denied",
+                                                   "effects": "denied"}),
+    "checkpoints: delete the bucket's stream": (ckpt_stream_delete, dict.fromkeys(ROLES, "denied")),
+    "checkpoints: update the bucket's stream": (ckpt_stream_update, dict.fromkeys(ROLES, "denied")),
 }
 CELLS = [(op, role) for op in MATRIX for role in ROLES]
 

@@ -10,10 +10,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.contract import event_types
 from tests.node_tools import JS, installed
 
+pytestmark = pytest.mark.integration  # runs json2ts and tsc in node
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -5,6 +5,7 @@ sandboxes at once and keeps each sandbox's requests in log order, also across tw
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import sys
@@ -14,15 +15,17 @@ from pathlib import Path
 import msgspec
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from agentledger.handlers.app import Engine
 from agentledger.handlers.config import EngineConfig
-from agentledger.handlers.durable import DurableWorker, backoff
+from agentledger.handlers.durable import DurableWorker, backoff, delivery
 from agentledger.handlers.parking import parked
 from agentledger.handlers.process_manager import SandboxProcessManager
-from agentledger.handlers.providers.base import SandboxRef
-from agentledger.handlers.providers.local import LocalProvider
 from agentledger.handlers.workers import effects_worker, process_manager_worker
+from agentledger.providers.base import ProviderConfig, SandboxRef
+from agentledger.providers.directory import DirectoryProvider
 from agentledger.schemas.common import ParkedMessage
 from agentledger.schemas.events import Envelope, SessionStarted
 from agentledger.schemas.sandboxes import SandboxOptions
@@ -46,6 +49,36 @@ async def bare(engine_config: EngineConfig) -> AsyncIterator[Engine]:
     await eng.start()
     yield eng
     await eng.stop()
+
+
+async def test_an_event_held_past_the_ack_wait_is_not_delivered_again(bare: Engine, nc: Client) -> None:
+    """A worker keeps the events it holds, however long it takes: a handler that runs for three
+    ack waits (an exec runs for minutes) sees its event once, and the next event of its lane
+    follows, on its first delivery too. So a redelivery means the worker that held it stopped."""
+    assert bare.store is not None
+    config = bare.config
+    seen: list[tuple[int, int]] = []
+
+    async def handler(envelope: Envelope, position: int) -> bool:
+        seen.append((position, delivery()))
+        if len(seen) == 1:
+            await asyncio.sleep(3.5)
+        return True
+
+    worker = DurableWorker(bare.store.js, config.stream, config.subjects.thread_events_of(("session.created",
+                                                                                          "session.started")),
+                           "keep", handler, config.subjects, ack_wait=1.0, key=config.subjects.boundary_of,
+                           concurrency=4)
+    await worker.start()
+    client = Client_(nc, config)
+    try:
+        await client.setup_thread()
+        created = await client.ok("session.create", thread_id="thd_t1", session_id="ses_a", owner=AGENT)
+        started = await client.ok("session.start", session_id="ses_a")
+        await eventually(lambda: asyncio.sleep(0, len(seen) >= 2), "both events handled")
+        assert seen[:2] == [(created["position"], 1), (started["position"], 1)]  # no second delivery between
+    finally:
+        await worker.stop()
 
 
 async def test_a_poison_event_is_parked_and_the_rest_flows_on(bare: Engine, nc: Client) -> None:
@@ -106,12 +139,59 @@ async def test_a_poison_event_is_parked_and_the_rest_flows_on(bare: Engine, nc: 
         await again.stop()
 
 
-class Recording(LocalProvider):
+async def test_an_idle_worker_takes_a_fetch_timeout_for_nothing_yet(bare: Engine, nc: Client,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A fetch of several events on an idle consumer ends in nats-py's own TimeoutError, or in
+    asyncio's when the server's "no messages" lands just before the fetch's deadline (nats-py
+    2.16, `_fetch_n`). Both mean "nothing yet": no error logged, no pause before the next fetch,
+    and the next event is handled as soon as it is in the log."""
+    assert bare.store is not None
+    config = bare.config
+    real_fetch = JetStreamContext.PullSubscription.fetch
+    fetches = 0
+    idle = asyncio.Event()  # the worker went on fetching: past the early timeouts and a few idle rounds
+
+    async def fetch(sub: JetStreamContext.PullSubscription, batch: int = 1, timeout: float | None = 5,
+                    heartbeat: float | None = None) -> list[Msg]:
+        nonlocal fetches
+        fetches += 1
+        if fetches > 6:
+            idle.set()
+        if fetches <= 3:  # the race nats-py loses now and then, made certain (asyncio.TimeoutError is TimeoutError)
+            raise TimeoutError
+        return await real_fetch(sub, batch, timeout, heartbeat)
+
+    handled: list[int] = []
+    arrived = asyncio.Event()
+
+    async def handler(envelope: Envelope, position: int) -> bool:
+        handled.append(position)
+        arrived.set()
+        return True
+
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", fetch)
+    caplog.set_level(logging.WARNING, logger="agentledger.workers")
+    # keyed, as the effect handler is, so each fetch asks for several events; a failed fetch would pause 10 minutes
+    worker = DurableWorker(bare.store.js, config.stream, config.subjects.events_all, "idle", handler, config.subjects,
+                           max_retry_delay=600, key=lambda subject: subject, concurrency=4)
+    await worker.start()
+    try:
+        await asyncio.wait_for(idle.wait(), 30)
+        await Client_(nc, config).ok("project.create", project_id="prj_p1", name="p")
+        await asyncio.wait_for(arrived.wait(), 30)
+    finally:
+        await worker.stop()
+    assert handled == [1]
+    assert [r.getMessage() for r in caplog.records if r.name == "agentledger.workers"] == []
+
+
+class Recording(DirectoryProvider):
     """The local provider, recording the order of its calls per sandbox, with jitter so that
     work on different sandboxes interleaves; `sbx_first` waits until `sbx_second` exists."""
 
     def __init__(self, root: Path, calls: dict[str, list[str]], second: asyncio.Event) -> None:
-        super().__init__(root)
+        super().__init__(ProviderConfig(root=root))
         self.calls, self.second = calls, second
 
     async def _record(self, ref: SandboxRef, op: str) -> None:
@@ -151,7 +231,8 @@ async def test_effects_run_sandboxes_in_parallel_and_each_in_order(
     second = asyncio.Event()
     # two replicas of the effect handler share one durable consumer
     workers: list[DurableWorker] = [
-        effects_worker(config, bare.store, bare.commands.execute, providers={"local": Recording(root, calls, second)})
+        effects_worker(config, bare.store, bare.commands.execute, bare.queries.execute,
+                       providers={"local": Recording(root, calls, second)})
         for _ in range(2)]
     for worker in workers:
         await worker.start()
@@ -170,7 +251,8 @@ async def test_effects_run_sandboxes_in_parallel_and_each_in_order(
             await settled(client, sid, "destroyed")
         assert calls["sbx_second"] == ["create"] and calls["sbx_first"] == ["create"]
         assert {sid: calls[sid] for sid in others} == {sid: ["create", "pause", "resume", "destroy"] for sid in others}
-        assert sum(w.handled for w in workers) == 2 + 4 * len(others)
+        # every request handled once (the consumer also brings the outcomes, which need nothing done)
+        assert sum(w.handled for w in workers) >= 2 + 4 * len(others)
     finally:
         for worker in workers:
             await worker.stop()

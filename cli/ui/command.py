@@ -15,6 +15,9 @@ def ui(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="HTTP port (0: any free port)")] = 8480,
     host: Annotated[str, typer.Option("--host", help="address to listen on; anyone who reaches it reads what "
                                                       "--creds may read")] = "127.0.0.1",
+    allow_host: Annotated[list[str] | None, typer.Option(
+        "--allow-host", metavar="NAME",
+        help="a name (or address) the page may be reached by besides loopback ones; repeat for more")] = None,
     tenant: Tenant = transport.DEFAULT_TENANT,
     nats_url: NatsUrl = transport.DEFAULT_URL,
     prefix: Prefix = transport.DEFAULT_PREFIX,
@@ -26,6 +29,7 @@ def ui(
     from agentledger.cli import output
     from agentledger.cli.query_client import QueryClient
     from agentledger.cli.ui.server import serve
+    from agentledger.client.errors import LedgerError
     from agentledger.schemas.errors import DomainError
 
     def ready(bound: int) -> None:
@@ -33,12 +37,11 @@ def ui(
 
     async def run() -> None:
         async with QueryClient(Target(nats_url, prefix, tenant, timeout, creds)) as client:
-            await serve(client, host, port, ready)
+            await serve(client, host, port, ready, allow_hosts=allow_host or ())
 
     try:
         asyncio.run(run())
-    except DomainError as e:
-        output.error(e.error)
-        raise typer.Exit(output.exit_code(e.error)) from None
+    except (DomainError, LedgerError) as e:
+        transport.fail(e)
     except KeyboardInterrupt:
         pass

@@ -3,15 +3,20 @@ engine's account and one account per tenant, each an nkey seed from which its JW
 again whenever it is needed. Users are issued as standard `.creds` files.
 
 Seeds are secrets: the directory is 0700 and every file 0600. Whoever holds this directory is
-the deployment (it can mint any credential); tenants only ever get a user's `.creds` file.
+the deployment (it can mint any credential); tenants only ever get a user's `.creds` file, with
+an expiry when the operator gives one. The users the deployment mints for one operation of its
+own (the system account's, a tenant account's provisioner) expire minutes after they are made.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +48,7 @@ ENGINE_ACCOUNT = "AGENTLEDGER"
 AUDIT_API = "$JS.ledger.API"  # where a tenant account sees the engine account's (narrowed) JetStream API
 AUDIT_DELIVERY = "agentledger.audit"  # + .<tenant>.>: where the engine account delivers a tenant's events
 USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ONE_OPERATION_SECONDS = 300  # users minted for one operation: a few minutes, for clocks a little apart
 _TENANT = re.compile(TENANT_RE)
 _CREDS = """-----BEGIN NATS USER JWT-----
 {jwt}
@@ -61,22 +67,42 @@ NKEYs are sensitive and should be treated as secrets.
 
 
 def _secret(path: Path, text: str) -> None:
+    """Write `text` to a new 0600 file that then takes `path`'s place: an existing file's mode, or a
+    descriptor opened on it before, never sees the secret."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def _pub(kp: nkeys.KeyPair) -> str:
     return kp.public_key.decode()
 
 
-def user_key_of(creds_text: str) -> str:
-    """The user public key of a `.creds` file, from its seed (as a NATS client derives it)."""
+def _seed_of(creds_text: str) -> str:
     match = re.search(r"-{3,}BEGIN USER NKEY SEED-{3,}\s*(\S+)\s*-{3,}END USER NKEY SEED", creds_text)
     if match is None:
         raise ValueError("not a .creds file: no user nkey seed in it")
-    return _pub(nkeys.from_seed(match.group(1).encode()))
+    return match.group(1)
+
+
+def user_key_of(creds_text: str) -> str:
+    """The user public key of a `.creds` file, from its seed (as a NATS client derives it)."""
+    return _pub(nkeys.from_seed(_seed_of(creds_text).encode()))
+
+
+def snapshot_key(creds_text: str, stream: str) -> bytes:
+    """The key engines sign snapshots with: HMAC-SHA256 keyed by the engine user's nkey seed (the
+    secret of its `.creds` file, 32 random bytes) over a label and the stream. Every replica started
+    with the deployment's `engine.creds` derives the same key; no other identity (effect handler,
+    admin, tenants) holds that seed, so none can write a snapshot an engine accepts."""
+    seed = _seed_of(creds_text).encode()
+    return hmac.new(seed, b"agentledger snapshots v1\0" + stream.encode(), hashlib.sha256).digest()
 
 
 def is_user_key(key: str) -> bool:
@@ -100,6 +126,7 @@ class Creds:
 
     text: str
     public_key: str
+    expires: int | None = None  # unix time after which the server refuses them; None: never
 
     def raw(self) -> RawCredentials:
         return RawCredentials(self.text)
@@ -184,6 +211,12 @@ class Deployment:
     def tenants(self) -> list[str]:
         return sorted(p.stem for p in (self.root / "tenants").glob("*.seed"))
 
+    def remove_tenant(self, tenant: str) -> None:
+        """Forget a tenant's keys (a `tenant add` that failed half-way): no credential can be issued for it."""
+        if self._tenant_key(tenant, False) is not None:
+            (self.root / "tenants" / f"{tenant}.seed").unlink()
+            self._quota_path(tenant).unlink(missing_ok=True)
+
     def tenant_account(self, tenant: str, create: bool = True) -> str | None:
         kp = self._tenant_key(tenant, create)
         return None if kp is None else _pub(kp)
@@ -255,37 +288,53 @@ class Deployment:
         return revoked[user_key]
 
     # -- users -----------------------------------------------------------------------------
-    def _user(self, account: nkeys.KeyPair, name: str, tags: list[str], grant: Grant) -> Creds:
+    def _user(self, account: nkeys.KeyPair, name: str, tags: list[str], grant: Grant,
+              expires_in: int | None = None) -> Creds:
         if not USER_RE.match(name):
             raise ValueError(f"user {name!r} must match {USER_RE.pattern}")
+        if expires_in is not None and expires_in <= 0:
+            raise ValueError("an expiry must be in the future")
         user = create_user_pair()
         claims = UserClaims(_pub(user), name)
         claims.nats.tags = tags
         claims.nats.pub = _permission(grant.pub_allow, grant.pub_deny)
         claims.nats.sub = _permission(grant.sub_allow, grant.sub_deny)
-        return Creds(_CREDS.format(jwt=claims.encode(account), seed=user.seed.decode()), _pub(user))
+        if expires_in is not None:
+            claims.exp = int(time.time()) + expires_in
+        return Creds(_CREDS.format(jwt=claims.encode(account), seed=user.seed.decode()), _pub(user),
+                     claims.exp or None)
 
-    def engine_creds(self, role: EngineRole = "engine", name: str | None = None) -> Creds:
+    def engine_creds(self, role: EngineRole = "engine", name: str | None = None, prefix: str | None = None,
+                     stream: str | None = None, grant: Grant | None = None) -> Creds:
+        """A user of the engine's account. Its permissions name the deployment's prefix and stream;
+        `prefix`/`stream` write them for another (the test suite's deployment serves any prefix,
+        and the effect handler's allow-list names its own consumer on one stream). `grant` gives
+        narrower permissions than the role's own (an operator's restricted user)."""
         assert role in ENGINE_ROLES
-        return self._user(self._engine, name or role, [ROLE_TAG + role], engine_grant(self.prefix, role))
+        grant = grant or engine_grant(prefix or self.prefix, stream or self.stream, role)
+        return self._user(self._engine, name or role, [ROLE_TAG + role], grant)
 
     def system_creds(self) -> Creds:
-        return self._user(self._system, "sys", [], Grant())
+        """The system account's user, to push one account JWT: minted for each push, expiring soon after."""
+        return self._user(self._system, "sys", [], Grant(), ONE_OPERATION_SECONDS)
 
     def provisioner_creds(self, tenant: str) -> Creds:
-        """Everything inside one tenant's account (to create its audit stream); never handed out."""
+        """Everything inside one tenant's account (to create its audit stream); never handed out,
+        minted for each use and expiring soon after."""
         kp = self._tenant_key(tenant, False)
         if kp is None:
             raise KeyError(f"no tenant {tenant}")
-        return self._user(kp, "provisioner", [], Grant())
+        return self._user(kp, "provisioner", [], Grant(), ONE_OPERATION_SECONDS)
 
-    def tenant_creds(self, tenant: str, user: str, role: TenantRole = "member") -> Creds:
+    def tenant_creds(self, tenant: str, user: str, role: TenantRole = "member", expires_in: int | None = None) -> Creds:
+        """A tenant user's credentials; with `expires_in` (seconds) the server refuses them after that
+        and closes their connections when it passes."""
         if role not in TENANT_ROLES:
             raise ValueError(f"role must be one of {', '.join(TENANT_ROLES)}")
         kp = self._tenant_key(tenant, False)
         if kp is None:
             raise KeyError(f"no tenant {tenant}: add it first (agentledger tenant add {tenant})")
-        return self._user(kp, user, [ROLE_TAG + role], tenant_grant(self.prefix, tenant, role))
+        return self._user(kp, user, [ROLE_TAG + role], tenant_grant(self.prefix, tenant, role), expires_in)
 
     # -- files -----------------------------------------------------------------------------
     def creds_path(self, role: EngineRole) -> Path:

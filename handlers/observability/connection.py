@@ -1,12 +1,15 @@
 """NATS connection callbacks: one log line per change of state (not a traceback per reconnect
-attempt), reconnect metrics, and the news that a connection is closed for good.
+attempt), reconnect metrics, messages dropped as unreadable, and the news that a connection is
+closed for good or has stopped reading.
 
 nats-py gives up after `max_reconnect_attempts`; a subscriber on a closed connection never
-hears anything again. Rather than stay alive and deaf, the process is told (`on_lost`) and
-exits non-zero, so its supervisor restarts it and a fresh start rebuilds everything."""
+hears anything again, nor does one whose read loop ended. Rather than stay alive and deaf, the
+process is told (`on_lost`) and exits non-zero, so its supervisor restarts it and a fresh start
+rebuilds everything."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -14,6 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nats.aio.client import Client
+
+from agentledger.handlers.natsfix import MalformedMessage
+from agentledger.handlers.observability.liveness import ReadCheck
 from agentledger.handlers.observability.metrics import EngineMetrics
 
 log = logging.getLogger("agentledger.nats")
@@ -21,10 +28,12 @@ log = logging.getLogger("agentledger.nats")
 
 @dataclass(frozen=True)
 class Reconnect:
-    """How long a connection keeps trying after NATS went away. A negative budget: forever."""
+    """How long a connection keeps trying after NATS went away (a negative budget: forever), and
+    how long a connected one may echo nothing before it counts as lost (its reader stopped)."""
 
     wait: float = 2.0
     budget: float = 120.0
+    stall: float = 10.0
 
     @property
     def attempts(self) -> int:
@@ -38,6 +47,9 @@ class ConnectionWatch:
         self.closing = False  # set before a deliberate close: then closing is not a failure
         self._down_since: float | None = None
         self._errors: dict[str, int] = {}
+        self.malformed = 0  # messages dropped because they could not be read
+        self._reading: ReadCheck | None = None
+        self._close: asyncio.Task[None] | None = None
 
     def options(self, reconnect: Reconnect) -> dict[str, Any]:
         """Keyword arguments for `nats.connect`."""
@@ -45,7 +57,28 @@ class ConnectionWatch:
                 "error_cb": self._error, "disconnected_cb": self._disconnected,
                 "reconnected_cb": self._reconnected, "closed_cb": self._closed}
 
+    async def check_reading(self, nc: Client, reconnect: Reconnect) -> None:
+        """From now on, notice if `nc` stops reading while connected (see `liveness`)."""
+        self._reading = ReadCheck(self.name, lambda reason: self._stopped_reading(nc, reason), reconnect.stall)
+        await self._reading.start(nc)
+
+    def _stopped_reading(self, nc: Client, reason: str) -> None:
+        if self.closing:
+            return
+        log.error("%s", reason)
+        self.on_lost(reason)
+        # Closed at once, so the stop that follows does not wait on a connection that reads nothing.
+        self.closing = True
+        self._close = asyncio.create_task(nc.close())
+
     async def _error(self, error: Exception) -> None:
+        if isinstance(error, MalformedMessage):
+            self.malformed += 1
+            if self.metrics is not None:
+                self.metrics.nats_malformed.labels(self.name).inc()
+            if self.malformed in (1, 10, 100) or self.malformed % 1000 == 0:  # counted always, logged now and then
+                log.warning("nats %s connection: %s (%d so far)", self.name, error, self.malformed)
+            return
         text = f"{type(error).__name__}: {error}"
         seen = self._errors.get(text, 0)
         self._errors[text] = seen + 1
@@ -71,6 +104,8 @@ class ConnectionWatch:
             self.on_back()
 
     async def _closed(self) -> None:
+        if self._reading is not None:
+            self._reading.stop()
         if self.closing:
             return
         reason = f"nats {self.name} connection closed: NATS unreachable for longer than the reconnect budget"

@@ -1,8 +1,9 @@
 """Liveness, readiness and scrape-time gauges for an engine or a stand-alone effect handler.
 
 Alive: no connection has been given up for lost and the embedded server (if any) still runs.
-Ready: alive, every NATS connection up, and the read models have applied the log's head as it
-was when asked (a replica that is catching up after an outage is not ready)."""
+Ready: alive, every NATS connection up, every worker's durable consumer there (a deleted one is
+reported until the worker has made it again), and the read models have applied the log's head as
+it was when asked (a replica that is catching up after an outage is not ready)."""
 
 from __future__ import annotations
 
@@ -46,8 +47,12 @@ class WorkerProbe:
             return "nats disconnected; reconnecting"
         return None
 
+    def _consumers_missing(self) -> str | None:
+        missing = [w.missing for w in self._workers() if w.missing is not None]
+        return "; ".join(missing) if missing else None
+
     async def not_ready(self) -> str | None:
-        return self._not_connected()
+        return self._not_connected() or self._consumers_missing()
 
     async def refresh(self) -> None:
         js = self._js()
@@ -83,7 +88,7 @@ class EngineProbe(WorkerProbe):
         return await asyncio.wait_for(engine.store.last_position(engine.config.subjects.events_all), ASK_TIMEOUT)
 
     async def not_ready(self) -> str | None:
-        if (reason := self._not_connected()) is not None:
+        if (reason := self._not_connected() or self._consumers_missing()) is not None:
             return reason
         try:
             head = await self._head()

@@ -15,7 +15,14 @@ from prometheus_client.registry import Collector
 
 from agentledger.handlers.observability import tracing
 from agentledger.handlers.observability.logs import bind
-from agentledger.handlers.providers.base import ProviderError, SandboxProvider, SandboxRef
+from agentledger.providers.base import (
+    ExecResult,
+    ProviderError,
+    ProviderInfo,
+    SandboxProvider,
+    SandboxRef,
+    SandboxStatus,
+)
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.queries import QUERIES
 from agentledger.schemas.replies import CommandReply, QueryReply
@@ -67,6 +74,9 @@ class EngineMetrics:
                                        "disconnection", ["connection"], registry=r)
         self.nats_disconnects = Counter("agentledger_nats_disconnects", "Times a NATS connection was lost",
                                         ["connection"], registry=r)
+        self.nats_malformed = Counter("agentledger_nats_malformed_messages", "Messages a NATS connection dropped "
+                                      "because they could not be read (a header, status line or subject that is "
+                                      "not valid, from whichever client sent it)", ["connection"], registry=r)
 
     def read_counter(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """Export a counter kept elsewhere as a plain number (e.g. the service's append conflicts)."""
@@ -153,3 +163,17 @@ class ObservedProvider:
 
     async def destroy(self, ref: SandboxRef) -> None:
         await self._call("destroy", ref, lambda: self.inner.destroy(ref))
+
+    async def exec(self, ref: SandboxRef, argv: list[str], timeout: float, stdin: bytes = b"") -> ExecResult:
+        result = await self._call("exec", ref, lambda: self.inner.exec(ref, argv, timeout, stdin))
+        assert isinstance(result, ExecResult)
+        return result
+
+    def info(self) -> ProviderInfo:
+        return self.inner.info()
+
+    async def list(self) -> list[SandboxRef]:
+        return await self.inner.list()
+
+    async def status(self, ref: SandboxRef) -> SandboxStatus:
+        return await self.inner.status(ref)

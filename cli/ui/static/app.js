@@ -6,9 +6,11 @@
 
 const PAGE_HALF = 50;
 const $ = (id) => document.getElementById(id);
+const FILTERS = ["session", "type", "actor", "correlation", "q"];
 const S = {
   threadId: null, thread: null, logEnd: 0, first: 1, at: null, follow: true,
-  page: [], stateReq: 0, pageReq: 0, live: null, liveAfter: 0, newSinceView: 0, threadPages: 1,
+  page: [], scan: null, stateReq: 0, pageReq: 0, diffReq: 0, live: null, liveAfter: 0, newSinceView: 0, threadPages: 1,
+  replay: null, seen: { types: new Set(["session", "sandbox", "thread", "handoff"]), actors: new Set(), correlations: new Set() },
 };
 
 function el(tag, attrs, ...children) {
@@ -47,6 +49,27 @@ async function api(path, { absentOk = false } = {}) {
   return body;
 }
 
+const threadPath = (suffix = "") => `/api/threads/${encodeURIComponent(S.threadId)}${suffix}`;
+
+// -- links: #<thread>@<position> opens a thread at a position ------------------------------------
+function linkTo(threadId, position) {
+  return `#${encodeURIComponent(threadId)}${position === undefined ? "" : "@" + position}`;
+}
+
+function parseHash() {
+  const [thread, at] = decodeURIComponent(location.hash.slice(1)).split("@");
+  return { thread: thread || null, at: at && /^\d+$/.test(at) ? Number(at) : undefined };
+}
+
+window.addEventListener("hashchange", () => {
+  $("notice").hidden = true;
+  const { thread, at } = parseHash();
+  if (!thread) return;
+  if (thread !== S.threadId) { openThread(thread, at).catch(() => {}); return; }
+  if (at === undefined) { setFollow(true); setPosition(S.logEnd).catch(() => {}); }
+  else if (at !== S.at) { setFollow(false); setPosition(at).catch(() => {}); }
+});
+
 // -- threads -------------------------------------------------------------------------------------
 // The list shows S.threadPages pages of the tenant's threads (oldest first); "more threads" adds one.
 async function loadThreads() {
@@ -64,11 +87,11 @@ async function loadThreads() {
   list.replaceChildren();
   for (const t of threads) {
     const fork = t.forked_from ? el("div", { class: "meta fork", text: `fork of ${t.forked_from.thread_id} @ ${t.forked_from.position}` }) : null;
-    list.append(el("li", { class: t.thread_id === S.threadId ? "thread selected" : "thread", "data-thread-id": t.thread_id,
-                           onclick: () => openThread(t.thread_id) },
-      el("div", {}, el("span", { class: "tid", text: t.thread_id }), " ", status(t.status)),
-      el("div", { class: "meta", text: `${t.title || "(untitled)"} · ${t.session_count} session(s) · ${t.project_id}` }),
-      fork));
+    list.append(el("li", { class: t.thread_id === S.threadId ? "thread selected" : "thread", "data-thread-id": t.thread_id },
+      el("a", { class: "thread-link", href: linkTo(t.thread_id) },
+        el("div", {}, el("span", { class: "tid", text: t.thread_id }), " ", status(t.status)),
+        el("div", { class: "meta", text: `${t.title || "(untitled)"} · ${t.session_count} session(s) · ${t.project_id}` }),
+        fork)));
   }
   if (!threads.length) list.append(el("li", { class: "dim", text: "no threads" }));
   if (body.more) {
@@ -87,27 +110,25 @@ function markSelected() {
 }
 
 async function openThread(threadId, at) {
-  const body = await api(`/api/threads/${encodeURIComponent(threadId)}`);
-  const first = await api(`/api/threads/${encodeURIComponent(threadId)}/events?after=0&limit=1`);
+  const path = `/api/threads/${encodeURIComponent(threadId)}`;
+  const body = await api(path);
+  const first = await api(`${path}/events?after=0&limit=1`);
   S.threadId = threadId;
   S.thread = body.thread;
   S.logEnd = Math.max(S.logEnd, body.log_end);
   S.first = first.events.length ? first.events[0].position : 1;
-  S.follow = at === undefined;
   S.newSinceView = 0;
-  $("follow").checked = S.follow;
+  setFollow(at === undefined);
   $("thread-panel").hidden = false;
   $("thread-id").textContent = threadId;
   const fork = body.thread.forked_from;
   $("fork-info").hidden = !fork;
   if (fork) {
     $("fork-source").textContent = fork.thread_id;
-    $("fork-source").dataset.threadId = fork.thread_id;
-    $("fork-source").dataset.position = fork.position;
+    $("fork-source").href = linkTo(fork.thread_id, fork.position);
     $("fork-position").textContent = fork.position;
   }
   $("diff-from").value = body.thread.created_position;
-  $("diff-to").value = S.logEnd;
   $("diff-summary").textContent = "";
   $("diff-list").replaceChildren();
   markSelected();
@@ -124,33 +145,45 @@ function setRange() {
   $("position-input").max = slider.max;
 }
 
-// -- a position: the replayed state and the page of events around it ------------------------------
+function setFollow(on) {
+  S.follow = on;
+  $("follow").checked = on;
+}
+
+// -- a position: the replayed state, the sandboxes then, and the page of events around it ----------
 async function setPosition(p, { page = true } = {}) {
   p = Math.max(S.first, Math.min(Number(p) || S.logEnd, S.logEnd));
   S.at = p;
   $("position").value = p;
   $("position-input").value = p;
-  location.hash = `${S.threadId}@${p}`;
+  history.replaceState(null, "", linkTo(S.threadId, p));  // the address is always a link to what is shown
+  $("share-link").value = location.href;
+  $("copy-status").textContent = "";
   const req = ++S.stateReq;
   // a fork's history starts with its source's events: before its own creation it did not exist yet
-  const loads = [api(`/api/threads/${encodeURIComponent(S.threadId)}/state?at=${p}`, { absentOk: true })];
+  const loads = [api(threadPath(`/state?at=${p}`), { absentOk: true }),
+                 api(threadPath(`/sandboxes?at=${p}`), { absentOk: true })];
   if (page) loads.push(loadPageAround(p));
-  const [replay] = await Promise.all(loads);
+  const [replay, sandboxes] = await Promise.all(loads);
   if (req !== S.stateReq) return;  // a later position was asked for meanwhile
-  if (replay) renderState(replay, p); else renderAbsent(p);
+  if (replay) renderState(replay, p, sandboxes ? sandboxes.sandboxes : []); else renderAbsent(p);
   markPage();
+  $("diff-to").value = p;
+  runDiff().catch(() => {});
 }
 
 function renderAbsent(p) {
+  S.replay = null;
   $("position-label").textContent = `as of position ${p} · ${S.threadId} did not exist yet` +
     (S.thread.forked_from ? ` (it is forked from ${S.thread.forked_from.thread_id} at position ${S.thread.forked_from.position})` : "");
   $("beyond-note").hidden = true;
   renderTree([]);
   renderSessions([]);
-  renderSandboxes([], []);
+  renderSandboxes([], null);
 }
 
-function renderState(r, asked) {
+function renderState(r, asked, sandboxes) {
+  S.replay = r;
   const t = r.thread;
   $("thread-status").replaceChildren(status(t.status));
   $("thread-status").dataset.status = t.status;
@@ -168,7 +201,8 @@ function renderState(r, asked) {
   $("beyond-note").textContent = beyond ? `the log ends at position ${r.log_end}, before ${r.at}` : "";
   renderTree(r.trees);
   renderSessions(r.sessions);
-  renderSandboxes(t.held_sandboxes, r.sessions);
+  renderSandboxes(sandboxes, r);
+  fillList("sessions-known", r.sessions.map((s) => s.session_id));
 }
 
 function renderTree(trees) {
@@ -205,26 +239,46 @@ function renderSessions(sessions) {
   if (!sessions.length) body.append(el("tr", {}, el("td", { class: "dim", colspan: 9, text: "no sessions at this position" })));
 }
 
-function renderSandboxes(held, sessions) {
+// Each sandbox the thread's sessions were bound to by the position, as it was then (replayed by the
+// server from the sandbox's own events): status, what was last asked of it, requests without an
+// outcome yet, and who held it.
+function renderSandboxes(sandboxes, replay) {
   const list = $("sandboxes");
   list.replaceChildren();
-  const bindings = new Map(sessions.filter((s) => s.sandbox).map((s) => [s.sandbox.sandbox_id, s.sandbox]));
-  for (const h of held) {
-    const b = bindings.get(h.sandbox_id);
-    const now = el("span", { class: "dim now", text: "" });
-    list.append(el("li", { "data-sandbox-id": h.sandbox_id },
-      el("span", { class: "sid", text: h.sandbox_id }), " held by ", el("span", { class: "sid", text: h.session_id }),
-      b ? el("span", { class: "dim", text: ` (${b.mode}, ${b.shutdown})` }) : null, " ", now));
-    api(`/api/sandboxes/${encodeURIComponent(h.sandbox_id)}`).then((r) => {
-      now.replaceChildren("now: ", status(r.sandbox.status));
-    }).catch(() => { now.textContent = "now: unknown"; });
+  const held = new Map((replay ? replay.thread.held_sandboxes : []).map((h) => [h.sandbox_id, h.session_id]));
+  const sessions = replay ? replay.sessions : [];
+  for (const { sandbox_id: id, sandbox: v } of sandboxes) {
+    const bound = sessions.filter((s) => s.sandbox && s.sandbox.sandbox_id === id).map((s) =>
+      `${s.session_id} (${s.sandbox.mode}${s.sandbox.shutdown ? ", " + s.sandbox.shutdown : ""})`);
+    const holder = held.get(id);
+    list.append(el("li", { "data-sandbox-id": id, class: v ? `sandbox ${v.status}` : "sandbox" },
+      el("div", {}, el("span", { class: "sid", text: id }), " ",
+        v ? status(v.status) : el("span", { class: "dim status-none", text: "not requested yet" }),
+        v && v.intent !== (v.status === "creating" ? "running" : v.status) ?
+          el("span", { class: "intent", text: ` → ${v.intent} requested` }) : null,
+        holder ? el("span", { class: "holder", text: ` · held by ${holder}` }) : null),
+      el("div", { class: "meta", text: `bound by ${bound.join(", ") || "—"}` +
+        (v && v.pending.length ? ` · pending: ${v.pending.join(", ")}` : "") +
+        (v && v.location ? ` · ${v.location}` : "") }),
+      v && v.last_error ? el("div", { class: "error-text", text: v.last_error }) : null));
   }
-  if (!held.length) list.append(el("li", { class: "dim", text: "none at this position" }));
+  if (!sandboxes.length) list.append(el("li", { class: "dim", text: "none at this position" }));
 }
 
-// -- the timeline: one page of the history, never the whole of it ----------------------------------
+// -- the timeline: one page of the history (with its sandboxes' events), never the whole of it -----
+function filterQuery() {
+  const parts = [];
+  for (const name of FILTERS) {
+    const value = $(`filter-${name}`).value.trim();
+    if (value) parts.push(`${name}=${encodeURIComponent(value)}`);
+  }
+  return parts.length ? "&" + parts.join("&") : "";
+}
+
+function filtering() { return filterQuery() !== ""; }
+
 async function fetchPage(params) {
-  return api(`/api/threads/${encodeURIComponent(S.threadId)}/events?${params}`);
+  return api(threadPath(`/events?${params}${filterQuery()}`));
 }
 
 async function loadPageAround(p) {
@@ -232,32 +286,59 @@ async function loadPageAround(p) {
   const [older, newer] = await Promise.all([fetchPage(`before=${p + 1}&limit=${PAGE_HALF}`),
                                             fetchPage(`after=${p}&limit=${PAGE_HALF}`)]);
   if (req !== S.pageReq) return;
-  showPage([...older.events, ...newer.events]);
+  showPage([...older.events, ...newer.events], { from: older.scanned_from, to: newer.scanned_to, start: older.start, end: newer.end });
 }
 
 async function pageBy(kind) {
   const req = ++S.pageReq;
-  const lo = S.page.length ? S.page[0].position : 0;
-  const hi = S.page.length ? S.page[S.page.length - 1].position : 0;
+  const scan = S.scan || { from: S.at, to: S.at };
   const params = { newest: `before=${S.logEnd + 1}&limit=${2 * PAGE_HALF}`, oldest: `after=0&limit=${2 * PAGE_HALF}`,
-                   older: `before=${lo}&limit=${2 * PAGE_HALF}`, newer: `after=${hi}&limit=${2 * PAGE_HALF}` }[kind];
+                   older: `before=${scan.from}&limit=${2 * PAGE_HALF}`, newer: `after=${scan.to}&limit=${2 * PAGE_HALF}` }[kind];
   const page = await fetchPage(params);
-  if (req !== S.pageReq || !page.events.length) return;
-  showPage(page.events);
+  if (req !== S.pageReq) return;
+  if (!page.events.length && !filtering()) return;  // nothing further that way: keep the page
+  showPage(page.events, { from: page.scanned_from, to: page.scanned_to, start: page.start, end: page.end });
 }
 
-function ownEvent(ev) { return ev.boundary.includes(`.thr.${S.threadId}.`); }
+// a fork's history starts with its source's (and its sandboxes') events: those before its creation
+function lineage(ev) { return S.thread.forked_from && ev.position < S.thread.created_position; }
+function kindOf(ev) { return ev.boundary.includes(".sbx.") ? "sandbox" : "thread"; }
 
-function about(data) {
-  const parts = [];
-  for (const [k, v] of Object.entries(data)) {
-    if (k.endsWith("_id") && typeof v === "string") parts.push(`${k.slice(0, -3)}=${v}`);
+// What an event says, field by field, as text (any event type, sandbox ones to come included).
+function describe(key, value, ev, prompts) {
+  if (value === null || value === undefined || value === "" || (Array.isArray(value) && !value.length)) return null;
+  if (typeof value === "object" && !Array.isArray(value) && !Object.keys(value).length) return null;
+  const part = (text, cls) => el("span", { class: cls || "field", "data-field": key, text });
+  switch (key) {
+    case "prompt": return part(`prompt “${value}”`, "prompt");
+    case "summary": return part(`${value.outcome}: ${value.text}`, "summary");
+    case "owner": case "agent": case "previous_owner": return part(`${key}=${value.id}`);
+    case "sandbox": return part(`sandbox=${value.sandbox_id} (${value.mode}${value.owned ? "" : ", inherited"}` +
+                                `${value.shutdown ? ", " + value.shutdown : ""}${value.source_sandbox_id ? ", from " + value.source_sandbox_id : ""})`);
+    case "sandbox_actions": return part(value.map((a) => `${a.action} ${a.sandbox_id} (${a.reason}` +
+                                                         `${a.hold_for ? ", for " + a.hold_for : ""})`).join(", "));
+    case "recipient": return part(`to=${value.session_id} (${value.actor.id})`);
+    case "recipients": return part(`to=${value.map((r) => `${r.session_id} (${r.actor.id})`).join(", ")}`);
+    case "error": case "reason": return part(`${key}: ${value}`, key === "error" ? "error-text" : "field");
+    case "forked_from":
+      if (typeof value === "object") return part(`fork of ${value.thread_id}@${value.position}`);
+      break;
+    default:
   }
-  const recipients = data.recipients || (data.recipient ? [data.recipient] : []);
-  for (const r of recipients) if (r && r.session_id) parts.push(`to=${r.session_id}`);
-  if (data.summary && data.summary.outcome) parts.push(`${data.summary.outcome}: ${data.summary.text}`);
-  if (data.forked_from) parts.push(`fork of ${data.forked_from.thread_id}@${data.forked_from.position}`);
-  return parts.join(" ");
+  if (ev.type === "session.input_provided" && key === "session_id") {
+    const asked = prompts.get(value);
+    return el("span", {}, part(`session=${value}`),
+              asked ? el("span", { class: "prompt", text: ` · answers “${asked.prompt}” (${asked.position})` }) : null);
+  }
+  if (key.endsWith("_id") && typeof value === "string") return part(`${key.slice(0, -3)}=${value}`);
+  return part(`${key}=${typeof value === "object" ? JSON.stringify(value) : value}`);
+}
+
+function about(ev, prompts) {
+  const cell = el("td", { class: "wrap about" });
+  const parts = Object.entries(ev.data).filter(([k]) => k !== "type").map(([k, v]) => describe(k, v, ev, prompts)).filter(Boolean);
+  parts.forEach((p, i) => { if (i) cell.append(" · "); cell.append(p); });
+  return cell;
 }
 
 function principal(p) {
@@ -268,23 +349,7 @@ function principal(p) {
 
 function when(at) {
   const d = new Date(at);
-  return Number.isNaN(d.getTime()) ? at : d.toISOString().slice(11, 23);
-}
-
-function eventRow(ev) {
-  const own = ownEvent(ev);
-  const source = own ? null : ev.boundary.split(".thr.")[1]?.split(".")[0];
-  // a source's event opens the source thread at that position; one of this thread travels to it
-  const travel = own ? () => { S.follow = false; $("follow").checked = false; setPosition(ev.position, { page: false }); }
-                     : () => openThread(source, ev.position).catch(() => {});
-  return el("tr", { class: own ? "event" : "event lineage", "data-position": ev.position, "data-type": ev.type,
-                    title: own ? "show the thread as of this event" : `open ${source} at this event`, onclick: travel },
-    el("td", { class: "pos", text: ev.position }), el("td", { title: ev.at, text: when(ev.at) }),
-    el("td", { class: "type", "data-source": source, text: ev.type }), el("td", { class: "mono", text: ev.actor.id }),
-    el("td", { class: "mono principal", text: principal(ev.principal) }), el("td", { class: "mono", text: ev.command }),
-    el("td", { class: "mono", title: ev.correlation_id, text: short(ev.correlation_id) }),
-    el("td", { class: "mono", title: ev.causation_id || "", text: short(ev.causation_id) }),
-    el("td", { class: "wrap", text: about(ev.data) }));
+  return Number.isNaN(d.getTime()) ? at : d.toISOString().slice(0, 23).replace("T", " ");
 }
 
 function short(id) {
@@ -292,23 +357,74 @@ function short(id) {
   return id.length > 22 ? `${id.slice(0, 10)}…${id.slice(-8)}` : id;
 }
 
-function showPage(events) {
+function eventRow(ev, prompts) {
+  const past = lineage(ev);
+  const source = past ? S.thread.forked_from.thread_id : null;
+  const kind = kindOf(ev);
+  // a source's event opens the source thread at that position; one of this thread travels to it
+  const travel = past ? () => { location.hash = linkTo(source, ev.position); }
+                      : () => { setFollow(false); setPosition(ev.position, { page: false }).catch(() => {}); };
+  const toggle = el("button", { type: "button", class: "json-toggle", title: "the stored event", text: "{…}", onclick: (e) => {
+    e.stopPropagation();
+    const row = e.target.closest("tr");
+    const next = row.nextElementSibling;
+    if (next && next.classList.contains("json")) { next.remove(); return; }
+    row.after(el("tr", { class: "json" }, el("td", { colspan: 7 }, el("pre", { text: JSON.stringify(ev, null, 2) }))));
+  } });
+  return el("tr", { class: `event ${kind}${past ? " lineage" : ""}`, "data-position": ev.position, "data-type": ev.type,
+                    title: past ? `open ${source} at this event` : "show the thread as of this event", onclick: travel },
+    el("td", { class: "pos", text: ev.position }), el("td", { class: "time", title: ev.at, text: when(ev.at) }),
+    el("td", { class: "type", "data-source": source, "data-kind": kind, text: ev.type }), about(ev, prompts),
+    el("td", { class: "mono who" }, el("div", { class: "actor", text: ev.actor.id }),
+       el("div", { class: "principal", title: "who sent it, as the broker authenticated it", text: principal(ev.principal) }),
+       el("div", { class: "command", title: "the command it records", text: ev.command })),
+    el("td", { class: "mono ids" }, el("div", { class: "correlation", title: `correlation ${ev.correlation_id}`, text: short(ev.correlation_id) }),
+       ev.causation_id ? el("div", { class: "causation", title: `caused by ${ev.causation_id}`, text: short(ev.causation_id) }) : null),
+    el("td", {}, toggle));
+}
+
+function showPage(events, scan) {
   S.page = events;
+  S.scan = scan;
+  const prompts = new Map();  // the last prompt of each session before an event, within the page
+  const answered = new Map();
+  for (const ev of events) {
+    if (ev.type === "session.input_requested") prompts.set(ev.data.session_id, { prompt: ev.data.prompt, position: ev.position });
+    if (ev.type === "session.input_provided" && prompts.has(ev.data.session_id)) answered.set(ev.position, prompts.get(ev.data.session_id));
+    S.seen.types.add(ev.type);
+    S.seen.actors.add(ev.actor.id);
+    if (ev.principal && ev.principal.id) S.seen.actors.add(ev.principal.id);
+    S.seen.correlations.add(ev.correlation_id);
+  }
   const body = $("timeline").tBodies[0];
   body.replaceChildren();
   // newest first; a fork's own events sit above its source's, with the fork point between them
   const rows = [...events].reverse();
   rows.forEach((ev, i) => {
-    body.append(eventRow(ev));
+    const asked = answered.get(ev.position);
+    body.append(eventRow(ev, asked ? new Map([[ev.data.session_id, asked]]) : new Map()));
     const next = rows[i + 1];
-    if (next && ownEvent(ev) && !ownEvent(next) && S.thread.forked_from) {
+    if (next && !lineage(ev) && lineage(next)) {
       const f = S.thread.forked_from;
-      body.append(el("tr", { class: "fork-point" }, el("td", { colspan: 9, text: `fork point: ${f.thread_id} at position ${f.position}` })));
+      body.append(el("tr", { class: "fork-point" }, el("td", { colspan: 7, text: `fork point: ${f.thread_id} at position ${f.position}` })));
     }
   });
-  if (!events.length) body.append(el("tr", {}, el("td", { class: "dim", colspan: 9, text: "no events" })));
-  $("page-info").textContent = events.length ? `positions ${events[0].position}–${events[events.length - 1].position} of the log (ends at ${S.logEnd})` : "";
+  const filtered = filtering();
+  if (!events.length) body.append(el("tr", {}, el("td", { class: "dim", colspan: 7, text: filtered ? "no matching events here" : "no events" })));
+  const range = scan ? `positions ${scan.from}–${scan.to}` : "";
+  $("page-info").textContent = filtered
+    ? `${events.length} matching event(s) in ${range} of the log (ends at ${S.logEnd})`
+    : events.length ? `${range} of the log (ends at ${S.logEnd})` : "";
+  $("page-older").disabled = !!(scan && scan.start);
+  $("page-newer").disabled = !!(scan && scan.end);
+  fillList("types-known", [...S.seen.types].sort());
+  fillList("actors-known", [...S.seen.actors].sort());
+  fillList("correlations-known", [...S.seen.correlations].sort());
   markPage();
+}
+
+function fillList(id, values) {
+  $(id).replaceChildren(...values.map((v) => el("option", { value: v })));
 }
 
 function markPage() {
@@ -320,6 +436,19 @@ function markPage() {
     if (pos <= S.at && (selected === null || pos > Number(selected.dataset.position))) selected = row;
   }
   if (selected) selected.classList.add("selected");
+}
+
+// -- export: the events shown, in log order, one stored event per line ------------------------------
+function exportShown() {
+  const lines = [...S.page].sort((a, b) => a.position - b.position).map((ev) => JSON.stringify(ev) + "\n");
+  const blob = new Blob(lines, { type: "application/x-ndjson" });
+  const url = URL.createObjectURL(blob);
+  const span = S.page.length ? `${S.page[0].position}-${S.page[S.page.length - 1].position}` : "empty";
+  const a = el("a", { href: url, download: `${S.threadId}-${span}${filtering() ? "-filtered" : ""}.jsonl` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
 // -- live: new events as they land ---------------------------------------------------------------
@@ -341,7 +470,7 @@ function startLive() {
       S.newSinceView = 0;
       setPosition(S.logEnd).then(() => {
         for (const ev of body.events) $("timeline").querySelector(`tr[data-position="${ev.position}"]`)?.classList.add("new");
-      });
+      }).catch(() => {});
     } else {
       S.newSinceView += body.events.length;
       $("live-status").textContent = `live · ${S.newSinceView} new`;
@@ -367,13 +496,20 @@ function startLiveFrom(threadId) {
   S.logEnd = end;
 }
 
-// -- diff ----------------------------------------------------------------------------------------
+// -- diff: from a chosen position to the one shown (the "to" field follows the position) ------------
 async function runDiff() {
   const a = Number($("diff-from").value), b = Number($("diff-to").value);
-  const d = await api(`/api/threads/${encodeURIComponent(S.threadId)}/diff?from=${a}&to=${b}`);
-  $("diff-summary").textContent = `from position ${d.from_position} to ${d.to_position}: ${d.events_between} event(s) of its history`;
+  const req = ++S.diffReq;
   const list = $("diff-list");
+  if (!a || !b) return;
+  const d = await api(threadPath(`/diff?from=${a}&to=${b}`), { absentOk: true });
+  if (req !== S.diffReq) return;
   list.replaceChildren();
+  if (!d) {
+    $("diff-summary").textContent = `${S.threadId} did not exist yet at position ${Math.min(a, b)}`;
+    return;
+  }
+  $("diff-summary").textContent = `from position ${d.from_position} to ${d.to_position}: ${d.events_between} event(s) of its history`;
   for (const c of d.thread_changes) list.append(el("li", { class: "changed", "data-kind": "thread", text: `~ thread ${c.field}: ${c.before} → ${c.after}` }));
   for (const s of d.sessions_added) list.append(el("li", { class: "added", "data-session-id": s.session_id, text: `+ ${s.session_id} ${s.status} (${s.owner.id}, depth ${s.depth}${s.parent_session_id ? ", parent " + s.parent_session_id : ""})` }));
   for (const sid of d.sessions_removed) list.append(el("li", { class: "removed", "data-session-id": sid, text: `- ${sid}` }));
@@ -388,29 +524,54 @@ async function runDiff() {
 // -- wiring --------------------------------------------------------------------------------------
 let sliderTimer = null;
 $("position").addEventListener("input", (e) => {
-  S.follow = Number(e.target.value) >= S.logEnd;
-  $("follow").checked = S.follow;
+  setFollow(Number(e.target.value) >= S.logEnd);
   $("position-input").value = e.target.value;
   clearTimeout(sliderTimer);
-  sliderTimer = setTimeout(() => setPosition(e.target.value), 120);
+  sliderTimer = setTimeout(() => setPosition(e.target.value).catch(() => {}), 120);
 });
-$("position-input").addEventListener("change", (e) => {
-  S.follow = false; $("follow").checked = false; setPosition(e.target.value);
-});
-$("latest-btn").addEventListener("click", () => { S.follow = true; $("follow").checked = true; S.newSinceView = 0; setPosition(S.logEnd); });
-$("follow").addEventListener("change", (e) => { S.follow = e.target.checked; if (S.follow) setPosition(S.logEnd); });
+$("position-input").addEventListener("change", (e) => { setFollow(false); setPosition(e.target.value).catch(() => {}); });
+$("latest-btn").addEventListener("click", () => { setFollow(true); S.newSinceView = 0; setPosition(S.logEnd).catch(() => {}); });
+$("follow").addEventListener("change", (e) => { S.follow = e.target.checked; if (S.follow) setPosition(S.logEnd).catch(() => {}); });
 $("diff-btn").addEventListener("click", () => runDiff().catch(() => {}));
+$("diff-from-here").addEventListener("click", () => { $("diff-from").value = S.at; runDiff().catch(() => {}); });
 for (const kind of ["newest", "newer", "older", "oldest"]) $(`page-${kind}`).addEventListener("click", () => pageBy(kind).catch(() => {}));
-$("fork-source").addEventListener("click", (e) => {
-  e.preventDefault();
-  openThread(e.target.dataset.threadId, Number(e.target.dataset.position)).catch(() => {});
+$("copy-link").addEventListener("click", async () => {
+  const field = $("share-link");
+  field.value = location.href;
+  field.select();
+  try {
+    await navigator.clipboard.writeText(field.value);
+    $("copy-status").textContent = "copied";
+  } catch (_) {
+    $("copy-status").textContent = "selected: copy it with Ctrl+C";  // no clipboard outside a secure context
+  }
 });
+let filterTimer = null;
+$("filters").addEventListener("input", () => {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(() => loadPageAround(S.at).catch(() => {}), 250);
+});
+$("filters").addEventListener("submit", (e) => { e.preventDefault(); loadPageAround(S.at).catch(() => {}); });
+$("filter-clear").addEventListener("click", () => {
+  for (const name of FILTERS) $(`filter-${name}`).value = "";
+  loadPageAround(S.at).catch(() => {});
+});
+$("export").addEventListener("click", exportShown);
 
 (async () => {
   const threads = await loadThreads();
-  const [hashThread, hashAt] = decodeURIComponent(location.hash.slice(1)).split("@");
-  const chosen = threads.find((t) => t.thread_id === hashThread) || threads[0];
-  if (chosen) await openThread(chosen.thread_id, chosen.thread_id === hashThread && hashAt ? Number(hashAt) : undefined);
+  const { thread, at } = parseHash();
+  const first = threads[0] && threads[0].thread_id;
+  if (thread) {
+    // a link to a thread these credentials cannot read (or that does not exist) says so, then shows the first
+    await openThread(thread, at).catch(async (e) => {
+      if (!first) throw e;
+      const said = $("error").textContent;
+      await openThread(first);
+      $("notice").textContent = `the link's thread ${thread}: ${said}`;
+      $("notice").hidden = false;
+    });
+  } else if (first) await openThread(first);
   document.body.dataset.ready = "true";
   setInterval(() => loadThreads().catch(() => {}), 10_000);  // threads created elsewhere appear too
 })().catch(() => { document.body.dataset.ready = "error"; });

@@ -1,0 +1,2 @@
+"""Agent frameworks on the ledger, each an optional extra (`agentledger[langgraph]`, ...): the engine
+never imports them."""

@@ -1,1 +1,0 @@
-"""Sandbox providers: one protocol, and the real local provider that ships with the engine."""

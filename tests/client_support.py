@@ -1,0 +1,97 @@
+"""What the client tests share: a tenant user's `.creds` file, a `Ledger` connected with it to a
+test's engine, and a wiretap that sees every request on the engine's side of the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from agentledger.client import Ledger
+from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.config import EngineConfig
+from tests.conftest import Tenants
+
+HANG = 60  # a step still running after this long is stuck
+
+
+async def creds_file(deployment: Deployment, tenants: Tenants, directory: Path, tenant: str = "tnt_acme",
+                     user: str = "usr_alice", role: Literal["member", "auditor"] = "member") -> Path:
+    """A standard `.creds` file of one user of `tenant` (added first)."""
+    await tenants.add(tenant)
+    path = directory / f"{user}-{role}.creds"
+    deployment.write(deployment.tenant_creds(tenant, user, role), path)
+    return path
+
+
+@contextlib.asynccontextmanager
+async def ledger_for(config: EngineConfig, creds: Path, tenant: str = "tnt_acme", **options: Any) -> AsyncIterator[Ledger]:
+    ledger = await Ledger.connect(tenant, nats_url=config.nats_url, creds=creds, prefix=config.prefix,
+                                  stream=config.stream, env={}, **options)
+    try:
+        yield ledger
+    finally:
+        await ledger.close()
+
+
+@dataclass
+class Wiretap:
+    """Every command body that reaches the engine's account (a plain subscription beside the
+    engine's queue group, as its own identity may make)."""
+
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def on(self, msg: Msg) -> None:
+        async with self.arrived:
+            self.bodies.append(msgspec.json.decode(msg.data))
+            self.arrived.notify_all()
+
+    async def wait_for(self, count: int) -> None:
+        async with self.arrived:
+            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.bodies) >= count), HANG)
+
+
+@contextlib.asynccontextmanager
+async def wiretap(nc: Client, config: EngineConfig) -> AsyncIterator[Wiretap]:
+    tap = Wiretap()
+    sub = await nc.subscribe(f"{config.prefix}.cmd.>", cb=tap.on)
+    await nc.flush()
+    try:
+        yield tap
+    finally:
+        await sub.unsubscribe()
+
+
+@contextlib.asynccontextmanager
+async def serving(directory: Path) -> AsyncIterator[dict[str, str]]:
+    """`agentledger serve` started in `directory` as `make run` starts it (the venv linked in; only
+    the port differs): yields the environment of a second terminal there."""
+    import os
+    import signal
+    import sys
+
+    from agentledger.handlers.nats_server import free_port
+
+    (directory / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTLEDGER_", "NATS_"))}
+    env |= {"COLUMNS": "200", "NO_COLOR": "1"}
+    server = await asyncio.create_subprocess_exec(".venv/bin/agentledger", "serve", "--port", str(port), cwd=directory,
+                                                  env=env, stdout=asyncio.subprocess.PIPE,
+                                                  stderr=(directory / "serve.log").open("wb"))
+    try:
+        assert server.stdout is not None
+        line = await asyncio.wait_for(server.stdout.readline(), HANG)
+        assert line.startswith(b"agentledger ready"), line
+        yield env | {"NATS_URL": f"nats://127.0.0.1:{port}"}
+    finally:
+        server.send_signal(signal.SIGINT)
+        await asyncio.wait_for(server.wait(), HANG)
