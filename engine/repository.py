@@ -173,6 +173,15 @@ class Repository:
         """Whether this replica holds the boundary's model now (evicted ones are read again on use)."""
         return boundary in self._models
 
+    def cached(self) -> list[BoundaryModel]:
+        """The models this replica holds now, least recently used first."""
+        return list(self._models.values())
+
+    @property
+    def waiters(self) -> tuple[int, int]:
+        """(`wait_for` callers still waiting, entries kept for them): what waits cost this replica."""
+        return self._waiting, len(self._waiters)
+
     def thread(self, tenant: str, thread_id: str) -> ThreadState:
         """The cached model, or a new one not yet loaded: `await loaded(...)` before deciding on it."""
         return self._get(ThreadState, tenant, self.subjects.thread_filter(tenant, thread_id), thread_id)

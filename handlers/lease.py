@@ -76,12 +76,17 @@ class Lease:
             await asyncio.sleep(self.ttl / 4)
             await self._attempt()
 
-    async def stop(self) -> None:
+    async def stop(self, release: bool = True) -> None:
+        """Stop renewing. `release` deletes the key, so another replica takes over at its next
+        attempt; without it (the server is out of reach anyway) the lease lapses by itself, and this
+        replica stops counting itself the holder before the key can expire."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if not release:
+            return
         if self._revision is not None and self._kv is not None:
             with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
                 await self._kv.delete(self.key, last=self._revision)

@@ -36,13 +36,13 @@ async def test_big_summaries_are_evicted_by_bytes_and_load_again_whole(engine_co
         models = engine.models
         assert models.evictions > 0 and len(models) < 1 + 2 * len(threads)  # project, threads, ...
         assert models.bytes <= engine_config.cache_bytes
-        held = [m for m in models._models.values() if models.size_of(m) is not None]
+        held = [m for m in models.cached() if models.size_of(m) is not None]
         assert sum(models.size_of(m) or 0 for m in held) == models.bytes
         for model in held:  # each estimate is a measure of the model at or before its current state
             assert 0 < (models.size_of(model) or 0) <= len(snapshots.encode(model))
         # the first thread was evicted long ago: it loads again, with every summary
         first = engine_config.subjects.thread_filter("tnt_acme", threads[0])
-        assert first not in models._models
+        assert first not in models
         for s in range(4):
             session = (await client.qry("session.get", session_id=f"ses_b0x{s}"))["result"]["session"]
             assert session["status"] == "idle" and session["summary"] == BIG
@@ -65,7 +65,7 @@ async def test_a_model_bigger_than_the_bound_stays_while_it_is_the_one_in_use(en
             await client.ok("session.start", session_id=f"ses_o{s}")
             await client.ok("session.complete", session_id=f"ses_o{s}", summary=BIG)
         thread = engine.models.thread("tnt_acme", "thd_o")
-        assert list(engine.models._models.values()) == [thread]  # everything else went; it stays
+        assert list(engine.models.cached()) == [thread]  # everything else went; it stays
         assert (engine.models.size_of(thread) or 0) > engine_config.cache_bytes
     finally:
         await engine.stop()
@@ -83,5 +83,6 @@ async def test_many_waiters_cost_one_wake_each_and_given_up_ones_are_dropped() -
     assert await asyncio.gather(*far) == [False] * 500
     models.follow(RawEvent(3, "t.evt.tnt_x.thr.thd_x.session.created", b""))
     assert await asyncio.gather(*near) == [True] * 4
-    assert models._waiting == 0 and len(models._waiters) <= 64  # the far ones are not kept
+    waiting, kept = models.waiters
+    assert waiting == 0 and kept <= 64  # the far ones are not kept
     assert await models.wait_for(3, 0.0) is True  # already there: no wait at all

@@ -16,9 +16,9 @@ from agentledger.handlers.app import Engine
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.durable import DurableWorker
 from agentledger.handlers.lease import Lease
-from agentledger.handlers.providers.base import SandboxRef
-from agentledger.handlers.providers.local import LocalProvider
 from agentledger.handlers.workers import effects_worker, process_manager_worker
+from agentledger.providers.base import ProviderConfig, SandboxRef
+from agentledger.providers.directory import DirectoryProvider
 from agentledger.schemas.sandboxes import SandboxOptions
 from tests.conftest import AGENT, Client_
 from tests.sandbox_support import destroy_all, eventually, settled
@@ -26,11 +26,11 @@ from tests.sandbox_support import destroy_all, eventually, settled
 BACKLOG = 200
 
 
-class Calls(LocalProvider):
-    """The local provider, noting each call as (tenant, op, sandbox) in the order they happen."""
+class Calls(DirectoryProvider):
+    """The directory provider, noting each call as (tenant, op, sandbox) in the order they happen."""
 
     def __init__(self, root: Path, calls: list[tuple[str, str, str]]) -> None:
-        super().__init__(root)
+        super().__init__(ProviderConfig(root=root))
         self.calls = calls
 
     async def create(self, ref: SandboxRef, options: SandboxOptions) -> str:
@@ -63,7 +63,8 @@ class Workers:
         cfg, store, commands = self.engine.config, self.engine.store, self.engine.commands
         assert store is not None and commands is not None
         self.running = [process_manager_worker(cfg, store, commands.execute),
-                        effects_worker(cfg, store, commands.execute, providers={"local": Calls(self.root, self.calls)})]
+                        effects_worker(cfg, store, commands.execute, self.engine.queries.execute,
+                                       providers={"local": Calls(self.root, self.calls)})]
         for worker in self.running:
             await worker.start()
 
@@ -141,7 +142,8 @@ async def test_one_tenants_events_stay_in_order_across_two_replicas_and_a_hand_o
     engine_config.pm_lease_ttl = 1.0
     calls: list[tuple[str, str, str]] = []
     root = tmp_path / "sandboxes"
-    fx = effects_worker(engine_config, bare.store, bare.commands.execute, providers={"local": Calls(root, calls)})
+    fx = effects_worker(engine_config, bare.store, bare.commands.execute, bare.queries.execute,
+                        providers={"local": Calls(root, calls)})
     pms = [process_manager_worker(engine_config, bare.store, bare.commands.execute) for _ in range(2)]
     await fx.start()
     for pm in pms:
@@ -204,8 +206,7 @@ async def test_a_lease_has_one_holder_at_a_time_and_passes_on_when_its_holder_st
         await first.start()
         assert not first.held()
         # the holder dies: it stops renewing without deleting the key
-        assert second._task is not None
-        second._task.cancel()
+        await second.stop(release=False)
         await asyncio.wait_for(first.wait_held(), 5 * ttl)
         assert not second.held()  # it gave itself up before the key could expire
         assert not both.is_set()
