@@ -48,6 +48,12 @@ def serve(
     reconnect_wait: ReconnectWait = 2.0,
     cache_size: Annotated[int, typer.Option(envvar="AGENTLEDGER_CACHE_SIZE", min=1,
                                             help="boundary models kept in memory (others load from the log)")] = 4_000,
+    cache_bytes: Annotated[int, typer.Option(envvar="AGENTLEDGER_CACHE_BYTES", min=0,
+                                             help="and their estimated size together, in bytes (0: no bound)")]
+        = 256 * 1024 * 1024,
+    tenant_workers: Annotated[int | None, typer.Option(envvar="AGENTLEDGER_TENANT_WORKERS", min=1, max=64,
+                                                       help="of the 64 commands in progress at once, at most this "
+                                                            "many for one tenant [default: 48]")] = None,
     decide_within: Annotated[float, typer.Option(envvar="AGENTLEDGER_DECIDE_WITHIN", min=0.1,
                                                  help="seconds after arrival a command may still be decided (later: "
                                                       "unavailable); keep it below your clients' retry interval")] = 2.0,
@@ -81,7 +87,8 @@ def serve(
     private = [data_dir, auth_dir, *([creds] if creds else []), *(sandbox_private or [])]
     config = EngineConfig(prefix=prefix, stream=stream, replicas=replicas, sandbox_dir=sandbox_dir if effects else None,
                           sandbox_commands=tuple(allow_command or ()), sandbox_repos=tuple(map(str, allow_repo or ())),
-                          creds=creds, cache_size=cache_size, decide_within=decide_within,
+                          creds=creds, cache_size=cache_size, cache_bytes=cache_bytes or None,
+                          tenant_workers=tenant_workers, decide_within=decide_within,
                           exec_reply_within=exec_reply_within,
                           reconnect=Reconnect(wait=reconnect_wait, budget=reconnect_budget),
                           sandbox_provider=sandbox_provider, reconcile_every=reconcile_every,

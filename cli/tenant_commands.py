@@ -1,6 +1,7 @@
-"""`agentledger auth init`, `tenant add`, `tenant creds`, `tenant revoke`, `tenant list`: operating
-the trust boundary. They work from the deployment's key directory (`--auth-dir`, the one `serve` makes for
-its embedded server); `tenant add` also tells the running NATS, which takes it at once."""
+"""`agentledger auth init`, `tenant add`, `tenant set`, `tenant creds`, `tenant revoke`, `tenant list`:
+operating the trust boundary. They work from the deployment's key directory (`--auth-dir`, the one `serve`
+makes for its embedded server); `tenant add` and `tenant set` also tell the running NATS and the engines,
+which take them at once."""
 
 from __future__ import annotations
 
@@ -21,6 +22,60 @@ tenant = typer.Typer(no_args_is_help=True, help="Tenants: one NATS account each,
 AuthDir = Annotated[Path, typer.Option("--auth-dir", envvar="AGENTLEDGER_AUTH_DIR",
                                        help="the deployment's keys (keep it secret)")]
 DEFAULT_AUTH_DIR = Path(".agentledger/auth")
+_SIZES = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _limit(option: str, text: str | None, number: type, units: bool = False) -> object:
+    """An option's value: a number (bytes may end in K, M, G or T), None for `none` (no limit), or
+    `...` when the option was left out."""
+    if text is None:
+        return ...
+    value, scale = text.strip().upper(), 1
+    if value == "NONE":
+        return None
+    if units and value[-1:] in _SIZES:
+        value, scale = value[:-1], _SIZES[value[-1]]
+    try:
+        return number(float(value) * scale)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: a number{' (K, M, G or T)' if units else ''} or none",
+                                 param_hint=option) from None
+
+
+def _quota(base, commands_per_second: str | None, queries_per_second: str | None,  # type: ignore[no-untyped-def]
+           max_events: str | None, storage: str | None):
+    """`base` with the limits given on the command line changed."""
+    import msgspec
+
+    from agentledger.schemas.tenants import TenantQuota
+
+    given = {name: value for name, value in (
+        ("commands_per_second", _limit("--commands-per-second", commands_per_second, float)),
+        ("queries_per_second", _limit("--queries-per-second", queries_per_second, float)),
+        ("max_events", _limit("--max-events", max_events, int)),
+        ("storage_bytes", _limit("--storage", storage, int, units=True))) if value is not ...}
+    try:
+        return msgspec.convert(msgspec.to_builtins(msgspec.structs.replace(base, **given)), TenantQuota)
+    except msgspec.ValidationError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+def _shown(quota) -> str:  # type: ignore[no-untyped-def]
+    import msgspec
+
+    limits = msgspec.to_builtins(quota)
+    return ", ".join(f"{k} {v}" for k, v in limits.items()) or "no limits"
+
+
+CommandsPerSecond = Annotated[str | None, typer.Option(
+    "--commands-per-second", metavar="N|none", help="commands per second, per engine replica (rate_limited beyond)")]
+QueriesPerSecond = Annotated[str | None, typer.Option(
+    "--queries-per-second", metavar="N|none", help="queries per second, per engine replica (rate_limited beyond)")]
+MaxEvents = Annotated[str | None, typer.Option(
+    "--max-events", metavar="N|none", help="events the tenant may have in the log (quota_exceeded beyond)")]
+Storage = Annotated[str | None, typer.Option(
+    "--storage", metavar="BYTES|none", help="JetStream storage of the tenant's own account (its audit stream), "
+                                            "e.g. 10G; nats-server enforces it")]
 
 
 def _deployment(auth_dir: Path):  # type: ignore[no-untyped-def]
@@ -64,15 +119,21 @@ def add(
     name: Annotated[str, typer.Argument(help="tenant id (tnt_…)")],
     auth_dir: AuthDir = DEFAULT_AUTH_DIR,
     nats_url: Annotated[str, typer.Option("--nats-url", envvar="NATS_URL", help="a server of the deployment")] = DEFAULT_URL,
+    commands_per_second: CommandsPerSecond = None,
+    queries_per_second: QueriesPerSecond = None,
+    max_events: MaxEvents = None,
+    storage: Storage = None,
 ) -> None:
     """Register a tenant: its account goes to the running NATS (no restart) and engines know it at once.
-    If it fails, nothing usable is left: run it again."""
+    Quotas given here replace the tenant's (none by default). If it fails, nothing usable is left: run it again."""
     from agentledger.client.errors import LedgerError
     from agentledger.handlers.auth.tenants import add_tenant
 
     deployment = _deployment(auth_dir)
+    limits = (commands_per_second, queries_per_second, max_events, storage)
+    quota = None if all(v is None for v in limits) else _quota(deployment.quota(name), *limits)
     try:
-        account = asyncio.run(add_tenant(nats_url, deployment, name, connect=tool_connect()))
+        account = asyncio.run(add_tenant(nats_url, deployment, name, connect=tool_connect(), quota=quota))
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(EXIT_REFUSED) from None
@@ -81,7 +142,38 @@ def add(
     except Exception as e:  # the server refused a step (the account, the audit stream)
         typer.echo(f"error unavailable: cannot add {name} at {nats_url}: {str(e) or type(e).__name__}", err=True)
         raise typer.Exit(EXIT_RETRYABLE) from None
-    typer.echo(f"tenant {name}: account {account}")
+    typer.echo(f"tenant {name}: account {account}; {_shown(deployment.quota(name))}")
+
+
+@tenant.command("set")
+def set_(
+    name: Annotated[str, typer.Argument(help="tenant id (tnt_…)")],
+    auth_dir: AuthDir = DEFAULT_AUTH_DIR,
+    nats_url: Annotated[str, typer.Option("--nats-url", envvar="NATS_URL", help="a server of the deployment")] = DEFAULT_URL,
+    commands_per_second: CommandsPerSecond = None,
+    queries_per_second: QueriesPerSecond = None,
+    max_events: MaxEvents = None,
+    storage: Storage = None,
+) -> None:
+    """Change a tenant's quotas (only those given; `none` removes one): engines apply them within
+    seconds, the storage limit goes to the running NATS at once. No restart."""
+    from agentledger.client.errors import LedgerError
+    from agentledger.handlers.auth.tenants import set_quota
+
+    deployment = _deployment(auth_dir)
+    quota = _quota(deployment.quota(name), commands_per_second, queries_per_second, max_events, storage)
+    try:
+        asyncio.run(set_quota(nats_url, deployment, name, quota, connect=tool_connect()))
+    except (KeyError, ValueError) as e:
+        typer.echo(f"error: {e.args[0] if isinstance(e, KeyError) else e}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from None
+    except LedgerError as e:  # NATS refused the connection or the deployment's credentials
+        fail(e)
+    except Exception as e:  # the server refused a step
+        typer.echo(f"error unavailable: recorded in {auth_dir}, but not yet on {nats_url}: "
+                   f"{str(e) or type(e).__name__}; run it again", err=True)
+        raise typer.Exit(EXIT_RETRYABLE) from None
+    typer.echo(f"tenant {name}: {_shown(quota)}")
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}

@@ -10,6 +10,12 @@ refresh reads after a conflict. `BoundaryModel.apply` ignores what it has alread
 the feeds never double-count; what the follower delivers while a model loads is buffered on
 the model and applied after the load.
 
+The cache is bounded by bytes too (`cache_bytes`): each model's size is estimated by the length
+of its msgspec-encoded snapshot, measured when it is loaded and again whenever the events applied
+since the last measure reach half the count applied before it (so measuring costs a constant
+share of applying, however big a model grows); least recently used models go while either bound
+is exceeded (the one just used stays, however big).
+
 What decisions need beyond one boundary is found in the log by subject, not held whole here:
 a session's thread is the last token of its claim (`Subjects.session_claim_filter`), a
 project's threads the `thread.created` subjects carrying its id. Both facts never change, so a
@@ -19,6 +25,8 @@ bounded cache of session -> thread answers repeats; an absent answer is always r
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -66,19 +74,38 @@ def introduced_sessions(data: object) -> list[str]:
     return []
 
 
+class _Size:
+    """A cached model's measured size and the events applied to it since (for when to measure again)."""
+
+    __slots__ = ("applied", "bytes", "measured_at")
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.applied = 0  # events applied to the model while cached
+        self.measured_at = -1  # `applied` when last measured; -1: not yet
+
+
 class Repository:
     def __init__(self, subjects: Subjects, cache_size: int | None = None, snapshots: SnapshotStore | None = None,
-                 snapshot_every: int = 100, quarantine: admission.Quarantine | None = None) -> None:
-        """`cache_size=None` keeps every model (a replay of the whole log); an engine passes a bound."""
+                 snapshot_every: int = 100, quarantine: admission.Quarantine | None = None,
+                 cache_bytes: int | None = None) -> None:
+        """`cache_size=None` keeps every model (a replay of the whole log); an engine passes a bound,
+        and `cache_bytes`, a bound on the models' estimated size together."""
         self.subjects = subjects
         self.cache_size = cache_size
+        self.cache_bytes = cache_bytes
         self.snapshots = snapshots
         self.snapshot_every = snapshot_every
         self._models: OrderedDict[str, BoundaryModel] = OrderedDict()
+        self._sizes: dict[str, _Size] = {}
+        self.bytes = 0  # estimated size of the cached models, when `cache_bytes` is set
         self._session_thread: OrderedDict[tuple[str, str], str] = OrderedDict()
         self.position = 0  # last stream position the live follower applied (or quarantined)
         self.quarantine = quarantine or admission.Quarantine()
-        self._moved = asyncio.Event()
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # (position, tie, future): a heap
+        self._waiting = 0  # futures in the heap still waited on
+        self._tie = itertools.count()
+        self._moved = asyncio.Event()  # set and renewed on every followed event (wait_until)
         self._writes: set[asyncio.Task[None]] = set()
         self.loads = 0  # boundaries read from the log (cache misses)
         self.evictions = 0
@@ -88,24 +115,56 @@ class Repository:
         model = self._models.get(boundary)
         if model is None:
             model = self._models[boundary] = kind(tenant, boundary, entity_id)
+            if self.cache_bytes is not None:
+                self._sizes[boundary] = _Size()
             self._evict()
         else:
             self._models.move_to_end(boundary)
         assert isinstance(model, kind)
         return model
 
+    def _over(self) -> bool:
+        return ((self.cache_size is not None and len(self._models) > self.cache_size)
+                or (self.cache_bytes is not None and self.bytes > self.cache_bytes and len(self._models) > 1))
+
     def _evict(self) -> None:
-        if self.cache_size is None:
-            return
-        for _ in range(len(self._models)):
-            if len(self._models) <= self.cache_size:
+        for _ in range(len(self._models) - 1):  # never the most recently used
+            if not self._over():
                 return
             boundary, model = next(iter(self._models.items()))
             if model.loading is not None:  # a load in flight keeps its buffer reachable
                 self._models.move_to_end(boundary)
                 continue
             del self._models[boundary]
+            size = self._sizes.pop(boundary, None)
+            if size is not None:
+                self.bytes -= size.bytes
             self.evictions += 1
+
+    def _grew(self, model: BoundaryModel) -> None:
+        """One more event applied: measure the model again when enough were applied since the last
+        measure (half as many as before it, at least one), or when it has not been measured yet."""
+        size = self._sizes.get(model.boundary)
+        if size is None or self._models.get(model.boundary) is not model:  # not bounded, or evicted meanwhile
+            return
+        size.applied += 1
+        if size.measured_at >= 0 and size.applied - size.measured_at < max(1, size.measured_at // 2):
+            return
+        if model.loading is not None or not model.ready:
+            return  # measured when the load ends
+        self._measure(model, size)
+
+    def _measure(self, model: BoundaryModel, size: _Size) -> None:
+        measured = len(snapshots.encode(model))
+        self.bytes += measured - size.bytes
+        size.bytes, size.measured_at = measured, size.applied
+        if self.cache_bytes is not None and self.bytes > self.cache_bytes:
+            self._evict()
+
+    def size_of(self, model: BoundaryModel) -> int | None:
+        """The model's estimated size in bytes, when the cache is bounded by bytes and holds it."""
+        size = self._sizes.get(model.boundary)
+        return None if size is None or self._models.get(model.boundary) is not model else size.bytes
 
     def __len__(self) -> int:
         return len(self._models)
@@ -113,6 +172,15 @@ class Repository:
     def __contains__(self, boundary: str) -> bool:
         """Whether this replica holds the boundary's model now (evicted ones are read again on use)."""
         return boundary in self._models
+
+    def cached(self) -> list[BoundaryModel]:
+        """The models this replica holds now, least recently used first."""
+        return list(self._models.values())
+
+    @property
+    def waiters(self) -> tuple[int, int]:
+        """(`wait_for` callers still waiting, entries kept for them): what waits cost this replica."""
+        return self._waiting, len(self._waiters)
 
     def thread(self, tenant: str, thread_id: str) -> ThreadState:
         """The cached model, or a new one not yet loaded: `await loaded(...)` before deciding on it."""
@@ -183,6 +251,8 @@ class Repository:
         if model is None or not admission.enter(model, envelope, position, self.quarantine, envelope.boundary):
             return False
         self._index(envelope, model)
+        if self.cache_bytes is not None:
+            self._grew(model)
         return True
 
     def applied(self, model: BoundaryModel, envelope: Envelope, position: int) -> None:
@@ -224,6 +294,12 @@ class Repository:
             elif model.live_buffer is not None:
                 model.live_buffer.append(raw)
         self.position = raw.position
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= raw.position:
+            future = heapq.heappop(waiters)[2]
+            if not future.done():
+                self._waiting -= 1
+                future.set_result(None)
         self._moved.set()
         self._moved = asyncio.Event()
 
@@ -265,6 +341,9 @@ class Repository:
                 model.ready = True
                 self.loads += 1
                 model.loading.set_result(None)
+                size = self._sizes.get(model.boundary)
+                if size is not None and self._models.get(model.boundary) is model:
+                    self._measure(model, size)
             except BaseException as e:
                 model.loading.set_exception(e)
                 model.loading.exception()  # retrieved: waiters re-raise it through the shield
@@ -289,18 +368,27 @@ class Repository:
             await asyncio.gather(*self._writes, return_exceptions=True)
 
     async def wait_for(self, position: int, timeout: float) -> bool:
-        """Wait until the follower has applied `position` (read-your-writes across replicas)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.position < position:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(self._moved.wait(), remaining)
-            except TimeoutError:
-                return False
-        return True
+        """Wait until the follower has applied `position` (read-your-writes across replicas). Each
+        waiter is woken once, by the event that reaches its position, however many wait."""
+        if self.position >= position:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (position, next(self._tie), future))
+        self._waiting += 1
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            return self.position >= position
+        finally:
+            if not future.done():
+                future.cancel()
+            if future.cancelled():
+                self._waiting -= 1
+                if len(self._waiters) > 64 and len(self._waiters) > 2 * self._waiting:
+                    # drop the ones given up on (a far position is never popped by the follower)
+                    self._waiters = [w for w in self._waiters if not w[2].done()]
+                    heapq.heapify(self._waiters)
 
     async def wait_until(self, found: Callable[[], T | None], timeout: float) -> T | None:
         """Wait until `found()` (asked again after each event the follower applies) has an answer,

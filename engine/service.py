@@ -67,10 +67,12 @@ class CommandService:
         self.conflicts = 0  # appends the log refused as stale: a health signal, and proof races happen
         self._locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
-    async def execute(self, tenant: str, name: str, body: bytes, principal: Principal = ENGINE) -> CommandReply:
-        """`principal` is who the broker says sent it; the engine's own workers send as `ENGINE`."""
+    async def execute(self, tenant: str, name: str, body: bytes, principal: Principal = ENGINE,
+                      arrived: float | None = None) -> CommandReply:
+        """`principal` is who the broker says sent it; the engine's own workers send as `ENGINE`.
+        `arrived` (`time.monotonic()`): when the request reached the engine, if it waited for a worker."""
         command_id: str | None = None
-        arrived = time.monotonic()
+        arrived = time.monotonic() if arrived is None else arrived
         deadline = arrived + self.decide_within
         try:
             cmd: Command = decode_request(_DECODERS, "command", name, body)

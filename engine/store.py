@@ -249,6 +249,14 @@ class EventStore:
             return page, False
         return page, int(end.get("Nats-Num-Pending", "0")) > 0
 
+    async def count(self, subject_filter: str) -> int:
+        """How many messages match `subject_filter`: one batched direct get of the first of them,
+        whose end says how many more there are."""
+        msgs, end = await self._batch_get({"seq": 1, "next_by_subj": subject_filter, "batch": 1})
+        if end.get("Status") == "404":
+            return len(msgs)
+        return len(msgs) + int(end.get("Nats-Num-Pending", "0"))
+
     async def last_position(self, boundary: str) -> int:
         if await self.replicated():
             last = await self._from_leader({"last_by_subj": boundary})

@@ -25,6 +25,7 @@ from agentledger.handlers.auth.permissions import EFFECTS_INBOX
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.pipeline import RequestPipeline
 from agentledger.handlers.process import LedgerProcess
+from agentledger.handlers.quotas import TenantQuotas
 from agentledger.handlers.responder import Responder
 from agentledger.handlers.workers import (
     effects_worker,
@@ -51,6 +52,7 @@ class Engine(LedgerProcess):
         self.commands: CommandService | None = None
         self.queries: QueryService | None = None
         self.responder: Responder | None = None
+        self.quotas: TenantQuotas | None = None
         self._follower: JetStreamContext.PushSubscription | None = None
         self._refollowing: asyncio.Task[None] | None = None
         self.metrics.read_counter("agentledger_append_conflicts", "Appends the log refused because another writer "
@@ -61,13 +63,29 @@ class Engine(LedgerProcess):
                                    "or one worker's", ("reader",),
                                    lambda: {("engine",): self.models.quarantine.count,
                                             **{(w.durable,): w.quarantine.count for w in self.workers}})
+        self.metrics.read_counters("agentledger_refused_requests", "Tenants' requests refused before any work: over "
+                                   "their share of this replica's workers (share) or over a rate or quota their "
+                                   "operator set (quota)", ("reason",), self._refusals)
+        self.metrics.read_counter("agentledger_model_cache_evictions", "Boundary models dropped from this replica's "
+                                  "cache (over --cache-size or --cache-bytes)", lambda: self.models.evictions)
         self.metrics.read_counter("agentledger_quarantined_snapshots", "Snapshots refused because their seal did not "
                                   "verify (not written by an engine of this deployment): ignored, the boundary read "
                                   "from the log", lambda: self.models.snapshots.quarantined if self.models.snapshots else 0)
 
     def _repository(self, snapshots: SnapshotStore | None = None) -> Repository:
         cfg = self.config
-        return Repository(cfg.subjects, cache_size=cfg.cache_size, snapshots=snapshots, snapshot_every=cfg.snapshot_every)
+        return Repository(cfg.subjects, cache_size=cfg.cache_size, snapshots=snapshots, snapshot_every=cfg.snapshot_every,
+                          cache_bytes=cfg.cache_bytes)
+
+    def _refusals(self) -> dict[tuple[str, ...], float]:
+        return {("share",): self.responder.refused if self.responder is not None else 0,
+                ("quota",): self.quotas.refused if self.quotas is not None else 0}
+
+    def _followed(self, raw: RawEvent) -> None:
+        """The live follower's feed: the models, and the tenants' event counts (quotas)."""
+        if self.quotas is not None:
+            self.quotas.observe(raw)
+        self.models.follow(raw)
 
     def _snapshot_key(self) -> bytes:
         """From the engine's credentials, so every replica with the deployment's engine.creds seals and
@@ -86,7 +104,8 @@ class Engine(LedgerProcess):
         # Nothing is replayed: models load on demand, and the follower starts at the stream's head.
         head = (await store.js.stream_info(cfg.stream)).state.last_seq
         self.models.position = head
-        self._follower = await store.follow(cfg.subjects.events_all, head, self.models.follow)
+        self.quotas = TenantQuotas(store.js, store, cfg.subjects, cfg.tenants_bucket)
+        self._follower = await store.follow(cfg.subjects.events_all, head, self._followed)
         self.commands = CommandService(store, self.models, cfg.subjects, catalog=provider_catalog(),
                                        decide_within=cfg.decide_within, outcome_within=cfg.exec_reply_within)
         self.queries = QueryService(store, self.models)
@@ -101,10 +120,11 @@ class Engine(LedgerProcess):
         await self._start_workers(workers)
         if serve:
             assert self.nc is not None
-            self.responder = Responder(self.nc, cfg.max_workers)
+            self.responder = Responder(self.nc, cfg.max_workers, cfg.shares)
             pipeline = RequestPipeline(cfg.subjects, execute, self.metrics.queries_observed(self.queries.execute),
-                                       TenantDirectory(store.js, cfg.tenants_bucket))
-            await pipeline.serve(self.responder, cfg.queue_group)
+                                       TenantDirectory(store.js, cfg.tenants_bucket), limits=self.quotas,
+                                       query_wait=self.queries.wait_needed)
+            await pipeline.serve(self.responder, cfg.queue_group, cfg.query_shares)
             await self.responder.serve(cfg.subjects.ping, cfg.queue_group, self._pong, lambda subject: PONG)
             # the server must hold our subscriptions before anyone is told we are ready
             await self.nc.flush()
@@ -135,14 +155,14 @@ class Engine(LedgerProcess):
 
     async def follow_again(self, feed: Callable[[RawEvent], None] | None = None) -> None:
         """Replace the live follower with a new one from the position applied so far, feeding
-        `feed` (the models by default; a test may put itself in between)."""
+        `feed` (the models and the quotas by default; a test may put itself in between)."""
         assert self.store is not None
         old, self._follower = self._follower, None
         if old is not None:
             with contextlib.suppress(nats.errors.Error):
                 await old.unsubscribe()
         self._follower = await self.store.follow(self.config.subjects.events_all, self.models.position,
-                                                 feed or self.models.follow)
+                                                 feed or self._followed)
 
     async def _answering(self, attempts: int = 200) -> None:
         """Ping until the server routes the engines' ping subject to a responder (any replica's):

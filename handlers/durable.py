@@ -5,7 +5,14 @@ the last acknowledged event) and filtered to the subjects the worker acts on. Wi
 it allows one unacknowledged event at a time, so events are handled in log order, once per
 group, whichever replica fetches them. With a `key` (say, the sandbox an event belongs to) up to
 `concurrency` events are in hand at once; events with the same key are handled one after
-another in log order, events with different keys in parallel.
+another in log order, events with different keys in parallel. A `window` larger than
+`concurrency` reads that far ahead in the log (the messages held are kept from timing out), and
+`group` (say, the tenant) shares the `concurrency` turns fairly among groups
+(`handlers.fairness.Turns`): so one tenant's backlog does not hold back another tenant's event
+that is within the window. With a `gate` (`handlers.lease.Lease`) only the replica holding it
+fetches and handles: then keys keep their log order even across replicas. A replica that takes
+the gate over while messages are still out with another (one that died holding them) waits
+`ack_wait` first, so those come back to it before anything newer.
 
 An event is acknowledged only after its handler finished; a crash before that redelivers it,
 which the handlers make harmless with command ids derived from the event. A handler returns True
@@ -47,6 +54,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from agentledger.engine import admission
 from agentledger.engine.store import RawEvent
 from agentledger.engine.subjects import Subjects
+from agentledger.handlers.fairness import Turns
+from agentledger.handlers.lease import Lease
 from agentledger.handlers.observability import tracing
 from agentledger.handlers.parking import ParkingLot
 from agentledger.schemas.common import ParkedMessage
@@ -80,6 +89,7 @@ class DurableWorker:
                  handler: Handler, subjects: Subjects, ack_wait: float = 30.0, retry_delay: float = 0.05,
                  max_retry_delay: float = 5.0, max_attempts: int = 8, quarantine: admission.Quarantine | None = None,
                  key: Callable[[str], str] | None = None, concurrency: int = 1, on_park: OnPark | None = None,
+                 window: int | None = None, group: Callable[[str], str] | None = None, gate: Lease | None = None,
                  check_every: float = 5.0) -> None:
         self.js, self.stream, self.durable = js, stream, durable
         self.filters = [subject_filter] if isinstance(subject_filter, str) else list(subject_filter)
@@ -90,8 +100,13 @@ class DurableWorker:
         self.max_attempts = max_attempts
         self.key = key or (lambda subject: "")
         self.concurrency = concurrency if key is not None else 1
-        self._task: asyncio.Task[None] | None = None
+        self.window = max(window or 0, self.concurrency) if key is not None else 1  # messages in hand at most
+        self.group = group or (lambda subject: "")
+        self._turns = Turns(self.concurrency, max(1, self.concurrency * 3 // 4) if group is not None else None)
         self._keeping: asyncio.Task[None] | None = None
+        self.gate = gate
+        self._took = 0  # the gate's `taken` count when this worker last took it over
+        self._task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._stopping = False
         self._queues: dict[str, deque[Msg]] = {}
@@ -115,13 +130,15 @@ class DurableWorker:
         start = {"deliver_policy": DeliverPolicy.ALL} if not start_after else \
             {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start_after + 1}
         return ConsumerConfig(durable_name=self.durable, name=self.durable, ack_policy=AckPolicy.EXPLICIT,
-                              max_ack_pending=self.concurrency, filter_subject=self.filters[0] if one else None,
+                              max_ack_pending=self.window, filter_subject=self.filters[0] if one else None,
                               filter_subjects=None if one else self.filters, ack_wait=self.ack_wait, **start)
 
     async def start(self) -> None:
         self._lot = await ParkingLot.open(self.js, self.stream)
         await self._ensure_consumer()
         self._sub = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+        if self.gate is not None:
+            await self.gate.start()
         self._task = asyncio.create_task(self._run(self._sub), name=f"worker-{self.durable}")
         self._keeping = asyncio.create_task(self._keep_in_hand(), name=f"keep-{self.durable}")
         self._watching = asyncio.create_task(self._watch(), name=f"watch-{self.durable}")
@@ -199,13 +216,39 @@ class DurableWorker:
         log.warning("%s: consumer made again; events after position %d come (again)", self.durable, self.floor)
 
     # -- fetching ---------------------------------------------------------------------------
+    def _may_handle(self) -> bool:
+        return not self._stopping and (self.gate is None or self.gate.held())
+
+    async def _take_over(self) -> None:
+        """Wait to hold the gate, with nothing of ours left in hand; then, if messages are still out
+        with another replica, wait until they are due again, so they come back before newer ones."""
+        assert self.gate is not None
+        while self._in_hand:
+            self._room.clear()
+            await self._room.wait()
+        await self.gate.wait_held()
+        taken = self.gate.taken
+        info = await self.js.consumer_info(self.stream, self.durable)
+        if info.num_ack_pending:
+            log.warning("%s: took over with %d events out elsewhere; waiting %.0f s for them", self.durable,
+                        info.num_ack_pending, self.ack_wait)
+            await asyncio.sleep(self.ack_wait)
+        self._took = taken
+
     async def _run(self, sub: JetStreamContext.PullSubscription) -> None:
         while not self._stopping:
-            while self._in_hand >= self.concurrency:
+            if self.gate is not None and (not self.gate.held() or self.gate.taken != self._took):
+                try:
+                    await self._take_over()
+                except (nats.errors.Error, nats.js.errors.Error) as e:
+                    log.warning("%s: take over: %s: %s", self.durable, type(e).__name__, e)
+                    await asyncio.sleep(1.0)
+                continue
+            while self._in_hand >= self.window:
                 self._room.clear()
                 await self._room.wait()
             try:
-                msgs = await sub.fetch(self.concurrency - self._in_hand, timeout=1.0)
+                msgs = await sub.fetch(min(self.window - self._in_hand, 256), timeout=1.0)
             except TimeoutError:  # nats-py's (a subclass) or asyncio's, which a batch fetch also raises: nothing yet
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
@@ -244,22 +287,39 @@ class DurableWorker:
     async def _lane(self, key: str) -> None:
         queue = self._queues[key]
         try:
-            while queue and not self._stopping:
+            while queue:
                 # In log order: an earlier event of this key that comes back (redelivered after a
                 # crash) goes before a later one already waiting in the lane, which may be waiting
                 # for exactly that earlier one.
                 msg = min(queue, key=_position)
-                if await self._handle(msg, queue):
+                async with self._turns.turn(self.group(msg.subject)):
+                    if not self._may_handle():  # stopping, or the gate went elsewhere: hand the rest back at once
+                        await self._hand_back(queue)
+                        break
+                    handled = await self._handle(msg, queue)
+                if handled:
                     queue.remove(msg)
                     self._in_hand -= 1
                     self._room.set()
         finally:
             del self._queues[key]
 
+    async def _hand_back(self, queue: deque[Msg]) -> None:
+        """Let the server hand these out again now (to whichever replica asks)."""
+        while queue:
+            msg = queue.popleft()
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            self._in_hand -= 1
+        self._room.set()
+
     async def _keep_in_hand(self) -> None:
-        """Reset the ack timer of every message in hand, so none is delivered again while we live."""
+        """Reset the ack timer of every message in hand, read ahead or being handled, so none is
+        delivered again while we live and hold the gate."""
         while not self._stopping:
             await asyncio.sleep(self.ack_wait / 3)
+            if not self._may_handle():
+                continue
             for queue in list(self._queues.values()):
                 for msg in list(queue):
                     with contextlib.suppress(Exception):  # settled meanwhile, or the connection is down
@@ -278,7 +338,7 @@ class DurableWorker:
         delivered = int(msg.metadata.num_delivered or 1)
         failures = max(delivered - 1, 0)  # earlier deliveries that did not finish
         waits = 0
-        while not self._stopping:
+        while self._may_handle():
             error = None
             try:
                 with tracing.delivering(msg.headers):  # the handler continues the event's trace
@@ -306,7 +366,7 @@ class DurableWorker:
             with contextlib.suppress(Exception):
                 await msg.in_progress()  # keep it in hand while we wait
             await asyncio.sleep(backoff(max(failures, waits), self.retry_delay, self.max_retry_delay))
-        return True  # stopping: left unacknowledged, it comes back
+        return True  # stopping, or the gate went elsewhere: left unacknowledged, it comes back
 
     async def _park(self, msg: Msg, envelope: Envelope, position: int, error: str, attempts: int) -> None:
         record = ParkedMessage(worker=self.durable, position=position, subject=msg.subject, error=error[:2000],
@@ -344,12 +404,16 @@ class DurableWorker:
         The flag matters: a pull fetch can turn a cancellation into its own timeout error, which
         the loop treats as "nothing yet", so cancelling alone may not end it."""
         self._stopping = True
+        taken = deque(msg for queue in self._queues.values() for msg in queue)
         tasks = [t for t in (self._task, self._keeping, self._watching, *self._lanes) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._hand_back(taken)  # not finished here: another replica may take them now (acked ones stay acked)
+        if self.gate is not None:
+            await self.gate.stop()
         self._task = self._keeping = self._watching = None
         self._lanes.clear()
         self._queues.clear()

@@ -1,9 +1,12 @@
 """The sandbox process manager: thread events that bind or shut down sandboxes become
 commands to the sandbox boundary. Command ids derive from the triggering event, so a
-redelivery after a crash repeats nothing."""
+redelivery after a crash repeats nothing. One event's commands each name a different sandbox,
+so they are sent together (at most `FAN_OUT` at a time): an archive that releases thousands of
+sandboxes holds the process manager, and every tenant's events behind it, that much less."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -27,6 +30,7 @@ from agentledger.schemas.replies import CommandReply
 log = logging.getLogger("agentledger.process_manager")
 PM_ACTOR = Actor(kind="system", id="sys_process_manager")
 RETRYABLE = frozenset({"conflict", "unavailable"})
+FAN_OUT = 16
 ACTS_ON = ("session.created", "session.spawned", "session.started", "session.completed", "session.cancelled",
            "session.failed", "thread.archived")
 """The thread event types `commands_for` can turn into commands: the only ones the worker fetches."""
@@ -66,14 +70,23 @@ class SandboxProcessManager:
         self.send = send
 
     async def handle(self, envelope: Envelope, position: int) -> bool:
-        for command in commands_for(envelope):
-            reply = await self.send(envelope.tenant_id, command.NAME, msgspec.json.encode(command))
+        slots = asyncio.Semaphore(FAN_OUT)
+
+        async def send(command: Command) -> CommandReply:
+            async with slots:
+                return await self.send(envelope.tenant_id, command.NAME, msgspec.json.encode(command))
+
+        commands = commands_for(envelope)
+        replies = await asyncio.gather(*(send(c) for c in commands))
+        done = True
+        for command, reply in zip(commands, replies, strict=True):
             if reply.error is not None:
                 code = type(reply.error).__struct_config__.tag
-                if code in RETRYABLE:
-                    return False
-                if code == "internal":  # the engine failed on it: retried with backoff, then parked
+                if code in RETRYABLE:  # the whole event again later: the accepted ones answer as repeats
+                    done = False
+                elif code == "internal":  # the engine failed on it: retried with backoff, then parked
                     raise RuntimeError(f"{command.NAME} for event at {position}: {reply.error.message}")
-                # A definitive refusal (say, a sandbox destroyed by hand meanwhile) is logged, not retried.
-                log.warning("event %s at %s: %s refused: %s", envelope.type, position, command.NAME, reply.error.message)
-        return True
+                else:  # a definitive refusal (say, a sandbox destroyed by hand meanwhile) is logged, not retried
+                    log.warning("event %s at %s: %s refused: %s", envelope.type, position, command.NAME,
+                                reply.error.message)
+        return done

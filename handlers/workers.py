@@ -15,6 +15,7 @@ from agentledger.engine.subjects import Subjects
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.durable import DurableWorker, Handler
 from agentledger.handlers.effects import Query, SandboxEffects
+from agentledger.handlers.lease import Lease
 from agentledger.handlers.observability import tracing
 from agentledger.handlers.observability.logs import bind
 from agentledger.handlers.observability.metrics import EngineMetrics, ObservedProvider
@@ -107,11 +108,17 @@ def nats_query(nc: Client, subjects: Subjects, timeout: float = 10.0) -> Query:
 
 def process_manager_worker(cfg: EngineConfig, store: EventStore, send: Send,
                            quarantine: Quarantine | None = None) -> DurableWorker:
+    """Each tenant's thread events in log order, several tenants at once, reading ahead so one
+    tenant's backlog does not hold back another's; one replica at a time (the lease), so a tenant's
+    order holds across replicas too."""
     pm = SandboxProcessManager(send)
     durable = cfg.subjects.durable("pm")
+    tenant = tenant_of(cfg.subjects)
+    lease = Lease(store.js, f"{cfg.stream}_LEASES", durable, ttl=cfg.pm_lease_ttl, replicas=cfg.replicas)
     return DurableWorker(store.js, cfg.stream, cfg.subjects.thread_events_of(PM_ACTS_ON), durable,
                          _with_log_ids(durable, pm.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
                          quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts,
+                         key=tenant, concurrency=cfg.pm_concurrency, window=cfg.pm_window, group=tenant, gate=lease,
                          check_every=cfg.worker_check_every)
 
 
@@ -136,5 +143,11 @@ def effects_worker(cfg: EngineConfig, store: EventStore, send: Send, query: Quer
                          _with_log_ids(durable, effects.handle), cfg.subjects, ack_wait=cfg.worker_ack_wait,
                          quarantine=quarantine, retry_delay=cfg.worker_retry_delay, max_attempts=cfg.worker_max_attempts,
                          key=cfg.subjects.boundary_of, concurrency=cfg.effects_concurrency, on_park=effects.give_up,
-                         check_every=cfg.worker_check_every, reconciler=reconciler)
+                         window=cfg.effects_window, group=tenant_of(cfg.subjects), check_every=cfg.worker_check_every,
+                         reconciler=reconciler)
+
+
+def tenant_of(subjects: Subjects) -> Callable[[str], str]:
+    """The tenant an event's subject belongs to: the effect handler's turns are shared by tenant."""
+    return lambda subject: subjects.parse_boundary(subjects.boundary_of(subject)).tenant
 

@@ -8,6 +8,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from agentledger.engine import codec
 from agentledger.engine.decoding import decode_request, decoders
 from agentledger.engine.outcomes import log_unavailable, not_found, unexpected
@@ -17,6 +19,7 @@ from agentledger.engine.store import EventStore, LogUnavailable, RawEvent
 from agentledger.engine.thread_model import ThreadState
 from agentledger.projections.history import read_history
 from agentledger.projections.views import sandbox_view, session_view, thread_row, thread_view, tree
+from agentledger.schemas.commands import MAX_REQUEST_BYTES
 from agentledger.schemas.errors import (
     DomainError,
     Unavailable,
@@ -50,16 +53,39 @@ Reader = Callable[[int, int | None, int | None], Awaitable[list[RawEvent]]]
 _DECODERS = decoders(QUERIES)
 
 
+class _MinPosition(msgspec.Struct):
+    min_position: int | None = None
+
+
+_min_position = msgspec.json.Decoder(_MinPosition).decode
+
+
 class QueryService:
     def __init__(self, store: EventStore, models: Repository, wait_timeout: float = 5.0) -> None:
         self.store = store
         self.models = models
         self.wait_timeout = wait_timeout
 
+    def wait_needed(self, body: bytes) -> Callable[[], Awaitable[bool]] | None:
+        """The wait for the position a query body asks for (`min_position`), when the read models
+        have not reached it yet: the caller runs it holding no worker, then `execute`s. None when
+        there is nothing to wait for (or the body is bad: `execute` says why)."""
+        if len(body) > MAX_REQUEST_BYTES:
+            return None
+        try:
+            wanted = _min_position(body).min_position
+        except (msgspec.DecodeError, ValueError):
+            return None
+        if not wanted or wanted <= self.models.position:
+            return None
+        return lambda: self.models.wait_for(wanted, self.wait_timeout)
+
     async def execute(self, tenant: str, name: str, body: bytes) -> QueryReply:
+        """The answer, now: a `min_position` the read models have not reached is `unavailable`
+        (`wait_needed` is the wait for it, which the request pipeline runs first)."""
         try:
             query: Query = decode_request(_DECODERS, "query", name, body)
-            if query.min_position and not await self.models.wait_for(query.min_position, self.wait_timeout):
+            if query.min_position and self.models.position < query.min_position:
                 raise DomainError(Unavailable(message=f"read model is at {self.models.position}, "
                                                       f"not yet at {query.min_position}; retry"))
             result = await self._answer(tenant, query)

@@ -19,6 +19,10 @@ CapacityDimension = Literal["depth", "width", "budget"]
 HandoffRejectReason = Literal["active_run", "pending_hitl", "pending_subsession"]
 CallerRole = Literal["member", "auditor", "admin", "engine", "effects", "unknown"]
 SandboxOperation = Literal["fork", "pause"]
+RateLimit = Literal["requests_waiting", "bytes_waiting", "waits_parked", "commands_per_second", "queries_per_second"]
+"""Which share or rate a tenant reached: the engine's share of its workers (requests or bytes
+waiting for one, `min_position` waits parked) or a rate the operator set for the tenant."""
+Quota = Literal["events"]
 
 
 class ErrorDetails(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +122,20 @@ class ForbiddenDetails(ErrorDetails, kw_only=True):
     tenant: str  # the tenant the subject named
 
 
+class RateLimitedDetails(ErrorDetails, kw_only=True):
+    tenant: str  # the tenant the subject named
+    limit: RateLimit
+    allowed: float  # the limit's value: a count, bytes, or per second
+    retry_after: float  # seconds: when a retry is likely to be taken
+
+
+class QuotaExceededDetails(ErrorDetails, kw_only=True):
+    tenant: str
+    quota: Quota
+    limit: int
+    used: int
+
+
 class Error(msgspec.Struct, tag_field="code", frozen=True, kw_only=True):
     RETRYABLE: ClassVar[bool] = False
     message: str
@@ -194,6 +212,15 @@ class Unavailable(Error, tag="unavailable", kw_only=True):
     details: ErrorDetails = ErrorDetails()
 
 
+class RateLimited(Error, tag="rate_limited", kw_only=True):
+    retryable: bool = True
+    details: RateLimitedDetails
+
+
+class QuotaExceeded(Error, tag="quota_exceeded", kw_only=True):
+    details: QuotaExceededDetails
+
+
 class Internal(Error, tag="internal", kw_only=True):
     details: TraceDetails
 
@@ -201,7 +228,8 @@ class Internal(Error, tag="internal", kw_only=True):
 AnyError = (
     InvalidCommand | UnknownCommand | NotFound | AlreadyExists | ThreadClosed | ThreadNotEmpty
     | IllegalTransition | CapacityExceeded | CrossThread | CrossProject | VersionConflict
-    | HandoffRejected | Unsupported | NotHolder | Forbidden | Conflict | Unavailable | Internal
+    | HandoffRejected | Unsupported | NotHolder | Forbidden | Conflict | Unavailable | RateLimited | QuotaExceeded
+    | Internal
 )
 
 

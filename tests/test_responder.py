@@ -8,6 +8,7 @@ engine's own command and query handlers run through the same code in every other
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -40,7 +41,7 @@ async def no_query(tenant: str, name: str, body: bytes) -> QueryReply:
 
 async def test_a_handler_that_raises_still_answers_internal_with_a_trace_id(
         nc: Client, admin: Client, engine_config: EngineConfig) -> None:
-    async def broken(tenant: str, name: str, body: bytes, principal: Principal) -> CommandReply:
+    async def broken(tenant: str, name: str, body: bytes, principal: Principal, arrived: float) -> CommandReply:
         raise RuntimeError("a bug in a handler")
 
     responder = Responder(nc)
@@ -64,7 +65,7 @@ async def test_a_slow_request_does_not_hold_up_the_next_one(
     release = asyncio.Event()
     started: list[str] = []
 
-    async def handler(tenant: str, name: str, body: bytes, principal: Principal) -> CommandReply:
+    async def handler(tenant: str, name: str, body: bytes, principal: Principal, arrived: float) -> CommandReply:
         started.append(name)
         if name == "thread.archive":
             await release.wait()
@@ -94,7 +95,7 @@ async def test_stop_answers_what_it_took_and_then_takes_nothing(
     release = asyncio.Event()
     taken = asyncio.Event()
 
-    async def handler(tenant: str, name: str, body: bytes, principal: Principal) -> CommandReply:
+    async def handler(tenant: str, name: str, body: bytes, principal: Principal, arrived: float) -> CommandReply:
         taken.set()
         await release.wait()
         return CommandReply(ok=True, position=7)
@@ -113,3 +114,36 @@ async def test_stop_answers_what_it_took_and_then_takes_nothing(
     assert decode_reply((await pending).data).position == 7
     with pytest.raises(nats.errors.NoRespondersError):
         await admin.request(subject, b"{}", timeout=2)
+
+
+async def test_a_command_waiting_for_a_worker_carries_its_arrival_so_its_deadline_counts_the_wait(
+        nc: Client, admin: Client, engine_config: EngineConfig) -> None:
+    release = asyncio.Event()
+    seen: list[tuple[str, float, float]] = []  # (command, arrived, started)
+
+    async def handler(tenant: str, name: str, body: bytes, principal: Principal, arrived: float) -> CommandReply:
+        seen.append((name, arrived, time.monotonic()))
+        if name == "thread.archive":
+            await release.wait()
+        return CommandReply(ok=True, position=len(seen))
+
+    responder = Responder(nc, max_workers=1)  # one worker: the second command waits for it
+    await RequestPipeline(engine_config.subjects, handler, no_query, None).serve(responder, engine_config.queue_group)
+    await nc.flush()
+    try:
+        first = asyncio.create_task(admin.request(engine_config.subjects.command("tnt_acme", "thread.archive"), b"{}",
+                                                  timeout=10))
+        while not seen:
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(admin.request(engine_config.subjects.command("tnt_acme", "thread.restore"), b"{}",
+                                                   timeout=10))
+        await asyncio.sleep(0.2)
+        assert len(seen) == 1  # still waiting for the worker
+        released_at = time.monotonic()
+        release.set()
+        assert decode_reply((await first).data).ok and decode_reply((await second).data).ok
+        [(_, arrived, started)] = [s for s in seen if s[0] == "thread.restore"]
+        assert arrived < released_at <= started  # it arrived before the worker was free, and says so
+    finally:
+        release.set()
+        await responder.stop()

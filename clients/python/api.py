@@ -150,6 +150,20 @@ class Unavailable(LedgerError):
     details: errors.ErrorDetails
 
 
+class RateLimited(LedgerError):
+    """The engine's `rate_limited` error."""
+
+    code = "rate_limited"
+    details: errors.RateLimitedDetails
+
+
+class QuotaExceeded(LedgerError):
+    """The engine's `quota_exceeded` error."""
+
+    code = "quota_exceeded"
+    details: errors.QuotaExceededDetails
+
+
 class Internal(LedgerError):
     """The engine's `internal` error."""
 
@@ -175,6 +189,8 @@ ERRORS: dict[str, type[LedgerError]] = {
     "forbidden": Forbidden,
     "conflict": Conflict,
     "unavailable": Unavailable,
+    "rate_limited": RateLimited,
+    "quota_exceeded": QuotaExceeded,
     "internal": Internal,
 }
 

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import nkeys
 from nats.aio.client import RawCredentials
 from nats_jwt.nkeys_ext import create_account_pair, create_operator_pair, create_user_pair
@@ -41,6 +42,7 @@ from agentledger.handlers.auth.permissions import (
 )
 from agentledger.handlers.nats_server import EmbeddedNats
 from agentledger.schemas.ids import TENANT_RE
+from agentledger.schemas.tenants import TenantQuota
 
 ENGINE_ACCOUNT = "AGENTLEDGER"
 AUDIT_API = "$JS.ledger.API"  # where a tenant account sees the engine account's (narrowed) JetStream API
@@ -213,6 +215,7 @@ class Deployment:
         """Forget a tenant's keys (a `tenant add` that failed half-way): no credential can be issued for it."""
         if self._tenant_key(tenant, False) is not None:
             (self.root / "tenants" / f"{tenant}.seed").unlink()
+            self._quota_path(tenant).unlink(missing_ok=True)
 
     def tenant_account(self, tenant: str, create: bool = True) -> str | None:
         kp = self._tenant_key(tenant, create)
@@ -236,12 +239,30 @@ class Deployment:
             Import(name="audit-flow", subject="$JS.FC.>", account=engine, type="service"),
         ]
         limits = claims.nats.limits
-        limits.disk_storage, limits.streams, limits.consumer = -1, -1, -1
+        storage = self.quota(tenant).storage_bytes
+        limits.disk_storage, limits.streams, limits.consumer = -1 if storage is None else storage, -1, -1
         revoked = self.revoked(tenant)
         if revoked:
             # A plain dict: nats-jwt 0.2.2's own RevocationList type is left out when it encodes.
             claims.nats.revocations = revoked  # type: ignore[assignment]
         return claims.encode(self._operator)
+
+    # -- quotas ------------------------------------------------------------------------------
+    def _quota_path(self, tenant: str) -> Path:
+        if not _TENANT.match(tenant):
+            raise ValueError(f"tenant {tenant!r} must match {TENANT_RE}")
+        return self.root / "tenants" / f"{tenant}.quota.json"
+
+    def quota(self, tenant: str) -> TenantQuota:
+        """What the operator allows the tenant (`tenant add` / `tenant set`); `tenant_jwt` carries
+        its storage limit, the engines read the rest from the tenant directory bucket."""
+        path = self._quota_path(tenant)
+        return msgspec.json.decode(path.read_bytes(), type=TenantQuota) if path.exists() else TenantQuota()
+
+    def set_quota(self, tenant: str, quota: TenantQuota) -> None:
+        if self._tenant_key(tenant, False) is None:
+            raise KeyError(f"no tenant {tenant}: add it first (agentledger tenant add {tenant})")
+        _secret(self._quota_path(tenant), msgspec.json.encode(quota).decode())
 
     # -- revocation --------------------------------------------------------------------------
     def _revocations_path(self, tenant: str) -> Path:

@@ -14,7 +14,9 @@ from nats.js.api import ExternalStream, KeyValueConfig, StorageType, StreamConfi
 
 from agentledger.handlers.auth.identity import TENANTS_BUCKET, TenantDirectory
 from agentledger.handlers.auth.keys import AUDIT_API, AUDIT_DELIVERY, Deployment
+from agentledger.handlers.quotas import publish_quota
 from agentledger.schemas.accounts import CHECKPOINT_BUCKET, audit_stream, kv_stream
+from agentledger.schemas.tenants import TenantQuota
 
 
 class ClaimsUpdateFailed(RuntimeError):
@@ -105,7 +107,7 @@ async def add_checkpoint_bucket(url: str, deployment: Deployment, tenant: str, m
 
 
 async def add_tenant(url: str, deployment: Deployment, tenant: str, bucket: str = TENANTS_BUCKET,
-                     connect: Connect = connect_once) -> str:
+                     connect: Connect = connect_once, quota: TenantQuota | None = None) -> str:
     """Create (or refresh) `tenant`'s account and make it known; returns its public key. Idempotent.
     Its checkpoint bucket is made in its account; with a concrete prefix and stream (not the test
     suite's `*`), its audit stream too.
@@ -113,17 +115,22 @@ async def add_tenant(url: str, deployment: Deployment, tenant: str, bucket: str 
     Nothing is written before NATS answers; the engines learn the tenant last (the directory
     entry), once its account and audit stream exist; and a new tenant's keys are removed again
     when a step fails, so a failed add leaves no tenant whose credentials could be issued: run it
-    again. (An account pushed before the failure stays on the server, unusable: no one has its keys.)"""
+    again. (An account pushed before the failure stays on the server, unusable: no one has its keys.)
+    `quota` replaces the tenant's quota (None: keep the one it has, if any)."""
     new = deployment.tenant_account(tenant, create=False) is None
     nc = await connect(url, deployment.engine_creds("admin").raw())
     try:
         account = deployment.tenant_account(tenant)
         assert account is not None
         try:
+            if quota is not None:
+                deployment.set_quota(tenant, quota)
             await push_account(url, deployment, deployment.tenant_jwt(tenant), connect=connect)
             await add_checkpoint_bucket(url, deployment, tenant, connect=connect)
             if "*" not in (deployment.prefix, deployment.stream):
                 await add_audit_stream(url, deployment, tenant, deployment.prefix, deployment.stream, connect)
+            # known to the engines, with its quota, before any of its users can reach them
+            await publish_quota(nc.jetstream(), tenant, deployment.quota(tenant), bucket)
             await TenantDirectory(nc.jetstream(), bucket).register(account, tenant)
         except BaseException:
             if new:
@@ -132,3 +139,17 @@ async def add_tenant(url: str, deployment: Deployment, tenant: str, bucket: str 
     finally:
         await nc.close()
     return account
+
+
+async def set_quota(url: str, deployment: Deployment, tenant: str, quota: TenantQuota,
+                    bucket: str = TENANTS_BUCKET, connect: Connect = connect_once) -> None:
+    """Change a tenant's quota: recorded with the deployment's keys, written to the tenant directory
+    bucket (engines apply it within their refresh interval) and, for storage, pushed to the running
+    NATS in the tenant's account JWT."""
+    deployment.set_quota(tenant, quota)
+    nc = await connect(url, deployment.engine_creds("admin").raw())
+    try:
+        await publish_quota(nc.jetstream(), tenant, quota, bucket)
+    finally:
+        await nc.close()
+    await push_account(url, deployment, deployment.tenant_jwt(tenant), connect=connect)

@@ -1326,6 +1326,8 @@ export interface CommandRefused {
     | Forbidden
     | Conflict
     | Unavailable
+    | RateLimited
+    | QuotaExceeded
     | Internal;
   ok: false;
 }
@@ -1603,6 +1605,30 @@ export interface Unavailable {
   retryable: boolean;
 }
 export interface ErrorDetails {}
+export interface RateLimited {
+  code: "rate_limited";
+  details: RateLimitedDetails;
+  message: string;
+  retryable: boolean;
+}
+export interface RateLimitedDetails {
+  allowed: number;
+  limit: "bytes_waiting" | "commands_per_second" | "queries_per_second" | "requests_waiting" | "waits_parked";
+  retry_after: number;
+  tenant: string;
+}
+export interface QuotaExceeded {
+  code: "quota_exceeded";
+  details: QuotaExceededDetails;
+  message: string;
+  retryable: boolean;
+}
+export interface QuotaExceededDetails {
+  limit: number;
+  quota: "events";
+  tenant: string;
+  used: number;
+}
 export interface Internal {
   code: "internal";
   details: TraceDetails;
@@ -2957,6 +2983,8 @@ export interface QueryRefused {
     | Forbidden
     | Conflict
     | Unavailable
+    | RateLimited
+    | QuotaExceeded
     | Internal;
   ok: false;
 }

@@ -128,6 +128,26 @@ export class NotHolderError extends LedgerError {
   }
 }
 
+/** `quota_exceeded`. */
+export class QuotaExceededError extends LedgerError {
+  declare readonly code: "quota_exceeded";
+  declare readonly details: C.QuotaExceeded["details"];
+  constructor(error: C.QuotaExceeded, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
+    this.name = "QuotaExceededError";
+  }
+}
+
+/** `rate_limited` (retryable: send it again with the same command id). */
+export class RateLimitedError extends LedgerError {
+  declare readonly code: "rate_limited";
+  declare readonly details: C.RateLimited["details"];
+  constructor(error: C.RateLimited, commandId?: string | null, options?: ErrorOptions) {
+    super(error.code, error.message, error.retryable, error.details, commandId, options);
+    this.name = "RateLimitedError";
+  }
+}
+
 /** `thread_closed`. */
 export class ThreadClosedError extends LedgerError {
   declare readonly code: "thread_closed";
@@ -189,7 +209,7 @@ export class VersionConflictError extends LedgerError {
 }
 
 /** Any error an engine replies with, as its class: narrow it with `instanceof` or on `code`. */
-export type RefusalError = AlreadyExistsError | CapacityExceededError | ConflictError | CrossProjectError | CrossThreadError | ForbiddenError | HandoffRejectedError | IllegalTransitionError | InternalError | InvalidCommandError | NotFoundError | NotHolderError | ThreadClosedError | ThreadNotEmptyError | UnavailableError | UnknownCommandError | UnsupportedError | VersionConflictError;
+export type RefusalError = AlreadyExistsError | CapacityExceededError | ConflictError | CrossProjectError | CrossThreadError | ForbiddenError | HandoffRejectedError | IllegalTransitionError | InternalError | InvalidCommandError | NotFoundError | NotHolderError | QuotaExceededError | RateLimitedError | ThreadClosedError | ThreadNotEmptyError | UnavailableError | UnknownCommandError | UnsupportedError | VersionConflictError;
 
 /** The class for an engine's error reply; null for a code this contract does not have. */
 export function refusal(error: WireError, commandId?: string | null): RefusalError | null {
@@ -218,6 +238,10 @@ export function refusal(error: WireError, commandId?: string | null): RefusalErr
       return new NotFoundError(error, commandId);
     case "not_holder":
       return new NotHolderError(error, commandId);
+    case "quota_exceeded":
+      return new QuotaExceededError(error, commandId);
+    case "rate_limited":
+      return new RateLimitedError(error, commandId);
     case "thread_closed":
       return new ThreadClosedError(error, commandId);
     case "thread_not_empty":
