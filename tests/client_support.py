@@ -1,10 +1,12 @@
 """What the client tests share: a tenant user's `.creds` file, a `Ledger` connected with it to a
-test's engine, and a wiretap that sees every request on the engine's side of the broker."""
+test's engine, a wiretap that sees every request on the engine's side of the broker, and the runner
+of a docs page's Python example."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,3 +97,31 @@ async def serving(directory: Path) -> AsyncIterator[dict[str, str]]:
     finally:
         server.send_signal(signal.SIGINT)
         await asyncio.wait_for(server.wait(), HANG)
+
+
+def doc_section(doc: str, heading: str) -> str:
+    """The text of `## heading` in a markdown page, up to the next `## `."""
+    start = doc.index(f"\n## {heading}\n")
+    end = doc.find("\n## ", start + 1)
+    return doc[start:end if end != -1 else None]
+
+
+async def run_python_example(section: str, directory: Path) -> None:
+    """A docs section's Python example, saved where it says and run the way it says against an engine
+    started as `make run` starts it, prints what the section says it prints (`…` stands for anything)."""
+    code = re.search(r"^```python\n(.*?)^```", section, re.M | re.S)
+    run = re.search(r"`(\.venv/bin/python (\S+\.py))`", section)
+    shown = re.search(r"on a fresh `make run`:\n\n```\n(.*?)```", section, re.S)
+    assert code and run and shown, "the section has the example, how to run it and what it prints"
+    (directory / run.group(2)).write_text(code.group(1))
+    async with serving(directory) as env:
+        proc = await asyncio.create_subprocess_exec("bash", "-c", run.group(1), cwd=directory, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), HANG)
+    assert proc.returncode == 0, err.decode()
+    expected = shown.group(1).splitlines()
+    lines = out.decode().splitlines()
+    assert len(lines) == len(expected), (lines, expected)
+    for line, pattern in zip(lines, expected, strict=True):
+        assert re.fullmatch(".*?".join(map(re.escape, pattern.split("…"))), line), (line, pattern)
+

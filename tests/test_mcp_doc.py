@@ -9,35 +9,21 @@ import json
 import re
 from pathlib import Path
 
-from tests.cli_support import AGENTLEDGER
-from tests.client_support import HANG, serving
+import pytest
 
+from tests.cli_support import AGENTLEDGER
+from tests.client_support import HANG, doc_section, run_python_example
+
+pytestmark = pytest.mark.integration  # runs an engine and the example through helpers of its own
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "clients.md").read_text()
 
 
 def section(heading: str) -> str:
-    start = DOC.index(f"\n## {heading}\n")
-    end = DOC.find("\n## ", start + 1)
-    return DOC[start:end if end != -1 else None]
+    return doc_section(DOC, heading)
 
 
 async def test_the_mcp_example_runs_as_written(tmp_path: Path) -> None:
-    mcp = section("MCP")
-    code = re.search(r"^```python\n(.*?)^```", mcp, re.M | re.S)
-    run = re.search(r"`(\.venv/bin/python (\S+\.py))`", mcp)
-    shown = re.search(r"on a fresh `make run`:\n\n```\n(.*?)```", mcp, re.S)
-    assert code and run and shown, "the section has the example, how to run it and what it prints"
-    (tmp_path / run.group(2)).write_text(code.group(1))
-    async with serving(tmp_path) as env:
-        proc = await asyncio.create_subprocess_exec("bash", "-c", run.group(1), cwd=tmp_path, env=env,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), HANG)
-    assert proc.returncode == 0, err.decode()
-    expected = shown.group(1).splitlines()
-    lines = out.decode().splitlines()
-    assert len(lines) == len(expected), (lines, expected)
-    for line, pattern in zip(lines, expected, strict=True):
-        assert re.fullmatch(".*?".join(map(re.escape, pattern.split("…"))), line), (line, pattern)
+    await run_python_example(section("MCP"), tmp_path)
 
 
 async def test_the_host_configuration_is_one_the_command_takes() -> None:
