@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,7 +161,7 @@ class TenantQuotas:
                 return RateLimited(message=f"tenant {tenant} is over its {rate:g} {kind}s per second; retry in "
                                            f"{wait:.3g} s",
                                    details=RateLimitedDetails(tenant=tenant, limit=limit, allowed=rate,
-                                                              retry_after=round(wait, 3)))
+                                                              retry_after=math.ceil(wait * 1000) / 1000))
         if kind == "command" and quota.max_events is not None:
             used = await self.events(tenant)
             if used >= quota.max_events:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import typing
+import uuid
 from pathlib import Path
 
 import msgspec
@@ -30,6 +31,8 @@ from agentledger.client import (
     LedgerError,
     NotFound,
     ProjectConfig,
+    RateLimited,
+    Retry,
     SandboxSpec,
     Summary,
     ThreadClosed,
@@ -43,12 +46,15 @@ from agentledger.client import (
 )
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
+from agentledger.handlers.auth.tenants import add_tenant
 from agentledger.handlers.config import EngineConfig
+from agentledger.handlers.nats_server import EmbeddedNats
 from agentledger.schemas import errors as schema_errors
 from agentledger.schemas.commands import COMMANDS
 from agentledger.schemas.errors import AnyError, BlockingSession, CapacityDetails, EntityDetails
 from agentledger.schemas.events import StoredEvent
 from agentledger.schemas.queries import QUERIES, QUERY_RESULTS
+from agentledger.schemas.tenants import TenantQuota
 from tests.client_support import HANG, creds_file, ledger_for, wiretap
 from tests.conftest import Tenants
 
@@ -208,6 +214,29 @@ async def test_a_retry_after_unavailable_reuses_the_command_id_and_is_answered_o
     assert len(attempts) >= 2 and len(ids) == 1, attempts
     assert (result.session_id, result.status) == ("ses_r", "active")
     assert [e.type for e in events if e.command_id in ids] == ["session.started"]  # decided once
+
+
+async def test_a_rate_limited_command_is_sent_again_once_its_retry_after_has_passed(
+        engine: Engine, engine_config: EngineConfig, deployment: Deployment, tenants: Tenants,
+        nats_server: EmbeddedNats, nc: Client, tmp_path: Path) -> None:
+    """A tenant allowed one command a second: the second command at once is refused `rate_limited`
+    with the seconds until its token is due, and the client waits that long before the retry,
+    which is then taken (rather than spent on more refusals); decided once."""
+    tenant = f"tnt_r{uuid.uuid4().hex[:10]}"
+    await add_tenant(nats_server.url, deployment, tenant, quota=TenantQuota(commands_per_second=1))
+    creds = await creds_file(deployment, tenants, tmp_path, tenant=tenant)
+    retries: list[Retry] = []
+    async with ledger_for(engine_config, creds, tenant=tenant, on_retry=retries.append) as ledger, \
+            wiretap(nc, engine_config) as tap:
+        await ledger.project.create(name="p", project_id="prj_r1")
+        before = len(tap.bodies)
+        await ledger.project.create(name="p", project_id="prj_r2")
+        attempts = tap.bodies[before:]
+        events = [e async for e in ledger.events(follow=False)]
+    limited = [r for r in retries if isinstance(r.error, RateLimited)]
+    assert limited and all(r.pause >= r.error.details.retry_after > 0 for r in limited), retries
+    assert len(attempts) == 2 and attempts[0]["command_id"] == attempts[1]["command_id"], attempts
+    assert [e.type for e in events] == ["project.created", "project.created"]
 
 
 async def test_a_request_nobody_answers_is_sent_again_with_its_command_id_once_the_engine_could_not_decide_it(

@@ -1,8 +1,9 @@
 """The TypeScript client (clients/typescript): its generated code is what docs/schema.json gives,
 it builds under `tsc --strict`, and its own tests (node's test runner, on the compiled output) pass
 against a real engine on the real nats-server with authentication on, as the tenant's member and
-auditor. The rig lets them stop and start the engine and hold a thread past the engine's
-decide-within limit, so retries meet real `no responders` and `unavailable` answers."""
+auditor. The rig lets them stop and start the engine, hold a thread past the engine's
+decide-within limit and set the tenant's command rate, so retries meet real `no responders`,
+`unavailable` and `rate_limited` answers."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ from nats.aio.msg import Msg
 
 from agentledger.handlers.app import Engine
 from agentledger.handlers.auth.keys import Deployment
-from agentledger.handlers.auth.tenants import add_audit_stream
+from agentledger.handlers.auth.tenants import add_audit_stream, set_quota
 from agentledger.handlers.config import EngineConfig, connect_options
 from agentledger.handlers.nats_server import EmbeddedNats, free_port
+from agentledger.schemas.tenants import TenantQuota
 from tests.conftest import Tenants
 from tests.fresh_support import sh
 from tests.node_tools import installed
@@ -81,8 +83,8 @@ def test_user_code_needs_no_casts() -> None:
 class Rig:
     """The engine the node tests run against, and the HTTP control they steer it with."""
 
-    def __init__(self, config: EngineConfig) -> None:
-        self.config = config
+    def __init__(self, config: EngineConfig, deployment: Deployment, url: str) -> None:
+        self.config, self.deployment, self.url = config, deployment, url
         self.engine: Engine | None = None
         self.holds: list[asyncio.Task[None]] = []
         self.impostors: list[nats.aio.client.Client] = []
@@ -117,6 +119,18 @@ class Rig:
         self.holds.append(asyncio.create_task(holding()))
         await held.wait()
 
+    async def quota(self, commands_per_second: float | None) -> None:
+        """Set the tenant's command rate as `tenant set` does, and return once the engine applies it."""
+        assert self.engine is not None and self.engine.quotas is not None
+        quota = TenantQuota(commands_per_second=commands_per_second)
+        await set_quota(self.url, self.deployment, TENANT, quota)
+        self.engine.quotas.refresh = 0.0  # re-read at each request, in the background
+        for _ in range(200):
+            if await self.engine.quotas.quota(TENANT) == quota:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the engine never read the tenant's new quota")
+
     async def impostor(self, prefix: str, replies: list[str]) -> None:
         """Something that is not an engine answering the tenant's requests under `prefix`, with `replies` in turn."""
         nc = await nats.connect(servers=self.config.servers, **connect_options(self.config))
@@ -140,6 +154,8 @@ class Rig:
                 await self.stop()
             elif action == "hold":
                 await self.hold(body["thread_id"], float(body["seconds"]), float(body["decide_within"]))
+            elif action == "quota":
+                await self.quota(body["commands_per_second"])
             elif action == "impostor":
                 await self.impostor(body["prefix"], list(body["replies"]))
             else:
@@ -152,8 +168,10 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(engine_config: EngineConfig) -> AsyncIterator[tuple[Rig, str]]:
-    rig = Rig(engine_config)
+async def rig(engine_config: EngineConfig, deployment: Deployment, nats_server: EmbeddedNats,
+              tenants: Tenants) -> AsyncIterator[tuple[Rig, str]]:
+    await tenants.add(TENANT)
+    rig = Rig(engine_config, deployment, nats_server.url)
     await rig.start()
     runner = web.AppRunner(rig.app())
     await runner.setup()

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 _WHERE = {
     "agentledger.client.api": ("ERRORS", "AlreadyExists", "CapacityExceeded", "Conflict", "CrossProject", "CrossThread",
                                "Forbidden", "HandoffRejected", "IllegalTransition", "Internal", "InvalidCommand",
-                               "NotFound", "ThreadClosed", "ThreadNotEmpty", "Unavailable", "UnknownCommand",
-                               "Unsupported", "VersionConflict"),
+                               "NotFound", "NotHolder", "QuotaExceeded", "RateLimited", "ThreadClosed",
+                               "ThreadNotEmpty", "Unavailable", "UnknownCommand", "Unsupported", "VersionConflict"),
     "agentledger.client.audit": ("AuditRecord",),
     "agentledger.client.connection": ("ConnectionClosed", "ConnectionRefused", "NoReply", "NoResponders"),
     "agentledger.client.errors": ("BadReply", "CredsFileMissing", "LedgerError", "NoCredentials", "NotAuthorised"),
-    "agentledger.client.ledger": ("Ledger",),
+    "agentledger.client.ledger": ("Ledger", "Retry"),
     "agentledger.schemas.common": ("Actor", "ProjectConfig", "Summary"),
     "agentledger.schemas.sandboxes": ("SandboxOptions", "SandboxSpec"),
 }
@@ -48,7 +48,11 @@ __all__ = [
     "NoResponders",
     "NotAuthorised",
     "NotFound",
+    "NotHolder",
     "ProjectConfig",
+    "QuotaExceeded",
+    "RateLimited",
+    "Retry",
     "SandboxOptions",
     "SandboxSpec",
     "Summary",
@@ -75,6 +79,9 @@ if TYPE_CHECKING:
         Internal,
         InvalidCommand,
         NotFound,
+        NotHolder,
+        QuotaExceeded,
+        RateLimited,
         ThreadClosed,
         ThreadNotEmpty,
         Unavailable,
@@ -85,7 +92,7 @@ if TYPE_CHECKING:
     from agentledger.client.audit import AuditRecord
     from agentledger.client.connection import ConnectionClosed, ConnectionRefused, NoReply, NoResponders
     from agentledger.client.errors import BadReply, CredsFileMissing, LedgerError, NoCredentials, NotAuthorised
-    from agentledger.client.ledger import Ledger
+    from agentledger.client.ledger import Ledger, Retry
     from agentledger.schemas.common import Actor, ProjectConfig, Summary
     from agentledger.schemas.sandboxes import SandboxOptions, SandboxSpec
 

@@ -6,8 +6,9 @@
             ...
 
 Each command call makes one command id (unless given) and sends it again on every retry of a
-retryable error (`conflict`, `unavailable`, no responders, no reply) that can start within
-`deadline` seconds of the first attempt, so a retried command is decided once. Errors are raised as the exception class of
+retryable error (`conflict`, `unavailable`, `rate_limited` once its `retry_after` has passed, no
+responders, no reply) that can start within `deadline` seconds of the first attempt, so a retried
+command is decided once. Errors are raised as the exception class of
 their code (`agentledger.client.api`), each with its typed `details`.
 """
 
@@ -18,7 +19,8 @@ import os
 import random
 import typing
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Generic, TypeVar, overload
@@ -27,7 +29,7 @@ import msgspec
 
 from agentledger.client import audit as audit_feed
 from agentledger.client import credentials
-from agentledger.client.api import EventsGroup, Groups, Unavailable, exception
+from agentledger.client.api import EventsGroup, Groups, RateLimited, Unavailable, exception
 from agentledger.client.connection import Connection, NoReply, connect
 from agentledger.client.errors import BadReply, LedgerError
 from agentledger.client.validation import actor as as_actor
@@ -88,13 +90,28 @@ def _actor_fields(cls: type[msgspec.Struct]) -> frozenset[str]:
     return frozenset(name for name, t in hints.items() if holds_actor(t))
 
 
+@dataclass(frozen=True)
+class Retry:
+    """A retry about to be made: the request's subject, the attempt that failed (1 for the first),
+    its error, and the seconds it waits before sending again."""
+
+    subject: str
+    attempt: int
+    error: LedgerError
+    pause: float
+
+
+OnRetry = Callable[[Retry], None]
+
+
 class _Sender:
     """Sends requests for the groups, with the retry rules above."""
 
     def __init__(self, connection: Connection, subjects: Subjects, tenant: str, actor: Actor, timeout: float,
-                 deadline: float) -> None:
+                 deadline: float, on_retry: OnRetry | None = None) -> None:
         self.connection, self.subjects, self.tenant = connection, subjects, tenant
         self.actor, self.timeout, self.deadline = actor, timeout, deadline
+        self.on_retry = on_retry
         self.position = 0  # the highest position a command of this client reached
         self.read_position = 0  # the highest read-model position a query reply reported
 
@@ -138,8 +155,12 @@ class _Sender:
             pause = random.uniform(0, min(BACKOFF[1], BACKOFF[0] * 2**attempt))
             if isinstance(error, NoReply):  # it may still be decided: never retry before the engine's bound
                 pause = max(pause, sent + DECIDE_WITHIN - loop.time())
+            elif isinstance(error, RateLimited):  # the engine says when a retry is likely to be taken
+                pause = max(pause, error.details.retry_after)
             if loop.time() + pause > give_up:
                 raise error
+            if self.on_retry is not None:
+                self.on_retry(Retry(subject, attempt, error, pause))
             await asyncio.sleep(pause)
 
     async def command(self, cls: type[Command], result: type[R], fields: dict[str, Any]) -> R:
@@ -233,10 +254,10 @@ class Ledger(Groups):
 
     def __init__(self, connection: Connection, *, tenant: str = DEFAULT_TENANT, prefix: str = DEFAULT_PREFIX,
                  stream: str = DEFAULT_STREAM, actor: Actor | str = DEFAULT_ACTOR, timeout: float = 5.0,
-                 deadline: float = 10.0) -> None:
+                 deadline: float = 10.0, on_retry: OnRetry | None = None) -> None:
         self._connection = connection
         self.tenant, self.prefix, self.stream = _checked(tenant, "tnt_", "tenant"), prefix, stream
-        self._sender = _Sender(connection, Subjects(prefix), tenant, _actor(actor), timeout, deadline)
+        self._sender = _Sender(connection, Subjects(prefix), tenant, _actor(actor), timeout, deadline, on_retry)
         super().__init__(self._sender)
         self.events = EventsFeed(self._sender)
         # open audit iterations, held so that `close()` can give back what they hold (one a caller
@@ -247,14 +268,15 @@ class Ledger(Groups):
     async def connect(cls, tenant: str | None = None, *, nats_url: str | None = None,
                       creds: str | os.PathLike[str] | None = None, prefix: str | None = None, stream: str | None = None,
                       actor: Actor | str | None = None, timeout: float = 5.0, deadline: float = 10.0,
-                      env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Ledger:
+                      env: Mapping[str, str] | None = None, cwd: Path | None = None,
+                      on_retry: OnRetry | None = None) -> Ledger:
         """Connect as `tenant`'s user whose credentials the lookup finds (see `credentials.find`).
 
         Defaults come from the environment: `NATS_URL` (else nats://127.0.0.1:4222),
         `AGENTLEDGER_TENANT` (tnt_default), `AGENTLEDGER_PREFIX` (ledger), `AGENTLEDGER_STREAM`
         (LEDGER), `AGENTLEDGER_ACTOR` (usr_client, the actor of commands that name none).
         `timeout` bounds connecting and each attempt of a request; a retry starts only within
-        `deadline` seconds of a call's first attempt.
+        `deadline` seconds of a call's first attempt; `on_retry` is called before each retry.
         Raises CredsFileMissing, NoCredentials, NotAuthorised, or Unavailable (ConnectionRefused at once)."""
         env = os.environ if env is None else env
         found = credentials.find(creds, env=env, cwd=cwd)
@@ -263,7 +285,8 @@ class Ledger(Groups):
         return cls(connection, tenant=tenant or env.get("AGENTLEDGER_TENANT") or DEFAULT_TENANT,
                    prefix=prefix or env.get("AGENTLEDGER_PREFIX") or DEFAULT_PREFIX,
                    stream=stream or env.get("AGENTLEDGER_STREAM") or DEFAULT_STREAM,
-                   actor=actor or env.get("AGENTLEDGER_ACTOR") or DEFAULT_ACTOR, timeout=timeout, deadline=deadline)
+                   actor=actor or env.get("AGENTLEDGER_ACTOR") or DEFAULT_ACTOR, timeout=timeout, deadline=deadline,
+                   on_retry=on_retry)
 
     @property
     def nc(self) -> Any:

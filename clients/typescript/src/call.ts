@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 
 import { ID_CHECKS } from "./api.js";
 import type * as C from "./contract.js";
-import { InvalidCommandError, type RefusalError, refusal, type WireError } from "./errors.js";
+import { InvalidCommandError, RateLimitedError, type RefusalError, refusal, type WireError } from "./errors.js";
 import { BadReplyError, LedgerError } from "./ledger-error.js";
 import type { Link } from "./link.js";
 import { NoReplyError } from "./unavailable.js";
@@ -137,6 +137,8 @@ export class Caller implements Requester {
         let delayMs = backoff(n);
         // no reply: the engine may still decide that attempt; never send the retry before it must have
         if (error instanceof NoReplyError) delayMs = Math.max(delayMs, sent + DECIDE_WITHIN_MS - Date.now());
+        // over its share or rate: the engine says when a retry is likely to be taken
+        else if (error instanceof RateLimitedError) delayMs = Math.max(delayMs, Math.ceil(error.details.retry_after * 1000));
         if (Date.now() + delayMs >= deadline) throw error;
         onRetry?.({ name, attempt: n, commandId, error, delayMs });
         await new Promise((resolve) => setTimeout(resolve, delayMs));

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import { type Ledger, NoReplyError, NoRespondersError, type RetryInfo, UnavailableError } from "../src/index.js";
+import { type Ledger, NoReplyError, NoRespondersError, RateLimitedError, type RetryInfo, UnavailableError } from "../src/index.js";
 import { control, fresh, member } from "./env.js";
 
 let ledger: Ledger;
@@ -96,5 +96,26 @@ test("past the deadline the last error is raised", async () => {
     assert.deepEqual(once, []); // no retry at all
   } finally {
     await control("start");
+  }
+});
+
+test("rate_limited: retried no sooner than its retry_after, and then taken", async () => {
+  await control("quota", { commands_per_second: 1 }); // the tenant may send one command a second
+  try {
+    const { project_id } = await ledger.project.create({ name: "rate" });
+    const retries: RetryInfo[] = [];
+    const reply = await ledger.command("thread.create", { project_id }, { onRetry: (r) => retries.push(r) });
+    const limited = retries.filter((r) => r.error instanceof RateLimitedError);
+    assert.ok(limited.length >= 1, "the second command within the second was refused");
+    for (const { error, delayMs, commandId } of limited) {
+      assert.ok(error instanceof RateLimitedError && error.details.limit === "commands_per_second");
+      assert.ok(delayMs >= error.details.retry_after * 1000, `waited ${delayMs} ms, retry_after ${error.details.retry_after} s`);
+      assert.equal(commandId, reply.command_id);
+    }
+    assert.equal(retries.length, 1); // the retry after retry_after was taken
+    const page = await ledger.events.read({ thread_id: reply.result.thread_id });
+    assert.equal(page.events.filter((e) => e.type === "thread.created").length, 1);
+  } finally {
+    await control("quota", { commands_per_second: null });
   }
 });
