@@ -10,8 +10,8 @@ make your provider, and collect it with pytest (needs pytest and pytest-asyncio)
 What it holds a provider to: create, pause, resume, destroy and fork are idempotent; a call
 repeated after a crash between the call and its recorded outcome (a new provider object on the
 same state) finds the first result and starts no second process; a sandbox is found again after
-a restart; `exec` returns output, exit code, sizes and digests, bounded, and stops at its
-timeout; `list` and `status` tell the reconciler what exists. The provider's config must allow
+a restart; `exec` returns output, exit code, sizes and digests, bounded, stops at its timeout
+and ends with its sandbox's destroy; `list` and `status` tell the reconciler what exists. The provider's config must allow
 `long_running[0]` and `shell` as programs.
 """
 
@@ -182,6 +182,18 @@ class ProviderConformance:
         await provider.create(ref, SandboxOptions())
         result = await provider.exec(ref, self.run("echo started; sleep 60 & sleep 60"), timeout=1)
         assert result.timed_out and result.exit_code is None and result.stdout == b"started\n"
+
+    async def test_a_destroy_ends_a_running_exec(self, provider: SandboxProvider) -> None:
+        ref = self.ref("end")
+        await provider.create(ref, SandboxOptions())
+        running = asyncio.ensure_future(provider.exec(ref, self.run("touch begun; sleep 30 & sleep 30"), timeout=120))
+        while (await provider.exec(ref, self.run("test -e begun"), timeout=30)).exit_code != 0:
+            assert not running.done(), running.result()
+            await asyncio.sleep(0.01)
+        await provider.destroy(ref)
+        result = await running  # at once, not after the program's 30 s (which would exit 0)
+        assert result.exit_code != 0 and not result.timed_out
+        assert not (await provider.status(ref)).exists
 
     async def test_exec_refuses_a_program_the_deployment_did_not_allow(self, provider: SandboxProvider) -> None:
         ref = self.ref("deny")

@@ -46,7 +46,7 @@ from agentledger.providers.base import (
     SandboxRef,
     SandboxStatus,
 )
-from agentledger.providers.execution import run_bounded
+from agentledger.providers.execution import Running, run_bounded
 from agentledger.schemas.ids import TENANT_RE, id_pattern
 from agentledger.schemas.sandboxes import ProviderCapabilities, SandboxOptions
 
@@ -174,6 +174,7 @@ class DirectoryProvider:
         self.commands = frozenset(config.commands)
         self.repos = tuple(Path(r).resolve() for r in config.repos)
         self.as_root = os.geteuid() == 0
+        self._execs: dict[SandboxRef, Running] = {}  # each sandbox's running execs
         self._prepare_root()
 
     @classmethod
@@ -378,12 +379,19 @@ class DirectoryProvider:
 
     async def _run(self, ref: SandboxRef, meta: LocalMeta, argv: list[str], timeout: float, stdin: bytes) -> ExecResult:
         workdir = Path(meta.location)
+        return await run_bounded(argv, stdin=stdin, timeout=timeout, limit=self.config.output_limit,
+                                 kill=self._kill_exec, running=self._running(ref), cwd=workdir, env=self._env(workdir),
+                                 start_new_session=True, **self._drop())
 
-        def kill(pid: int) -> None:
-            _signal_group(pid, signal.SIGKILL)
+    def _running(self, ref: SandboxRef) -> Running:
+        running = self._execs.get(ref)
+        if running is None:
+            running = self._execs[ref] = Running(self._kill_exec)
+        return running
 
-        return await run_bounded(argv, stdin=stdin, timeout=timeout, limit=self.config.output_limit, kill=kill,
-                                 cwd=workdir, env=self._env(workdir), start_new_session=True, **self._drop())
+    def _kill_exec(self, pid: int) -> None:
+        """An exec and whatever it started (its own process group)."""
+        _signal_group(pid, signal.SIGKILL)
 
     # -- the interface ----------------------------------------------------------------------
     async def create(self, ref: SandboxRef, options: SandboxOptions) -> str:
@@ -462,6 +470,9 @@ class DirectoryProvider:
     async def destroy(self, ref: SandboxRef) -> None:
         async with self._locked(ref):
             meta = self.meta(ref)
+            running = self._execs.pop(ref, None)
+            if running is not None:  # execs running now (or starting) end with their sandbox
+                running.end()
             await self._kill_started(ref)
             if meta is not None and _ours(meta.pid, meta.started):
                 _signal_group(meta.pid, signal.SIGKILL)

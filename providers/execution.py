@@ -31,13 +31,48 @@ class Capture:
                 self.head += chunk[:room]
 
 
+class Running:
+    """The execs running in one sandbox: `end()` (its sandbox is destroyed) kills them, and any
+    that starts after it, at once."""
+
+    def __init__(self, kill: Callable[[int], None]) -> None:
+        self.kill = kill
+        self.pids: set[int] = set()
+        self.ended = False
+
+    def add(self, pid: int) -> None:
+        self.pids.add(pid)
+        if self.ended:
+            self.kill(pid)
+
+    def discard(self, pid: int) -> None:
+        self.pids.discard(pid)
+
+    def end(self) -> None:
+        self.ended = True
+        for pid in list(self.pids):
+            self.kill(pid)
+
+
 async def run_bounded(argv: Sequence[str], *, stdin: bytes, timeout: float, limit: int,
-                      kill: Callable[[int], None], **popen: Any) -> ExecResult:
+                      kill: Callable[[int], None], running: Running | None = None, **popen: Any) -> ExecResult:
     """Run `argv` (popen options as for asyncio subprocesses), feed it `stdin`, wait at most
-    `timeout` seconds, then `kill(pid)` it and whatever it started."""
+    `timeout` seconds, then `kill(pid)` it and whatever it started. It is in `running` while it
+    runs, so that a destroy of its sandbox meanwhile ends it at once."""
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE, **popen)
+    if running is not None:
+        running.add(proc.pid)
+    try:
+        return await _bounded(proc, stdin, timeout, limit, kill, started)
+    finally:
+        if running is not None:
+            running.discard(proc.pid)
+
+
+async def _bounded(proc: asyncio.subprocess.Process, stdin: bytes, timeout: float, limit: int,
+                   kill: Callable[[int], None], started: float) -> ExecResult:
     out, err = Capture(limit), Capture(limit)
 
     async def feed() -> None:

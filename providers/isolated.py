@@ -217,13 +217,14 @@ class BubblewrapProvider(DirectoryProvider):
 
     async def _run(self, ref: SandboxRef, meta: LocalMeta, argv: list[str], timeout: float, stdin: bytes) -> ExecResult:
         workdir = Path(meta.location)
-
-        def kill(pid: int) -> None:  # bwrap's child dies with it (--die-with-parent), and its pid namespace too
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
         return await run_bounded(self._launcher(ref, workdir, argv, exec_=True), stdin=stdin, timeout=timeout,
-                                 limit=self.config.output_limit, kill=kill, cwd=workdir, env={}, start_new_session=True)
+                                 limit=self.config.output_limit, kill=self._kill_exec, running=self._running(ref),
+                                 cwd=workdir, env={}, start_new_session=True)
+
+    def _kill_exec(self, pid: int) -> None:
+        """bwrap's child dies with it (--die-with-parent), and its pid namespace with everything in it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
     async def list(self) -> list[SandboxRef]:
         found = set(await super().list())
