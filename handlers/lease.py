@@ -35,6 +35,7 @@ class Lease:
         self._until = 0.0
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.taken = 0  # times this replica took the lease
 
     def held(self) -> bool:
@@ -46,6 +47,7 @@ class Lease:
         except nats.js.errors.BucketNotFoundError:
             self._kv = await self.js.create_key_value(KeyValueConfig(
                 bucket=self.bucket, history=1, ttl=self.ttl, storage=StorageType.FILE, replicas=self.replicas))
+        self._stopping = False
         await self._attempt()
         self._task = asyncio.create_task(self._keep(), name=f"lease-{self.key}")
 
@@ -72,14 +74,18 @@ class Lease:
             log.warning("lease %s: %s: %s", self.key, type(e).__name__, e)
 
     async def _keep(self) -> None:
-        while True:
+        """Renew until stopped. The flag, not only the cancellation, ends it: a request to the
+        server can turn a cancellation into an error of its own, which `_attempt` handles."""
+        while not self._stopping:
             await asyncio.sleep(self.ttl / 4)
-            await self._attempt()
+            if not self._stopping:
+                await self._attempt()
 
     async def stop(self, release: bool = True) -> None:
         """Stop renewing. `release` deletes the key, so another replica takes over at its next
         attempt; without it (the server is out of reach anyway) the lease lapses by itself, and this
         replica stops counting itself the holder before the key can expire."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

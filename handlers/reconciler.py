@@ -54,6 +54,7 @@ class Reconciler:
         self.runs = 0
         self.failures = 0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def _ask(self, tenant: str, query: Query_, result: type[R]) -> R | None:
         """The query's result; None for `not_found`; any other refusal ends this pass (tried again next time)."""
@@ -125,18 +126,23 @@ class Reconciler:
         return report
 
     async def _loop(self) -> None:
-        while True:
+        """Until stopped: the flag ends it, since a request can turn a cancellation into an error
+        of its own, which a failed pass is."""
+        while not self._stopping:
             try:
                 await self.run_once()
             except Exception as e:  # a failed pass is tried again next time
                 self.failures += 1
                 log.warning("reconciler pass failed: %s: %s", type(e).__name__, e)
-            await asyncio.sleep(self.every)
+            if not self._stopping:
+                await asyncio.sleep(self.every)
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="sandbox-reconciler")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

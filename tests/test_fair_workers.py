@@ -175,7 +175,11 @@ async def test_one_tenants_events_stay_in_order_across_two_replicas_and_a_hand_o
 
 async def _all_paused(client: Client_, sessions: list[str]) -> bool:
     for sid in sessions:
-        view = (await client.qry("sandbox.get", sandbox_id=f"sbx_{sid[4:]}"))["result"]["sandbox"]
+        reply = await client.qry("sandbox.get", sandbox_id=f"sbx_{sid[4:]}")
+        if not reply["ok"]:  # not_found until the process manager (the one taking over) asks for it
+            assert reply["error"]["code"] == "not_found", reply
+            return False
+        view = reply["result"]["sandbox"]
         if view["status"] != "paused" or view["pending"]:
             return False
     return True

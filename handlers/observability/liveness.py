@@ -23,8 +23,10 @@ class ReadCheck:
         self.interval = min(1.0, stall / 4)
         self.last_echo = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self, nc: Client) -> None:
+        self._stopping = False
         inbox = nc.new_inbox()
 
         async def echoed(_: Msg) -> None:
@@ -34,12 +36,13 @@ class ReadCheck:
         self._task = asyncio.create_task(self._run(nc, inbox), name=f"agentledger-read-check-{self.name}")
 
     def stop(self) -> None:
+        self._stopping = True  # a cancellation a publish turned into its own error would not end the loop
         if self._task is not None:
             self._task.cancel()
             self._task = None
 
     async def _run(self, nc: Client, inbox: str) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.interval)
             if not nc.is_connected:  # down or reconnecting: the reconnect budget decides
                 self.last_echo = time.monotonic()
