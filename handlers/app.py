@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from agentledger.engine.service import CommandService
 from agentledger.engine.snapshots import SnapshotStore
 from agentledger.engine.store import RawEvent
 from agentledger.handlers.auth.identity import TenantDirectory
-from agentledger.handlers.auth.keys import snapshot_key
+from agentledger.handlers.auth.keys import open_snapshot_key, snapshot_key
 from agentledger.handlers.auth.permissions import EFFECTS_INBOX
 from agentledger.handlers.config import EngineConfig
 from agentledger.handlers.pipeline import RequestPipeline
@@ -89,11 +88,13 @@ class Engine(LedgerProcess):
 
     def _snapshot_key(self) -> bytes:
         """From the engine's credentials, so every replica with the deployment's engine.creds seals and
-        verifies alike; without credentials (a server without authentication) a key of this process's own."""
+        verifies alike; without credentials (a server without authentication, where any client may
+        write the log itself) a key every engine derives from the stream's name."""
         cfg = self.config
         if cfg.creds is None:
-            log.warning("no credentials: snapshots are sealed with a key of this process only")
-            return os.urandom(32)
+            log.warning("no credentials: snapshots are sealed with a key any engine derives (a server without "
+                        "authentication lets any client write the log and its snapshots)")
+            return open_snapshot_key(cfg.stream)
         return snapshot_key(Path(cfg.creds).read_text(), cfg.stream)
 
     async def start(self, serve: bool = True) -> None:

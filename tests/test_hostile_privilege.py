@@ -439,3 +439,40 @@ async def test_readiness_reports_a_missing_consumer_until_it_is_back(
 
 async def _equals(value: Any, expected: Any) -> bool:
     return await value == expected
+
+
+async def test_without_authentication_a_restarted_engine_keeps_the_snapshots(tmp_path: Path) -> None:
+    """A server without authentication (any client may write the log there, so a seal guards
+    nothing): engines derive one key from the stream, and a restart restores what the last one
+    sealed instead of refusing it and reading every boundary from the log again."""
+    from agentledger.handlers.nats_server import free_port
+
+    server = EmbeddedNats(tmp_path / "nats", port=free_port())
+    await server.start()
+    config = EngineConfig(prefix="open", stream="OPEN", nats_url=server.url, snapshot_every=5)
+    try:
+        first = Engine(config)
+        await first.start()
+        assert first.nc is not None
+        client = Client_(first.nc, config)
+        await client.setup_thread()
+        for n in range(6):
+            await client.ok("session.create", thread_id="thd_t1", session_id=f"ses_s{n}", owner=AGENT)
+        await client.ok("session.start", session_id="ses_s0")
+        boundary = config.subjects.thread_filter("tnt_acme", "thd_t1")
+        assert first.models.snapshots is not None
+        written = first.models.snapshots
+        assert await eventually(lambda: written.get(boundary), "a snapshot of the thread")
+        await first.stop()
+        second = Engine(config)
+        await second.start()
+        try:
+            assert second.nc is not None
+            again = Client_(second.nc, config)
+            refused = await again.cmd("thread.archive", thread_id="thd_t1")
+            assert refused["error"]["code"] == "thread_not_empty", refused
+            assert second.models.snapshots is not None and second.models.snapshots.quarantined == 0
+        finally:
+            await second.stop()
+    finally:
+        await server.stop()

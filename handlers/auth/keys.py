@@ -105,6 +105,13 @@ def snapshot_key(creds_text: str, stream: str) -> bytes:
     return hmac.new(seed, b"agentledger snapshots v1\0" + stream.encode(), hashlib.sha256).digest()
 
 
+def open_snapshot_key(stream: str) -> bytes:
+    """The key of a deployment without authentication: every engine derives it from the stream's
+    name alone. It guards against nothing (there, any client may write the log itself), but keeps
+    snapshots usable across restarts and replicas; with authentication, `snapshot_key`."""
+    return hmac.new(b"agentledger snapshots without authentication v1", stream.encode(), hashlib.sha256).digest()
+
+
 def is_user_key(key: str) -> bool:
     """A user's public nkey (`U…`, 56 characters of base32 with its checksum)."""
     if len(key) != 56 or not key.startswith("U"):
