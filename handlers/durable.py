@@ -58,6 +58,7 @@ from agentledger.handlers.fairness import Turns
 from agentledger.handlers.lease import Lease
 from agentledger.handlers.observability import tracing
 from agentledger.handlers.parking import ParkingLot
+from agentledger.handlers.tasks import ended
 from agentledger.schemas.common import ParkedMessage
 from agentledger.schemas.events import Envelope
 
@@ -405,12 +406,7 @@ class DurableWorker:
         the loop treats as "nothing yet", so cancelling alone may not end it."""
         self._stopping = True
         taken = deque(msg for queue in self._queues.values() for msg in queue)
-        tasks = [t for t in (self._task, self._keeping, self._watching, *self._lanes) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await ended(self._task, self._keeping, self._watching, *self._lanes)
         await self._hand_back(taken)  # not finished here: another replica may take them now (acked ones stay acked)
         if self.gate is not None:
             await self.gate.stop()

@@ -21,6 +21,8 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
+from agentledger.handlers.tasks import ended
+
 log = logging.getLogger("agentledger.lease")
 
 
@@ -86,11 +88,8 @@ class Lease:
         attempt; without it (the server is out of reach anyway) the lease lapses by itself, and this
         replica stops counting itself the holder before the key can expire."""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await ended(self._task)
+        self._task = None
         if not release:
             return
         if self._revision is not None and self._kv is not None:

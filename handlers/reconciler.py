@@ -14,7 +14,6 @@ is left to the effect handler. One sandbox root serves one deployment's ledger.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ import msgspec
 from agentledger.handlers.durable import DurableWorker
 from agentledger.handlers.effects import Query
 from agentledger.handlers.process_manager import Send
+from agentledger.handlers.tasks import ended
 from agentledger.providers.base import SandboxProvider, SandboxRef
 from agentledger.schemas.commands import SandboxDestroy
 from agentledger.schemas.common import Actor
@@ -143,11 +143,8 @@ class Reconciler:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await ended(self._task)
+        self._task = None
 
 
 class EffectsWorker(DurableWorker):

@@ -147,15 +147,7 @@ def build_helpers(saver: BaseCheckpointSaver[Any], ran: list[tuple[str, str]]) -
         await asyncio.sleep(0.05)  # still running while its sibling starts
         return {"done": [state["item"]]}
 
-    helper = StateGraph(Item)
-    helper.add_node("work", work)
-    helper.add_edge(START, "work")
-    helper.add_edge("work", END)
-    graph = StateGraph(Items)
-    graph.add_node("helper", helper.compile())
-    graph.add_conditional_edges(START, lambda s: [Send("helper", {"item": i}) for i in s["items"]], ["helper"])
-    graph.add_edge("helper", END)
-    return graph.compile(checkpointer=saver)
+    return _one_task_per_item(saver, "work", work)
 
 
 def build_recording(saver: BaseCheckpointSaver[Any], ran: list[tuple[str, str]]) -> Graph:
@@ -173,10 +165,15 @@ def build_asking(saver: BaseCheckpointSaver[Any]) -> Graph:
         item = state["item"]
         return {"done": [f"{item}: {interrupt(f'may I {item}?')}"]}
 
+    return _one_task_per_item(saver, "ask", ask_item)
+
+
+def _one_task_per_item(saver: BaseCheckpointSaver[Any], name: str, node: Any) -> Graph:
+    """A root that sends each of its items to a subgraph of one node, as a task of its own."""
     helper = StateGraph(Item)
-    helper.add_node("ask", ask_item)
-    helper.add_edge(START, "ask")
-    helper.add_edge("ask", END)
+    helper.add_node(name, node)
+    helper.add_edge(START, name)
+    helper.add_edge(name, END)
     graph = StateGraph(Items)
     graph.add_node("helper", helper.compile())
     graph.add_conditional_edges(START, lambda s: [Send("helper", {"item": i}) for i in s["items"]], ["helper"])
