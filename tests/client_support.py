@@ -20,8 +20,7 @@ from agentledger.client import Ledger
 from agentledger.handlers.auth.keys import Deployment
 from agentledger.handlers.config import EngineConfig
 from tests.conftest import Tenants
-
-HANG = 60  # a step still running after this long is stuck
+from tests.fresh_support import HANG, serving
 
 
 async def creds_file(deployment: Deployment, tenants: Tenants, directory: Path, tenant: str = "tnt_acme",
@@ -70,33 +69,6 @@ async def wiretap(nc: Client, config: EngineConfig) -> AsyncIterator[Wiretap]:
         yield tap
     finally:
         await sub.unsubscribe()
-
-
-@contextlib.asynccontextmanager
-async def serving(directory: Path) -> AsyncIterator[dict[str, str]]:
-    """`agentledger serve` started in `directory` as `make run` starts it (the venv linked in; only
-    the port differs): yields the environment of a second terminal there."""
-    import os
-    import signal
-    import sys
-
-    from agentledger.handlers.nats_server import free_port
-
-    (directory / ".venv").symlink_to(Path(sys.executable).parent.parent)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTLEDGER_", "NATS_"))}
-    env |= {"COLUMNS": "200", "NO_COLOR": "1"}
-    server = await asyncio.create_subprocess_exec(".venv/bin/agentledger", "serve", "--port", str(port), cwd=directory,
-                                                  env=env, stdout=asyncio.subprocess.PIPE,
-                                                  stderr=(directory / "serve.log").open("wb"))
-    try:
-        assert server.stdout is not None
-        line = await asyncio.wait_for(server.stdout.readline(), HANG)
-        assert line.startswith(b"agentledger ready"), line
-        yield env | {"NATS_URL": f"nats://127.0.0.1:{port}"}
-    finally:
-        server.send_signal(signal.SIGINT)
-        await asyncio.wait_for(server.wait(), HANG)
 
 
 def doc_section(doc: str, heading: str) -> str:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import signal
-import sys
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator
@@ -222,22 +219,7 @@ async def stream_messages(nc: Client, stream: str) -> int:
 @pytest.fixture
 async def fresh(tmp_path: Path) -> AsyncIterator[tuple[Path, dict[str, str]]]:
     """A directory like a fresh checkout (the venv linked in) with `agentledger serve` running in it."""
-    from tests.fresh_support import HANG
-    from tests.sandbox_support import destroy_all
+    from tests.fresh_support import serving
 
-    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTLEDGER_", "NATS_"))}
-    env |= {"COLUMNS": "200", "NO_COLOR": "1"}
-    server = await asyncio.create_subprocess_exec(".venv/bin/agentledger", "serve", "--port", str(port), cwd=tmp_path,
-                                                  env=env, stdout=asyncio.subprocess.PIPE,
-                                                  stderr=(tmp_path / "serve.log").open("wb"))
-    try:
-        assert server.stdout is not None
-        line = await asyncio.wait_for(server.stdout.readline(), HANG)
-        assert line.startswith(b"agentledger ready"), line
-        yield tmp_path, env | {"NATS_URL": f"nats://127.0.0.1:{port}"}  # the second terminal
-    finally:
-        server.send_signal(signal.SIGINT)
-        await asyncio.wait_for(server.wait(), HANG)
-        await destroy_all(tmp_path / ".agentledger" / "sandboxes")  # sandboxes outlive the engine: not the test
+    async with serving(tmp_path) as env:
+        yield tmp_path, env  # the second terminal
